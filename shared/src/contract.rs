@@ -1,0 +1,160 @@
+//! The cross-filter contract: what each filter publishes as Envoy filter state.
+//!
+//! A filter publishes its decision with `set_property(<name>, json)`; Envoy
+//! stores it as filter state `wasm.<name>`, later filters in the chain read it
+//! with `get_property`, and Envoy's access log can print it with
+//! `%FILTER_STATE(wasm.<name>:PLAIN)%`. Clients cannot write filter state, so
+//! nothing here can be forged by a request header.
+//!
+//! | property | written by | type |
+//! |---|---|---|
+//! | `palisade.identity` | jwt, only for a verified token | [`Identity`] |
+//! | `palisade.mfa` | mfa | [`MfaDecision`] |
+//! | `palisade.ratelimit` | ratelimit | [`RateLimitDecision`] |
+//! | `palisade.waf` | waf | [`WafDecision`] |
+//! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
+//! | `palisade.audit` | audit | the finished audit record |
+
+use serde::{Deserialize, Serialize};
+
+/// Property name of the verified identity.
+pub const IDENTITY: &str = "palisade.identity";
+/// Property name of the MFA step-up decision.
+pub const MFA: &str = "palisade.mfa";
+/// Property name of the rate-limit decision.
+pub const RATELIMIT: &str = "palisade.ratelimit";
+/// Property name of the WAF decision.
+pub const WAF: &str = "palisade.waf";
+/// Property name of the refusal, written by the filter that refused.
+pub const DENIAL: &str = "palisade.denial";
+/// Property name of the finished audit record.
+pub const AUDIT: &str = "palisade.audit";
+
+/// The identity of a verified bearer token. Written only after the token's
+/// signature, issuer, audience and times have been checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Identity {
+    /// The configured provider that verified the token.
+    pub provider: String,
+    /// `iss`.
+    pub iss: String,
+    /// `sub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// `aud`, always as a list.
+    pub aud: Vec<String>,
+    /// `client_id` (RFC 9068) or `azp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Scopes, from `scope` (space separated) or `scp` (array).
+    pub scope: Vec<String>,
+    /// `acr`: the authentication context class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// `amr`: the authentication methods (RFC 8176).
+    pub amr: Vec<String>,
+    /// `auth_time`, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// `exp`, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// `jti`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// The MFA step-up filter's decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MfaDecision {
+    /// The policy that applied.
+    pub policy: String,
+    /// `passed`, `challenged` or `unauthenticated`.
+    pub outcome: String,
+    /// The acr values the policy asked for.
+    pub required_acr: Vec<String>,
+    /// The policy's `max_age` in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+}
+
+/// The rate-limit filter's decision: the most restrictive matching rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitDecision {
+    /// The rule's name.
+    pub rule: String,
+    /// Whether the request was (or, in shadow mode, would have been) refused.
+    pub limited: bool,
+    /// Whether the rule is in shadow mode (counted, never refused).
+    pub shadow: bool,
+    /// Tokens left in the bucket.
+    pub remaining: u64,
+    /// Seconds until the bucket is full again (or has a token, when limited).
+    pub reset: u64,
+}
+
+/// One signature that matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WafMatch {
+    /// The rule id.
+    pub rule_id: u32,
+    /// The rule family (`sqli`, `xss`, ...).
+    pub family: String,
+    /// Where it matched, such as `args:q` or `header:user-agent`.
+    pub location: String,
+}
+
+/// The WAF's decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WafDecision {
+    /// The inbound anomaly score.
+    pub score: u32,
+    /// The signatures that matched.
+    pub matches: Vec<WafMatch>,
+    /// `allowed`, `blocked`, `detected` (detect-only mode) or `csrf_blocked`.
+    pub action: String,
+}
+
+/// A request refused by a filter: which one, with what status, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Denial {
+    /// The filter that refused: `jwt`, `mfa`, `ratelimit`, `waf`.
+    pub filter: String,
+    /// The HTTP status it answered with.
+    pub status: u16,
+    /// A short machine-readable reason, such as `token_expired`.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_round_trips_and_skips_absent_claims() {
+        let id = Identity {
+            provider: "corp".into(),
+            iss: "https://idp".into(),
+            sub: Some("alice".into()),
+            aud: vec!["api".into()],
+            ..Identity::default()
+        };
+        let json = serde_json::to_string(&id).unwrap();
+        assert!(!json.contains("acr"), "{json}");
+        let back: Identity = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, id);
+    }
+
+    #[test]
+    fn decisions_tolerate_missing_fields() {
+        let d: Denial = serde_json::from_str(r#"{"filter":"waf"}"#).unwrap();
+        assert_eq!(d.filter, "waf");
+        assert_eq!(d.status, 0);
+    }
+}

@@ -1,0 +1,29 @@
+//! # palisade-shared
+//!
+//! What two or more Palisade filters need, and nothing else:
+//!
+//! - [`config`]: JSON plugin configuration with errors that name the field path;
+//! - [`matcher`]: the request rule matcher (host, path, method, route name) that
+//!   every filter uses to pick its per-route policy;
+//! - [`contract`]: the filter-state properties the filters publish for each
+//!   other and for the audit log (`palisade.identity`, `palisade.waf`, ...);
+//! - [`problem`]: RFC 9457 problem bodies for local replies;
+//! - [`forwarded`]: the client address behind trusted proxies (`X-Forwarded-For`);
+//! - [`store`]: compare-and-swap updates over proxy-wasm shared data;
+//! - [`time`]: RFC 3339 timestamps without a clock (time comes in as an argument);
+//! - [`host`] (feature `proxy-wasm`): the thin layer over host calls that every
+//!   adapter uses: properties, filter state, metrics, local replies, the panic hook.
+//!
+//! Everything outside [`host`] is pure: no host calls, no clocks, so the filter
+//! cores that build on it run natively under `cargo test`.
+
+pub mod config;
+pub mod contract;
+pub mod forwarded;
+pub mod matcher;
+pub mod problem;
+pub mod store;
+pub mod time;
+
+#[cfg(feature = "proxy-wasm")]
+pub mod host;
