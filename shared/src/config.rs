@@ -31,7 +31,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration at `{}`: {}", self.path, self.message)
+        write!(
+            f,
+            "invalid configuration at `{}`: {}",
+            self.path, self.message
+        )
     }
 }
 
@@ -53,7 +57,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
             message: e.into_inner().to_string(),
         }
     })?;
-    de.end().map_err(|e| ConfigError::invalid(".", e.to_string()))?;
+    de.end()
+        .map_err(|e| ConfigError::invalid(".", e.to_string()))?;
     Ok(parsed)
 }
 

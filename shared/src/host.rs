@@ -4,6 +4,11 @@
 //! unexpected host status, and a panic in a wasm VM takes down every request
 //! it serves. These wrappers call `proxy_wasm::hostcalls` directly and turn a
 //! failure into `None` or an error value that the adapter handles.
+//!
+//! Header maps are read with the SDK's `*_bytes` calls and converted lossily:
+//! the plain `get_map` / `get_map_value` unwrap `String::from_utf8`, so one
+//! client header with a non-UTF-8 byte (legal obs-text) would panic the VM.
+//! Adapters read headers only through these functions.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, MetricType, Status};
@@ -50,16 +55,51 @@ pub fn set_filter_state(name: &str, value: &[u8]) -> Result<(), Status> {
     hostcalls::set_property(vec![name], Some(value))
 }
 
-/// A request header, `None` when absent.
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
         .ok()
         .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// All request headers, empty when unavailable.
+fn headers(map: MapType) -> Vec<(String, String)> {
+    hostcalls::get_map_bytes(map)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect()
+}
+
+/// A request header (non-UTF-8 bytes replaced), `None` when absent.
+pub fn request_header(name: &str) -> Option<String> {
+    header(MapType::HttpRequestHeaders, name)
+}
+
+/// All request headers in order, pseudo-headers included (`:path`, ...).
 pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    headers(MapType::HttpRequestHeaders)
+}
+
+/// A response header, `None` when absent.
+pub fn response_header(name: &str) -> Option<String> {
+    header(MapType::HttpResponseHeaders, name)
+}
+
+/// All response headers in order.
+pub fn response_headers() -> Vec<(String, String)> {
+    headers(MapType::HttpResponseHeaders)
+}
+
+/// The plugin configuration bytes, empty when there is none.
+pub fn plugin_configuration() -> Vec<u8> {
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// Sets (replaces) a request header toward the upstream.
@@ -79,7 +119,9 @@ pub fn add_response_header(name: &str, value: &str) {
 
 /// Sends a local reply instead of forwarding the request.
 pub fn send_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
-    if let Err(status_err) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
+    if let Err(status_err) =
+        hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body))
+    {
         log(
             LogLevel::Error,
             &format!("palisade: could not send local reply {status}: {status_err:?}"),

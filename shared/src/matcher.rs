@@ -238,22 +238,78 @@ mod tests {
     fn table() {
         let cases: &[(&str, RequestView, bool)] = &[
             ("{}", view("GET", "a", "/", ""), true),
-            (r#"{"host":"API.example.com"}"#, view("GET", "api.example.com:8443", "/", ""), true),
-            (r#"{"host":"api.example.com"}"#, view("GET", "www.example.com", "/", ""), false),
-            (r#"{"host":"*.example.com"}"#, view("GET", "a.b.example.com", "/", ""), true),
-            (r#"{"host":"*.example.com"}"#, view("GET", "example.com", "/", ""), false),
-            (r#"{"host":"*.example.com"}"#, view("GET", "badexample.com", "/", ""), false),
+            (
+                r#"{"host":"API.example.com"}"#,
+                view("GET", "api.example.com:8443", "/", ""),
+                true,
+            ),
+            (
+                r#"{"host":"api.example.com"}"#,
+                view("GET", "www.example.com", "/", ""),
+                false,
+            ),
+            (
+                r#"{"host":"*.example.com"}"#,
+                view("GET", "a.b.example.com", "/", ""),
+                true,
+            ),
+            (
+                r#"{"host":"*.example.com"}"#,
+                view("GET", "example.com", "/", ""),
+                false,
+            ),
+            (
+                r#"{"host":"*.example.com"}"#,
+                view("GET", "badexample.com", "/", ""),
+                false,
+            ),
             (r#"{"host":"::1"}"#, view("GET", "[::1]:80", "/", ""), true),
-            (r#"{"path":{"prefix":"/api"}}"#, view("GET", "h", "/api/v1?x=/y", ""), true),
-            (r#"{"path":{"prefix":"/api"}}"#, view("GET", "h", "/ap?/api", ""), false),
-            (r#"{"path":{"exact":"/login"}}"#, view("GET", "h", "/login?next=/", ""), true),
-            (r#"{"path":{"exact":"/login"}}"#, view("GET", "h", "/login/", ""), false),
-            (r#"{"path":{"regex":"/users/[0-9]+"}}"#, view("GET", "h", "/users/42", ""), true),
-            (r#"{"path":{"regex":"/users/[0-9]+"}}"#, view("GET", "h", "/users/42/x", ""), false),
-            (r#"{"methods":["post","PUT"]}"#, view("POST", "h", "/", ""), true),
+            (
+                r#"{"path":{"prefix":"/api"}}"#,
+                view("GET", "h", "/api/v1?x=/y", ""),
+                true,
+            ),
+            (
+                r#"{"path":{"prefix":"/api"}}"#,
+                view("GET", "h", "/ap?/api", ""),
+                false,
+            ),
+            (
+                r#"{"path":{"exact":"/login"}}"#,
+                view("GET", "h", "/login?next=/", ""),
+                true,
+            ),
+            (
+                r#"{"path":{"exact":"/login"}}"#,
+                view("GET", "h", "/login/", ""),
+                false,
+            ),
+            (
+                r#"{"path":{"regex":"/users/[0-9]+"}}"#,
+                view("GET", "h", "/users/42", ""),
+                true,
+            ),
+            (
+                r#"{"path":{"regex":"/users/[0-9]+"}}"#,
+                view("GET", "h", "/users/42/x", ""),
+                false,
+            ),
+            (
+                r#"{"methods":["post","PUT"]}"#,
+                view("POST", "h", "/", ""),
+                true,
+            ),
             (r#"{"methods":["POST"]}"#, view("GET", "h", "/", ""), false),
-            (r#"{"route_name":"admin"}"#, view("GET", "h", "/", "admin"), true),
-            (r#"{"route_name":"admin"}"#, view("GET", "h", "/", ""), false),
+            (
+                r#"{"route_name":"admin"}"#,
+                view("GET", "h", "/", "admin"),
+                true,
+            ),
+            (
+                r#"{"route_name":"admin"}"#,
+                view("GET", "h", "/", ""),
+                false,
+            ),
             (
                 r#"{"host":"h","path":{"prefix":"/a"},"methods":["GET"],"route_name":"r"}"#,
                 view("GET", "h", "/a", "r"),
@@ -261,7 +317,11 @@ mod tests {
             ),
         ];
         for (json, request, expected) in cases {
-            assert_eq!(compile(json).matches(request), *expected, "{json} vs {request:?}");
+            assert_eq!(
+                compile(json).matches(request),
+                *expected,
+                "{json} vs {request:?}"
+            );
         }
     }
 
@@ -271,10 +331,16 @@ mod tests {
             let m: RequestMatch = serde_json::from_str(json).unwrap();
             RequestMatcher::compile(&m, "rules[3].match").unwrap_err()
         };
-        assert_eq!(bad(r#"{"path":{"regex":"("}}"#).path, "rules[3].match.path.regex");
+        assert_eq!(
+            bad(r#"{"path":{"regex":"("}}"#).path,
+            "rules[3].match.path.regex"
+        );
         assert_eq!(bad(r#"{"host":""}"#).path, "rules[3].match.host");
         assert_eq!(bad(r#"{"host":"*."}"#).path, "rules[3].match.host");
-        assert_eq!(bad(r#"{"methods":["GET","P OST"]}"#).path, "rules[3].match.methods[1]");
+        assert_eq!(
+            bad(r#"{"methods":["GET","P OST"]}"#).path,
+            "rules[3].match.methods[1]"
+        );
         assert!(serde_json::from_str::<RequestMatch>(r#"{"paht":{}}"#).is_err());
         assert!(serde_json::from_str::<RequestMatch>(r#"{"path":{"suffix":"x"}}"#).is_err());
     }

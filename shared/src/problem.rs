@@ -57,7 +57,8 @@ impl Problem {
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain strings and integers cannot fail; fall back to a
         // minimal body rather than panic if it ever did.
-        serde_json::to_vec(self).unwrap_or_else(|_| format!("{{\"status\":{}}}", self.status).into_bytes())
+        serde_json::to_vec(self)
+            .unwrap_or_else(|_| format!("{{\"status\":{}}}", self.status).into_bytes())
     }
 }
 

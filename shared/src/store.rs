@@ -140,24 +140,51 @@ mod tests {
     #[test]
     fn writes_when_uncontended() {
         let store = MemoryStore::new();
-        assert_eq!(update(&store, "k", 3, increment), UpdateOutcome::Done { result: 1, retries: 0 });
-        assert_eq!(update(&store, "k", 3, increment), UpdateOutcome::Done { result: 2, retries: 0 });
+        assert_eq!(
+            update(&store, "k", 3, increment),
+            UpdateOutcome::Done {
+                result: 1,
+                retries: 0
+            }
+        );
+        assert_eq!(
+            update(&store, "k", 3, increment),
+            UpdateOutcome::Done {
+                result: 2,
+                retries: 0
+            }
+        );
     }
 
     #[test]
     fn retries_on_mismatch_then_gives_up() {
         let store = MemoryStore::new();
         store.inject_conflicts(2);
-        assert_eq!(update(&store, "k", 3, increment), UpdateOutcome::Done { result: 1, retries: 2 });
+        assert_eq!(
+            update(&store, "k", 3, increment),
+            UpdateOutcome::Done {
+                result: 1,
+                retries: 2
+            }
+        );
         store.inject_conflicts(10);
-        assert_eq!(update(&store, "k", 3, increment), UpdateOutcome::RetriesExhausted { retries: 3 });
+        assert_eq!(
+            update(&store, "k", 3, increment),
+            UpdateOutcome::RetriesExhausted { retries: 3 }
+        );
     }
 
     #[test]
     fn nothing_to_write_is_done() {
         let store = MemoryStore::new();
         let out = update(&store, "k", 0, |_| ("unchanged", None));
-        assert_eq!(out, UpdateOutcome::Done { result: "unchanged", retries: 0 });
+        assert_eq!(
+            out,
+            UpdateOutcome::Done {
+                result: "unchanged",
+                retries: 0
+            }
+        );
         assert!(store.is_empty());
     }
 

@@ -1,1 +1,30 @@
-//! harness
+//! # palisade-e2e
+//!
+//! End-to-end tests run the built `.wasm` modules in a real Envoy on loopback,
+//! in front of a real upstream, and check what a client really gets back.
+//!
+//! - [`EchoUpstream`]: an in-process HTTP/1.1 server that answers every request
+//!   with the request it received, as JSON;
+//! - [`EnvoyConfig`]: builds an Envoy config (listener, filter chain, routes,
+//!   clusters) on free ports; [`EnvoyConfig::start`] runs Envoy and waits until
+//!   its admin `/ready` says LIVE;
+//! - [`Envoy`]: send requests, read stats and the access log; dropping it kills
+//!   Envoy, and prints Envoy's own log when the test is failing;
+//! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
+//!   bytes a test asks for.
+//!
+//! Modules come from `$PALISADE_DIST` (set by the Makefile), else `<repo>/dist`;
+//! Envoy from `$ENVOY_BIN`, else `<repo>/.tools/bin/envoy`, else `envoy` on PATH.
+
+// A test harness: a failure must stop the test loudly, so panicking is right here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod echo;
+mod envoy;
+mod http;
+mod paths;
+
+pub use echo::EchoUpstream;
+pub use envoy::{Envoy, EnvoyConfig};
+pub use http::{send, send_raw, Request, Response};
+pub use paths::{dist_dir, envoy_bin, module_path, repo_root, shared_corpora};
