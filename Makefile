@@ -16,7 +16,10 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy run token test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy run test test-unit test-e2e lint fmt bench clean
+
+# The audit schema of the demo: palisade, ecs or ocsf.
+AUDIT_SCHEMA ?= palisade
 
 help:
 	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
@@ -47,6 +50,32 @@ envoy:
 	  ln -sf "$$(find $(TOOLS)/envoy/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $(TOOLS)/bin/envoy; \
 	fi
 	@"$(ENVOY_BIN)" --version 2>&1 | grep -m1 version
+
+run: build envoy
+	cargo build --release -p palisade-e2e --bin echo-upstream
+	@mkdir -p .run
+	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' envoy/demo.yaml > .run/demo.yaml
+	scripts/demo.sh .run/demo.yaml
+
+# Unit tests of every core without the proxy-wasm SDK, then the end-to-end
+# tests against a real Envoy running the built modules.
+test: test-unit test-e2e
+
+test-unit:
+	cargo test --workspace --exclude palisade-e2e --no-default-features
+	cargo test -p palisade-e2e --lib
+
+test-e2e: build envoy
+	cargo test -p palisade-e2e --tests
+
+lint: wasm-target
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --exclude palisade-e2e --all-targets --no-default-features -- -D warnings
+	cargo clippy --workspace --exclude palisade-e2e --target $(WASM_TARGET) -- -D warnings
+
+fmt:
+	cargo fmt --all
 
 clean:
 	cargo clean

@@ -1,0 +1,575 @@
+//! The audit record: what the adapter gathered, redacted and assembled.
+
+use std::collections::BTreeMap;
+
+use palisade_shared::contract::{Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use palisade_shared::forwarded::{client_address, forwarded_chain, ip_of};
+use palisade_shared::time::rfc3339_millis;
+use serde::Serialize;
+
+use crate::config::{AuditConfig, NEVER_LOGGED_HEADERS};
+use crate::redact::{redact_url, split_target, strip_authority_userinfo};
+
+/// Everything the adapter read from Envoy about one finished request. Raw:
+/// nothing here is redacted yet, and nothing here is ever logged as is.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// When the request started, milliseconds since the epoch.
+    pub start_unix_ms: i64,
+    /// How long the stream lasted, in nanoseconds.
+    pub duration_ns: Option<i64>,
+    /// `x-request-id`.
+    pub request_id: Option<String>,
+    /// `:method`.
+    pub method: Option<String>,
+    /// `:scheme`.
+    pub scheme: Option<String>,
+    /// `:authority`.
+    pub authority: Option<String>,
+    /// `:path`, with its query.
+    pub path: Option<String>,
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub protocol: Option<String>,
+    /// The response status.
+    pub status: Option<u16>,
+    /// Envoy's response code details (`via_upstream`, `direct_response`, ...).
+    pub code_details: Option<String>,
+    /// Bytes received (headers and body).
+    pub bytes_in: Option<u64>,
+    /// Bytes sent (headers and body).
+    pub bytes_out: Option<u64>,
+    /// The peer of the downstream connection, `ip:port`.
+    pub source_address: Option<String>,
+    /// Request headers, names in lower case.
+    pub request_headers: Vec<(String, String)>,
+    /// Response headers, names in lower case.
+    pub response_headers: Vec<(String, String)>,
+    /// Envoy's route name.
+    pub route_name: Option<String>,
+    /// The upstream cluster.
+    pub upstream_cluster: Option<String>,
+    /// The upstream host, `ip:port`.
+    pub upstream_host: Option<String>,
+    /// The downstream TLS version, when TLS.
+    pub tls_version: Option<String>,
+    /// The client certificate's subject, when one was presented.
+    pub peer_subject: Option<String>,
+    /// What the other Palisade filters published.
+    pub states: FilterStates,
+}
+
+/// The decisions of the other filters, from filter state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FilterStates {
+    /// `palisade.identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// `palisade.mfa`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaDecision>,
+    /// `palisade.ratelimit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimit: Option<RateLimitDecision>,
+    /// `palisade.waf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waf: Option<WafDecision>,
+    /// `palisade.denial`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denial: Option<Denial>,
+}
+
+impl FilterStates {
+    /// Reads each property's JSON; one that is missing or cannot be read is
+    /// left out (and counted by the adapter), never guessed.
+    pub fn from_json(
+        identity: Option<&[u8]>,
+        mfa: Option<&[u8]>,
+        ratelimit: Option<&[u8]>,
+        waf: Option<&[u8]>,
+        denial: Option<&[u8]>,
+    ) -> Self {
+        fn parse<T: serde::de::DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
+            bytes.and_then(|b| serde_json::from_slice(b).ok())
+        }
+        FilterStates {
+            identity: parse(identity),
+            mfa: parse(mfa),
+            ratelimit: parse(ratelimit),
+            waf: parse(waf),
+            denial: parse(denial),
+        }
+    }
+}
+
+/// The overall outcome of the request, as far as Palisade is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// No Palisade filter refused it.
+    Allowed,
+    /// A filter refused it.
+    Denied {
+        /// `jwt`, `mfa`, `ratelimit` or `waf`.
+        denied_by: String,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The refusal a filter published wins; without one, a decision that
+    /// says it refused (a WAF block, a rate limit out of shadow mode, an MFA
+    /// challenge) still counts as a denial by that filter.
+    pub fn of(states: &FilterStates) -> Outcome {
+        if let Some(d) = &states.denial {
+            return Outcome::Denied {
+                denied_by: d.filter.clone(),
+                reason: d.reason.clone(),
+            };
+        }
+        if let Some(w) = &states.waf {
+            if w.action == "blocked" || w.action == "csrf_blocked" {
+                return Outcome::Denied {
+                    denied_by: "waf".into(),
+                    reason: w.action.clone(),
+                };
+            }
+        }
+        if let Some(r) = &states.ratelimit {
+            if r.limited && !r.shadow {
+                return Outcome::Denied {
+                    denied_by: "ratelimit".into(),
+                    reason: format!("rule {}", r.rule),
+                };
+            }
+        }
+        if let Some(m) = &states.mfa {
+            if m.outcome == "challenged" || m.outcome == "unauthenticated" {
+                return Outcome::Denied {
+                    denied_by: "mfa".into(),
+                    reason: m.outcome.clone(),
+                };
+            }
+        }
+        Outcome::Allowed
+    }
+
+    /// Whether the request was refused.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Outcome::Denied { .. })
+    }
+
+    /// The refusing filter, if any.
+    pub fn denied_by(&self) -> Option<&str> {
+        match self {
+            Outcome::Denied { denied_by, .. } => Some(denied_by),
+            Outcome::Allowed => None,
+        }
+    }
+}
+
+/// The redacted record, in Palisade's own layout (the other schemas are
+/// rendered from it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339 with milliseconds, UTC: when the request started.
+    pub time: String,
+    /// Milliseconds since the epoch (the same instant).
+    #[serde(skip)]
+    pub time_unix_ms: i64,
+    /// `x-request-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The service, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Allowed, or denied and by which filter.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The request.
+    pub request: RequestPart,
+    /// The response.
+    pub response: ResponsePart,
+    /// Stream duration in milliseconds (fractional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Who sent it.
+    pub client: ClientPart,
+    /// Envoy's route name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Where it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamPart>,
+    /// The downstream TLS session, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPart>,
+    /// The other filters' decisions.
+    #[serde(flatten)]
+    pub decisions: FilterStates,
+}
+
+/// The request part of a record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequestPart {
+    /// The method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `http` or `https`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The authority, without userinfo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// The path, without the query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The query, with sensitive parameters redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The protocol.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// `User-Agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// `Referer`, without userinfo and with its query redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    /// Allowlisted headers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Bytes received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// The response part of a record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResponsePart {
+    /// The status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Envoy's response code details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_details: Option<String>,
+    /// Allowlisted headers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Bytes sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// Who sent the request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClientPart {
+    /// The client IP: the connection's peer, or taken from
+    /// `X-Forwarded-For` behind the configured number of trusted proxies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The peer of the downstream connection, `ip:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The `X-Forwarded-For` chain, when proxies are trusted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forwarded_for: Vec<String>,
+}
+
+/// Where the request went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UpstreamPart {
+    /// The cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The host, `ip:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// The downstream TLS session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TlsPart {
+    /// `TLSv1.3`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The client certificate's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_subject: Option<String>,
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn allowlisted(headers: &[(String, String)], allow: &[String]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        // The allowlist cannot name these (config validation), and this check
+        // keeps it so even if that ever changed.
+        if NEVER_LOGGED_HEADERS.contains(&lower.as_str()) || !allow.contains(&lower) {
+            continue;
+        }
+        out.entry(lower)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
+    }
+    out
+}
+
+impl AuditRecord {
+    /// Redacts and assembles the record.
+    pub fn build(facts: &RequestFacts, config: &AuditConfig) -> AuditRecord {
+        let (path, query) = match &facts.path {
+            Some(target) => {
+                let (p, q) = split_target(target, &config.redacted_params);
+                (Some(p), q)
+            }
+            None => (None, None),
+        };
+        let xff = header(&facts.request_headers, "x-forwarded-for");
+        let peer_ip = facts.source_address.as_deref().map(ip_of);
+        let address =
+            peer_ip.map(|ip| client_address(ip, xff, config.xff_trusted_hops).to_string());
+        let forwarded_for = match (config.xff_trusted_hops, xff) {
+            (0, _) | (_, None) => Vec::new(),
+            (_, Some(xff)) => forwarded_chain(xff)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        };
+        let upstream =
+            (facts.upstream_cluster.is_some() || facts.upstream_host.is_some()).then(|| {
+                UpstreamPart {
+                    cluster: facts.upstream_cluster.clone(),
+                    host: facts.upstream_host.clone(),
+                }
+            });
+        let tls = (facts.tls_version.is_some() || facts.peer_subject.is_some()).then(|| TlsPart {
+            version: facts.tls_version.clone(),
+            peer_subject: facts.peer_subject.clone(),
+        });
+        AuditRecord {
+            time: rfc3339_millis(facts.start_unix_ms),
+            time_unix_ms: facts.start_unix_ms,
+            request_id: facts.request_id.clone(),
+            service: config.service_name.clone(),
+            outcome: Outcome::of(&facts.states),
+            request: RequestPart {
+                method: facts.method.clone(),
+                scheme: facts.scheme.clone(),
+                authority: facts
+                    .authority
+                    .as_deref()
+                    .map(|a| strip_authority_userinfo(a).to_string()),
+                path,
+                query,
+                protocol: facts.protocol.clone(),
+                user_agent: header(&facts.request_headers, "user-agent").map(str::to_string),
+                referer: header(&facts.request_headers, "referer")
+                    .map(|r| redact_url(r, &config.redacted_params)),
+                headers: allowlisted(&facts.request_headers, &config.request_headers),
+                bytes: facts.bytes_in,
+            },
+            response: ResponsePart {
+                status: facts.status,
+                code_details: facts.code_details.clone(),
+                headers: allowlisted(&facts.response_headers, &config.response_headers),
+                bytes: facts.bytes_out,
+            },
+            duration_ms: facts.duration_ns.map(|ns| ns as f64 / 1_000_000.0),
+            client: ClientPart {
+                address,
+                peer: facts.source_address.clone(),
+                forwarded_for,
+            },
+            route: facts.route_name.clone(),
+            upstream,
+            tls,
+            decisions: facts.states.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> RequestFacts {
+        RequestFacts {
+            start_unix_ms: 1_795_890_605_123,
+            duration_ns: Some(2_500_000),
+            request_id: Some("req-1".into()),
+            method: Some("POST".into()),
+            scheme: Some("https".into()),
+            authority: Some("api.example.com".into()),
+            path: Some("/v1/orders?page=2&access_token=SECRET".into()),
+            protocol: Some("HTTP/1.1".into()),
+            status: Some(201),
+            code_details: Some("via_upstream".into()),
+            bytes_in: Some(300),
+            bytes_out: Some(120),
+            source_address: Some("10.0.0.7:51000".into()),
+            request_headers: vec![
+                ("user-agent".into(), "curl/8".into()),
+                ("authorization".into(), "Bearer SECRET".into()),
+                ("cookie".into(), "session=SECRET".into()),
+                ("x-tenant".into(), "acme".into()),
+                ("x-forwarded-for".into(), "198.51.100.4, 203.0.113.9".into()),
+                (
+                    "referer".into(),
+                    "https://u:SECRET@app.example.com/cb?code=SECRET".into(),
+                ),
+            ],
+            response_headers: vec![
+                ("set-cookie".into(), "s=SECRET".into()),
+                ("x-served-by".into(), "a".into()),
+            ],
+            route_name: Some("orders".into()),
+            upstream_cluster: Some("backend".into()),
+            upstream_host: Some("10.1.0.2:8080".into()),
+            ..RequestFacts::default()
+        }
+    }
+
+    fn config(json: &str) -> AuditConfig {
+        AuditConfig::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn record_has_the_fields_and_no_secret() {
+        let c = config(
+            r#"{"request_headers":["x-tenant"],"response_headers":["x-served-by"],"xff_trusted_hops":1}"#,
+        );
+        let r = AuditRecord::build(&facts(), &c);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["time"], "2026-11-28T18:30:05.123Z");
+        assert_eq!(json["outcome"], "allowed");
+        assert_eq!(json["request"]["path"], "/v1/orders");
+        assert_eq!(json["request"]["query"], "page=2&access_token=REDACTED");
+        assert_eq!(json["request"]["headers"]["x-tenant"], "acme");
+        assert_eq!(
+            json["request"]["referer"],
+            "https://app.example.com/cb?code=REDACTED"
+        );
+        assert_eq!(json["response"]["headers"]["x-served-by"], "a");
+        assert_eq!(json["client"]["address"], "203.0.113.9");
+        assert_eq!(json["client"]["forwarded_for"][0], "198.51.100.4");
+        assert_eq!(json["duration_ms"], 2.5);
+        assert_eq!(json["upstream"]["cluster"], "backend");
+        assert!(json.get("tls").is_none());
+        assert!(!json.to_string().contains("SECRET"), "{json}");
+    }
+
+    #[test]
+    fn untrusted_forwarded_for_is_ignored() {
+        let r = AuditRecord::build(&facts(), &config("{}"));
+        assert_eq!(r.client.address.as_deref(), Some("10.0.0.7"));
+        assert!(r.client.forwarded_for.is_empty());
+    }
+
+    #[test]
+    fn outcome_table() {
+        let denial = Denial {
+            filter: "jwt".into(),
+            status: 401,
+            reason: "token_expired".into(),
+        };
+        let waf = |action: &str| WafDecision {
+            action: action.into(),
+            ..WafDecision::default()
+        };
+        let rl = |limited, shadow| RateLimitDecision {
+            rule: "api".into(),
+            limited,
+            shadow,
+            ..RateLimitDecision::default()
+        };
+        let cases = [
+            (FilterStates::default(), None),
+            (
+                FilterStates {
+                    denial: Some(denial),
+                    ..Default::default()
+                },
+                Some("jwt"),
+            ),
+            (
+                FilterStates {
+                    waf: Some(waf("blocked")),
+                    ..Default::default()
+                },
+                Some("waf"),
+            ),
+            (
+                FilterStates {
+                    waf: Some(waf("detected")),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                FilterStates {
+                    ratelimit: Some(rl(true, false)),
+                    ..Default::default()
+                },
+                Some("ratelimit"),
+            ),
+            (
+                FilterStates {
+                    ratelimit: Some(rl(true, true)),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                FilterStates {
+                    mfa: Some(MfaDecision {
+                        outcome: "challenged".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                Some("mfa"),
+            ),
+        ];
+        for (states, want) in cases {
+            assert_eq!(Outcome::of(&states).denied_by(), want, "{states:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_filter_state_is_left_out() {
+        let s = FilterStates::from_json(
+            Some(b"{not json"),
+            None,
+            Some(br#"{"rule":"a","limited":true}"#),
+            None,
+            None,
+        );
+        assert!(s.identity.is_none());
+        assert!(s.ratelimit.unwrap().limited);
+    }
+
+    #[test]
+    fn denied_record_flattens_the_outcome() {
+        let mut f = facts();
+        f.states.denial = Some(Denial {
+            filter: "waf".into(),
+            status: 403,
+            reason: "sqli".into(),
+        });
+        let json = serde_json::to_value(AuditRecord::build(&f, &config("{}"))).unwrap();
+        assert_eq!(json["outcome"], "denied");
+        assert_eq!(json["denied_by"], "waf");
+        assert_eq!(json["reason"], "sqli");
+        assert_eq!(json["denial"]["status"], 403);
+    }
+}

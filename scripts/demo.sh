@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Starts the demo: the echo upstream on 127.0.0.1:18080 and Envoy with the
+# given config on 127.0.0.1:10000 (admin 127.0.0.1:9901). Ctrl-C stops both.
+set -euo pipefail
+config=${1:?usage: demo.sh ENVOY_CONFIG}
+envoy=${ENVOY_BIN:?ENVOY_BIN is not set}
+cd "$(dirname "$0")/.."
+
+for port in 10000 9901 18080; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is already in use: stop whatever listens there (an earlier demo?) and retry" >&2
+    exit 1
+  fi
+done
+
+pids=()
+stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+target/release/echo-upstream 127.0.0.1:18080 &
+pids+=($!)
+: > dist/audit.log
+"$envoy" -c "$config" --concurrency 2 --disable-hot-restart -l warning --log-path .run/envoy.log &
+pids+=($!)
+
+for _ in $(seq 1 200); do
+  if [ "$(curl -s http://127.0.0.1:9901/ready 2>/dev/null)" = "LIVE" ]; then break; fi
+  kill -0 "${pids[1]}" 2>/dev/null || { echo "Envoy exited; see .run/envoy.log" >&2; tail -20 .run/envoy.log >&2; exit 1; }
+  sleep 0.1
+done
+
+cat <<'MSG'
+
+Palisade demo is up: Envoy on http://127.0.0.1:10000 (admin http://127.0.0.1:9901).
+Try:
+  curl -s 'http://127.0.0.1:10000/hello?page=2'
+  curl -s 'http://127.0.0.1:10000/login?user=bob&password=hunter2' -H 'Authorization: Bearer not-logged'
+  tail -n 2 dist/audit.log                        # the audit records, redacted
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep palisade
+Other audit schemas: AUDIT_SCHEMA=ecs make run, AUDIT_SCHEMA=ocsf make run.
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}"
