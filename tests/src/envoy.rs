@@ -125,8 +125,13 @@ impl EnvoyConfig {
 
     /// The whole bootstrap, with the access log at `access_log`.
     pub fn bootstrap(&self, access_log: &Path) -> Value {
+        let has_upstream = self.clusters.iter().any(|c| c["name"] == "upstream");
         let routes = self.routes.clone().unwrap_or_else(|| {
-            json!([{ "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": "30s" } }])
+            if has_upstream {
+                json!([{ "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": "30s" } }])
+            } else {
+                json!([{ "match": { "prefix": "/" }, "direct_response": { "status": 200, "body": { "inline_string": "ok" } } }])
+            }
         });
         let mut http_filters = self.filters.clone();
         http_filters.push(json!({
@@ -137,6 +142,9 @@ impl EnvoyConfig {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "ingress",
             "generate_request_id": true,
+            // An edge proxy: the client is the connection's peer, not whatever
+            // X-Forwarded-For claims. Tests of trusted proxies set it otherwise.
+            "use_remote_address": true,
             "access_log": [{
                 "name": "envoy.access_loggers.file",
                 "typed_config": {
@@ -182,6 +190,52 @@ impl EnvoyConfig {
     pub fn start(&self) -> Envoy {
         Envoy::start(self)
     }
+
+    /// Starts Envoy with a config it must refuse, and returns its log once it
+    /// has exited. Fails the test if Envoy becomes ready instead.
+    pub fn start_expecting_failure(&self) -> String {
+        let dir = run_dir();
+        let config_path = dir.join("envoy.json");
+        let bootstrap = self.bootstrap(&dir.join("access.log"));
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&bootstrap).expect("serialize"),
+        )
+        .expect("write the Envoy config");
+        let output = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .arg("--admin-address-path")
+            .arg(dir.join("admin.address"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", envoy_bin().display()));
+        let pid = output.id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut child = output;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if dir.join("admin.address").exists() && Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("Envoy (pid {pid}) kept running with a config it should refuse");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("collect Envoy's output");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        log
+    }
 }
 
 /// The Envoy filter entry for a Palisade module.
@@ -226,6 +280,17 @@ pub fn cluster_json(name: &str, addr: SocketAddr) -> Value {
 
 static NEXT_RUN: AtomicU32 = AtomicU32::new(0);
 
+/// A new folder for one Envoy run's config and logs.
+fn run_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "palisade-e2e-{}-{}",
+        std::process::id(),
+        NEXT_RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create the Envoy run folder");
+    dir
+}
+
 /// A running Envoy. Dropping it kills the process.
 pub struct Envoy {
     child: Child,
@@ -236,12 +301,7 @@ pub struct Envoy {
 
 impl Envoy {
     fn start(config: &EnvoyConfig) -> Envoy {
-        let dir = std::env::temp_dir().join(format!(
-            "palisade-e2e-{}-{}",
-            std::process::id(),
-            NEXT_RUN.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create the Envoy run folder");
+        let dir = run_dir();
         let access_log = dir.join("access.log");
         std::fs::write(&access_log, b"").expect("create the access log");
         let bootstrap = config.bootstrap(&access_log);
@@ -411,7 +471,9 @@ impl Envoy {
 
     /// Envoy's own log so far.
     pub fn envoy_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        std::fs::read(self.dir.join("envoy.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// The folder with the config, logs and access log of this run.

@@ -16,9 +16,6 @@
 //! Modules come from `$PALISADE_DIST` (set by the Makefile), else `<repo>/dist`;
 //! Envoy from `$ENVOY_BIN`, else `<repo>/.tools/bin/envoy`, else `envoy` on PATH.
 
-// A test harness: a failure must stop the test loudly, so panicking is right here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 mod echo;
 mod envoy;
 mod http;

@@ -1,6 +1,6 @@
 //! The audit record: what the adapter gathered, redacted and assembled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use palisade_shared::contract::{Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
 use palisade_shared::forwarded::{client_address, forwarded_chain, ip_of};
@@ -305,7 +305,14 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn allowlisted(headers: &[(String, String)], allow: &[String]) -> BTreeMap<String, String> {
+/// The allowlisted headers, by lower-case name. A value that holds a URL
+/// (`Referer`, `Origin`, `Location`, a callback header) gets the same
+/// redaction as the request's own URL.
+fn allowlisted(
+    headers: &[(String, String)],
+    allow: &[String],
+    redacted: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
@@ -314,12 +321,17 @@ fn allowlisted(headers: &[(String, String)], allow: &[String]) -> BTreeMap<Strin
         if NEVER_LOGGED_HEADERS.contains(&lower.as_str()) || !allow.contains(&lower) {
             continue;
         }
+        let value = if value.contains("://") || value.contains('?') {
+            redact_url(value, redacted)
+        } else {
+            value.clone()
+        };
         out.entry(lower)
             .and_modify(|v| {
                 v.push_str(", ");
-                v.push_str(value);
+                v.push_str(&value);
             })
-            .or_insert_with(|| value.clone());
+            .or_insert(value);
     }
     out
 }
@@ -375,13 +387,21 @@ impl AuditRecord {
                 user_agent: header(&facts.request_headers, "user-agent").map(str::to_string),
                 referer: header(&facts.request_headers, "referer")
                     .map(|r| redact_url(r, &config.redacted_params)),
-                headers: allowlisted(&facts.request_headers, &config.request_headers),
+                headers: allowlisted(
+                    &facts.request_headers,
+                    &config.request_headers,
+                    &config.redacted_params,
+                ),
                 bytes: facts.bytes_in,
             },
             response: ResponsePart {
                 status: facts.status,
                 code_details: facts.code_details.clone(),
-                headers: allowlisted(&facts.response_headers, &config.response_headers),
+                headers: allowlisted(
+                    &facts.response_headers,
+                    &config.response_headers,
+                    &config.redacted_params,
+                ),
                 bytes: facts.bytes_out,
             },
             duration_ms: facts.duration_ns.map(|ns| ns as f64 / 1_000_000.0),
@@ -446,7 +466,7 @@ mod tests {
     #[test]
     fn record_has_the_fields_and_no_secret() {
         let c = config(
-            r#"{"request_headers":["x-tenant"],"response_headers":["x-served-by"],"xff_trusted_hops":1}"#,
+            r#"{"request_headers":["x-tenant","referer"],"response_headers":["x-served-by"],"xff_trusted_hops":1}"#,
         );
         let r = AuditRecord::build(&facts(), &c);
         let json = serde_json::to_value(&r).unwrap();
@@ -455,6 +475,10 @@ mod tests {
         assert_eq!(json["request"]["path"], "/v1/orders");
         assert_eq!(json["request"]["query"], "page=2&access_token=REDACTED");
         assert_eq!(json["request"]["headers"]["x-tenant"], "acme");
+        assert_eq!(
+            json["request"]["headers"]["referer"],
+            "https://app.example.com/cb?code=REDACTED"
+        );
         assert_eq!(
             json["request"]["referer"],
             "https://app.example.com/cb?code=REDACTED"
