@@ -6,8 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 WASM_TARGET := wasm32-wasip1
-# The filters are the workspace members under filters/.
-FILTERS := $(shell sed -n 's|^ *"filters/\([a-z0-9_-]*\)",*$$|\1|p' Cargo.toml)
+FILTERS := $(patsubst filters/%/Cargo.toml,%,$(wildcard filters/*/Cargo.toml))
 DIST := dist
 TOOLS := $(CURDIR)/.tools
 ENVOY_VERSION := 1.40.0
