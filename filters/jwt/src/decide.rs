@@ -1,0 +1,436 @@
+//! The whole per-request decision: pick the rule, find and verify the
+//! tokens its providers need, check scopes and claims, and say what to do.
+//!
+//! Everything comes in as arguments (request, keys, verifier, cache, time);
+//! a [`Decision`] comes out. The adapter only gathers and applies.
+
+use std::rc::Rc;
+
+use palisade_shared::contract::Identity;
+use palisade_shared::matcher::RequestView;
+use serde_json::{Map, Value};
+
+use crate::cache::{CachedToken, TokenCache, MAX_AGE_S};
+use crate::claims;
+use crate::config::{ClaimCheck, Config, Provider, Requirement, Rule};
+use crate::error::Reason;
+use crate::jwk::KeySet;
+use crate::jws;
+use crate::source::{self, TokenPlaces, TokenSource};
+use crate::verify::{verify_jws, SignatureVerifier};
+
+/// A provider's keys as the adapter has them now.
+#[derive(Debug, Clone)]
+pub enum KeyState {
+    /// Loaded.
+    Ready(Rc<KeySet>),
+    /// Being fetched for the first time (a request may wait).
+    Loading,
+    /// Could not be had (fetch failed and nothing usable is cached).
+    Unavailable,
+}
+
+/// The keys of every provider, by index.
+pub trait KeyLookup {
+    /// The keys of provider `index`.
+    fn keys(&self, index: usize) -> KeyState;
+}
+
+/// One verified token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// Provider index.
+    pub provider: usize,
+    /// The claims.
+    pub claims: Rc<Map<String, Value>>,
+    /// Where the token was found (to remove it when not forwarded).
+    pub source: TokenSource,
+    /// Whether it came from the cache.
+    pub cached: bool,
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// Why.
+    pub reason: Reason,
+    /// The provider concerned, when there is one.
+    pub provider: Option<usize>,
+    /// For `insufficient_scope`: the scopes the route needs, space separated.
+    pub scope: Option<String>,
+}
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Let it through, with the verified tokens (empty when none was needed,
+    /// or when a missing/failed token was allowed).
+    Allow {
+        /// Verified tokens, first the one whose identity is published.
+        verified: Vec<Verified>,
+        /// The reason a token was tolerated (`allow_missing*`), for metrics.
+        tolerated: Option<Reason>,
+        /// Cache hits among the verified tokens.
+        cache_hits: u32,
+    },
+    /// Refuse it.
+    Deny(Refusal),
+    /// Wait until these providers' keys are loaded, then decide again.
+    WaitForKeys(Vec<usize>),
+}
+
+/// The request, as the core sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Method, host, path, route name.
+    pub view: RequestView<'a>,
+    /// All request headers, lower-case names.
+    pub headers: &'a [(String, String)],
+}
+
+impl Request<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is_cors_preflight(&self) -> bool {
+        self.view.method == "OPTIONS"
+            && self.header("origin").is_some()
+            && self.header("access-control-request-method").is_some()
+    }
+}
+
+/// The first rule matching the request.
+pub fn rule_for<'c>(config: &'c Config, request: &Request<'_>) -> Option<&'c Rule> {
+    config
+        .rules
+        .iter()
+        .find(|r| r.matcher.matches(&request.view))
+}
+
+enum TokenOutcome {
+    Missing,
+    Verified(Verified),
+    Failed(Reason),
+    NeedKeys,
+}
+
+/// Decides what to do with a request at time `now` (Unix seconds).
+pub fn decide(
+    config: &Config,
+    request: &Request<'_>,
+    keys: &dyn KeyLookup,
+    verifier: &dyn SignatureVerifier,
+    cache: &mut TokenCache,
+    now: i64,
+) -> Decision {
+    let allow_none = Decision::Allow {
+        verified: vec![],
+        tolerated: None,
+        cache_hits: 0,
+    };
+    if config.bypass_cors_preflight && request.is_cors_preflight() {
+        return allow_none;
+    }
+    let Some(rule) = rule_for(config, request) else {
+        return Decision::Deny(Refusal {
+            reason: Reason::TokenMissing,
+            provider: None,
+            scope: None,
+        });
+    };
+    let (providers, need_all) = match &rule.requirement {
+        Requirement::None => return allow_none,
+        Requirement::Any(p) => (p, false),
+        Requirement::All(p) => (p, true),
+    };
+    let places = TokenPlaces {
+        headers: request.headers,
+        path: request.view.path,
+    };
+    let mut outcomes = Vec::with_capacity(providers.len());
+    for &index in providers {
+        let provider = &config.providers[index];
+        let outcome = match source::find(&provider.sources, &places) {
+            None => TokenOutcome::Missing,
+            Some((token, src)) => {
+                // With several providers on one rule, a token issued by
+                // another provider's issuer is that provider's business.
+                if providers.len() > 1
+                    && !need_all
+                    && jws::peek_issuer(&token).is_some_and(|iss| iss != provider.claims.issuer)
+                {
+                    TokenOutcome::Failed(Reason::IssuerMismatch)
+                } else {
+                    check_token(
+                        config, provider, index, &token, src, keys, verifier, cache, now,
+                    )
+                }
+            }
+        };
+        outcomes.push((index, outcome));
+    }
+    let waiting: Vec<usize> = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, TokenOutcome::NeedKeys))
+        .map(|(i, _)| *i)
+        .collect();
+    let mut verified = Vec::new();
+    let mut first_failure: Option<(usize, Reason)> = None;
+    let mut any_missing = false;
+    for (index, outcome) in outcomes {
+        match outcome {
+            TokenOutcome::Verified(v) => verified.push(v),
+            TokenOutcome::Missing => any_missing = true,
+            TokenOutcome::Failed(reason) => {
+                // Prefer the failure of the provider whose issuer the token
+                // names over "issuer mismatch" of the others.
+                let better = match first_failure {
+                    None => true,
+                    Some((_, Reason::IssuerMismatch)) => reason != Reason::IssuerMismatch,
+                    Some(_) => false,
+                };
+                if better {
+                    first_failure = Some((index, reason));
+                }
+            }
+            TokenOutcome::NeedKeys => {}
+        }
+    }
+    let satisfied = if need_all {
+        verified.len() == providers.len()
+    } else {
+        !verified.is_empty()
+    };
+    if !satisfied && !waiting.is_empty() {
+        return Decision::WaitForKeys(waiting);
+    }
+    if !satisfied {
+        let failure = match first_failure {
+            Some((p, reason)) => Refusal {
+                reason,
+                provider: Some(p),
+                scope: None,
+            },
+            None => Refusal {
+                reason: Reason::TokenMissing,
+                provider: None,
+                scope: None,
+            },
+        };
+        let only_missing = failure.reason == Reason::TokenMissing;
+        let tolerated = rule.allow_missing_or_failed
+            || (rule.allow_missing && only_missing && !need_all)
+            || (rule.allow_missing
+                && need_all
+                && verified.is_empty()
+                && first_failure.is_none()
+                && any_missing);
+        if tolerated {
+            return Decision::Allow {
+                verified: vec![],
+                tolerated: Some(failure.reason),
+                cache_hits: 0,
+            };
+        }
+        return Decision::Deny(failure);
+    }
+    if let Some(refusal) = check_authorization(rule, &verified) {
+        return Decision::Deny(refusal);
+    }
+    let cache_hits = verified.iter().filter(|v| v.cached).count() as u32;
+    Decision::Allow {
+        verified,
+        tolerated: None,
+        cache_hits,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_token(
+    config: &Config,
+    provider: &Provider,
+    index: usize,
+    token: &str,
+    src: &TokenSource,
+    keys: &dyn KeyLookup,
+    verifier: &dyn SignatureVerifier,
+    cache: &mut TokenCache,
+    now: i64,
+) -> TokenOutcome {
+    if let Some(hit) = cache.get(&provider.name, token, now) {
+        return match claims::check(&hit.claims, hit.typ.as_deref(), &provider.claims, now) {
+            Ok(()) => TokenOutcome::Verified(Verified {
+                provider: index,
+                claims: hit.claims,
+                source: src.clone(),
+                cached: true,
+            }),
+            Err(reason) => TokenOutcome::Failed(reason),
+        };
+    }
+    let parsed = match jws::parse(token, config.max_token_bytes) {
+        Ok(p) => p,
+        Err(reason) => return TokenOutcome::Failed(reason),
+    };
+    let set = match keys.keys(index) {
+        KeyState::Ready(set) => set,
+        KeyState::Loading => return TokenOutcome::NeedKeys,
+        KeyState::Unavailable => return TokenOutcome::Failed(Reason::KeysUnavailable),
+    };
+    if let Err(reason) = verify_jws(&parsed, &set, provider.algorithms.as_deref(), verifier) {
+        return TokenOutcome::Failed(reason);
+    }
+    let map = match claims::parse_claims(&parsed.payload) {
+        Ok(m) => m,
+        Err(reason) => return TokenOutcome::Failed(reason),
+    };
+    if let Err(reason) = claims::check(&map, parsed.header.typ.as_deref(), &provider.claims, now) {
+        return TokenOutcome::Failed(reason);
+    }
+    let claims = Rc::new(map);
+    let until = match claims.get("exp").and_then(Value::as_f64) {
+        Some(exp) => (exp.floor() as i64).saturating_add(provider.claims.clock_skew_s),
+        None => now.saturating_add(MAX_AGE_S),
+    };
+    cache.put(
+        &provider.name,
+        token,
+        CachedToken {
+            claims: claims.clone(),
+            typ: parsed.header.typ.clone(),
+            until,
+        },
+    );
+    TokenOutcome::Verified(Verified {
+        provider: index,
+        claims,
+        source: src.clone(),
+        cached: false,
+    })
+}
+
+fn check_authorization(rule: &Rule, verified: &[Verified]) -> Option<Refusal> {
+    let first = verified.first()?;
+    if !rule.scopes_all.is_empty() || !rule.scopes_any.is_empty() {
+        let have = claims::scopes(&first.claims);
+        let all_ok = rule.scopes_all.iter().all(|s| have.contains(s));
+        let any_ok = rule.scopes_any.is_empty() || rule.scopes_any.iter().any(|s| have.contains(s));
+        if !all_ok || !any_ok {
+            let mut needed: Vec<&str> = rule.scopes_all.iter().map(String::as_str).collect();
+            if !any_ok {
+                needed.extend(rule.scopes_any.iter().map(String::as_str));
+            }
+            return Some(Refusal {
+                reason: Reason::InsufficientScope,
+                provider: Some(first.provider),
+                scope: Some(needed.join(" ")),
+            });
+        }
+    }
+    for (path, check) in &rule.claims {
+        let value = claims::lookup(&first.claims, path);
+        if !claim_ok(value, check) {
+            return Some(Refusal {
+                reason: Reason::ClaimMismatch,
+                provider: Some(first.provider),
+                scope: None,
+            });
+        }
+    }
+    None
+}
+
+fn claim_ok(value: Option<&Value>, check: &ClaimCheck) -> bool {
+    let Some(value) = value else { return false };
+    match check {
+        ClaimCheck::Equals(want) => value == want,
+        ClaimCheck::OneOf(list) => list.contains(value),
+        ClaimCheck::Contains(want) => match (value, want) {
+            (Value::Array(items), _) => items.contains(want),
+            (Value::String(s), Value::String(w)) => s.split(' ').any(|part| part == w),
+            _ => false,
+        },
+    }
+}
+
+/// The identity to publish for an allowed request, if a token was verified.
+pub fn identity_of(config: &Config, verified: &[Verified]) -> Option<Identity> {
+    let v = verified.first()?;
+    Some(claims::identity(
+        &config.providers[v.provider].name,
+        &v.claims,
+    ))
+}
+
+/// How to change the request toward the upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamEdits {
+    /// Headers to remove.
+    pub remove: Vec<String>,
+    /// Headers to set (after the removals).
+    pub set: Vec<(String, String)>,
+    /// A new `:path` (a token taken out of the query).
+    pub path: Option<String>,
+    /// A new `Cookie` value (`Some(None)`: remove the header).
+    pub cookie: Option<Option<String>>,
+}
+
+/// The edits for a decision: every managed header a client sent is removed;
+/// verified tokens add their claim headers; tokens not forwarded are removed.
+pub fn upstream_edits(
+    config: &Config,
+    request: &Request<'_>,
+    verified: &[Verified],
+) -> UpstreamEdits {
+    let mut edits = UpstreamEdits {
+        remove: config.managed_headers(),
+        ..UpstreamEdits::default()
+    };
+    let mut path = request.view.path.to_string();
+    let mut cookie = request.header("cookie").map(str::to_string);
+    let mut cookie_changed = false;
+    for v in verified {
+        let provider = &config.providers[v.provider];
+        for (claim, header) in &provider.claim_headers {
+            if let Some(value) = claims::lookup(&v.claims, claim) {
+                let text = claims::header_value(value);
+                // Header values cannot carry control characters.
+                if !text.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                    edits.set.push((header.clone(), text));
+                }
+            }
+        }
+        if let Some(header) = &provider.payload_header {
+            let json = serde_json::to_vec(&*v.claims).unwrap_or_default();
+            edits.set.push((header.clone(), jws::b64url_encode(&json)));
+        }
+        if !provider.forward {
+            match &v.source {
+                TokenSource::Header { name, .. } => {
+                    if !edits.remove.contains(name) {
+                        edits.remove.push(name.clone());
+                    }
+                }
+                TokenSource::Query(param) => path = source::path_without_param(&path, param),
+                TokenSource::Cookie(name) => {
+                    cookie = cookie.and_then(|c| source::cookie_without(&c, name));
+                    cookie_changed = true;
+                }
+            }
+        }
+    }
+    if path != request.view.path {
+        edits.path = Some(path);
+    }
+    if cookie_changed {
+        edits.cookie = Some(cookie);
+    }
+    edits
+}
+
+#[cfg(test)]
+mod tests;
