@@ -77,6 +77,12 @@ lint: wasm-target
 fmt:
 	cargo fmt --all
 
+# wrk comes from Debian's package; the runner reads bench/scenarios/*.json.
+bench: build envoy
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	cargo build --release -p palisade-e2e --bin palisade-bench
+	target/release/palisade-bench
+
 clean:
 	cargo clean
 	rm -rf $(DIST)

@@ -281,7 +281,7 @@ pub fn cluster_json(name: &str, addr: SocketAddr) -> Value {
 static NEXT_RUN: AtomicU32 = AtomicU32::new(0);
 
 /// A new folder for one Envoy run's config and logs.
-fn run_dir() -> PathBuf {
+pub fn run_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "palisade-e2e-{}-{}",
         std::process::id(),
@@ -320,6 +320,13 @@ impl Envoy {
         let _ = std::fs::remove_file(&admin_file);
         let log = std::fs::File::create(dir.join("envoy.log")).expect("create the Envoy log");
         let log_err = log.try_clone().expect("clone the log handle");
+        // Tests log wasm at debug so a failure shows what the module said;
+        // callers that pass their own `-l` (the benchmarks) keep theirs.
+        let log_level: &[&str] = if extra_args.iter().any(|a| a == "-l") {
+            &[]
+        } else {
+            &["-l", "info", "--component-log-level", "wasm:debug"]
+        };
         let child = Command::new(envoy_bin())
             .arg("-c")
             .arg(config_path)
@@ -328,7 +335,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--disable-hot-restart")
-            .args(["-l", "info", "--component-log-level", "wasm:debug"])
+            .args(log_level)
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -393,6 +400,11 @@ impl Envoy {
                     .ok()
             });
         found.unwrap_or_else(|| panic!("no listener {name} in {listeners}"))
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The listener's address.

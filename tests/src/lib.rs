@@ -22,6 +22,6 @@ mod http;
 mod paths;
 
 pub use echo::EchoUpstream;
-pub use envoy::{Envoy, EnvoyConfig};
+pub use envoy::{run_dir, Envoy, EnvoyConfig};
 pub use http::{send, send_raw, Request, Response};
 pub use paths::{dist_dir, envoy_bin, module_path, repo_root, shared_corpora};

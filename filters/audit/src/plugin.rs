@@ -98,7 +98,7 @@ impl Context for AuditFilter {}
 
 impl HttpContext for AuditFilter {
     fn on_log(&mut self) {
-        let facts = gather_facts(&self.metrics);
+        let facts = gather_facts(&self.config, &self.metrics);
         let record = AuditRecord::build(&facts, &self.config);
         let line = schema::render(&record, &self.config).to_string();
         if let Err(status) = host::set_filter_state(contract::AUDIT, line.as_bytes()) {
@@ -125,7 +125,7 @@ fn unsigned(path: &[&str]) -> Option<u64> {
     host::property_i64(path).and_then(|v| u64::try_from(v).ok())
 }
 
-fn gather_facts(metrics: &Metrics) -> RequestFacts {
+fn gather_facts(config: &AuditConfig, metrics: &Metrics) -> RequestFacts {
     let state = |name: &str| host::property_bytes(&[name]).filter(|b| !b.is_empty());
     let raw = [
         state(contract::IDENTITY),
@@ -156,30 +156,50 @@ fn gather_facts(metrics: &Metrics) -> RequestFacts {
         .count();
     metrics.unreadable_state.add(unreadable as u64);
 
+    // One read of the header map gives the request line and the headers the
+    // record needs: each host call costs far more than a lookup in the map.
+    let request_headers = host::request_headers();
+    let pseudo = |name: &str| {
+        request_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
     let start_unix_ms = host::property_i64(&["request", "time"])
         .map(|ns| ns / 1_000_000)
         .unwrap_or_else(host::now_unix_millis);
+    let response_headers = if config.response_headers.is_empty() {
+        Vec::new()
+    } else {
+        host::response_headers()
+    };
+    // TLS attributes only exist on TLS connections; skip two calls otherwise.
+    let tls_version = string(&["connection", "tls_version"]);
+    let peer_subject = tls_version
+        .as_ref()
+        .and_then(|_| string(&["connection", "subject_peer_certificate"]));
     RequestFacts {
         start_unix_ms,
         duration_ns: host::property_i64(&["request", "duration"]),
-        request_id: string(&["request", "id"]),
-        method: string(&["request", "method"]),
-        scheme: string(&["request", "scheme"]),
-        authority: string(&["request", "host"]),
-        path: string(&["request", "path"]),
+        request_id: pseudo("x-request-id"),
+        method: pseudo(":method"),
+        scheme: pseudo(":scheme"),
+        authority: pseudo(":authority"),
+        path: pseudo(":path"),
         protocol: string(&["request", "protocol"]),
         status: host::property_i64(&["response", "code"]).and_then(|c| u16::try_from(c).ok()),
         code_details: string(&["response", "code_details"]),
         bytes_in: unsigned(&["request", "total_size"]),
         bytes_out: unsigned(&["response", "total_size"]),
         source_address: string(&["source", "address"]),
-        request_headers: host::request_headers(),
-        response_headers: host::response_headers(),
+        request_headers,
+        response_headers,
         route_name: string(&["xds", "route_name"]),
         upstream_cluster: string(&["xds", "cluster_name"]),
         upstream_host: string(&["upstream", "address"]),
-        tls_version: string(&["connection", "tls_version"]),
-        peer_subject: string(&["connection", "subject_peer_certificate"]),
+        tls_version,
+        peer_subject,
         states,
     }
 }

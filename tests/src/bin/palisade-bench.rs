@@ -1,0 +1,402 @@
+//! `make bench`: throughput and latency of Envoy with Palisade filters against
+//! Envoy alone and Envoy's native filters, measured in the same run.
+//!
+//! Reads every `bench/scenarios/*.json` (rows: name, Envoy config template,
+//! baseline row, request), starts Envoy `--concurrency 1` on loopback for each
+//! row, loads it with `wrk` for a bounded time after a warm-up, and prints a
+//! table of requests/s, p50 and p99 latency and the ratio to the row's
+//! baseline. The table, the module sizes and Envoy's resident memory are also
+//! written to `bench/results.md`.
+//!
+//! Environment: `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 16),
+//! `BENCH_FILTER` (run only rows whose name contains it).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use palisade_e2e::{dist_dir, envoy_bin, repo_root, run_dir, EchoUpstream, Envoy};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Scenario {
+    rows: Vec<Row>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Row {
+    name: String,
+    config: String,
+    baseline: Option<String>,
+    #[serde(default)]
+    request: Option<BenchRequest>,
+    #[serde(default)]
+    wrk_lua: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Default)]
+struct BenchRequest {
+    #[serde(default = "get")]
+    method: String,
+    #[serde(default = "root")]
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+struct Measured {
+    row: Row,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+    rss_mib: f64,
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let root = repo_root();
+    let seconds = env_u64("BENCH_SECONDS", 10);
+    let connections = env_u64("BENCH_CONNECTIONS", 16);
+    let only = std::env::var("BENCH_FILTER").unwrap_or_default();
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("bench/scenarios"))
+        .expect("bench/scenarios")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read scenario");
+        let scenario: Scenario =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        rows.extend(scenario.rows);
+    }
+    if !only.is_empty() {
+        // Keep the baselines of the selected rows too, and theirs.
+        let mut wanted: Vec<String> = rows
+            .iter()
+            .filter(|r| r.name.contains(&only))
+            .map(|r| r.name.clone())
+            .collect();
+        loop {
+            let more: Vec<String> = rows
+                .iter()
+                .filter(|r| wanted.contains(&r.name))
+                .filter_map(|r| r.baseline.clone())
+                .filter(|b| !wanted.contains(b))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            wanted.extend(more);
+        }
+        rows.retain(|r| wanted.contains(&r.name));
+    }
+
+    let upstream = EchoUpstream::start();
+    let mut results: Vec<Measured> = Vec::new();
+    for row in rows {
+        eprintln!("bench: {} ({seconds} s)", row.name);
+        match run_row(&root, &row, &upstream, seconds, connections) {
+            Ok(m) => results.push(m),
+            Err(e) => eprintln!("bench: {} failed: {e}", row.name),
+        }
+    }
+
+    let report = report(&results, seconds, connections);
+    println!("{report}");
+    let out = root.join("bench/results.md");
+    std::fs::write(&out, &report).expect("write bench/results.md");
+    eprintln!("bench: wrote {}", out.display());
+}
+
+fn render_template(root: &Path, row: &Row, tmp: &Path, upstream: &EchoUpstream) -> String {
+    let template = std::fs::read_to_string(root.join(&row.config))
+        .unwrap_or_else(|e| panic!("{}: {e}", row.config));
+    template
+        .replace("{{LISTEN_PORT}}", "0")
+        .replace("{{ADMIN_PORT}}", "0")
+        .replace("{{UPSTREAM_PORT}}", &upstream.port().to_string())
+        .replace("{{DIST}}", &dist_dir().display().to_string())
+        .replace("{{TMP}}", &tmp.display().to_string())
+        .replace("{{REPO}}", &root.display().to_string())
+}
+
+fn lua_for(request: &BenchRequest) -> String {
+    let mut lua = format!("wrk.method = {}\n", lua_string(&request.method));
+    if let Some(body) = &request.body {
+        lua.push_str(&format!("wrk.body = {}\n", lua_string(body)));
+    }
+    for (k, v) in &request.headers {
+        lua.push_str(&format!(
+            "wrk.headers[{}] = {}\n",
+            lua_string(k),
+            lua_string(v)
+        ));
+    }
+    lua
+}
+
+fn lua_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn run_row(
+    root: &Path,
+    row: &Row,
+    upstream: &EchoUpstream,
+    seconds: u64,
+    connections: u64,
+) -> Result<Measured, String> {
+    let dir = run_dir();
+    let config = render_template(root, row, &dir, upstream);
+    let config_path = dir.join("envoy.yaml");
+    std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+    let envoy = Envoy::run(&dir, &config_path, 1, &["-l".into(), "warning".into()]);
+    let request = row.request.clone().unwrap_or_default();
+    let lua_path = match &row.wrk_lua {
+        Some(script) => root.join(script),
+        None => {
+            let p = dir.join("request.lua");
+            std::fs::write(&p, lua_for(&request)).map_err(|e| e.to_string())?;
+            p
+        }
+    };
+    let url = format!("http://{}{}", envoy.addr(), request.path);
+    // Warm-up: V8 tiers wasm up from its baseline compiler while it runs.
+    wrk(&lua_path, &url, 2, connections)?;
+    let output = wrk(&lua_path, &url, seconds, connections)?;
+    let rss_mib = resident_mib(envoy.pid());
+    let parsed =
+        parse_wrk(&output).ok_or_else(|| format!("cannot read wrk's output:\n{output}"))?;
+    drop(envoy);
+    Ok(Measured {
+        row: row.clone(),
+        rps: parsed.0,
+        p50_ms: parsed.1,
+        p99_ms: parsed.2,
+        non_2xx: parsed.3,
+        rss_mib,
+    })
+}
+
+fn wrk(lua: &Path, url: &str, seconds: u64, connections: u64) -> Result<String, String> {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(lua)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("cannot run wrk ({e}); `make bench` installs it"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Requests/s, p50 ms, p99 ms and non-2xx/3xx responses from wrk's output.
+fn parse_wrk(out: &str) -> Option<(f64, f64, f64, u64)> {
+    let mut rps = None;
+    let mut p50 = None;
+    let mut p99 = None;
+    let mut non_2xx = 0;
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().ok();
+        } else if let Some(v) = t.strip_prefix("50%") {
+            p50 = duration_ms(v.trim());
+        } else if let Some(v) = t.strip_prefix("99%") {
+            p99 = duration_ms(v.trim());
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            non_2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    Some((rps?, p50?, p99?, non_2xx))
+}
+
+fn duration_ms(v: &str) -> Option<f64> {
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return None,
+    })
+}
+
+fn resident_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpu}, {cores} cores")
+}
+
+fn envoy_version() -> String {
+    Command::new(envoy_bin())
+        .arg("--version")
+        .output()
+        .map(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.split_whitespace()
+                .find(|w| w.contains('/'))
+                .and_then(|w| w.split('/').nth(1))
+                .unwrap_or("unknown")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn report(results: &[Measured], seconds: u64, connections: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Palisade benchmark results\n");
+    let _ = writeln!(
+        out,
+        "{}; Envoy {} `--concurrency 1`; wrk 1 thread, {connections} connections, {seconds} s per row after a 2 s warm-up; loopback. Produced by `make bench`.\n",
+        today(),
+        envoy_version()
+    );
+    let _ = writeln!(out, "Machine: {}.\n", machine());
+    let _ = writeln!(out, "| configuration | requests/s | p50 ms | p99 ms | vs baseline | baseline | non-2xx | Envoy RSS MiB |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---:|---:|");
+    for m in results {
+        let ratio = m
+            .row
+            .baseline
+            .as_ref()
+            .and_then(|b| results.iter().find(|r| &r.row.name == b))
+            .map(|b| format!("{:.2}x", m.rps / b.rps))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {:.0} |",
+            m.row.name,
+            m.rps,
+            m.p50_ms,
+            m.p99_ms,
+            ratio,
+            m.row.baseline.as_deref().unwrap_or("-"),
+            m.non_2xx,
+            m.rss_mib
+        );
+    }
+    let _ = writeln!(out, "\nModule sizes:\n");
+    let mut modules: Vec<(String, u64)> = std::fs::read_dir(dist_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    modules.sort();
+    for (name, size) in modules {
+        let _ = writeln!(out, "- `{name}`: {} KiB", size / 1024);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_output() {
+        let out = "Running 1s test\n  Latency Distribution\n     50%  412.00us\n     75%    1.20ms\n     90%    2.00ms\n     99%    3.50ms\n  1000 requests in 1.00s\nNon-2xx or 3xx responses: 7\nRequests/sec:  12345.67\nTransfer/sec: 1MB\n";
+        let (rps, p50, p99, non2xx) = parse_wrk(out).unwrap();
+        assert!((rps - 12345.67).abs() < 1e-6);
+        assert!((p50 - 0.412).abs() < 1e-9);
+        assert!((p99 - 3.5).abs() < 1e-9);
+        assert_eq!(non2xx, 7);
+        assert_eq!(duration_ms("1.5s"), Some(1500.0));
+        assert!(parse_wrk("garbage").is_none());
+    }
+
+    #[test]
+    fn lua_quotes() {
+        let lua = lua_for(&BenchRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+            body: Some("{\"a\":\"b\\c\"}\n".into()),
+        });
+        assert_eq!(
+            lua,
+            "wrk.method = \"POST\"\nwrk.body = \"{\\\"a\\\":\\\"b\\\\c\\\"}\\n\"\nwrk.headers[\"content-type\"] = \"application/json\"\n"
+        );
+    }
+}
