@@ -18,6 +18,7 @@
 //! - [`decide`]: rule, requirement, scopes and claims: the [`decide::Decision`];
 //! - [`challenge`]: the 401/403/503 reply with `WWW-Authenticate` and a problem body;
 //! - [`cache`]: verified tokens, per worker;
+//! - [`remote`]: when remote keys are fetched, and the shared-data records that share them;
 
 //!
 //! ```
@@ -40,8 +41,12 @@ pub mod decide;
 pub mod error;
 pub mod jwk;
 pub mod jws;
+pub mod remote;
 pub mod source;
 pub mod verify;
 
 #[cfg(test)]
 mod corpus_tests;
+
+#[cfg(feature = "proxy-wasm")]
+mod plugin;

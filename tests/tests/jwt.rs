@@ -1,0 +1,444 @@
+//! The JWT filter in a real Envoy: tokens minted here with our own keys,
+//! verified against inline and remote (served here) JWK sets, with the
+//! host verifier and the portable one.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+
+// Test-only keys, generated for these tests. Never use them anywhere else.
+const RSA_KEY_1: &str = "-----BEGIN PRIVATE KEY-----
+MIIEuwIBADANBgkqhkiG9w0BAQEFAASCBKUwggShAgEAAoIBAQC9tULy6srdB641
+r/QVz9Za+/Dxecu40WgPXx7e48wuF4C9r3NFmJy4kZBPvNwQw/eryq0TemnyASsA
+jSP1DRo9jezv3J6IGD9bpwiuf9v6K37c6TgJV31AeYBT3rlM54YQ+YVd+YA0Acvc
+aI2qVNQOVSNAuqq/oDMEoTs9rU1W2aCLTIIqbZWr3nEr3bAm9ZH6Xmhxox/KY9L8
+kse5kcApuEAlm3Ry/B7Xcri17hNOWQumwpGZ82jRgM/q6kwjknyXeoJKYPdNIc48
+vet1HKtdkePhRK1M7EfDAbGsPyCVvOuunj5mpdX8MiXEIMMXcRPQq0CVeeHEYxiF
+JHTGY+ejAgMBAAECgf80kIndBAFwsQSlRd9s9qTubx+LfAFBqvSqb4L1NddC5I2L
+LQ/K35Q/+jJqPKRJjQgHLtG8fjE4tBB8SVbpoHG/dehohEdfVjbSlky7yZTMFhqV
+neyKxxYzj7D32Ywd8OckC7vXndj0L4GTMq2j8VExQgofkNhBcNJueGT0Nt4S4l9/
+aghO6oHHZX3V9pXn0DhRWh1AOUnTBSUh294hHD7bSTDipvE+eDs6vPaqRTvwL8US
+Y8lqcw8DkVItD1pPjumm9LPSR+HxrVnMZ91vsIcKjX/GnkYFW78YdT4+8FTHV3MQ
+44Eax6/vdiaL5TZ6/Sh5WJSgGAUA3BlKiG6CmjkCgYEA4kpRJ/KCHtyPrbdQTOWh
+f5z1Q1UUJFQV2ccsk+Y6BVOgA+SAVHMHOlyJ4WPmfonqNoUgZorFHLQRdDJ4MbqF
+FKq6Rj2M3zHTNBSXYzf7j+W01LoB61vRvbYdSOFVO58TWa+bTDMOilUKJJpUThQP
+L3ZmklxLpLwsp7RVc3qrposCgYEA1p1njByYejEiEi9lSquUYFYI+AlT3v7X+YtA
+entXmkU/QIFFsVjdWkeKWEyoK5eBJelj9rcq82Jd+iW5SzlD0uPuLZnPVyIsV51e
+QZUdSdvO/QMWdFKmMExd/q5oETkT2+fL8dnn/T+GWFzxG/xbDy54B+eNoETgpdx0
+NuaLfkkCgYEAl0wtGtJv4YaCohlQnTljU1l0OsKlpux5d5RN380suecBs9iRXOVT
+zdeVcJdEwxIfALjdwvHBfMGAcfpUlpso43qK9O+uQoSju8yQs4v4rGtfDmQXaG+J
+upgK2HGgdS6U14AsCzSP4jmdgH+XImUTCh7V0cHX6ZrPGIngIEfCgKUCgYB8Jcvb
+gkM2FCwIZwBqRHztiXdgvEyXJ8aZ5VLkR2tyo3Imh2FgaO6LJe1CjP2PUfH0k2Ev
+O+ANsK56YM4iVLsGSLHkESCe3/bUrAT1XSP3ML85H0si+RiHwfVxuUQcCm+RezI/
+8nS/y7qUbRdQwBeQ3amzsN/9gTqO18smYxD4eQKBgA/KkxEe/PdB3BNXfcqDBoHQ
+4MKIrwy4OR1iqbfXHGa7hLOwb++5pIk4HllITTKyApPkQWZ4/z8qRsCh5KvrMckP
+dqmzYPtpz8OD3lvP5c4yuMs1FdGGduhk/TteuTV9apeVUR5rrmPRr1wSkbBkfsgE
+paWD1Sogj4Hj+IV7UddQ
+-----END PRIVATE KEY-----";
+const RSA_KEY_2: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCjKjGVkjIo5Tg9
+t6QRWJKwm7OZVNFiwxypZ0EjYKJ//bKKvvNlOwwpfL+Q635ECG4oDjdirR51Mkuq
+HiuFxD9FbqYO/dup/Y8XEOgpz4T3vn5/jGSzGkDoF+nkRq4+eUke7Qu8RNuXwXby
+WMuuXUD6co5Yl4YajQtC9Q4MWXo3MBpZhaA7D2YOZbH+WboitC3CUYjU1roRwu/P
+EYwigvvrApdp6T94AFecFEXf61Jb4HHQR0COwNNXCX+UuX+IauJBvh4Gjc19GZUr
+26INXz+u3Y6Ob9ar2Om2rLNkH7lXloF0pT5XQZvkb7tU7agEvhM/erN5PuOcX2W5
+JWvxkREHAgMBAAECggEAKg/B+YNXD+jLP0m8b0ZMhl+VBGVzlsiidl8qURLjwSfm
+41KHTyTSJU3F2neCtMoRj5zelT74l5CwJboiURj+kIkOINY7Ts6RGQqgNssKxYzj
+ckEAYpVVfx9PCaxY1b0RZvoHqPB9RVk3rxDJ7PiYPBfU7yycgvKyIQAoL3HPijMf
+59TUGAACBAWUD1nWWk/K5dXDPWZBrujXKIUSPYqhzuHUlDhqHzlP80ecQ+PB/QoS
+XeSWqqIEQ9XGRtrE9nEkMNtpAfFosqGJmMxaSTv0nTOfL3lbggXnRPKRcw3b/qxZ
+q4NhkJ6LELtfKrsoU9BBnmVgrXb+z0a37iAZ3BBpmQKBgQDiAAhMKkrZbVUf1Zkh
+KmY16l7qbyR972t8Ac+1rTIFGdLDyEMX4l9R8vSTxlXQAe4WqmA0oSgDF1TRXI9k
+3FmXiNvNE8SAQFcq4iK5d3nzmaQ96cg4dvXuzsYYQxLilaJEVar2NfcgK1UzTLuD
+UxuyhhZJ1uRRzdB+9ILedHZKTwKBgQC40uIWpV7OInA8vlurOCQwQ2bc3rrRV4M8
+SpkhIT4X8OoxOtolf7YcvK9rfsRTZz4PqDPg1mzo2/3lwK73nOAO6AP3Fil1qiEU
+SGeep0W5h5YmlcBTM6U8P0whtwdKzil7D3XaJowfaFzRsEJHvi35fjZ5wlyQyZpQ
+5L5QHfp3yQKBgCJ4dsuHN9tp/a3ZWn3gha57jPac9SfwOKi1bgT74cE9axRJm1It
+SPSq5fsUKUqMwM/cNMhSPFQcXueAAq8TnOasDTp+ZV5acfEshLddLdCmApMe8VcL
+bf96smRI9rxwrktV9bmQCZ1yfpBQh9lD99mG8idZC4Ierkpu6PcdNF2pAoGADJ1Q
+Ew2cZ+NP18WCSjBdv/GJvr9w7sLTUTUiOHGlZErsIQoMQ4zw6As0ydhwG+UrBjSL
+vefErSv+q0S4bGwHmtzZEG8xyzceZN0APYLbLmuDowSLiOI4f+EuGAr+82sYx65p
+c8c3vxkHZMRr8auYRbQIkczjNnqcDrNeDefN5YkCgYA698E3PvLmlnE4dzoXmCF8
+lQ0cDsvUDz3mb2QggX6qG6Ow/2x/RCBHrhEAvmvcaJ1z3K7u7QezQpRZwZde8BTm
+2svdn9kcetUQaccOg5uvVLFQYLEdk4gJTVnBV1kzaWtk7eUCAyoVHQv1RYQaGsEe
+4RSykbTHb3nGx+q688P0TA==
+-----END PRIVATE KEY-----";
+const EC_KEY_1: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgg5vDkUhdJDAjp1WI
+BfLObmiqt/bpU9l42C2vYmg0i2yhRANCAARIB2CRjNwDyNr48gogpVtuVpR8jMG1
+D/FejCFwcaemp+A4PcpOt5FetFcSHsR2hxpqOg6fQiGC8Q/ch8ZIuD4o
+-----END PRIVATE KEY-----";
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A signing key and its public JWK.
+enum Key {
+    Rsa(Box<rsa::RsaPrivateKey>, &'static str),
+    Ec(p256::ecdsa::SigningKey, &'static str),
+    Ed(ed25519_dalek::SigningKey, &'static str),
+}
+
+impl Key {
+    fn rsa(pem: &str, kid: &'static str) -> Key {
+        Key::Rsa(
+            Box::new(rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap()),
+            kid,
+        )
+    }
+    fn ec(pem: &str, kid: &'static str) -> Key {
+        Key::Ec(p256::ecdsa::SigningKey::from_pkcs8_pem(pem).unwrap(), kid)
+    }
+    fn ed(seed: u8, kid: &'static str) -> Key {
+        Key::Ed(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]), kid)
+    }
+
+    fn jwk(&self) -> Value {
+        match self {
+            Key::Rsa(k, kid) => {
+                let p = k.to_public_key();
+                json!({"kty":"RSA","kid":kid,"use":"sig","n":b64(&p.n().to_bytes_be()),"e":b64(&p.e().to_bytes_be())})
+            }
+            Key::Ec(k, kid) => {
+                let point = k.verifying_key().to_encoded_point(false);
+                json!({"kty":"EC","crv":"P-256","kid":kid,"x":b64(point.x().unwrap()),"y":b64(point.y().unwrap())})
+            }
+            Key::Ed(k, kid) => {
+                json!({"kty":"OKP","crv":"Ed25519","kid":kid,"x":b64(k.verifying_key().as_bytes())})
+            }
+        }
+    }
+
+    fn kid(&self) -> &'static str {
+        match self {
+            Key::Rsa(_, kid) | Key::Ec(_, kid) | Key::Ed(_, kid) => kid,
+        }
+    }
+
+    fn alg(&self) -> &'static str {
+        match self {
+            Key::Rsa(..) => "RS256",
+            Key::Ec(..) => "ES256",
+            Key::Ed(..) => "EdDSA",
+        }
+    }
+
+    /// A compact JWS of `claims` with this key (header `kid` overridable).
+    fn mint_with_kid(&self, kid: &str, claims: &Value) -> String {
+        let header = json!({"alg": self.alg(), "typ": "JWT", "kid": kid});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = match self {
+            Key::Rsa(k, _) => {
+                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
+                signer.sign(input.as_bytes()).to_vec()
+            }
+            Key::Ec(k, _) => {
+                let s: p256::ecdsa::Signature = k.sign(input.as_bytes());
+                s.to_bytes().to_vec()
+            }
+            Key::Ed(k, _) => k.sign(input.as_bytes()).to_bytes().to_vec(),
+        };
+        format!("{input}.{}", b64(&sig))
+    }
+
+    fn mint(&self, claims: &Value) -> String {
+        self.mint_with_kid(self.kid(), claims)
+    }
+}
+
+fn jwks(keys: &[&Key]) -> Value {
+    json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
+}
+
+fn claims(iss: &str) -> Value {
+    json!({"iss": iss, "aud": "api", "sub": "alice", "exp": now() + 600, "iat": now(),
+           "scope": "orders:read profile", "client_id": "web", "acr": "2", "amr": ["pwd", "otp"],
+           "org": {"id": "acme"}, "roles": ["admin", "dev"], "jti": "j-1"})
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get(envoy: &Envoy, path: &str, token: Option<&str>) -> Response {
+    let mut r = Request::get(path);
+    if let Some(t) = token {
+        r = r.header("authorization", &bearer(t));
+    }
+    envoy.request(r)
+}
+
+/// The JSON the echo upstream saw.
+fn echoed(r: &Response) -> Value {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[test]
+fn inline_keys_allow_deny_headers_identity_and_metrics() {
+    let rsa = Key::rsa(RSA_KEY_1, "r1");
+    let ec = Key::ec(EC_KEY_1, "e1");
+    let ed = Key::ed(7, "d1");
+    let upstream = EchoUpstream::start();
+    let config = json!({
+        "realm": "api",
+        "providers": {
+            "corp": {
+                "issuer": "https://idp.example.com",
+                "audiences": ["api"],
+                "jwks": jwks(&[&rsa, &ec, &ed]),
+                "claim_headers": [{"claim": "sub", "header": "x-user"}, {"claim": "roles", "header": "x-roles"},
+                                  {"claim": "org.id", "header": "x-org"}],
+                "payload_header": "x-jwt-payload"
+            }
+        },
+        "rules": [
+            {"match": {"path": {"prefix": "/public"}}},
+            {"match": {"path": {"prefix": "/orders"}}, "requires": {"provider": "corp"}, "scopes": {"all_of": ["orders:read"]}},
+            {"match": {"path": {"prefix": "/admin"}}, "requires": {"provider": "corp"}, "scopes": {"all_of": ["admin:write"]}},
+            {"match": {"path": {"prefix": "/org"}}, "requires": {"provider": "corp"}, "claims": [{"claim": "org.id", "equals": "globex"}]},
+            {"match": {}, "requires": {"provider": "corp"}}
+        ]
+    });
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", config)
+        .upstream(&upstream)
+        .access_log_format("%RESPONSE_CODE% %FILTER_STATE(wasm.palisade.identity:PLAIN)% %FILTER_STATE(wasm.palisade.denial:PLAIN)%\n")
+        .start();
+    assert!(
+        envoy
+            .envoy_log()
+            .contains("palisade_jwt: RS*/ES* signatures verified by the host"),
+        "{}",
+        envoy.envoy_log()
+    );
+
+    // Each algorithm, through the host (RS256, ES256) and portable (EdDSA) paths.
+    for key in [&rsa, &ec, &ed] {
+        let token = key.mint(&claims("https://idp.example.com"));
+        let seen = echoed(
+            &envoy.request(
+                Request::get("/orders/1")
+                    .header("authorization", &bearer(&token))
+                    .header("x-user", "forged-by-client")
+                    .header("x-jwt-payload", "forged"),
+            ),
+        );
+        let h = &seen["headers"];
+        assert_eq!(h["x-user"], "alice", "{} {seen}", key.alg());
+        assert_eq!(h["x-roles"], "admin,dev");
+        assert_eq!(h["x-org"], "acme");
+        assert!(
+            h.get("authorization").is_none(),
+            "token not forwarded by default: {seen}"
+        );
+        let payload: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(h["x-jwt-payload"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["sub"], "alice");
+    }
+
+    // Public routes need nothing, and client copies of claim headers still go.
+    let seen = echoed(&envoy.request(Request::get("/public/x").header("x-user", "forged")));
+    assert!(seen["headers"].get("x-user").is_none(), "{seen}");
+
+    // Missing token: a bare challenge (RFC 6750 3.1) and a problem body.
+    let r = get(&envoy, "/orders/1", None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="api""#));
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let problem = r.json();
+    assert_eq!(problem["status"], 401);
+    assert_eq!(problem["detail"], "no bearer token");
+    assert_eq!(problem["request_id"].as_str().unwrap().len(), 36);
+
+    // Bad tokens: invalid_token, with the reason.
+    let mut expired = claims("https://idp.example.com");
+    expired["exp"] = json!(now() - 120);
+    let mut other_iss = claims("https://evil.example.com");
+    other_iss["aud"] = json!("api");
+    let forged = Key::rsa(RSA_KEY_2, "r1").mint(&claims("https://idp.example.com"));
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none"}"#),
+        b64(claims("https://idp.example.com").to_string().as_bytes())
+    );
+    let cases = [
+        (rsa.mint(&expired), "token is expired", "token_expired"),
+        (
+            ec.mint(&other_iss),
+            "token issuer is not accepted",
+            "issuer_mismatch",
+        ),
+        (forged, "token signature is invalid", "signature_invalid"),
+        (none, "empty header or signature segment", "token_malformed"),
+        (
+            "not.a.jwt".to_string(),
+            "header is not base64url",
+            "token_malformed",
+        ),
+        (
+            rsa.mint_with_kid("nope", &claims("https://idp.example.com")),
+            "token key id is unknown",
+            "unknown_kid",
+        ),
+    ];
+    for (token, description, metric) in &cases {
+        let r = get(&envoy, "/orders/1", Some(token));
+        assert_eq!(r.status, 401, "{description}: {}", r.text());
+        assert_eq!(
+            r.header("www-authenticate").unwrap(),
+            format!(
+                r#"Bearer realm="api", error="invalid_token", error_description="{description}""#
+            )
+        );
+        assert!(
+            envoy
+                .counter(&format!("palisade.jwt.denied.{metric}"))
+                .unwrap()
+                >= 1,
+            "{metric}"
+        );
+    }
+
+    // Valid token, missing scope: 403 insufficient_scope with the scope.
+    let token = rsa.mint(&claims("https://idp.example.com"));
+    let r = get(&envoy, "/admin", Some(&token));
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.header("www-authenticate").unwrap(),
+        r#"Bearer realm="api", error="insufficient_scope", error_description="token lacks the required scope", scope="admin:write""#
+    );
+    assert_eq!(get(&envoy, "/org", Some(&token)).status, 403);
+
+    // Repeated token: the cache answers.
+    let before = envoy.counter("palisade.jwt.cache_hit").unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(&envoy, "/x", Some(&token)).status, 200);
+    }
+    assert!(envoy.counter("palisade.jwt.cache_hit").unwrap() >= before + 3);
+
+    // Identity and denial as filter state, for the audit log.
+    let log = envoy.wait_access_log(20);
+    let allowed_line = log
+        .iter()
+        .find(|l| l.starts_with("200 {"))
+        .expect("an allowed request in the access log");
+    let identity: Value =
+        serde_json::from_str(allowed_line[4..].rsplit_once(' ').unwrap().0).unwrap();
+    assert_eq!(identity["provider"], "corp");
+    assert_eq!(identity["sub"], "alice");
+    assert_eq!(identity["iss"], "https://idp.example.com");
+    assert_eq!(identity["aud"], json!(["api"]));
+    assert_eq!(identity["scope"], json!(["orders:read", "profile"]));
+    assert_eq!(identity["client_id"], "web");
+    assert_eq!(identity["amr"], json!(["pwd", "otp"]));
+    let denied_line = log
+        .iter()
+        .find(|l| l.starts_with("403 "))
+        .expect("a refusal in the access log");
+    let denial: Value = serde_json::from_str(denied_line.rsplit_once(' ').unwrap().1).unwrap();
+    assert_eq!(
+        denial,
+        json!({"filter": "jwt", "status": 403, "reason": "insufficient_scope"})
+    );
+    assert!(envoy.counter("palisade.jwt.allowed").unwrap() >= 6);
+    assert!(envoy.counter("palisade.jwt.denied.token_missing").unwrap() >= 1);
+}
+
+#[test]
+fn token_sources_forwarding_and_tolerance() {
+    let ed = Key::ed(3, "k");
+    let upstream = EchoUpstream::start();
+    let config = json!({
+        "problem_body": false,
+        "providers": {
+            "q": {"issuer": "https://q", "jwks": jwks(&[&ed]), "from": [{"query": "access_token"}, {"cookie": "at"}]},
+            "h": {"issuer": "https://h", "jwks": jwks(&[&ed]), "from": [{"header": "x-api-token", "prefix": "Token "}], "forward": true}
+        },
+        "rules": [
+            {"match": {"path": {"prefix": "/q"}}, "requires": {"provider": "q"}},
+            {"match": {"path": {"prefix": "/maybe"}}, "requires": {"provider": "h"}, "allow_missing": true},
+            {"match": {"path": {"prefix": "/lenient"}}, "requires": {"provider": "h"}, "allow_missing_or_failed": true},
+            {"match": {"path": {"prefix": "/h"}}, "requires": {"provider": "h"}}
+        ]
+    });
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", config)
+        .upstream(&upstream)
+        .start();
+    let mut q_claims = claims("https://q");
+    q_claims.as_object_mut().unwrap().remove("aud");
+    let q = ed.mint(&q_claims);
+    let seen = echoed(&get(&envoy, &format!("/q?a=1&access_token={q}"), None));
+    assert_eq!(seen["path"], "/q?a=1", "token taken out of the query");
+    let seen = echoed(&envoy.request(Request::get("/q").header("cookie", &format!("s=1; at={q}"))));
+    assert_eq!(seen["headers"]["cookie"], "s=1");
+    let h = ed.mint(&claims("https://h"));
+    let seen =
+        echoed(&envoy.request(Request::get("/h").header("x-api-token", &format!("Token {h}"))));
+    assert_eq!(
+        seen["headers"]["x-api-token"],
+        format!("Token {h}"),
+        "forwarded"
+    );
+    let r = envoy.request(Request::get("/h").header("authorization", &bearer(&h)));
+    assert_eq!(r.status, 401, "Authorization is not where `h` looks");
+    assert!(r.body.is_empty(), "problem bodies off");
+    assert_eq!(envoy.request(Request::get("/maybe")).status, 200);
+    assert_eq!(
+        envoy
+            .request(Request::get("/maybe").header("x-api-token", "Token x.y.z"))
+            .status,
+        401
+    );
+    assert_eq!(
+        envoy
+            .request(Request::get("/lenient").header("x-api-token", "Token x.y.z"))
+            .status,
+        200
+    );
+    assert!(envoy.counter("palisade.jwt.allowed_without_token").unwrap() >= 2);
+    // CORS preflight passes by default.
+    let pre = envoy.request(
+        Request::new("OPTIONS", "/h")
+            .header("origin", "https://app")
+            .header("access-control-request-method", "POST"),
+    );
+    assert_eq!(pre.status, 200);
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let log = EnvoyConfig::new()
+        .wasm_filter(
+            "jwt",
+            json!({"providers": {"a": {"issuer": "i", "jwks": {"keys": []}}}}),
+        )
+        .start_expecting_failure();
+    assert!(
+        log.contains("invalid configuration at `providers.a.jwks`"),
+        "{log}"
+    );
+}
