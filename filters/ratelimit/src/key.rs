@@ -1,0 +1,404 @@
+//! Client keys: which bucket of a rule a request spends from.
+//!
+//! A rule's key is a list of descriptors (the client address, a header, a
+//! claim of the verified identity, the path, ...). Their values are hashed
+//! into one 64-bit key hash with SipHash (std's `DefaultHasher`): the hash
+//! picks the slot set and is stored in the slot as its owner, so a client
+//! would need a second preimage of a 64-bit SipHash to spend from another
+//! client's bucket. Each value is framed by a tag and its length, so
+//! `("ab", "c")` and `("a", "bc")` never collide by construction.
+//!
+//! Values are never logged: a key may be an API key or a user id.
+
+use std::hash::{DefaultHasher, Hasher};
+use std::net::IpAddr;
+
+use palisade_shared::contract::Identity;
+use palisade_shared::forwarded::{client_address, ip_of};
+use palisade_shared::matcher::RequestView;
+
+/// One part of a rule's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Descriptor {
+    /// The client address (see [`ClientAddressSpec`]).
+    ClientAddress,
+    /// A request header (lower-case name).
+    Header(String),
+    /// A claim of the verified identity (`palisade.identity` filter state).
+    Identity(IdentityClaim),
+    /// The path without its query.
+    Path,
+    /// The method.
+    Method,
+    /// The host, lower case, without a port.
+    Host,
+    /// Envoy's route name.
+    RouteName,
+    /// A fixed value.
+    Constant(String),
+}
+
+/// The identity claims a key can use: the single-valued strings of
+/// [`Identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityClaim {
+    /// The provider that verified the token.
+    Provider,
+    /// `iss`.
+    Iss,
+    /// `sub`.
+    Sub,
+    /// `client_id` / `azp`.
+    ClientId,
+    /// `acr`.
+    Acr,
+    /// `jti` (one bucket per token).
+    Jti,
+}
+
+impl IdentityClaim {
+    /// The accepted names, for error messages.
+    pub const NAMES: [&'static str; 6] = ["provider", "iss", "sub", "client_id", "acr", "jti"];
+
+    /// The claim named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "provider" => IdentityClaim::Provider,
+            "iss" => IdentityClaim::Iss,
+            "sub" => IdentityClaim::Sub,
+            "client_id" => IdentityClaim::ClientId,
+            "acr" => IdentityClaim::Acr,
+            "jti" => IdentityClaim::Jti,
+            _ => return None,
+        })
+    }
+
+    fn value<'a>(&self, identity: &'a Identity) -> Option<&'a str> {
+        let v = match self {
+            IdentityClaim::Provider => Some(identity.provider.as_str()),
+            IdentityClaim::Iss => Some(identity.iss.as_str()),
+            IdentityClaim::Sub => identity.sub.as_deref(),
+            IdentityClaim::ClientId => identity.client_id.as_deref(),
+            IdentityClaim::Acr => identity.acr.as_deref(),
+            IdentityClaim::Jti => identity.jti.as_deref(),
+        };
+        v.filter(|s| !s.is_empty())
+    }
+}
+
+/// How the client address is found and grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddressSpec {
+    /// Trusted proxies in front of Envoy: the client is the address this many
+    /// entries from the right of `X-Forwarded-For` (0: the connection's peer).
+    pub xff_trusted_hops: u32,
+    /// IPv4 addresses are grouped by this prefix length (32: one bucket per address).
+    pub ipv4_prefix: u8,
+    /// IPv6 addresses are grouped by this prefix length (64 puts a whole
+    /// customer network, which one attacker usually has, in one bucket).
+    pub ipv6_prefix: u8,
+}
+
+impl Default for ClientAddressSpec {
+    fn default() -> Self {
+        ClientAddressSpec {
+            xff_trusted_hops: 0,
+            ipv4_prefix: 32,
+            ipv6_prefix: 128,
+        }
+    }
+}
+
+/// What the adapter read from a request: only what the rules need.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// `:method`.
+    pub method: String,
+    /// `:authority`.
+    pub host: String,
+    /// `:path`.
+    pub path: String,
+    /// `xds.route_name`.
+    pub route_name: String,
+    /// The connection's peer (`source.address`, `ip:port`).
+    pub peer_address: Option<String>,
+    /// `x-forwarded-for`.
+    pub forwarded_for: Option<String>,
+    /// The request headers the rules name, lower case, when present.
+    pub headers: Vec<(String, String)>,
+    /// The verified identity, when a JWT filter in front published one.
+    pub identity: Option<Identity>,
+}
+
+impl RequestFacts {
+    /// The view rules match on.
+    pub fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            host: &self.host,
+            path: &self.path,
+            route_name: &self.route_name,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The client address, grouped by prefix, as the bytes to hash: the masked
+/// address's octets, or the raw text when it is not an IP (a Unix socket).
+pub fn client_address_key(spec: &ClientAddressSpec, facts: &RequestFacts) -> Option<Vec<u8>> {
+    let peer = ip_of(facts.peer_address.as_deref()?);
+    let client = client_address(peer, facts.forwarded_for.as_deref(), spec.xff_trusted_hops);
+    let client = ip_of(client);
+    Some(match client.parse::<IpAddr>() {
+        Ok(ip) => masked(ip, spec).to_vec(),
+        Err(_) => client.as_bytes().to_vec(),
+    })
+}
+
+fn masked(ip: IpAddr, spec: &ClientAddressSpec) -> Vec<u8> {
+    // An IPv4 client seen through an IPv6 socket is still an IPv4 client.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4) & prefix_mask_u32(spec.ipv4_prefix);
+            bits.to_be_bytes().to_vec()
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & prefix_mask_u128(spec.ipv6_prefix);
+            bits.to_be_bytes().to_vec()
+        }
+    }
+}
+
+fn prefix_mask_u32(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p if p >= 32 => u32::MAX,
+        p => u32::MAX << (32 - u32::from(p)),
+    }
+}
+
+fn prefix_mask_u128(prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p if p >= 128 => u128::MAX,
+        p => u128::MAX << (128 - u32::from(p)),
+    }
+}
+
+/// The key hash of a request for a rule, or `None` when a descriptor's value
+/// is absent (no such header, no verified identity or no such claim, no peer
+/// address).
+pub fn key_hash(
+    descriptors: &[Descriptor],
+    facts: &RequestFacts,
+    client: &ClientAddressSpec,
+) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    for d in descriptors {
+        let (tag, value): (u8, std::borrow::Cow<'_, [u8]>) = match d {
+            Descriptor::ClientAddress => (1, client_address_key(client, facts)?.into()),
+            Descriptor::Header(name) => (2, facts.header(name)?.as_bytes().into()),
+            Descriptor::Identity(claim) => {
+                (3, claim.value(facts.identity.as_ref()?)?.as_bytes().into())
+            }
+            Descriptor::Path => {
+                let path = facts.path.split('?').next().unwrap_or(&facts.path);
+                (4, path.as_bytes().into())
+            }
+            Descriptor::Method => (5, facts.method.as_bytes().into()),
+            Descriptor::Host => (6, facts.view().host_only().into_bytes().into()),
+            Descriptor::RouteName => (7, facts.route_name.as_bytes().into()),
+            Descriptor::Constant(c) => (8, c.as_bytes().into()),
+        };
+        h.write_u8(tag);
+        h.write_usize(value.len());
+        h.write(&value);
+    }
+    Some(h.finish())
+}
+
+/// The key hash shared by every request of a rule whose key is missing
+/// ([`crate::config::WhenKeyMissing::SharedBucket`]). No real key hashes to
+/// it except by a 64-bit accident: real keys start with a descriptor tag.
+pub fn missing_key_hash() -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write_u8(0);
+    h.write(b"palisade.ratelimit: key missing");
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> RequestFacts {
+        RequestFacts {
+            method: "GET".into(),
+            host: "API.example.com:8443".into(),
+            path: "/items?page=2".into(),
+            route_name: "items".into(),
+            peer_address: Some("10.0.0.9:5555".into()),
+            forwarded_for: Some("203.0.113.7, 198.51.100.2".into()),
+            headers: vec![("x-api-key".into(), "k1".into())],
+            identity: Some(Identity {
+                iss: "https://idp".into(),
+                sub: Some("alice".into()),
+                ..Identity::default()
+            }),
+        }
+    }
+
+    fn hash(ds: &[Descriptor], f: &RequestFacts, c: &ClientAddressSpec) -> Option<u64> {
+        key_hash(ds, f, c)
+    }
+
+    #[test]
+    fn same_request_same_key_different_values_different_keys() {
+        let c = ClientAddressSpec::default();
+        let key = [Descriptor::Header("x-api-key".into())];
+        let a = hash(&key, &facts(), &c).unwrap();
+        assert_eq!(Some(a), hash(&key, &facts(), &c));
+        let mut other = facts();
+        other.headers[0].1 = "k2".into();
+        assert_ne!(Some(a), hash(&key, &other, &c));
+    }
+
+    #[test]
+    fn framing_prevents_concatenation_collisions() {
+        let c = ClientAddressSpec::default();
+        let f = facts();
+        let ab_c = [
+            Descriptor::Constant("ab".into()),
+            Descriptor::Constant("c".into()),
+        ];
+        let a_bc = [
+            Descriptor::Constant("a".into()),
+            Descriptor::Constant("bc".into()),
+        ];
+        assert_ne!(hash(&ab_c, &f, &c), hash(&a_bc, &f, &c));
+        // The same text from a header and from a constant is a different key.
+        let header = [Descriptor::Header("x-api-key".into())];
+        let constant = [Descriptor::Constant("k1".into())];
+        assert_ne!(hash(&header, &f, &c), hash(&constant, &f, &c));
+        assert_ne!(hash(&[], &f, &c), Some(missing_key_hash()));
+    }
+
+    #[test]
+    fn path_ignores_the_query_and_host_the_port_and_case() {
+        let c = ClientAddressSpec::default();
+        let mut other = facts();
+        other.path = "/items?page=3".into();
+        other.host = "api.example.com".into();
+        for d in [Descriptor::Path, Descriptor::Host] {
+            assert_eq!(
+                hash(std::slice::from_ref(&d), &facts(), &c),
+                hash(&[d], &other, &c)
+            );
+        }
+        other.path = "/other".into();
+        assert_ne!(
+            hash(&[Descriptor::Path], &facts(), &c),
+            hash(&[Descriptor::Path], &other, &c)
+        );
+    }
+
+    #[test]
+    fn missing_values_give_no_key() {
+        let c = ClientAddressSpec::default();
+        let mut f = facts();
+        assert!(hash(&[Descriptor::Header("x-other".into())], &f, &c).is_none());
+        assert!(hash(&[Descriptor::Identity(IdentityClaim::ClientId)], &f, &c).is_none());
+        assert!(hash(&[Descriptor::Identity(IdentityClaim::Sub)], &f, &c).is_some());
+        f.identity = None;
+        assert!(hash(&[Descriptor::Identity(IdentityClaim::Sub)], &f, &c).is_none());
+        f.peer_address = None;
+        assert!(hash(&[Descriptor::ClientAddress], &f, &c).is_none());
+    }
+
+    #[test]
+    fn identity_claims_pick_the_right_field() {
+        let id = Identity {
+            provider: "corp".into(),
+            iss: "https://idp".into(),
+            sub: Some("alice".into()),
+            client_id: Some("app".into()),
+            acr: Some("mfa".into()),
+            jti: Some("t-1".into()),
+            ..Identity::default()
+        };
+        let cases = [
+            ("provider", "corp"),
+            ("iss", "https://idp"),
+            ("sub", "alice"),
+            ("client_id", "app"),
+            ("acr", "mfa"),
+            ("jti", "t-1"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(IdentityClaim::parse(name).unwrap().value(&id), Some(want));
+        }
+        assert!(IdentityClaim::parse("email").is_none());
+        // An empty claim is no claim.
+        assert_eq!(IdentityClaim::Provider.value(&Identity::default()), None);
+    }
+
+    #[test]
+    fn client_address_uses_trusted_hops_and_prefixes() {
+        let f = facts();
+        let key = |spec: ClientAddressSpec, f: &RequestFacts| client_address_key(&spec, f).unwrap();
+        let peer_only = ClientAddressSpec::default();
+        assert_eq!(key(peer_only, &f), vec![10, 0, 0, 9]);
+        let one_hop = ClientAddressSpec {
+            xff_trusted_hops: 1,
+            ..peer_only
+        };
+        assert_eq!(key(one_hop, &f), vec![198, 51, 100, 2]);
+        let two_hops = ClientAddressSpec {
+            xff_trusted_hops: 2,
+            ipv4_prefix: 24,
+            ..peer_only
+        };
+        assert_eq!(key(two_hops, &f), vec![203, 0, 113, 0]);
+
+        let mut v6 = f.clone();
+        v6.peer_address = Some("[2001:db8:1:2:aaaa::1]:443".into());
+        let by_64 = ClientAddressSpec {
+            ipv6_prefix: 64,
+            ..peer_only
+        };
+        let mut neighbour = v6.clone();
+        neighbour.peer_address = Some("[2001:db8:1:2:bbbb::9]:443".into());
+        assert_eq!(key(by_64, &v6), key(by_64, &neighbour));
+        assert_ne!(key(peer_only, &v6), key(peer_only, &neighbour));
+
+        let mut mapped = f.clone();
+        mapped.peer_address = Some("[::ffff:10.0.0.9]:80".into());
+        assert_eq!(key(peer_only, &mapped), vec![10, 0, 0, 9]);
+
+        let mut unix = f.clone();
+        unix.peer_address = Some("/run/envoy.sock".into());
+        assert_eq!(key(peer_only, &unix), b"/run/envoy.sock".to_vec());
+    }
+
+    #[test]
+    fn prefix_masks() {
+        assert_eq!(prefix_mask_u32(32), u32::MAX);
+        assert_eq!(prefix_mask_u32(24), 0xffff_ff00);
+        assert_eq!(prefix_mask_u32(1), 0x8000_0000);
+        assert_eq!(prefix_mask_u128(64), u128::MAX << 64);
+        assert_eq!(prefix_mask_u128(128), u128::MAX);
+    }
+}

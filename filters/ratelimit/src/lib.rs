@@ -1,0 +1,53 @@
+//! # palisade-ratelimit
+//!
+//! Token-bucket rate limiting for Envoy as a proxy-wasm filter, exact across
+//! worker threads and in bounded memory.
+//!
+//! Envoy runs one wasm VM per worker thread. The buckets therefore live in
+//! proxy-wasm shared data, the one store every worker sees, and are updated
+//! with compare-and-swap: a limit of 100 holds for the whole Envoy process,
+//! not 100 per worker. Shared-data keys cannot be deleted, so each rule owns a
+//! fixed table of slots created when the configuration loads, and idle
+//! (refilled) slots are reused: memory stays within the configured bound
+//! whatever the number of distinct clients.
+//!
+//! The crate is a pure core plus a thin adapter:
+//!
+//! - [`config`]: the JSON configuration, validated and compiled once;
+//! - [`bucket`]: token-bucket arithmetic in integers (no drift);
+//! - [`table`]: the slot table, one CAS-updated shared-data value per set;
+//! - [`key`]: which bucket a request spends from (client address, header,
+//!   identity claim, ...);
+//! - [`limiter`]: the decision over every matching rule (check all, then
+//!   spend, giving back on a lost race);
+//! - [`response`]: RateLimit header fields, the refusal, the filter state;
+//! - [`clock`]: the host's monotonic clock as one time line for every
+//!   worker (adapter side: the core receives `now_ns` as an argument);
+//! - `plugin` (feature `proxy-wasm`): the Envoy adapter.
+//!
+//! ```
+//! use palisade_ratelimit::{config::Config, key::RequestFacts, limiter::decide};
+//! use palisade_shared::store::MemoryStore;
+//!
+//! let config = Config::from_json(br#"{"rules": [{"name": "all",
+//!     "token_bucket": {"max_tokens": 2, "fill_interval": "1s"}}]}"#).unwrap();
+//! let store = MemoryStore::new();
+//! let request = RequestFacts::default();
+//! let now_ns = 0;
+//! assert!(decide(&config, &store, &request, now_ns).refusal.is_none());
+//! assert!(decide(&config, &store, &request, now_ns).refusal.is_none());
+//! assert!(decide(&config, &store, &request, now_ns).refusal.is_some());
+//! // A second later one token is back.
+//! assert!(decide(&config, &store, &request, 1_000_000_000).refusal.is_none());
+//! ```
+
+pub mod bucket;
+pub mod clock;
+pub mod config;
+pub mod key;
+pub mod limiter;
+pub mod response;
+pub mod table;
+
+#[cfg(feature = "proxy-wasm")]
+mod plugin;

@@ -1,0 +1,907 @@
+//! The decision: may this request spend from every bucket it falls into?
+//!
+//! All matching rules apply. A request passes only if every enforced bucket
+//! has the tokens, and a refused request spends nothing anywhere:
+//!
+//! 1. With two or more matching rules, every bucket is read first and the
+//!    request is refused without writing anything if an enforced one lacks
+//!    tokens (a refusal is a read, so a flood of refused requests is cheap).
+//! 2. Then each bucket is spent with its own compare-and-swap loop. A bucket
+//!    that another worker emptied in between refuses the request, and the
+//!    tokens already taken from the earlier buckets are given back.
+//!
+//! With one matching rule, step 2 alone is exact: checking and spending are
+//! the same CAS update. The give-back in step 2 can briefly make an earlier
+//! bucket look poorer than it is (a concurrent request may be refused in that
+//! window); it never lets a request through that should have been refused.
+//!
+//! Shadow rules spend like enforced ones when the request goes through, but
+//! never refuse: a shadow bucket that lacks tokens is reported as "would have
+//! limited" and spends nothing.
+
+use palisade_shared::store::{update, SharedStore, UpdateOutcome};
+
+use crate::bucket::{seconds_ceil, BucketState};
+use crate::config::{Config, FailureMode, Rule, WhenKeyMissing};
+use crate::key::{key_hash, missing_key_hash, RequestFacts};
+use crate::table::{evaluate, give_back, Ask, Verdict};
+
+/// What happened to one matching rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleOutcome {
+    /// Tokens were spent.
+    Spent,
+    /// The bucket had too few tokens: the rule refused the request (a shadow
+    /// rule: would have).
+    Limited,
+    /// The client had no slot and the rule denies in that case (a shadow
+    /// rule: would have).
+    TableFull,
+    /// The request passed this rule without spending: the client had no slot
+    /// and the rule allows that (`on_table_full: allow`).
+    Unmetered,
+    /// The shared store failed for this enforced rule and
+    /// `on_store_failure: allow` let the request pass without spending.
+    FailedOpen,
+    /// The bucket had the tokens, but another rule refused the request, so
+    /// nothing was spent here.
+    NotSpent,
+    /// The shared store failed for this rule.
+    StoreFailure,
+}
+
+/// One matching rule's part in the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleReport {
+    /// Index of the rule in [`Config::rules`].
+    pub rule: usize,
+    /// What happened.
+    pub outcome: RuleOutcome,
+    /// Whether the rule is in shadow mode.
+    pub shadow: bool,
+    /// Whether `remaining` and `reset` describe a real bucket.
+    pub metered: bool,
+    /// Whole tokens left after this request.
+    pub remaining: u64,
+    /// Seconds until the bucket is full again or, when the rule limited,
+    /// until it holds the request's cost.
+    pub reset: u64,
+    /// Whether this request claimed a slot for its client.
+    pub claimed: bool,
+    /// Whether that slot was taken from a busy owner.
+    pub evicted: bool,
+}
+
+impl RuleReport {
+    /// Whether this rule refuses the request (enforced rules only).
+    pub fn refuses(&self) -> bool {
+        !self.shadow
+            && matches!(
+                self.outcome,
+                RuleOutcome::Limited | RuleOutcome::TableFull | RuleOutcome::StoreFailure
+            )
+    }
+
+    /// Whether this shadow rule would have refused the request.
+    pub fn would_refuse(&self) -> bool {
+        self.shadow && matches!(self.outcome, RuleOutcome::Limited | RuleOutcome::TableFull)
+    }
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// A bucket is empty.
+    RateLimited,
+    /// No slot is free for the client.
+    TableFull,
+    /// The shared store failed and `on_store_failure` is `deny`.
+    StoreFailure,
+}
+
+impl RefusalReason {
+    /// The machine-readable reason published in `palisade.denial`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefusalReason::RateLimited => "rate_limited",
+            RefusalReason::TableFull => "table_full",
+            RefusalReason::StoreFailure => "store_failure",
+        }
+    }
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub reason: RefusalReason,
+    /// Seconds the client should wait (`Retry-After`).
+    pub retry_after: u64,
+}
+
+/// Shared-store activity, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// CAS mismatches that were retried.
+    pub cas_retries: u64,
+    /// Updates that ran out of retries.
+    pub cas_exhausted: u64,
+    /// Host errors on shared data.
+    pub store_errors: u64,
+    /// Spends given back because another rule refused the request.
+    pub given_back: u64,
+}
+
+/// The decision for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// `None` when the request goes through.
+    pub refusal: Option<Refusal>,
+    /// One report per matching rule, in configuration order.
+    pub reports: Vec<RuleReport>,
+    /// Store activity.
+    pub counts: StoreCounts,
+}
+
+impl Decision {
+    /// The reports of rules that refused the request.
+    pub fn refusing(&self) -> impl Iterator<Item = &RuleReport> {
+        self.reports.iter().filter(|r| r.refuses())
+    }
+}
+
+struct Active<'a> {
+    index: usize,
+    rule: &'a Rule,
+    key: String,
+    owner: u64,
+}
+
+impl Active<'_> {
+    fn ask(&self, now_ns: u64) -> Ask<'_> {
+        Ask {
+            bucket: &self.rule.bucket,
+            table: &self.rule.table,
+            owner: self.owner,
+            cost: self.rule.cost,
+            on_full: self.rule.on_table_full,
+            now_ns,
+        }
+    }
+
+    fn report(&self, outcome: RuleOutcome) -> RuleReport {
+        RuleReport {
+            rule: self.index,
+            outcome,
+            shadow: self.rule.shadow,
+            metered: false,
+            remaining: 0,
+            reset: 0,
+            claimed: false,
+            evicted: false,
+        }
+    }
+
+    /// The report for a verdict; `spent` says whether a `Spend` was written.
+    fn report_verdict(&self, verdict: &Verdict, spent: bool) -> RuleReport {
+        let spec = &self.rule.bucket;
+        let metered = |outcome, state: BucketState, reset_ns: u64| RuleReport {
+            metered: true,
+            remaining: state.tokens(spec),
+            reset: seconds_ceil(reset_ns),
+            ..self.report(outcome)
+        };
+        match *verdict {
+            Verdict::Spend {
+                after,
+                claimed,
+                evicted,
+            } if spent => RuleReport {
+                claimed,
+                evicted,
+                ..metered(RuleOutcome::Spent, after, after.nanos_until_full(spec))
+            },
+            Verdict::Spend { after, .. } => {
+                let before = after.give_back(spec, self.rule.cost);
+                metered(RuleOutcome::NotSpent, before, before.nanos_until_full(spec))
+            }
+            Verdict::Empty { state } => {
+                let mut r = metered(
+                    RuleOutcome::Limited,
+                    state,
+                    state.nanos_until(spec, self.rule.cost),
+                );
+                r.reset = r.reset.max(1);
+                r
+            }
+            Verdict::TableFull { retry_ns } => RuleReport {
+                metered: true,
+                remaining: 0,
+                reset: seconds_ceil(retry_ns).max(1),
+                ..self.report(RuleOutcome::TableFull)
+            },
+            Verdict::Unmetered => self.report(RuleOutcome::Unmetered),
+        }
+    }
+}
+
+/// The rules that apply to a request, with their client keys.
+fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>> {
+    let view = facts.view();
+    let mut active = Vec::new();
+    for (index, rule) in config.rules.iter().enumerate() {
+        if !rule.matcher.matches(&view) {
+            continue;
+        }
+        let hash = match key_hash(&rule.key, facts, &config.client_address) {
+            Some(h) => h,
+            None => match rule.when_key_missing {
+                WhenKeyMissing::SkipRule => continue,
+                WhenKeyMissing::SharedBucket => missing_key_hash(),
+            },
+        };
+        let (set, owner) = rule.table.place(hash);
+        active.push(Active {
+            index,
+            rule,
+            key: rule.table.key(set),
+            owner,
+        });
+    }
+    active
+}
+
+/// Decides a request at monotonic time `now_ns`, spending from the buckets
+/// in `store` when it goes through.
+pub fn decide<S: SharedStore + ?Sized>(
+    config: &Config,
+    store: &S,
+    facts: &RequestFacts,
+    now_ns: u64,
+) -> Decision {
+    let active = active_rules(config, facts);
+    let mut decision = Decision::default();
+    if active.is_empty() {
+        return decision;
+    }
+
+    // Step 1: with several buckets, check them all before spending any.
+    let checked: Vec<Option<Verdict>> = if active.len() > 1 {
+        let verdicts: Vec<Option<Verdict>> = active
+            .iter()
+            .map(|a| match store.get(&a.key) {
+                Ok((value, _)) => Some(evaluate(value.as_deref(), &a.ask(now_ns)).0),
+                Err(_) => {
+                    decision.counts.store_errors += 1;
+                    None
+                }
+            })
+            .collect();
+        let reports: Vec<RuleReport> = active
+            .iter()
+            .zip(&verdicts)
+            .map(|(a, v)| match v {
+                Some(v) => a.report_verdict(v, false),
+                None => a.report(RuleOutcome::StoreFailure),
+            })
+            .collect();
+        let limited = reports
+            .iter()
+            .any(|r| r.refuses() && r.outcome != RuleOutcome::StoreFailure);
+        let failed = reports.iter().any(|r| r.refuses());
+        if limited || (failed && config.on_store_failure == FailureMode::Deny) {
+            decision.reports = reports;
+            decision.refusal = Some(refusal_for(&decision.reports));
+            return decision;
+        }
+        verdicts
+    } else {
+        vec![None]
+    };
+
+    // Step 2: spend, one CAS loop per bucket.
+    let mut reports: Vec<RuleReport> = Vec::with_capacity(active.len());
+    let mut spent: Vec<(usize, Verdict)> = Vec::new();
+    for (i, a) in active.iter().enumerate() {
+        if active.len() > 1 {
+            match checked.get(i).copied().flatten() {
+                // Failed in step 1 and not refusing (shadow, or failure allowed).
+                None => {
+                    let mut r = a.report(RuleOutcome::StoreFailure);
+                    if !a.rule.shadow {
+                        r.outcome = RuleOutcome::FailedOpen;
+                    }
+                    reports.push(r);
+                    continue;
+                }
+                Some(v @ Verdict::Unmetered) => {
+                    reports.push(a.report_verdict(&v, false));
+                    continue;
+                }
+                // A shadow bucket that would refuse spends nothing.
+                Some(v @ (Verdict::Empty { .. } | Verdict::TableFull { .. })) => {
+                    reports.push(a.report_verdict(&v, false));
+                    continue;
+                }
+                Some(Verdict::Spend { .. }) => {}
+            }
+        }
+        let ask = a.ask(now_ns);
+        let outcome = update(store, &a.key, config.max_cas_retries, |value| {
+            evaluate(value, &ask)
+        });
+        let failure = match outcome {
+            UpdateOutcome::Done { result, retries } => {
+                decision.counts.cas_retries += u64::from(retries);
+                let report = a.report_verdict(&result, true);
+                match result {
+                    Verdict::Spend { .. } => spent.push((i, result)),
+                    Verdict::Unmetered => {}
+                    Verdict::Empty { .. } | Verdict::TableFull { .. } if a.rule.shadow => {}
+                    Verdict::Empty { .. } | Verdict::TableFull { .. } => {
+                        reports.push(report);
+                        return refuse_after_spending(
+                            config, store, &active, &checked, reports, spent, decision, now_ns,
+                        );
+                    }
+                }
+                reports.push(report);
+                continue;
+            }
+            UpdateOutcome::RetriesExhausted { retries } => {
+                decision.counts.cas_retries += u64::from(retries);
+                decision.counts.cas_exhausted += 1;
+                a.report(RuleOutcome::StoreFailure)
+            }
+            UpdateOutcome::HostError => {
+                decision.counts.store_errors += 1;
+                a.report(RuleOutcome::StoreFailure)
+            }
+        };
+        if a.rule.shadow {
+            reports.push(failure);
+        } else if config.on_store_failure == FailureMode::Allow {
+            reports.push(RuleReport {
+                outcome: RuleOutcome::FailedOpen,
+                ..failure
+            });
+        } else {
+            reports.push(failure);
+            return refuse_after_spending(
+                config, store, &active, &checked, reports, spent, decision, now_ns,
+            );
+        }
+    }
+    decision.reports = reports;
+    decision
+}
+
+/// A bucket refused in step 2: give back what the earlier buckets spent and
+/// report the rules after the refusing one from their step-1 reading.
+#[allow(clippy::too_many_arguments)]
+fn refuse_after_spending<S: SharedStore + ?Sized>(
+    config: &Config,
+    store: &S,
+    active: &[Active<'_>],
+    checked: &[Option<Verdict>],
+    mut reports: Vec<RuleReport>,
+    spent: Vec<(usize, Verdict)>,
+    mut decision: Decision,
+    now_ns: u64,
+) -> Decision {
+    for (i, verdict) in spent {
+        let Some(a) = active.get(i) else { continue };
+        let ask = a.ask(now_ns);
+        match update(store, &a.key, config.max_cas_retries, |value| {
+            ((), give_back(value, &ask))
+        }) {
+            UpdateOutcome::Done { retries, .. } => {
+                decision.counts.cas_retries += u64::from(retries);
+                decision.counts.given_back += 1;
+            }
+            UpdateOutcome::RetriesExhausted { retries } => {
+                decision.counts.cas_retries += u64::from(retries);
+                decision.counts.cas_exhausted += 1;
+            }
+            UpdateOutcome::HostError => decision.counts.store_errors += 1,
+        }
+        if let Some(r) = reports.get_mut(i) {
+            *r = a.report_verdict(&verdict, false);
+        }
+    }
+    for (j, a) in active.iter().enumerate().skip(reports.len()) {
+        let report = match checked.get(j).copied().flatten() {
+            Some(v) => a.report_verdict(&v, false),
+            None => a.report(RuleOutcome::StoreFailure),
+        };
+        reports.push(report);
+    }
+    decision.reports = reports;
+    decision.refusal = Some(refusal_for(&decision.reports));
+    decision
+}
+
+/// The refusal the refusing reports add up to: rate limited if any bucket is
+/// empty, else table full, else store failure; wait for the slowest.
+fn refusal_for(reports: &[RuleReport]) -> Refusal {
+    let refusing: Vec<&RuleReport> = reports.iter().filter(|r| r.refuses()).collect();
+    let reason = if refusing.iter().any(|r| r.outcome == RuleOutcome::Limited) {
+        RefusalReason::RateLimited
+    } else if refusing.iter().any(|r| r.outcome == RuleOutcome::TableFull) {
+        RefusalReason::TableFull
+    } else {
+        RefusalReason::StoreFailure
+    };
+    let retry_after = refusing
+        .iter()
+        .filter(|r| r.metered)
+        .map(|r| r.reset)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    Refusal {
+        reason,
+        retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_shared::store::{MemoryStore, StoreError};
+    use std::cell::Cell;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn config(json: &str) -> Config {
+        Config::from_json(json.as_bytes()).unwrap()
+    }
+
+    /// Creates every set key up front, as the adapter does at configuration.
+    fn create_tables<S: SharedStore>(config: &Config, store: &S) {
+        for rule in &config.rules {
+            for set in 0..rule.table.sets() {
+                store
+                    .set(
+                        &rule.table.key(set),
+                        &rule.table.empty_value(&rule.bucket),
+                        None,
+                    )
+                    .unwrap();
+            }
+        }
+    }
+
+    fn get(path: &str) -> RequestFacts {
+        RequestFacts {
+            method: "GET".into(),
+            host: "api.example.com".into(),
+            path: path.into(),
+            peer_address: Some("10.0.0.1:4000".into()),
+            ..RequestFacts::default()
+        }
+    }
+
+    fn from(ip: &str) -> RequestFacts {
+        RequestFacts {
+            peer_address: Some(format!("{ip}:4000")),
+            ..get("/")
+        }
+    }
+
+    fn allowed(d: &Decision) -> bool {
+        d.refusal.is_none()
+    }
+
+    #[test]
+    fn no_matching_rule_decides_nothing() {
+        let c = config(
+            r#"{"rules":[{"name":"admin","match":{"path":{"prefix":"/admin"}},
+                "token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        let d = decide(&c, &store, &get("/public"), 0);
+        assert_eq!(d, Decision::default());
+    }
+
+    #[test]
+    fn a_bucket_lets_capacity_through_then_refuses_then_refills() {
+        let c = config(
+            r#"{"rules":[{"name":"all","token_bucket":{"max_tokens":3,"tokens_per_fill":1,"fill_interval":"10s"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        for left in [2, 1, 0] {
+            let d = decide(&c, &store, &get("/"), 0);
+            assert!(allowed(&d));
+            assert_eq!(d.reports[0].outcome, RuleOutcome::Spent);
+            assert_eq!(d.reports[0].remaining, left);
+        }
+        let d = decide(&c, &store, &get("/"), SEC);
+        assert_eq!(
+            d.refusal,
+            Some(Refusal {
+                reason: RefusalReason::RateLimited,
+                retry_after: 9
+            })
+        );
+        assert_eq!(d.reports[0].outcome, RuleOutcome::Limited);
+        assert_eq!((d.reports[0].remaining, d.reports[0].reset), (0, 9));
+        // 10 s later one token is back, and only one.
+        assert!(allowed(&decide(&c, &store, &get("/"), 10 * SEC)));
+        assert!(!allowed(&decide(&c, &store, &get("/"), 10 * SEC)));
+    }
+
+    #[test]
+    fn clients_are_isolated() {
+        let c = config(
+            r#"{"rules":[{"name":"ip","key":["client_address"],
+                "token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        assert!(allowed(&decide(&c, &store, &from("10.0.0.1"), 0)));
+        assert!(!allowed(&decide(&c, &store, &from("10.0.0.1"), 0)));
+        assert!(allowed(&decide(&c, &store, &from("10.0.0.2"), 0)));
+        assert!(!allowed(&decide(&c, &store, &from("10.0.0.2"), 0)));
+    }
+
+    #[test]
+    fn a_refused_request_spends_nothing_in_other_buckets() {
+        let c = config(
+            r#"{"rules":[
+                {"name":"global","token_bucket":{"max_tokens":100,"fill_interval":"1h"}},
+                {"name":"login","match":{"path":{"exact":"/login"}},
+                 "token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        assert!(allowed(&decide(&c, &store, &get("/login"), 0)));
+        for _ in 0..10 {
+            let d = decide(&c, &store, &get("/login"), 0);
+            assert_eq!(d.refusal.unwrap().reason, RefusalReason::RateLimited);
+            assert_eq!(d.reports[0].outcome, RuleOutcome::NotSpent);
+            assert_eq!(d.reports[1].outcome, RuleOutcome::Limited);
+        }
+        // Only the one allowed /login spent from `global`.
+        let d = decide(&c, &store, &get("/other"), 0);
+        assert_eq!(d.reports[0].remaining, 98);
+    }
+
+    /// A store whose values can be changed behind the limiter's back between
+    /// its read and its write, as another worker would.
+    struct RacingStore {
+        inner: MemoryStore,
+        /// On the n-th get (0-based), run the interference after answering.
+        interfere_at: Cell<Option<u32>>,
+        gets: Cell<u32>,
+        interference: Box<dyn Fn(&MemoryStore)>,
+    }
+
+    impl SharedStore for RacingStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            let n = self.gets.get();
+            self.gets.set(n + 1);
+            let answer = self.inner.get(key);
+            if self.interfere_at.get() == Some(n) {
+                self.interfere_at.set(None);
+                (self.interference)(&self.inner);
+            }
+            answer
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn a_bucket_emptied_between_check_and_spend_gives_back_the_others() {
+        let json = r#"{"rules":[
+            {"name":"first","token_bucket":{"max_tokens":10,"fill_interval":"1h"}},
+            {"name":"second","token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#;
+        let c = config(json);
+        let c2 = config(json);
+        let store = RacingStore {
+            inner: MemoryStore::new(),
+            // Gets: 0 = check first, 1 = check second, 2 = spend first,
+            // 3 = spend second. After the check of `second`, another worker
+            // takes its only token.
+            interfere_at: Cell::new(Some(1)),
+            gets: Cell::new(0),
+            interference: Box::new(move |inner| {
+                let d = decide(&c2, inner, &get("/"), 0);
+                assert!(d.refusal.is_none());
+            }),
+        };
+        create_tables(&c, &store.inner);
+        let d = decide(&c, &store, &get("/"), 0);
+        assert_eq!(
+            d.refusal.as_ref().unwrap().reason,
+            RefusalReason::RateLimited
+        );
+        assert_eq!(d.counts.given_back, 1);
+        assert_eq!(d.reports[0].outcome, RuleOutcome::NotSpent);
+        assert_eq!(d.reports[1].outcome, RuleOutcome::Limited);
+        // `first` lost only the other worker's token: 9 left, and this
+        // request takes one more.
+        let only_first = config(
+            r#"{"rules":[{"name":"first","token_bucket":{"max_tokens":10,"fill_interval":"1h"}}]}"#,
+        );
+        let d = decide(&only_first, &store.inner, &get("/"), 0);
+        assert_eq!(d.reports[0].remaining, 8);
+    }
+
+    #[test]
+    fn cas_mismatches_are_retried_then_the_failure_mode_decides() {
+        let deny = config(
+            r#"{"max_cas_retries":3,"rules":[{"name":"all","token_bucket":{"max_tokens":5,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&deny, &store);
+        store.inject_conflicts(3);
+        let d = decide(&deny, &store, &get("/"), 0);
+        assert!(allowed(&d));
+        assert_eq!(d.counts.cas_retries, 3);
+        assert_eq!(d.reports[0].remaining, 4);
+
+        store.inject_conflicts(4);
+        let d = decide(&deny, &store, &get("/"), 0);
+        assert_eq!(
+            d.refusal,
+            Some(Refusal {
+                reason: RefusalReason::StoreFailure,
+                retry_after: 1
+            })
+        );
+        assert_eq!(d.counts.cas_exhausted, 1);
+        assert_eq!(d.reports[0].outcome, RuleOutcome::StoreFailure);
+
+        let allow = config(
+            r#"{"max_cas_retries":3,"on_store_failure":"allow",
+                "rules":[{"name":"all","token_bucket":{"max_tokens":5,"fill_interval":"1h"}}]}"#,
+        );
+        store.inject_conflicts(4);
+        let d = decide(&allow, &store, &get("/"), 0);
+        assert!(allowed(&d));
+        assert_eq!(d.counts.cas_exhausted, 1);
+        assert_eq!(d.reports[0].outcome, RuleOutcome::FailedOpen);
+        // Nothing was spent by the two failed requests.
+        assert_eq!(decide(&allow, &store, &get("/"), 0).reports[0].remaining, 3);
+    }
+
+    struct BrokenStore;
+    impl SharedStore for BrokenStore {
+        fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            Err(StoreError::Host)
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+            Err(StoreError::Host)
+        }
+    }
+
+    #[test]
+    fn host_errors_fail_closed_by_default() {
+        for rules in [
+            r#"[{"name":"a","token_bucket":{"max_tokens":5,"fill_interval":"1h"}}]"#,
+            r#"[{"name":"a","token_bucket":{"max_tokens":5,"fill_interval":"1h"}},
+                {"name":"b","token_bucket":{"max_tokens":5,"fill_interval":"1h"}}]"#,
+        ] {
+            let deny = config(&format!(r#"{{"rules":{rules}}}"#));
+            let d = decide(&deny, &BrokenStore, &get("/"), 0);
+            assert_eq!(d.refusal.unwrap().reason, RefusalReason::StoreFailure);
+            assert!(d.counts.store_errors >= 1);
+            let allow = config(&format!(
+                r#"{{"on_store_failure":"allow","rules":{rules}}}"#
+            ));
+            let d = decide(&allow, &BrokenStore, &get("/"), 0);
+            assert!(allowed(&d), "{d:?}");
+            assert!(d
+                .reports
+                .iter()
+                .all(|r| r.outcome == RuleOutcome::FailedOpen));
+        }
+    }
+
+    #[test]
+    fn shadow_rules_count_but_never_refuse() {
+        let c = config(
+            r#"{"rules":[
+                {"name":"enforced","token_bucket":{"max_tokens":10,"fill_interval":"1h"}},
+                {"name":"trial","shadow":true,"token_bucket":{"max_tokens":2,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        for _ in 0..2 {
+            let d = decide(&c, &store, &get("/"), 0);
+            assert!(allowed(&d));
+            assert_eq!(d.reports[1].outcome, RuleOutcome::Spent);
+        }
+        for enforced_left in [7, 6, 5] {
+            let d = decide(&c, &store, &get("/"), 0);
+            assert!(allowed(&d));
+            assert!(d.reports[1].would_refuse());
+            assert_eq!(d.reports[0].remaining, enforced_left);
+        }
+        // Alone, a shadow rule also only reports.
+        let alone = config(
+            r#"{"rules":[{"name":"trial","shadow":true,"token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&alone, &store);
+        assert!(allowed(&decide(&alone, &store, &get("/"), 0)));
+        let d = decide(&alone, &store, &get("/"), 0);
+        assert!(allowed(&d));
+        assert_eq!(d.reports[0].outcome, RuleOutcome::Limited);
+        assert!(d.reports[0].would_refuse() && !d.reports[0].refuses());
+    }
+
+    #[test]
+    fn missing_keys_share_a_bucket_or_skip_the_rule() {
+        let c = config(
+            r#"{"rules":[
+                {"name":"tenant","key":[{"header":"x-tenant"}],"token_bucket":{"max_tokens":1,"fill_interval":"1h"}},
+                {"name":"user","key":[{"identity":"sub"}],"when_key_missing":"skip_rule",
+                 "token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        // No tenant header, no identity: one shared `tenant` bucket, `user` skipped.
+        let d = decide(&c, &store, &get("/"), 0);
+        assert!(allowed(&d));
+        assert_eq!(d.reports.len(), 1);
+        assert!(!allowed(&decide(&c, &store, &get("/"), 0)));
+        // With a tenant header the request has its own bucket.
+        let mut with_tenant = get("/");
+        with_tenant.headers.push(("x-tenant".into(), "t1".into()));
+        assert!(allowed(&decide(&c, &store, &with_tenant, 0)));
+    }
+
+    #[test]
+    fn identity_claims_key_buckets() {
+        use palisade_shared::contract::Identity;
+        let c = config(
+            r#"{"rules":[{"name":"per_user","key":[{"identity":"iss"},{"identity":"sub"}],
+                "when_key_missing":"skip_rule",
+                "token_bucket":{"max_tokens":2,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        let as_user = |sub: &str| RequestFacts {
+            identity: Some(Identity {
+                iss: "https://idp".into(),
+                sub: Some(sub.into()),
+                ..Identity::default()
+            }),
+            ..get("/")
+        };
+        assert!(allowed(&decide(&c, &store, &as_user("alice"), 0)));
+        assert!(allowed(&decide(&c, &store, &as_user("alice"), 0)));
+        assert!(!allowed(&decide(&c, &store, &as_user("alice"), 0)));
+        assert!(allowed(&decide(&c, &store, &as_user("bob"), 0)));
+        // Anonymous requests are not limited by a skip_rule identity rule.
+        for _ in 0..5 {
+            assert!(decide(&c, &store, &get("/"), 0).reports.is_empty());
+        }
+    }
+
+    #[test]
+    fn memory_stays_bounded_whatever_the_number_of_clients() {
+        let c = config(
+            r#"{"rules":[{"name":"ip","key":["client_address"],"slots":16,
+                "token_bucket":{"max_tokens":1,"fill_interval":"1s"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        let keys = store.len();
+        assert_eq!(keys, 2, "16 slots: 2 sets of 8");
+        let mut full = 0;
+        let mut ok = 0;
+        for i in 0..10_000u32 {
+            let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            match decide(&c, &store, &from(&ip), 0).refusal {
+                None => ok += 1,
+                Some(r) => {
+                    assert_eq!(r.reason, RefusalReason::TableFull);
+                    assert_eq!(r.retry_after, 1);
+                    full += 1;
+                }
+            }
+        }
+        assert_eq!(ok, 16, "exactly one client per slot got a bucket");
+        assert_eq!(full, 10_000 - 16);
+        assert_eq!(store.len(), keys, "no key was added");
+        // Once the buckets have refilled, their slots serve new clients.
+        let d = decide(&c, &store, &from("192.168.0.1"), SEC);
+        assert!(allowed(&d));
+        assert!(d.reports[0].claimed);
+    }
+
+    /// A thread-safe store with Envoy's CAS semantics, for real concurrency.
+    type Entries = HashMap<String, (Vec<u8>, u32)>;
+
+    #[derive(Default, Clone)]
+    struct ThreadStore(Arc<Mutex<(Entries, u32)>>);
+
+    impl SharedStore for ThreadStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            let g = self.0.lock().unwrap();
+            Ok(match g.0.get(key) {
+                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            let mut g = self.0.lock().unwrap();
+            g.1 += 1;
+            let next = g.1;
+            if let (Some(cas), Some((_, current))) = (cas.filter(|c| *c != 0), g.0.get(key)) {
+                if cas != *current {
+                    return Err(StoreError::CasMismatch);
+                }
+            }
+            g.0.insert(key.to_string(), (value.to_vec(), next));
+            // Widen the race window between another thread's get and set.
+            drop(g);
+            std::thread::yield_now();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn exact_under_real_concurrency() {
+        let c = Arc::new(config(
+            r#"{"max_cas_retries":10000,"rules":[
+                {"name":"global","token_bucket":{"max_tokens":500,"fill_interval":"1h"}},
+                {"name":"ip","key":["client_address"],"token_bucket":{"max_tokens":100,"fill_interval":"1h"}}]}"#,
+        ));
+        let store = ThreadStore::default();
+        create_tables(&c, &store);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let c = Arc::clone(&c);
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0u32;
+                    for i in 0..200u32 {
+                        // 4 clients, each hammered by two threads.
+                        let facts = from(&format!("10.0.0.{}", (t + i) % 4));
+                        if decide(&c, &store, &facts, 0).refusal.is_none() {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let total: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        // Each of the 4 clients gets exactly its 100: 400 of 1600, and
+        // `global` (500) never ran dry.
+        assert_eq!(total, 400);
+        let probe = config(
+            r#"{"rules":[{"name":"global","token_bucket":{"max_tokens":500,"fill_interval":"1h"}}]}"#,
+        );
+        let d = decide(&probe, &store, &get("/"), 0);
+        assert_eq!(
+            d.reports[0].remaining, 99,
+            "global spent exactly 400 (+1 probe)"
+        );
+    }
+
+    #[test]
+    fn retry_after_waits_for_the_slowest_empty_bucket() {
+        let c = config(
+            r#"{"rules":[
+                {"name":"fast","token_bucket":{"max_tokens":1,"fill_interval":"2s"}},
+                {"name":"slow","token_bucket":{"max_tokens":1,"fill_interval":"30s"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        assert!(allowed(&decide(&c, &store, &get("/"), 0)));
+        let d = decide(&c, &store, &get("/"), 0);
+        assert_eq!(d.refusal.as_ref().unwrap().retry_after, 30);
+        assert_eq!(d.refusing().count(), 2);
+    }
+}

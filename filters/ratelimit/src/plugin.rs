@@ -1,0 +1,357 @@
+//! The proxy-wasm adapter: reads the request, asks the core, applies the
+//! decision. Nothing here decides anything.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use palisade_shared::contract::{self, Identity};
+use palisade_shared::host::{self, Counter, HostSharedData};
+use palisade_shared::store::SharedStore;
+
+use crate::clock::MonotonicClock;
+use crate::config::{Config, Needs};
+use crate::key::RequestFacts;
+use crate::limiter::{decide, Decision, RuleOutcome};
+use crate::response::{allowed_headers, denial, published, refusal_reply};
+
+proxy_wasm::main! {{
+    host::install_panic_hook();
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RateLimitRoot::default()) });
+}}
+
+struct RuleMetrics {
+    allowed: Counter,
+    limited: Counter,
+    shadow_limited: Counter,
+    table_full: Counter,
+    unmetered: Counter,
+}
+
+struct Metrics {
+    rules: Vec<RuleMetrics>,
+    denied: Counter,
+    cas_retries: Counter,
+    cas_exhausted: Counter,
+    store_errors: Counter,
+    store_failure_allowed: Counter,
+    given_back: Counter,
+    slot_claims: Counter,
+    slot_evictions: Counter,
+}
+
+impl Metrics {
+    fn define(config: &Config) -> Self {
+        let global = |what: &str| Counter::define(&format!("palisade.ratelimit.{what}"));
+        Metrics {
+            rules: config
+                .rules
+                .iter()
+                .map(|r| {
+                    let c = |what: &str| {
+                        Counter::define(&format!("palisade.ratelimit.rule.{}.{what}", r.name))
+                    };
+                    RuleMetrics {
+                        allowed: c("allowed"),
+                        limited: c("limited"),
+                        shadow_limited: c("shadow_limited"),
+                        table_full: c("table_full"),
+                        unmetered: c("unmetered"),
+                    }
+                })
+                .collect(),
+            denied: global("denied"),
+            cas_retries: global("cas_retries"),
+            cas_exhausted: global("cas_exhausted"),
+            store_errors: global("store_errors"),
+            store_failure_allowed: global("store_failure_allowed"),
+            given_back: global("given_back"),
+            slot_claims: global("slot_claims"),
+            slot_evictions: global("slot_evictions"),
+        }
+    }
+
+    fn record(&self, d: &Decision) {
+        let refused = d.refusal.is_some();
+        for r in &d.reports {
+            let Some(m) = self.rules.get(r.rule) else {
+                continue;
+            };
+            match r.outcome {
+                RuleOutcome::Spent if !refused => m.allowed.inc(),
+                RuleOutcome::Limited if r.shadow => m.shadow_limited.inc(),
+                RuleOutcome::Limited => m.limited.inc(),
+                RuleOutcome::TableFull => {
+                    m.table_full.inc();
+                    if r.shadow {
+                        m.shadow_limited.inc();
+                    } else {
+                        m.limited.inc();
+                    }
+                }
+                RuleOutcome::Unmetered => m.unmetered.inc(),
+                RuleOutcome::FailedOpen => self.store_failure_allowed.inc(),
+                _ => {}
+            }
+            if r.claimed {
+                self.slot_claims.inc();
+            }
+            if r.evicted {
+                self.slot_evictions.inc();
+            }
+        }
+        if refused {
+            self.denied.inc();
+        }
+        let c = &d.counts;
+        if c.cas_retries > 0 {
+            self.cas_retries.add(c.cas_retries);
+        }
+        if c.cas_exhausted > 0 {
+            self.cas_exhausted.add(c.cas_exhausted);
+        }
+        if c.store_errors > 0 {
+            self.store_errors.add(c.store_errors);
+        }
+        if c.given_back > 0 {
+            self.given_back.add(c.given_back);
+        }
+    }
+}
+
+struct Loaded {
+    config: Config,
+    metrics: Metrics,
+    clock: MonotonicClock,
+}
+
+#[derive(Default)]
+struct RateLimitRoot {
+    loaded: Option<Rc<Loaded>>,
+}
+
+impl Context for RateLimitRoot {}
+
+/// Creates every set key that does not exist yet, with all slots free.
+/// Envoy's CAS token 0 means "write unconditionally", so the request path
+/// is exact only on keys that exist: creating them here, before this worker
+/// serves a request, is what makes every later update a true CAS.
+fn create_tables(config: &Config) -> Result<u64, String> {
+    let store = HostSharedData;
+    let mut created = 0;
+    for rule in &config.rules {
+        let empty = rule.table.empty_value(&rule.bucket);
+        for set in 0..rule.table.sets() {
+            let key = rule.table.key(set);
+            match store.get(&key) {
+                Ok((Some(_), _)) => {}
+                Ok((None, _)) => {
+                    store
+                        .set(&key, &empty, None)
+                        .map_err(|e| format!("cannot create shared-data key {key}: {e:?}"))?;
+                    created += 1;
+                }
+                Err(e) => return Err(format!("cannot read shared-data key {key}: {e:?}")),
+            }
+        }
+    }
+    Ok(created)
+}
+
+impl RootContext for RateLimitRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let config = match Config::from_json(&host::plugin_configuration()) {
+            Ok(c) => c,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("palisade.ratelimit: {e}"));
+                return false;
+            }
+        };
+        let created = match create_tables(&config) {
+            Ok(n) => n,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("palisade.ratelimit: {e}"));
+                return false;
+            }
+        };
+        let slots: u64 = config.rules.iter().map(|r| r.table.slots()).sum();
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "palisade.ratelimit: {} rule(s) in domain `{}`, {slots} bucket slot(s), {created} shared-data key(s) created",
+                config.rules.len(),
+                config.domain
+            ),
+        );
+        self.loaded = Some(Rc::new(Loaded {
+            metrics: Metrics::define(&config),
+            config,
+            clock: MonotonicClock::new(),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(RateLimitFilter {
+            loaded: self.loaded.clone(),
+            response_headers: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct RateLimitFilter {
+    loaded: Option<Rc<Loaded>>,
+    response_headers: Vec<(String, String)>,
+}
+
+impl Context for RateLimitFilter {}
+
+/// Reads what the rules need from the request, and nothing else.
+fn gather(needs: &Needs, xff_trusted_hops: u32) -> RequestFacts {
+    let header = |name: &str| host::request_header(name).unwrap_or_default();
+    let mut facts = RequestFacts::default();
+    if needs.method {
+        facts.method = header(":method");
+    }
+    if needs.host {
+        facts.host = header(":authority");
+    }
+    if needs.path {
+        facts.path = header(":path");
+    }
+    if needs.route_name {
+        facts.route_name = host::property_string(&["xds", "route_name"]).unwrap_or_default();
+    }
+    if needs.client_address {
+        facts.peer_address = host::property_string(&["source", "address"]);
+        if xff_trusted_hops > 0 {
+            facts.forwarded_for = host::request_header("x-forwarded-for");
+        }
+    }
+    for name in &needs.headers {
+        if let Some(value) = host::request_header(name) {
+            facts.headers.push((name.clone(), value));
+        }
+    }
+    if needs.identity {
+        facts.identity = host::property_bytes(&[contract::IDENTITY]).and_then(|bytes| {
+            match serde_json::from_slice::<Identity>(&bytes) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    host::log(
+                        LogLevel::Warn,
+                        &format!("palisade.ratelimit: unreadable {}: {e}", contract::IDENTITY),
+                    );
+                    None
+                }
+            }
+        });
+    }
+    facts
+}
+
+fn publish<T: serde::Serialize>(name: &str, value: &T) {
+    match serde_json::to_vec(value) {
+        Ok(json) => {
+            if let Err(status) = host::set_filter_state(name, &json) {
+                host::log(
+                    LogLevel::Warn,
+                    &format!("palisade.ratelimit: cannot publish {name}: {status:?}"),
+                );
+            }
+        }
+        Err(e) => host::log(
+            LogLevel::Warn,
+            &format!("palisade.ratelimit: cannot serialize {name}: {e}"),
+        ),
+    }
+}
+
+fn log_decision(config: &Config, d: &Decision) {
+    let name = |i: usize| config.rules.get(i).map_or("?", |r| r.name.as_str());
+    for r in d.reports.iter().filter(|r| r.would_refuse()) {
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "palisade.ratelimit: shadow rule `{}` would have limited this request ({:?}, retry in {} s)",
+                name(r.rule),
+                r.outcome,
+                r.reset
+            ),
+        );
+    }
+    if d.counts.cas_exhausted + d.counts.store_errors > 0 {
+        host::log(
+            LogLevel::Warn,
+            &format!(
+                "palisade.ratelimit: shared buckets unavailable ({} CAS loop(s) out of retries, {} host error(s)); on_store_failure = {:?}",
+                d.counts.cas_exhausted, d.counts.store_errors, config.on_store_failure
+            ),
+        );
+    }
+    if let Some(refusal) = &d.refusal {
+        let rules: Vec<&str> = d.refusing().map(|r| name(r.rule)).collect();
+        host::log(
+            LogLevel::Debug,
+            &format!(
+                "palisade.ratelimit: refused ({}) by rule(s) {}; retry in {} s",
+                refusal.reason.as_str(),
+                rules.join(", "),
+                refusal.retry_after
+            ),
+        );
+    }
+}
+
+impl HttpContext for RateLimitFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(loaded) = self.loaded.clone() else {
+            // on_configure failed, so Envoy should not be sending requests;
+            // if it does, the limit stays closed.
+            host::log(
+                LogLevel::Error,
+                "palisade.ratelimit: no valid configuration; refusing the request",
+            );
+            host::send_reply(500, &[], b"");
+            return Action::Pause;
+        };
+        let config = &loaded.config;
+        if config.rules.is_empty() {
+            return Action::Continue;
+        }
+        let facts = gather(&config.needs, config.client_address.xff_trusted_hops);
+        let decision = decide(config, &HostSharedData, &facts, loaded.clock.now_ns());
+        loaded.metrics.record(&decision);
+        log_decision(config, &decision);
+        if let Some(state) = published(config, &decision) {
+            publish(contract::RATELIMIT, &state);
+        }
+        if let Some(reply) = refusal_reply(config, &decision, host::request_header("x-request-id"))
+        {
+            if let Some(denial) = denial(config, &decision) {
+                publish(contract::DENIAL, &denial);
+            }
+            let headers: Vec<(&str, &str)> = reply
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            host::send_reply(reply.status, &headers, &reply.body);
+            return Action::Pause;
+        }
+        self.response_headers = allowed_headers(config, &decision);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            host::add_response_header(&name, &value);
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,508 @@
+//! A rule's buckets in shared data: a fixed table of slots, in bounded memory.
+//!
+//! Envoy cannot delete shared-data keys, so a key per client would grow
+//! without bound under an address-spraying attack. Instead each rule owns a
+//! fixed table of `sets × ways` slots, created when the configuration loads:
+//! `sets` shared-data keys, each holding `ways` slots. A client's key hash
+//! picks its set; inside the set a slot records the owner's hash, so reuse
+//! and collisions are detected, never silently shared.
+//!
+//! A whole set is one shared-data value, read and written with one CAS token.
+//! That is what makes placement safe under concurrency: finding a client's
+//! slot, claiming a free one and spending from it are a single atomic update,
+//! so two workers can never give one client two slots (which would double its
+//! burst), whatever the timing.
+//!
+//! A slot is reusable when it is free or when its bucket has refilled to
+//! full: a full bucket is indistinguishable from a new one, so handing it to
+//! another client loses nothing. When every slot of a set is busy, the rule's
+//! [`TableFullAction`] decides.
+//!
+//! Value layout (little endian): `version: u8, ways: u8, fingerprint: u64`,
+//! then per slot `owner: u64 (0 = free), level: u128, updated_ns: u64`. A value
+//! with another version, way count or bucket fingerprint is read as an empty
+//! set (the operator changed the rule), and the next write replaces it.
+
+use crate::bucket::{BucketSpec, BucketState};
+
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 10;
+const SLOT_LEN: usize = 32;
+
+/// The most slots in one set.
+pub const MAX_WAYS: u32 = 8;
+
+/// What to do with a client that has no slot when every slot of its set is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFullAction {
+    /// Refuse the request (the default: the limit stays closed).
+    Deny,
+    /// Let the request through without a bucket.
+    Allow,
+    /// Take over the slot whose bucket is closest to full; its owner starts
+    /// again from a full bucket if it comes back.
+    Evict,
+}
+
+/// The shape of one rule's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    sets: u32,
+    ways: u32,
+    key_prefix: String,
+}
+
+impl TableSpec {
+    /// A table with room for at least `slots` buckets (rounded up to whole
+    /// sets of up to [`MAX_WAYS`] slots), under shared-data keys
+    /// `<key_prefix><set>`.
+    pub fn new(slots: u32, key_prefix: impl Into<String>) -> Self {
+        let slots = slots.max(1);
+        let ways = slots.min(MAX_WAYS);
+        TableSpec {
+            sets: slots.div_ceil(ways),
+            ways,
+            key_prefix: key_prefix.into(),
+        }
+    }
+
+    /// Number of shared-data keys.
+    pub fn sets(&self) -> u32 {
+        self.sets
+    }
+
+    /// Slots per key.
+    pub fn ways(&self) -> u32 {
+        self.ways
+    }
+
+    /// Total slots: the most clients with a bucket at once.
+    pub fn slots(&self) -> u64 {
+        u64::from(self.sets) * u64::from(self.ways)
+    }
+
+    /// The shared-data key of a set.
+    pub fn key(&self, set: u32) -> String {
+        format!("{}{set}", self.key_prefix)
+    }
+
+    /// Where a client key hash lives: its set, and the owner tag stored in
+    /// the slot (never 0, which marks a free slot).
+    pub fn place(&self, key_hash: u64) -> (u32, u64) {
+        let set = key_hash.rotate_right(32) % u64::from(self.sets);
+        let owner = if key_hash == 0 { 1 } else { key_hash };
+        (u32::try_from(set).unwrap_or(0), owner)
+    }
+
+    /// The value a set key is created with: every slot free.
+    pub fn empty_value(&self, bucket: &BucketSpec) -> Vec<u8> {
+        Set::empty(self.ways).encode(bucket.fingerprint())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    owner: u64,
+    state: BucketState,
+}
+
+const FREE: Slot = Slot {
+    owner: 0,
+    state: BucketState {
+        level: 0,
+        updated_ns: 0,
+    },
+};
+
+/// A decoded set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Set {
+    slots: Vec<Slot>,
+}
+
+impl Set {
+    fn empty(ways: u32) -> Self {
+        Set {
+            slots: vec![FREE; ways as usize],
+        }
+    }
+
+    fn decode(value: Option<&[u8]>, ways: u32, fingerprint: u64) -> Self {
+        let Some(bytes) = value else {
+            return Set::empty(ways);
+        };
+        let expected_len = HEADER_LEN + SLOT_LEN * ways as usize;
+        if bytes.len() != expected_len
+            || bytes[0] != VERSION
+            || u32::from(bytes[1]) != ways
+            || read_u64(&bytes[2..10]) != fingerprint
+        {
+            return Set::empty(ways);
+        }
+        let slots = bytes[HEADER_LEN..]
+            .chunks_exact(SLOT_LEN)
+            .map(|chunk| Slot {
+                owner: read_u64(&chunk[0..8]),
+                state: BucketState {
+                    level: read_u128(&chunk[8..24]),
+                    updated_ns: read_u64(&chunk[24..32]),
+                },
+            })
+            .collect();
+        Set { slots }
+    }
+
+    fn encode(&self, fingerprint: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + SLOT_LEN * self.slots.len());
+        out.push(VERSION);
+        out.push(u8::try_from(self.slots.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(&fingerprint.to_le_bytes());
+        for slot in &self.slots {
+            out.extend_from_slice(&slot.owner.to_le_bytes());
+            out.extend_from_slice(&slot.state.level.to_le_bytes());
+            out.extend_from_slice(&slot.state.updated_ns.to_le_bytes());
+        }
+        out
+    }
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(a)
+}
+
+fn read_u128(bytes: &[u8]) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&bytes[..16]);
+    u128::from_le_bytes(a)
+}
+
+/// One client's request against one rule's table.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The bucket parameters.
+    pub bucket: &'a BucketSpec,
+    /// The table shape.
+    pub table: &'a TableSpec,
+    /// The client's owner tag (from [`TableSpec::place`]).
+    pub owner: u64,
+    /// Tokens this request costs.
+    pub cost: u64,
+    /// What to do when the set has no slot for this client.
+    pub on_full: TableFullAction,
+    /// Monotonic time, nanoseconds.
+    pub now_ns: u64,
+}
+
+/// What a set says about a client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The bucket has the tokens; `after` is its state once they are taken.
+    Spend {
+        /// The bucket after spending.
+        after: BucketState,
+        /// Whether spending claims a slot (free, idle or evicted).
+        claimed: bool,
+        /// Whether the claimed slot was taken from a busy owner ([`TableFullAction::Evict`]).
+        evicted: bool,
+    },
+    /// Too few tokens; `state` is the bucket now.
+    Empty {
+        /// The bucket now.
+        state: BucketState,
+    },
+    /// No slot for this client and the rule denies ([`TableFullAction::Deny`]);
+    /// a slot frees in `retry_ns` at the earliest.
+    TableFull {
+        /// Nanoseconds until some slot of the set is idle.
+        retry_ns: u64,
+    },
+    /// No slot for this client and the rule lets it through ([`TableFullAction::Allow`]).
+    Unmetered,
+}
+
+impl Verdict {
+    /// Whether the rule lets the request through.
+    pub fn passes(&self) -> bool {
+        matches!(self, Verdict::Spend { .. } | Verdict::Unmetered)
+    }
+}
+
+/// Reads a set value (`None`: the key does not exist yet) and decides,
+/// returning the verdict and, when tokens are to be spent, the new value.
+pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>>) {
+    let fingerprint = ask.bucket.fingerprint();
+    let mut set = Set::decode(value, ask.table.ways, fingerprint);
+    let spec = ask.bucket;
+    let now = ask.now_ns;
+
+    let (index, state, claimed, evicted) =
+        if let Some(i) = set.slots.iter().position(|s| s.owner == ask.owner) {
+            (i, set.slots[i].state.refilled(spec, now), false, false)
+        } else if let Some(i) = set
+            .slots
+            .iter()
+            .position(|s| s.owner == 0 || s.state.refilled(spec, now).is_full(spec))
+        {
+            (i, BucketState::full(spec, now), true, false)
+        } else {
+            match ask.on_full {
+                TableFullAction::Deny => {
+                    let retry_ns = set
+                        .slots
+                        .iter()
+                        .map(|s| s.state.refilled(spec, now).nanos_until_full(spec))
+                        .min()
+                        .unwrap_or(0);
+                    return (Verdict::TableFull { retry_ns }, None);
+                }
+                TableFullAction::Allow => return (Verdict::Unmetered, None),
+                TableFullAction::Evict => {
+                    // The bucket closest to full: its owner loses the least.
+                    let victim = set
+                        .slots
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|(_, s)| {
+                            let r = s.state.refilled(spec, now);
+                            (r.level, std::cmp::Reverse(s.state.updated_ns))
+                        })
+                        .map(|(i, _)| i)
+                        .unwrap_or(0);
+                    (victim, BucketState::full(spec, now), true, true)
+                }
+            }
+        };
+
+    match state.take(spec, ask.cost) {
+        Some(after) => {
+            if let Some(slot) = set.slots.get_mut(index) {
+                *slot = Slot {
+                    owner: ask.owner,
+                    state: after,
+                };
+            }
+            let value = set.encode(fingerprint);
+            (
+                Verdict::Spend {
+                    after,
+                    claimed,
+                    evicted,
+                },
+                Some(value),
+            )
+        }
+        None => (Verdict::Empty { state }, None),
+    }
+}
+
+/// Gives `cost` tokens back to the client's bucket (undoing a spend when
+/// another rule refused the request). Returns the new value, or `None` when
+/// the client no longer has a slot (its bucket was full and reused, so there
+/// is nothing to give back).
+pub fn give_back(value: Option<&[u8]>, ask: &Ask<'_>) -> Option<Vec<u8>> {
+    let fingerprint = ask.bucket.fingerprint();
+    let mut set = Set::decode(value, ask.table.ways, fingerprint);
+    let slot = set.slots.iter_mut().find(|s| s.owner == ask.owner)?;
+    slot.state = slot.state.give_back(ask.bucket, ask.cost);
+    Some(set.encode(fingerprint))
+}
+
+/// How many slots of a set value hold a bucket that is not yet full at
+/// `now_ns` (for tests and diagnostics).
+pub fn busy_slots(
+    value: Option<&[u8]>,
+    bucket: &BucketSpec,
+    table: &TableSpec,
+    now_ns: u64,
+) -> usize {
+    Set::decode(value, table.ways, bucket.fingerprint())
+        .slots
+        .iter()
+        .filter(|s| s.owner != 0 && !s.state.refilled(bucket, now_ns).is_full(bucket))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn ask<'a>(bucket: &'a BucketSpec, table: &'a TableSpec, owner: u64, now_ns: u64) -> Ask<'a> {
+        Ask {
+            bucket,
+            table,
+            owner,
+            cost: 1,
+            on_full: TableFullAction::Deny,
+            now_ns,
+        }
+    }
+
+    #[test]
+    fn table_shape_rounds_up_to_whole_sets() {
+        let t = TableSpec::new(1, "k/");
+        assert_eq!((t.sets(), t.ways(), t.slots()), (1, 1, 1));
+        let t = TableSpec::new(10, "k/");
+        assert_eq!((t.sets(), t.ways(), t.slots()), (2, 8, 16));
+        let t = TableSpec::new(4096, "k/");
+        assert_eq!((t.sets(), t.ways()), (512, 8));
+        assert_eq!(t.key(7), "k/7");
+        assert_eq!(TableSpec::new(0, "k/").slots(), 1);
+    }
+
+    #[test]
+    fn placement_is_deterministic_and_owner_is_never_free() {
+        let t = TableSpec::new(64, "k/");
+        assert_eq!(t.place(12345), t.place(12345));
+        assert_eq!(t.place(0).1, 1);
+        let (set, _) = t.place(u64::MAX);
+        assert!(set < t.sets());
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_other_layouts() {
+        let bucket = BucketSpec::new(5, 1, SEC);
+        let table = TableSpec::new(4, "k/");
+        let (v, value) = evaluate(None, &ask(&bucket, &table, 42, 7));
+        assert!(matches!(v, Verdict::Spend { claimed: true, .. }));
+        let value = value.unwrap();
+        assert_eq!(value.len(), HEADER_LEN + 4 * SLOT_LEN);
+        let set = Set::decode(Some(&value), 4, bucket.fingerprint());
+        assert_eq!(set.slots[0].owner, 42);
+        assert_eq!(set.encode(bucket.fingerprint()), value);
+        // Another bucket fingerprint, way count or version: an empty set.
+        let other = BucketSpec::new(6, 1, SEC);
+        assert_eq!(
+            Set::decode(Some(&value), 4, other.fingerprint()),
+            Set::empty(4)
+        );
+        assert_eq!(
+            Set::decode(Some(&value), 8, bucket.fingerprint()),
+            Set::empty(8)
+        );
+        let mut bad = value.clone();
+        bad[0] = 9;
+        assert_eq!(
+            Set::decode(Some(&bad), 4, bucket.fingerprint()),
+            Set::empty(4)
+        );
+        assert_eq!(
+            Set::decode(Some(&value[..20]), 4, bucket.fingerprint()),
+            Set::empty(4)
+        );
+    }
+
+    #[test]
+    fn a_client_keeps_its_slot_and_spends_down_to_empty() {
+        let bucket = BucketSpec::new(2, 1, 60 * SEC);
+        let table = TableSpec::new(4, "k/");
+        let a = ask(&bucket, &table, 7, 0);
+        let (v1, value) = evaluate(None, &a);
+        assert!(matches!(v1, Verdict::Spend { claimed: true, .. }));
+        let (v2, value) = evaluate(value.as_deref(), &a);
+        assert!(matches!(v2, Verdict::Spend { claimed: false, .. }));
+        let value = value.unwrap();
+        let (v3, none) = evaluate(Some(&value), &a);
+        assert!(matches!(v3, Verdict::Empty { .. }), "{v3:?}");
+        assert!(none.is_none(), "a refusal writes nothing");
+        // The empty bucket still belongs to client 7 (no second slot).
+        assert_eq!(busy_slots(Some(&value), &bucket, &table, 0), 1);
+    }
+
+    #[test]
+    fn full_buckets_are_reused_busy_ones_are_not() {
+        let bucket = BucketSpec::new(1, 1, SEC);
+        let table = TableSpec::new(2, "k/");
+        let (_, value) = evaluate(None, &ask(&bucket, &table, 1, 0));
+        let (_, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 2, 0));
+        // Both slots busy: a third client is refused, told when one frees.
+        let (v, none) = evaluate(value.as_deref(), &ask(&bucket, &table, 3, SEC / 4));
+        assert_eq!(
+            v,
+            Verdict::TableFull {
+                retry_ns: 3 * SEC / 4
+            }
+        );
+        assert!(none.is_none());
+        // A second later both buckets are full again: client 3 reuses one.
+        let (v, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 3, SEC));
+        assert!(matches!(
+            v,
+            Verdict::Spend {
+                claimed: true,
+                evicted: false,
+                ..
+            }
+        ));
+        let set = Set::decode(value.as_deref(), 2, bucket.fingerprint());
+        assert_eq!(set.slots.iter().filter(|s| s.owner == 3).count(), 1);
+    }
+
+    #[test]
+    fn table_full_actions() {
+        let bucket = BucketSpec::new(4, 1, SEC);
+        let table = TableSpec::new(2, "k/");
+        let mut value = None;
+        // Client 1 spends 3 tokens, client 2 spends 1.
+        for owner in [1, 1, 1, 2] {
+            value = evaluate(value.as_deref(), &ask(&bucket, &table, owner, 0)).1;
+        }
+        let mut allow = ask(&bucket, &table, 3, 0);
+        allow.on_full = TableFullAction::Allow;
+        assert_eq!(
+            evaluate(value.as_deref(), &allow),
+            (Verdict::Unmetered, None)
+        );
+
+        let mut evict = ask(&bucket, &table, 3, 0);
+        evict.on_full = TableFullAction::Evict;
+        let (v, new_value) = evaluate(value.as_deref(), &evict);
+        assert!(matches!(
+            v,
+            Verdict::Spend {
+                claimed: true,
+                evicted: true,
+                ..
+            }
+        ));
+        let set = Set::decode(new_value.as_deref(), 2, bucket.fingerprint());
+        let owners: Vec<u64> = set.slots.iter().map(|s| s.owner).collect();
+        // Client 2 (3 tokens left) was closest to full and lost its slot.
+        assert_eq!(owners, vec![1, 3]);
+    }
+
+    #[test]
+    fn give_back_restores_the_owner_only() {
+        let bucket = BucketSpec::new(3, 1, 60 * SEC);
+        let table = TableSpec::new(1, "k/");
+        let a = ask(&bucket, &table, 9, 0);
+        let (_, value) = evaluate(None, &a);
+        let (Verdict::Spend { after, .. }, _) = evaluate(value.as_deref(), &a) else {
+            panic!("expected a spend");
+        };
+        assert_eq!(after.tokens(&bucket), 1);
+        let restored = give_back(value.as_deref(), &a).unwrap();
+        let (Verdict::Spend { after, .. }, _) = evaluate(Some(&restored), &a) else {
+            panic!("expected a spend");
+        };
+        // 3 - 1 (first spend) + 1 (given back) - 1 (this evaluation) = 2.
+        assert_eq!(after.tokens(&bucket), 2);
+        // Another owner has nothing to give back.
+        assert!(give_back(value.as_deref(), &ask(&bucket, &table, 10, 0)).is_none());
+    }
+
+    #[test]
+    fn empty_value_is_a_free_set() {
+        let bucket = BucketSpec::new(3, 1, SEC);
+        let table = TableSpec::new(8, "k/");
+        let empty = table.empty_value(&bucket);
+        assert_eq!(busy_slots(Some(&empty), &bucket, &table, 0), 0);
+        assert_eq!(
+            Set::decode(Some(&empty), 8, bucket.fingerprint()),
+            Set::empty(8)
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! The rate-limit filter in a real Envoy: exact counts across worker
+//! threads, refill, isolation between clients, the RateLimit header fields
+//! byte for byte, shadow mode, filter state, metrics and bounded memory.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use serde_json::{json, Value};
+
+/// The access-log line these tests read: the published decision and denial.
+const DECISION_LOG: &str =
+    "%FILTER_STATE(wasm.palisade.ratelimit:PLAIN)% %FILTER_STATE(wasm.palisade.denial:PLAIN)%\n";
+
+fn envoy_with(config: Value, concurrency: u32) -> (EchoUpstream, Envoy) {
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("ratelimit", config)
+        .upstream(&upstream)
+        .concurrency(concurrency)
+        .access_log_format(DECISION_LOG)
+        // Envoy behind one trusted proxy, which wrote the last
+        // X-Forwarded-For entry; the HCM does not append the peer.
+        .connection_manager("use_remote_address", json!(false))
+        .start();
+    (upstream, envoy)
+}
+
+fn get_from(envoy: &Envoy, path: &str, client: &str) -> Response {
+    envoy.request(Request::get(path).header("x-forwarded-for", client))
+}
+
+fn counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .counter(name)
+        .unwrap_or_else(|| panic!("no counter {name} in {:?}", envoy.stats()))
+}
+
+/// Connections each worker accepted on the main listener.
+fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
+    let mut per_worker: Vec<(String, u64)> = envoy
+        .stats()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.starts_with("listener.127.0.0.1_")
+                && name.contains(".worker_")
+                && name.ends_with(".downstream_cx_total")
+        })
+        .collect();
+    per_worker.sort();
+    per_worker.into_iter().map(|(_, n)| n).collect()
+}
+
+fn hammer_exact(concurrency: u32) {
+    const CAPACITY: u32 = 60;
+    const THREADS: u32 = 24;
+    const PER_THREAD: u32 = 15;
+    let (_up, envoy) = envoy_with(
+        json!({"rules": [{
+            "name": "exact",
+            "token_bucket": {"max_tokens": CAPACITY, "tokens_per_fill": 1, "fill_interval": "24h"}
+        }]}),
+        concurrency,
+    );
+    let ok = AtomicU32::new(0);
+    let limited = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..PER_THREAD {
+                    match envoy.get("/").status {
+                        200 => ok.fetch_add(1, Ordering::Relaxed),
+                        429 => limited.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("unexpected status {other}"),
+                    };
+                }
+            });
+        }
+    });
+    let total = THREADS * PER_THREAD;
+    assert_eq!(
+        ok.load(Ordering::Relaxed),
+        CAPACITY,
+        "exactly the capacity went through"
+    );
+    assert_eq!(limited.load(Ordering::Relaxed), total - CAPACITY);
+    // Every worker took part: the limit held across VMs, not within one.
+    let workers = connections_per_worker(&envoy);
+    assert_eq!(workers.len(), concurrency as usize, "{workers:?}");
+    assert!(workers.iter().all(|n| *n > 0), "idle worker: {workers:?}");
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.exact.allowed"),
+        u64::from(CAPACITY)
+    );
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.exact.limited"),
+        u64::from(total - CAPACITY)
+    );
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.denied"),
+        u64::from(total - CAPACITY)
+    );
+    assert_eq!(counter(&envoy, "palisade.ratelimit.cas_exhausted"), 0);
+    assert!(envoy.counter("palisade.ratelimit.cas_retries").is_some());
+}
+
+#[test]
+fn exact_count_with_two_workers_and_many_connections() {
+    hammer_exact(2);
+}
+
+#[test]
+fn exact_count_with_four_workers() {
+    hammer_exact(4);
+}
+
+#[test]
+fn buckets_refill_over_time() {
+    let (_up, envoy) = envoy_with(
+        json!({"rules": [{
+            "name": "slow",
+            "token_bucket": {"max_tokens": 2, "tokens_per_fill": 1, "fill_interval": "2s"}
+        }]}),
+        2,
+    );
+    let start = Instant::now();
+    assert_eq!(envoy.get("/").status, 200);
+    assert_eq!(envoy.get("/").status, 200);
+    let refused = envoy.get("/");
+    assert_eq!(refused.status, 429);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "too slow to test refill"
+    );
+    assert_eq!(refused.header("retry-after"), Some("2"));
+    // Still nothing after one second: a token takes two.
+    std::thread::sleep(Duration::from_millis(1000).saturating_sub(start.elapsed()));
+    assert_eq!(envoy.get("/").status, 429);
+    // Two seconds after the spend, exactly one token is back.
+    std::thread::sleep(Duration::from_millis(2200).saturating_sub(start.elapsed()));
+    assert_eq!(envoy.get("/").status, 200);
+    assert_eq!(envoy.get("/").status, 429);
+}
+
+#[test]
+fn clients_are_isolated() {
+    let (_up, envoy) = envoy_with(
+        json!({
+            "client_address": {"xff_trusted_hops": 1},
+            "rules": [
+                {"name": "per_client", "key": ["client_address"],
+                 "token_bucket": {"max_tokens": 2, "fill_interval": "1h"}},
+                {"name": "per_key", "match": {"path": {"prefix": "/keyed"}},
+                 "key": [{"header": "x-api-key"}],
+                 "token_bucket": {"max_tokens": 100, "fill_interval": "1h"}}
+            ]
+        }),
+        2,
+    );
+    for _ in 0..2 {
+        assert_eq!(get_from(&envoy, "/", "203.0.113.1").status, 200);
+    }
+    assert_eq!(get_from(&envoy, "/", "203.0.113.1").status, 429);
+    // Another client still has its whole bucket.
+    for _ in 0..2 {
+        assert_eq!(get_from(&envoy, "/", "203.0.113.2").status, 200);
+    }
+    assert_eq!(get_from(&envoy, "/", "203.0.113.2").status, 429);
+
+    // With two matching rules, the refusal by `per_client` spends nothing
+    // from the `per_key` bucket.
+    let keyed = |client: &str, key: &str| {
+        envoy.request(
+            Request::get("/keyed")
+                .header("x-forwarded-for", client)
+                .header("x-api-key", key),
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(keyed("198.51.100.1", "k1").status, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(keyed("198.51.100.1", "k1").status, 429);
+    }
+    let lines = envoy.wait_access_log(13);
+    let last: Value = serde_json::from_str(lines[12].split(' ').next().unwrap()).unwrap();
+    assert_eq!(last["rule"], "per_client");
+    // A fresh client with the same API key: 100 - 2 spent = 98 left, minus this one.
+    let r = envoy.request(
+        Request::get("/keyed")
+            .header("x-forwarded-for", "198.51.100.9")
+            .header("x-api-key", "k1"),
+    );
+    assert_eq!(r.status, 200);
+    let lines = envoy.wait_access_log(14);
+    let decision: Value = serde_json::from_str(lines[13].split(' ').next().unwrap()).unwrap();
+    assert_eq!(
+        decision["rule"], "per_client",
+        "fewest tokens left: {decision}"
+    );
+    assert_eq!(decision["remaining"], 1);
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.per_key.allowed"),
+        3
+    );
+}
+
+#[test]
+fn rate_limit_headers_byte_for_byte() {
+    let (_up, envoy) = envoy_with(
+        json!({
+            "rate_limit_headers": "always",
+            "rules": [{"name": "per_client", "key": ["client_address"],
+                       "token_bucket": {"max_tokens": 3, "tokens_per_fill": 3, "fill_interval": "60s"}}]
+        }),
+        1,
+    );
+    let expected = [("2", "20"), ("1", "40"), ("0", "60")];
+    for (remaining, reset) in expected {
+        let r = envoy.get("/");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header_all("ratelimit-policy"),
+            vec![r#""per_client";q=3;w=60"#]
+        );
+        assert_eq!(
+            r.header_all("ratelimit"),
+            vec![format!(r#""per_client";r={remaining};t={reset}"#)]
+        );
+        assert_eq!(r.header("retry-after"), None);
+    }
+    let refused = envoy.request(Request::get("/").header("x-request-id", "rl-test-1"));
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header_all("retry-after"), vec!["20"]);
+    assert_eq!(
+        refused.header_all("ratelimit-policy"),
+        vec![r#""per_client";q=3;w=60"#]
+    );
+    assert_eq!(
+        refused.header_all("ratelimit"),
+        vec![r#""per_client";r=0;t=20"#]
+    );
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/problem+json")
+    );
+    let body = refused.json();
+    let request_id = body["request_id"].as_str().unwrap_or_default().to_string();
+    assert!(!request_id.is_empty(), "{body}");
+    assert_eq!(
+        refused.text(),
+        format!(
+            concat!(
+                r#"{{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","#,
+                r#""title":"Quota Exceeded","status":429,"#,
+                r#""detail":"Rate limit `per_client` exceeded; retry in 20 s.","#,
+                r#""request_id":"{}","violated-policies":["per_client"]}}"#
+            ),
+            request_id
+        )
+    );
+    // Filter state for the audit log and later filters.
+    let lines = envoy.wait_access_log(4);
+    assert_eq!(
+        lines[3],
+        r#"{"rule":"per_client","limited":true,"shadow":false,"remaining":0,"reset":20} {"filter":"ratelimit","status":429,"reason":"rate_limited"}"#
+    );
+    assert_eq!(
+        lines[0],
+        r#"{"rule":"per_client","limited":false,"shadow":false,"remaining":2,"reset":20} -"#
+    );
+}
+
+#[test]
+fn refusals_without_body_or_fields_when_configured() {
+    let (_up, envoy) = envoy_with(
+        json!({
+            "status": 503,
+            "problem_body": false,
+            "rate_limit_headers": "never",
+            "rules": [{"name": "tiny", "token_bucket": {"max_tokens": 1, "fill_interval": "1h"}}]
+        }),
+        1,
+    );
+    assert_eq!(envoy.get("/").status, 200);
+    let r = envoy.get("/");
+    assert_eq!(r.status, 503);
+    assert!(r.body.is_empty(), "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("3600"));
+    assert_eq!(r.header("ratelimit"), None);
+    assert_eq!(r.header("ratelimit-policy"), None);
+}
+
+#[test]
+fn shadow_mode_counts_and_logs_but_never_refuses() {
+    let (_up, envoy) = envoy_with(
+        json!({
+            "rate_limit_headers": "always",
+            "rules": [{"name": "trial", "shadow": true,
+                       "token_bucket": {"max_tokens": 2, "fill_interval": "1h"}}]
+        }),
+        2,
+    );
+    for _ in 0..5 {
+        let r = envoy.get("/");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("ratelimit"),
+            None,
+            "shadow rules are not advertised"
+        );
+    }
+    assert_eq!(counter(&envoy, "palisade.ratelimit.rule.trial.allowed"), 2);
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.trial.shadow_limited"),
+        3
+    );
+    assert_eq!(counter(&envoy, "palisade.ratelimit.rule.trial.limited"), 0);
+    assert_eq!(counter(&envoy, "palisade.ratelimit.denied"), 0);
+    let lines = envoy.wait_access_log(5);
+    assert_eq!(
+        lines[4],
+        r#"{"rule":"trial","limited":true,"shadow":true,"remaining":0,"reset":3600} -"#
+    );
+    let log = envoy.envoy_log();
+    assert_eq!(
+        log.matches("shadow rule `trial` would have limited this request")
+            .count(),
+        3,
+        "{log}"
+    );
+}
+
+#[test]
+fn memory_stays_bounded_under_address_spraying() {
+    let (_up, envoy) = envoy_with(
+        json!({
+            "client_address": {"xff_trusted_hops": 1},
+            "rules": [
+                {"name": "sprayed", "match": {"path": {"prefix": "/sprayed"}},
+                 "key": ["client_address"], "slots": 8,
+                 "token_bucket": {"max_tokens": 1, "fill_interval": "1h"}},
+                {"name": "reused", "match": {"path": {"prefix": "/reused"}},
+                 "key": ["client_address"], "slots": 4,
+                 "token_bucket": {"max_tokens": 1, "fill_interval": "100ms"}}
+            ]
+        }),
+        2,
+    );
+    let client = |i: u32| format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+    // Eight clients fill the eight slots.
+    for i in 0..8 {
+        assert_eq!(get_from(&envoy, "/sprayed", &client(i)).status, 200);
+    }
+    // 400 more distinct addresses find no slot: the table did not grow.
+    let sprayed = 400;
+    std::thread::scope(|s| {
+        for t in 0..8u32 {
+            let envoy = &envoy;
+            s.spawn(move || {
+                for i in (8 + t..8 + sprayed).step_by(8) {
+                    let r = get_from(envoy, "/sprayed", &client(i));
+                    assert_eq!(r.status, 429);
+                    assert!(r.text().contains("Too many clients"), "{}", r.text());
+                }
+            });
+        }
+    });
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.sprayed.table_full"),
+        u64::from(sprayed)
+    );
+    // The eight owners keep their (empty) buckets: limited, not table-full.
+    for i in 0..8 {
+        let r = get_from(&envoy, "/sprayed", &client(i));
+        assert_eq!(r.status, 429);
+        assert!(r.text().contains("Quota Exceeded"), "{}", r.text());
+    }
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.sprayed.table_full"),
+        u64::from(sprayed)
+    );
+    // `limited` counts every refusal by the rule, for either reason.
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.sprayed.limited"),
+        u64::from(sprayed + 8)
+    );
+
+    // Idle slots are reused: 4 slots serve 24 clients that come one after
+    // another, each once the previous buckets have refilled.
+    let claims_before = counter(&envoy, "palisade.ratelimit.slot_claims");
+    for i in 0..24 {
+        assert_eq!(get_from(&envoy, "/reused", &client(1000 + i)).status, 200);
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.slot_claims") - claims_before,
+        24
+    );
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.reused.table_full"),
+        0
+    );
+}
