@@ -251,3 +251,34 @@ fn invalid_config_is_refused_at_load_naming_the_field() {
         );
     }
 }
+
+/// With a refusing filter in front, the record says who refused and why, and
+/// the per-filter denial counter moves.
+#[test]
+fn denials_by_other_filters_reach_the_record_and_the_metrics() {
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter(
+            "ratelimit",
+            json!({"rules": [{
+                "name": "one-only",
+                "token_bucket": {"max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "3600s"}
+            }]}),
+        )
+        .wasm_filter("audit", json!({}))
+        .upstream(&upstream)
+        .start();
+    assert_eq!(envoy.get("/").status, 200);
+    assert_eq!(envoy.get("/").status, 429);
+    let records = records(&envoy, 2);
+    assert_eq!(records[0]["outcome"], "allowed", "{}", records[0]);
+    assert_eq!(records[0]["ratelimit"]["rule"], "one-only");
+    assert_eq!(records[1]["outcome"], "denied", "{}", records[1]);
+    assert_eq!(records[1]["denied_by"], "ratelimit");
+    assert_eq!(records[1]["denial"]["status"], 429);
+    assert_eq!(records[1]["response"]["status"], 429);
+    assert_eq!(records[1]["ratelimit"]["limited"], true);
+    assert_eq!(envoy.counter("palisade.audit.denied.ratelimit"), Some(1));
+    assert_eq!(envoy.counter("palisade.audit.denied.jwt"), Some(0));
+    assert_eq!(envoy.counter("palisade.audit.records_written"), Some(2));
+}
