@@ -2,7 +2,11 @@
 //! verified against inline and remote (served here) JWK sets, with the
 //! host verifier and the portable one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -441,4 +445,252 @@ fn invalid_config_is_refused() {
         log.contains("invalid configuration at `providers.a.jwks`"),
         "{log}"
     );
+}
+
+/// A minimal identity provider on loopback: a discovery document and a JWK
+/// set that the test can change, take down, and count fetches of.
+struct FakeIdp {
+    addr: SocketAddr,
+    state: Arc<Mutex<IdpState>>,
+    jwks_hits: Arc<AtomicUsize>,
+    discovery_hits: Arc<AtomicUsize>,
+}
+
+struct IdpState {
+    issuer: String,
+    jwks: Value,
+    up: bool,
+}
+
+impl FakeIdp {
+    fn start(issuer: &str, jwks: Value) -> FakeIdp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(IdpState {
+            issuer: issuer.to_string(),
+            jwks,
+            up: true,
+        }));
+        let jwks_hits = Arc::new(AtomicUsize::new(0));
+        let discovery_hits = Arc::new(AtomicUsize::new(0));
+        let (st, jh, dh) = (state.clone(), jwks_hits.clone(), discovery_hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (st, jh, dh) = (st.clone(), jh.clone(), dh.clone());
+                std::thread::spawn(move || serve_idp(stream, &st, &jh, &dh));
+            }
+        });
+        FakeIdp {
+            addr,
+            state,
+            jwks_hits,
+            discovery_hits,
+        }
+    }
+
+    fn set_jwks(&self, jwks: Value) {
+        self.state.lock().unwrap().jwks = jwks;
+    }
+
+    fn set_up(&self, up: bool) {
+        self.state.lock().unwrap().up = up;
+    }
+
+    fn jwks_fetches(&self) -> usize {
+        self.jwks_hits.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_idp(
+    stream: TcpStream,
+    state: &Mutex<IdpState>,
+    jwks_hits: &AtomicUsize,
+    discovery_hits: &AtomicUsize,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut authority = String::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("host") {
+                    authority = v.trim().to_string();
+                }
+            }
+        }
+        let (status, body) = {
+            let s = state.lock().unwrap();
+            if !s.up {
+                ("503 Service Unavailable", "down".to_string())
+            } else if path == "/.well-known/openid-configuration" {
+                discovery_hits.fetch_add(1, Ordering::SeqCst);
+                let doc =
+                    json!({"issuer": s.issuer, "jwks_uri": format!("http://{authority}/jwks")});
+                ("200 OK", doc.to_string())
+            } else if path == "/jwks" {
+                jwks_hits.fetch_add(1, Ordering::SeqCst);
+                ("200 OK", s.jwks.to_string())
+            } else {
+                ("404 Not Found", "{}".to_string())
+            }
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Polls until `f` holds, or fails after `limit`.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+fn remote_envoy(idp: &FakeIdp, provider: Value, concurrency: u32) -> Envoy {
+    EnvoyConfig::new()
+        .wasm_filter(
+            "jwt",
+            json!({"providers": {"idp": provider}, "key_wait_ms": 3000}),
+        )
+        .cluster("idp", idp.addr)
+        .concurrency(concurrency)
+        .start()
+}
+
+#[test]
+fn discovery_rotation_kid_flood_and_outage() {
+    let k1 = Key::rsa(RSA_KEY_1, "k1");
+    let k2 = Key::ec(EC_KEY_1, "k2");
+    let issuer = "https://idp.test";
+    let idp = FakeIdp::start(issuer, jwks(&[&k1]));
+    let envoy = remote_envoy(
+        &idp,
+        json!({"issuer": issuer, "audiences": ["api"], "discovery": {"cluster": "idp"}}),
+        2,
+    );
+    // The first requests may arrive before the keys: they wait, then pass.
+    let t1 = k1.mint(&claims(issuer));
+    for _ in 0..10 {
+        assert_eq!(get(&envoy, "/", Some(&t1)).status, 200);
+    }
+    // One fetch for the whole Envoy, not one per worker.
+    assert_eq!(idp.discovery_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(idp.jwks_fetches(), 1);
+    assert_eq!(envoy.counter("palisade.jwt.jwks_fetch_ok"), Some(1));
+
+    // The provider rotates to k2: a token with the new kid triggers one
+    // refresh and passes, without a restart.
+    idp.set_jwks(jwks(&[&k2]));
+    let t2 = k2.mint(&claims(issuer));
+    assert_eq!(get(&envoy, "/", Some(&t2)).status, 200);
+    assert_eq!(envoy.counter("palisade.jwt.kid_refetch"), Some(1));
+    assert_eq!(idp.jwks_fetches(), 2);
+
+    // A flood of bogus kids costs the IdP nothing within the interval.
+    for i in 0..20 {
+        let bogus = k2.mint_with_kid(&format!("bogus-{i}"), &claims(issuer));
+        let r = get(&envoy, "/", Some(&bogus));
+        assert_eq!(r.status, 401);
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .contains("token key id is unknown"));
+    }
+    assert_eq!(idp.jwks_fetches(), 2);
+
+    // The IdP goes down: the cached keys keep working.
+    idp.set_up(false);
+    for _ in 0..5 {
+        let r = get(&envoy, "/", Some(&t2));
+        assert_eq!(
+            r.status,
+            200,
+            "{:?} {}",
+            r.header("www-authenticate"),
+            envoy.envoy_log()
+        );
+    }
+}
+
+#[test]
+fn keys_unavailable_is_503_until_the_provider_comes_back() {
+    let k = Key::ed(5, "k");
+    let issuer = "https://idp2.test";
+    let idp = FakeIdp::start(issuer, jwks(&[&k]));
+    idp.set_up(false);
+    let envoy = remote_envoy(
+        &idp,
+        json!({"issuer": issuer, "remote_jwks": {"cluster": "idp", "path": "/jwks", "timeout_ms": 1000}}),
+        1,
+    );
+    let token = k.mint(&claims(issuer));
+    let r = get(&envoy, "/", Some(&token));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(r.header("www-authenticate").is_none());
+    assert_eq!(r.json()["detail"], "signing keys are unavailable");
+    assert!(
+        envoy
+            .counter("palisade.jwt.denied.keys_unavailable")
+            .unwrap()
+            >= 1
+    );
+    assert!(envoy.counter("palisade.jwt.jwks_fetch_failed").unwrap() >= 1);
+    assert!(
+        envoy.envoy_log().contains("key fetch failed: status 503"),
+        "the log says why"
+    );
+    // A missing token is still a 401: no keys are needed to say so.
+    assert_eq!(get(&envoy, "/", None).status, 401);
+    idp.set_up(true);
+    eventually(
+        Duration::from_secs(20),
+        "keys load after the IdP is back",
+        || get(&envoy, "/", Some(&token)).status == 200,
+    );
+}
+
+#[test]
+fn keys_refresh_before_expiry_and_stay_while_refreshes_fail() {
+    let k = Key::ec(EC_KEY_1, "k");
+    let issuer = "https://idp3.test";
+    let idp = FakeIdp::start(issuer, jwks(&[&k]));
+    let envoy = remote_envoy(
+        &idp,
+        json!({"issuer": issuer, "remote_jwks": {"cluster": "idp", "path": "/jwks", "cache_duration_s": 1, "stale_if_error_s": 60}}),
+        1,
+    );
+    let token = k.mint(&claims(issuer));
+    assert_eq!(get(&envoy, "/", Some(&token)).status, 200);
+    eventually(Duration::from_secs(10), "refreshed", || {
+        idp.jwks_fetches() >= 3
+    });
+    idp.set_up(false);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(envoy.counter("palisade.jwt.jwks_fetch_failed").unwrap() >= 1);
+    // Past cache_duration_s, within stale_if_error_s: still served.
+    let fresh = k.mint(&claims(issuer));
+    assert_eq!(get(&envoy, "/", Some(&fresh)).status, 200);
 }

@@ -240,20 +240,22 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
     let s = &mut *guard;
     let config = s.config.clone();
     let verifier = s.verifier;
-    let decision = {
-        let mut cache = std::mem::take(&mut s.cache);
-        let lookup = Lookup { shared: s, now_ms };
-        let d = decide::decide(
-            &config,
-            &request,
-            &lookup,
-            &verifier,
-            &mut cache,
-            now_ms / 1000,
-        );
-        s.cache = cache;
-        d
-    };
+    let mut decision = run_decide(s, &config, &request, verifier, now_ms);
+    // An unknown kid: another worker may already hold the rotated keys.
+    if let Decision::Deny(Refusal {
+        reason: Reason::UnknownKid,
+        provider: Some(p),
+        ..
+    }) = decision
+    {
+        let name = config.providers[p].name.clone();
+        if let Some(Some(r)) = s.remote.get_mut(p) {
+            if sync_record(r, &name) {
+                s.cache.clear();
+                decision = run_decide(s, &config, &request, verifier, now_ms);
+            }
+        }
+    }
     match decision {
         Decision::WaitForKeys(_) if may_wait => {
             s.waiters.push(Waiter {
@@ -349,6 +351,27 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
     }
 }
 
+fn run_decide(
+    s: &mut Shared,
+    config: &Config,
+    request: &Request<'_>,
+    verifier: Verifier,
+    now_ms: i64,
+) -> Decision {
+    let mut cache = std::mem::take(&mut s.cache);
+    let lookup = Lookup { shared: s, now_ms };
+    let d = decide::decide(
+        config,
+        request,
+        &lookup,
+        &verifier,
+        &mut cache,
+        now_ms / 1000,
+    );
+    s.cache = cache;
+    d
+}
+
 fn deny(shared: &Rc<RefCell<Shared>>, refusal: &Refusal) -> Outcome {
     let (config, metrics) = match shared.try_borrow() {
         Ok(s) => (s.config.clone(), s.metrics),
@@ -387,6 +410,46 @@ fn deny(shared: &Rc<RefCell<Shared>>, refusal: &Refusal) -> Outcome {
         .collect();
     host::send_reply(reply.status, &headers, &reply.body);
     Outcome::Wait
+}
+
+/// Reads a remote provider's shared record; when another worker (or this
+/// one) wrote a new one, takes its keys. Returns whether anything changed.
+fn sync_record(r: &mut RemoteKeys, name: &str) -> bool {
+    let (value, cas) = HostSharedData
+        .get(&remote::record_key(name))
+        .unwrap_or((None, None));
+    if cas == r.cas && !(cas.is_none() && r.record.is_some()) {
+        return false;
+    }
+    r.cas = cas;
+    let record: Option<KeyRecord> = value
+        .as_deref()
+        .and_then(|v| serde_json::from_slice(v).ok());
+    if let Some(rec) = &record {
+        let new_text = rec.jwks.as_deref();
+        let old_text = r.record.as_ref().and_then(|o| o.jwks.as_deref());
+        if new_text.is_some() && (new_text != old_text || r.set.is_none()) {
+            match new_text.map(|t| parse_jwks(t.as_bytes(), Symmetric::Refused)) {
+                Some(Ok(set)) => {
+                    for line in &set.skipped {
+                        host::log(
+                            LogLevel::Info,
+                            &format!("palisade_jwt: provider `{name}`: key skipped: {line}"),
+                        );
+                    }
+                    r.set = Some(Rc::new(set));
+                }
+                Some(Err(e)) => host::log(
+                    LogLevel::Warn,
+                    &format!("palisade_jwt: provider `{name}`: {e}"),
+                ),
+                None => {}
+            }
+        }
+        r.fetched_at_ms = rec.fetched_at_ms;
+    }
+    r.record = record;
+    true
 }
 
 struct JwtRoot {
@@ -573,41 +636,7 @@ impl JwtRoot {
                 let Some(Some(r)) = s.remote.get_mut(p) else {
                     continue;
                 };
-                let (value, cas) = HostSharedData
-                    .get(&remote::record_key(&provider.name))
-                    .unwrap_or((None, None));
-                if cas != r.cas || (cas.is_none() && r.record.is_some()) {
-                    r.cas = cas;
-                    let record: Option<KeyRecord> = value
-                        .as_deref()
-                        .and_then(|v| serde_json::from_slice(v).ok());
-                    if let Some(rec) = &record {
-                        let new_text = rec.jwks.as_deref();
-                        let old_text = r.record.as_ref().and_then(|o| o.jwks.as_deref());
-                        if new_text.is_some() && (new_text != old_text || r.set.is_none()) {
-                            match new_text.map(|t| parse_jwks(t.as_bytes(), Symmetric::Refused)) {
-                                Some(Ok(set)) => {
-                                    for line in &set.skipped {
-                                        host::log(
-                                            LogLevel::Info,
-                                            &format!(
-                                                "palisade_jwt: provider `{}`: key skipped: {line}",
-                                                provider.name
-                                            ),
-                                        );
-                                    }
-                                    r.set = Some(Rc::new(set));
-                                }
-                                Some(Err(e)) => host::log(
-                                    LogLevel::Warn,
-                                    &format!("palisade_jwt: provider `{}`: {e}", provider.name),
-                                ),
-                                None => {}
-                            }
-                        }
-                        r.fetched_at_ms = rec.fetched_at_ms;
-                    }
-                    r.record = record;
+                if sync_record(r, &provider.name) {
                     changed = true;
                 }
                 if !r.fetching && remote::refresh_due(r.record.as_ref(), spec, now_ms, r.forced) {
