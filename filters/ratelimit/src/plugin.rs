@@ -331,8 +331,14 @@ impl HttpContext for RateLimitFilter {
         if let Some(state) = published(config, &decision) {
             publish(contract::RATELIMIT, &state);
         }
-        if let Some(reply) = refusal_reply(config, &decision, host::request_header("x-request-id"))
-        {
+        // The request id is read only for a refusal: allowed requests make
+        // no host call they do not need.
+        let reply = decision
+            .refusal
+            .is_some()
+            .then(|| refusal_reply(config, &decision, host::request_header("x-request-id")))
+            .flatten();
+        if let Some(reply) = reply {
             if let Some(denial) = denial(config, &decision) {
                 publish(contract::DENIAL, &denial);
             }
