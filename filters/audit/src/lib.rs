@@ -22,7 +22,7 @@
 //!     ..RequestFacts::default()
 //! };
 //! let record = AuditRecord::build(&facts, &config);
-//! let json = schema::render(&record, &config).to_string();
+//! let json = schema::render(&record, &config);
 //! assert!(json.contains("password=REDACTED"));
 //! assert!(!json.contains("hunter2"));
 //! ```

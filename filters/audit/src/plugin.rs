@@ -6,7 +6,7 @@ use std::rc::Rc;
 use palisade_shared::contract;
 use palisade_shared::host::{self, Counter};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::AuditConfig;
 use crate::record::{AuditRecord, FilterStates, RequestFacts};
@@ -81,6 +81,7 @@ impl RootContext for AuditRoot {
         Some(Box::new(AuditFilter {
             config,
             metrics: self.metrics,
+            started_unix_ms: 0,
         }))
     }
 
@@ -92,15 +93,23 @@ impl RootContext for AuditRoot {
 struct AuditFilter {
     config: Rc<AuditConfig>,
     metrics: Metrics,
+    /// When the request headers reached this filter (the host clock is one
+    /// cheap call; Envoy's `request.time` attribute is not).
+    started_unix_ms: i64,
 }
 
 impl Context for AuditFilter {}
 
 impl HttpContext for AuditFilter {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        self.started_unix_ms = host::now_unix_millis();
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
-        let facts = gather_facts(&self.config, &self.metrics);
+        let facts = gather_facts(&self.config, &self.metrics, self.started_unix_ms);
         let record = AuditRecord::build(&facts, &self.config);
-        let line = schema::render(&record, &self.config).to_string();
+        let line = schema::render(&record, &self.config);
         if let Err(status) = host::set_filter_state(contract::AUDIT, line.as_bytes()) {
             host::log(
                 LogLevel::Warn,
@@ -125,7 +134,7 @@ fn unsigned(path: &[&str]) -> Option<u64> {
     host::property_i64(path).and_then(|v| u64::try_from(v).ok())
 }
 
-fn gather_facts(config: &AuditConfig, metrics: &Metrics) -> RequestFacts {
+fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -> RequestFacts {
     let state = |name: &str| host::property_bytes(&[name]).filter(|b| !b.is_empty());
     let raw = [
         state(contract::IDENTITY),
@@ -156,39 +165,56 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics) -> RequestFacts {
         .count();
     metrics.unreadable_state.add(unreadable as u64);
 
-    // One read of the header map gives the request line and the headers the
-    // record needs: each host call costs far more than a lookup in the map.
-    let request_headers = host::request_headers();
-    let pseudo = |name: &str| {
-        request_headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    };
-    let start_unix_ms = host::property_i64(&["request", "time"])
-        .map(|ns| ns / 1_000_000)
-        .unwrap_or_else(host::now_unix_millis);
-    let response_headers = if config.response_headers.is_empty() {
-        Vec::new()
-    } else {
-        host::response_headers()
-    };
-    // TLS attributes only exist on TLS connections; skip two calls otherwise.
+    // Envoy's attributes are costly to read (each goes through its
+    // expression engine), single header lookups are cheap, and reading a
+    // whole header map serializes every header: read just what the record
+    // needs, by name.
+    let wanted = ["x-request-id", "user-agent", "referer", "x-forwarded-for"];
+    let mut request_headers: Vec<(String, String)> = Vec::new();
+    for name in wanted
+        .iter()
+        .copied()
+        .chain(config.request_headers.iter().map(String::as_str))
+    {
+        if name == "x-forwarded-for" && config.xff_trusted_hops == 0 {
+            continue;
+        }
+        if request_headers.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        if let Some(value) = host::request_header(name) {
+            request_headers.push((name.to_string(), value));
+        }
+    }
+    let response_headers: Vec<(String, String)> = config
+        .response_headers
+        .iter()
+        .filter_map(|name| host::response_header(name).map(|v| (name.clone(), v)))
+        .collect();
+    let header = |name: &str| host::request_header(name).filter(|v| !v.is_empty());
+    let now_ms = host::now_unix_millis();
+    // TLS attributes only exist on TLS connections; skip a call otherwise.
     let tls_version = string(&["connection", "tls_version"]);
     let peer_subject = tls_version
         .as_ref()
         .and_then(|_| string(&["connection", "subject_peer_certificate"]));
     RequestFacts {
-        start_unix_ms,
-        duration_ns: host::property_i64(&["request", "duration"]),
-        request_id: pseudo("x-request-id"),
-        method: pseudo(":method"),
-        scheme: pseudo(":scheme"),
-        authority: pseudo(":authority"),
-        path: pseudo(":path"),
+        start_unix_ms: if started_unix_ms > 0 {
+            started_unix_ms
+        } else {
+            now_ms
+        },
+        duration_ns: (started_unix_ms > 0).then(|| (now_ms - started_unix_ms).max(0) * 1_000_000),
+        request_id: request_headers
+            .iter()
+            .find(|(n, _)| n == "x-request-id")
+            .map(|(_, v)| v.clone()),
+        method: header(":method"),
+        scheme: header(":scheme"),
+        authority: header(":authority"),
+        path: header(":path"),
         protocol: string(&["request", "protocol"]),
-        status: host::property_i64(&["response", "code"]).and_then(|c| u16::try_from(c).ok()),
+        status: host::response_header(":status").and_then(|c| c.parse().ok()),
         code_details: string(&["response", "code_details"]),
         bytes_in: unsigned(&["request", "total_size"]),
         bytes_out: unsigned(&["response", "total_size"]),

@@ -155,7 +155,11 @@ mod tests {
             reason: "token_expired".into(),
         });
         let config = AuditConfig::from_json(br#"{"schema":"ecs"}"#).unwrap();
-        let v = super::super::render(&AuditRecord::build(&facts, &config), &config);
+        let v: Value = serde_json::from_str(&super::super::render(
+            &AuditRecord::build(&facts, &config),
+            &config,
+        ))
+        .unwrap();
         assert_eq!(v["@timestamp"], "2026-11-28T18:30:05.123Z");
         assert_eq!(v["http"]["request"]["method"], "GET");
         assert_eq!(v["http"]["response"]["status_code"], 401);

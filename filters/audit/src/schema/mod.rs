@@ -11,21 +11,25 @@ use crate::record::AuditRecord;
 /// The version tag of Palisade's own layout.
 pub const PALISADE_SCHEMA: &str = "palisade/1";
 
-/// Renders a record in the configured schema.
-pub fn render(record: &AuditRecord, config: &AuditConfig) -> Value {
+/// Renders a record in the configured schema, as one line of JSON.
+pub fn render(record: &AuditRecord, config: &AuditConfig) -> String {
     match config.schema {
-        Schema::Palisade => palisade(record),
-        Schema::Ecs => ecs::render(record),
-        Schema::Ocsf => ocsf::render(record),
+        // Straight from the record's own layout: no intermediate tree.
+        Schema::Palisade => serde_json::to_string(&Tagged {
+            schema: PALISADE_SCHEMA,
+            record,
+        })
+        .unwrap_or_default(),
+        Schema::Ecs => ecs::render(record).to_string(),
+        Schema::Ocsf => ocsf::render(record).to_string(),
     }
 }
 
-fn palisade(record: &AuditRecord) -> Value {
-    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("schema".into(), Value::from(PALISADE_SCHEMA));
-    }
-    value
+#[derive(serde::Serialize)]
+struct Tagged<'a> {
+    schema: &'static str,
+    #[serde(flatten)]
+    record: &'a AuditRecord,
 }
 
 /// The Palisade decisions as one object (for the schemas that have no place
@@ -59,7 +63,7 @@ mod tests {
     fn palisade_layout_is_tagged() {
         let config = AuditConfig::default();
         let record = AuditRecord::build(&RequestFacts::default(), &config);
-        let v = render(&record, &config);
+        let v: Value = serde_json::from_str(&render(&record, &config)).unwrap();
         assert_eq!(v["schema"], PALISADE_SCHEMA);
         assert_eq!(v["outcome"], "allowed");
     }

@@ -180,7 +180,11 @@ mod tests {
             ..WafDecision::default()
         });
         let config = AuditConfig::from_json(br#"{"schema":"ocsf"}"#).unwrap();
-        let v = super::super::render(&AuditRecord::build(&facts, &config), &config);
+        let v: Value = serde_json::from_str(&super::super::render(
+            &AuditRecord::build(&facts, &config),
+            &config,
+        ))
+        .unwrap();
         assert_eq!(v["class_uid"], 4002);
         assert_eq!(v["activity_id"], 6);
         assert_eq!(v["type_uid"], 400206);
