@@ -803,3 +803,158 @@ fn host_and_portable_verifiers_agree_on_wycheproof() {
     println!("{checked} Wycheproof cases: host and portable verdicts identical and as labelled");
     assert!(checked > 300, "{checked}");
 }
+
+/// The npm package `oidc-provider` (a certified OpenID Provider), installed
+/// under tests/ by `make`, started on loopback by the test.
+struct OidcProvider {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OidcProvider {
+    fn installed() -> bool {
+        let dir = palisade_e2e::repo_root().join("tests/node_modules/oidc-provider");
+        if !dir.exists() {
+            println!("skipping: {} is absent (cd tests && npm ci)", dir.display());
+        }
+        dir.exists()
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Starts the provider on `port`, signing with a new key named `kid`.
+    fn start(port: u16, kid: &str) -> OidcProvider {
+        let tests = palisade_e2e::repo_root().join("tests");
+        let mut child = std::process::Command::new("node")
+            .arg(tests.join("jwt-oidc-provider.mjs"))
+            .arg(port.to_string())
+            .arg(kid)
+            .current_dir(&tests)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !line.starts_with("ready") {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("oidc-provider did not start");
+            }
+        }
+        OidcProvider { child, port }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A JWT access token from the client credentials grant with a resource indicator.
+    fn token(&self, scope: &str) -> String {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode("e2e:e2e-secret-not-used-anywhere-else");
+        let body = format!(
+            "grant_type=client_credentials&scope={scope}&resource=https%3A%2F%2Fapi.palisade.test"
+        );
+        let r = palisade_e2e::send(
+            self.addr(),
+            &Request::post("/token", body)
+                .header("host", &format!("127.0.0.1:{}", self.port))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", &format!("Basic {basic}")),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn oidc_envoy(issuer: &str, port: u16) -> (EchoUpstream, Envoy) {
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter(
+            "jwt",
+            json!({
+                "providers": {"op": {
+                    "issuer": issuer,
+                    "audiences": ["https://api.palisade.test"],
+                    "discovery": {"cluster": "idp", "timeout_ms": 2000},
+                    "claim_headers": [{"claim": "client_id", "header": "x-client"}]
+                }},
+                "rules": [
+                    {"match": {"path": {"prefix": "/write"}}, "requires": {"provider": "op"}, "scopes": {"all_of": ["orders:write"]}},
+                    {"match": {}, "requires": {"provider": "op"}, "scopes": {"all_of": ["orders:read"]}}
+                ]
+            }),
+        )
+        .cluster("idp", SocketAddr::from(([127, 0, 0, 1], port)))
+        .upstream(&upstream)
+        .start();
+    (upstream, envoy)
+}
+
+#[test]
+fn oidc_provider_discovery_rotation_outage_and_return() {
+    if !OidcProvider::installed() {
+        return;
+    }
+    let port = OidcProvider::free_port();
+    let op = OidcProvider::start(port, "k1");
+    let (_up, envoy) = oidc_envoy(&op.issuer(), port);
+    let read = op.token("orders:read");
+    let seen = echoed(&get(&envoy, "/orders", Some(&read)));
+    assert_eq!(seen["headers"]["x-client"], "e2e");
+    let r = get(&envoy, "/write", Some(&read));
+    assert_eq!(r.status, 403);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"scope="orders:write""#));
+    let write = op.token("orders:read orders:write");
+    assert_eq!(get(&envoy, "/write", Some(&write)).status, 200);
+
+    // Key rotation at the provider: the new kid is picked up without restart.
+    drop(op);
+    let op = OidcProvider::start(port, "k2");
+    let rotated = op.token("orders:read");
+    assert_eq!(get(&envoy, "/orders", Some(&rotated)).status, 200);
+    assert_eq!(envoy.counter("palisade.jwt.kid_refetch"), Some(1));
+    let r = get(&envoy, "/orders", Some(&read));
+    assert_eq!(r.status, 401, "a token of the retired key");
+
+    // The provider goes down: cached keys keep working.
+    drop(op);
+    assert_eq!(get(&envoy, "/orders", Some(&rotated)).status, 200);
+
+    // An Envoy that never had the keys answers 503 while the provider is
+    // down, and serves once it is back.
+    let (_up2, fresh) = oidc_envoy(&format!("http://127.0.0.1:{port}"), port);
+    let r = get(&fresh, "/orders", Some(&rotated));
+    assert_eq!(r.status, 503, "{}", r.text());
+    let op = OidcProvider::start(port, "k3");
+    let back = op.token("orders:read");
+    eventually(
+        Duration::from_secs(30),
+        "keys load once the provider is back",
+        || get(&fresh, "/orders", Some(&back)).status == 200,
+    );
+}
