@@ -1,0 +1,612 @@
+//! The MFA step-up filter behind the JWT filter in a real Envoy: tokens minted
+//! here (ES256, our own key) with and without `acr` / `amr` / `auth_time`,
+//! challenges checked byte for byte, and the client-certificate factor over a
+//! TLS listener with certificates generated here (openssl) and requests sent
+//! with curl.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use serde_json::{json, Value};
+
+const ISSUER: &str = "https://idp.mfa.test";
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A test-only P-256 key (a fixed scalar: these tests need no secrecy).
+fn key() -> SigningKey {
+    SigningKey::from_slice(&[0x5a; 32]).unwrap()
+}
+
+fn jwks() -> Value {
+    let point = key().verifying_key().to_encoded_point(false);
+    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "mfa-1", "alg": "ES256",
+                     "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]})
+}
+
+/// A token for alice with the standard claims plus `extra` (acr, amr, auth_time, ...).
+fn token(extra: Value) -> String {
+    let mut claims = json!({"iss": ISSUER, "aud": "api", "sub": "alice",
+                            "iat": now(), "exp": now() + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": "mfa-1"});
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig: Signature = key().sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+/// The JWT filter: verifies tokens from our issuer, lets requests without a
+/// token through (so the MFA filter sees anonymous requests too).
+fn jwt_config() -> Value {
+    json!({
+        "providers": {"corp": {"issuer": ISSUER, "audiences": ["api"], "jwks": jwks()}},
+        "rules": [{"match": {}, "requires": {"provider": "corp"}, "allow_missing": true}]
+    })
+}
+
+fn mfa_config() -> Value {
+    json!({
+        "acr_ranking": ["pwd", "mfa", "phr"],
+        "upstream_headers": {"level": "x-auth-level", "acr": "x-auth-acr", "amr": "x-auth-amr", "age": "x-auth-age"},
+        "policies": {
+            "admin": {"acr_values": ["phr", "mfa"], "max_age": 300},
+            "methods": {"amr": {"all_of": ["pwd"], "any_of": ["otp", "hwk"]}},
+            "recent": {"max_age": 60}
+        },
+        "rules": [
+            {"match": {"path": {"prefix": "/admin/health"}}},
+            {"match": {"path": {"prefix": "/admin"}}, "policy": "admin"},
+            {"match": {"path": {"prefix": "/transfer"}, "methods": ["POST"]}, "policy": "methods"},
+            {"match": {"path": {"prefix": "/recent"}}, "policy": "recent"}
+        ]
+    })
+}
+
+fn get(envoy: &Envoy, path: &str, token: Option<&str>) -> Response {
+    let mut r = Request::get(path);
+    if let Some(t) = token {
+        r = r.header("authorization", &format!("Bearer {t}"));
+    }
+    envoy.request(r)
+}
+
+const ACR_CHALLENGE: &str = r#"Bearer error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="phr mfa", max_age=300"#;
+
+#[test]
+fn step_up_policies_challenge_pass_and_publish() {
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", jwt_config())
+        .wasm_filter("mfa", mfa_config())
+        .upstream(&upstream)
+        .access_log_format(
+            "%RESPONSE_CODE% %FILTER_STATE(wasm.palisade.mfa:PLAIN)% %FILTER_STATE(wasm.palisade.denial:PLAIN)%\n",
+        )
+        .start();
+
+    // No token at all: the plain Bearer challenge and a problem body.
+    let r = get(&envoy, "/admin/users", None);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header_all("www-authenticate"), vec!["Bearer"]);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let problem = r.json();
+    assert_eq!(problem["status"], 401);
+    assert_eq!(problem["detail"], "No verified identity");
+    assert_eq!(problem["request_id"].as_str().unwrap().len(), 36);
+
+    // A token without acr / amr / auth_time, and one with too weak an acr.
+    for t in [
+        token(json!({})),
+        token(json!({"acr": "pwd", "auth_time": now()})),
+    ] {
+        let r = get(&envoy, "/admin/users", Some(&t));
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(r.header_all("www-authenticate"), vec![ACR_CHALLENGE]);
+        assert_eq!(
+            r.json()["detail"],
+            "A different authentication level is required"
+        );
+    }
+
+    // Strong enough, but authenticated too long ago.
+    let old = token(json!({"acr": "phr", "amr": ["pwd", "hwk"], "auth_time": now() - 301 - 5}));
+    let r = get(&envoy, "/admin/users", Some(&old));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="More recent authentication is required", acr_values="phr mfa", max_age=300"#
+        )
+    );
+
+    // mfa is accepted; phr ranks above mfa, so it is too. Client-sent copies
+    // of the strength headers are replaced.
+    for (acr, level) in [("mfa", "2"), ("phr", "3")] {
+        let t = token(json!({"acr": acr, "amr": ["pwd", "otp"], "auth_time": now() - 20}));
+        let r = envoy.request(
+            Request::get("/admin/users")
+                .header("authorization", &format!("Bearer {t}"))
+                .header("x-auth-acr", "phr")
+                .header("x-auth-level", "99")
+                .header("x-auth-age", "0"),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let h = &r.json()["headers"];
+        assert_eq!(h["x-auth-acr"], acr, "{h}");
+        assert_eq!(h["x-auth-level"], level);
+        assert_eq!(h["x-auth-amr"], "pwd,otp");
+        let age: i64 = h["x-auth-age"].as_str().unwrap().parse().unwrap();
+        assert!((20..=30).contains(&age), "{age}");
+    }
+
+    // Routes without a policy pass, and still lose forged strength headers.
+    for path in ["/admin/health", "/elsewhere"] {
+        let r = envoy.request(
+            Request::get(path)
+                .header("x-auth-acr", "phr")
+                .header("X-Auth-Level", "3"),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let h = &r.json()["headers"];
+        assert!(
+            h.get("x-auth-acr").is_none() && h.get("x-auth-level").is_none(),
+            "{h}"
+        );
+    }
+
+    // amr: all_of pwd and any_of otp/hwk.
+    let post = |t: &str| {
+        envoy.request(
+            Request::post("/transfer", "{}").header("authorization", &format!("Bearer {t}")),
+        )
+    };
+    let r = post(&token(json!({"amr": ["pwd"]})));
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="Additional authentication methods are required""#
+        )
+    );
+    assert_eq!(post(&token(json!({"amr": ["pwd", "hwk"]}))).status, 200);
+    // Only POST is guarded.
+    assert_eq!(
+        get(&envoy, "/transfer", Some(&token(json!({"amr": ["pwd"]})))).status,
+        200
+    );
+
+    // max_age without auth_time fails; the challenge carries max_age only.
+    let r = get(&envoy, "/recent", Some(&token(json!({"acr": "phr"}))));
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="The time of authentication is unknown", max_age=60"#
+        )
+    );
+    // auth_time far in the future (beyond the 60 s skew) is refused too.
+    let r = get(
+        &envoy,
+        "/recent",
+        Some(&token(json!({"auth_time": now() + 3600}))),
+    );
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"error_description="The auth_time claim is in the future""#));
+    assert_eq!(
+        get(
+            &envoy,
+            "/recent",
+            Some(&token(json!({"auth_time": now() - 5})))
+        )
+        .status,
+        200
+    );
+
+    // Metrics per policy and in total.
+    let c = |name: &str| envoy.counter(name).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(c("palisade.mfa.policy.admin.passed"), 2);
+    assert_eq!(c("palisade.mfa.policy.admin.challenged"), 3);
+    assert_eq!(c("palisade.mfa.policy.admin.unauthenticated"), 1);
+    assert_eq!(c("palisade.mfa.policy.methods.passed"), 1);
+    assert_eq!(c("palisade.mfa.policy.methods.challenged"), 1);
+    assert_eq!(c("palisade.mfa.policy.recent.challenged"), 2);
+    assert_eq!(c("palisade.mfa.policy.recent.passed"), 1);
+    assert_eq!(c("palisade.mfa.passed"), 4);
+    assert_eq!(c("palisade.mfa.challenged"), 6);
+    assert_eq!(c("palisade.mfa.unauthenticated"), 1);
+    assert_eq!(c("palisade.mfa.no_policy"), 3);
+    assert!(envoy
+        .prometheus()
+        .contains("palisade_mfa_policy_admin_passed"));
+
+    // Filter state for the audit log: the decision, and who refused.
+    let lines = envoy.wait_access_log(16);
+    let first: Vec<&str> = lines[0].splitn(3, ' ').collect();
+    assert_eq!(first[0], "401");
+    let state: Value = serde_json::from_str(first[1]).unwrap();
+    assert_eq!(
+        state,
+        json!({"policy": "admin", "outcome": "unauthenticated", "required_acr": ["phr", "mfa"], "max_age": 300})
+    );
+    let denial: Value = serde_json::from_str(first[2]).unwrap();
+    assert_eq!(
+        denial,
+        json!({"filter": "mfa", "status": 401, "reason": "no_identity"})
+    );
+    let old_line: Vec<&str> = lines[3].splitn(3, ' ').collect();
+    let denial: Value = serde_json::from_str(old_line[2]).unwrap();
+    assert_eq!(denial["reason"], "auth_too_old");
+    let passed: Vec<&str> = lines[4].splitn(3, ' ').collect();
+    assert_eq!(passed[0], "200");
+    let state: Value = serde_json::from_str(passed[1]).unwrap();
+    assert_eq!(state["outcome"], "passed");
+    assert_eq!(passed[2], "-");
+}
+
+#[test]
+fn realm_redirects_and_bodies_off() {
+    let upstream = EchoUpstream::start();
+    let mfa = json!({
+        "realm": "api",
+        "problem_body": false,
+        "browser_redirect": {"authorization_endpoint": "https://idp.mfa.test/authorize",
+                             "client_id": "console", "redirect_uri": "https://console.mfa.test/callback"},
+        "policies": {"console": {"acr_values": ["mfa"], "max_age": 900, "browser_redirect": true}},
+        "rules": [{"match": {"path": {"prefix": "/console"}}, "policy": "console"}]
+    });
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", jwt_config())
+        .wasm_filter("mfa", mfa)
+        .upstream(&upstream)
+        .start();
+    let weak = token(json!({"acr": "pwd", "auth_time": now()}));
+    let location = "https://idp.mfa.test/authorize?response_type=code&client_id=console&redirect_uri=https%3A%2F%2Fconsole.mfa.test%2Fcallback&scope=openid&acr_values=mfa&max_age=900&prompt=login";
+
+    // A browser page load goes to the provider, for a weak token or none.
+    for t in [Some(weak.as_str()), None] {
+        let mut r = Request::get("/console/home").header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        );
+        if let Some(t) = t {
+            r = r.header("authorization", &format!("Bearer {t}"));
+        }
+        let r = envoy.request(r);
+        assert_eq!(r.status, 302, "{}", r.text());
+        assert_eq!(r.header("location"), Some(location));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+
+    // An API call gets the challenge, with the realm, and no body.
+    let r = envoy.request(
+        Request::get("/console/api")
+            .header("accept", "application/json")
+            .header("authorization", &format!("Bearer {weak}")),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="api", error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="mfa", max_age=900"#
+        )
+    );
+    assert!(r.body.is_empty(), "{}", r.text());
+    assert_eq!(r.header("content-type"), None);
+    let r = get(&envoy, "/console/api", None);
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="api""#));
+
+    let strong = token(json!({"acr": "mfa", "auth_time": now()}));
+    assert_eq!(get(&envoy, "/console/api", Some(&strong)).status, 200);
+    assert_eq!(
+        envoy.counter("palisade.mfa.policy.console.redirected"),
+        Some(1)
+    );
+    assert_eq!(envoy.counter("palisade.mfa.redirected"), Some(1));
+    assert_eq!(
+        envoy.counter("palisade.mfa.policy.console.unauthenticated"),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_bad_config_is_refused_with_its_field_path() {
+    let bad = json!({"policies": {"p": {"max_age": 0}}, "rules": []});
+    let log = EnvoyConfig::new()
+        .wasm_filter("mfa", bad)
+        .start_expecting_failure();
+    assert!(
+        log.contains("palisade_mfa: invalid configuration at `policies.p.max_age`"),
+        "{log}"
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+/// with the openssl command line in a fresh folder.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn generate() -> Pki {
+        let dir = palisade_e2e::run_dir().join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl is needed for the TLS tests");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=Palisade MFA test CA",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        for (name, subject) in [
+            ("server", "/CN=127.0.0.1"),
+            ("client", "/CN=alice-laptop/O=Palisade"),
+        ] {
+            let keyfile = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            run(&[
+                &["req"][..],
+                &key,
+                &["-keyout", &keyfile, "-out", &csr, "-subj", subject],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        if let Some(parent) = self.dir.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
+/// A request over TLS with curl, optionally presenting the client certificate.
+fn curl(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    client_cert: bool,
+) -> Response {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-i",
+        "--http1.1",
+        "-X",
+        method,
+        "--cacert",
+        &pki.path("ca.pem"),
+    ]);
+    if client_cert {
+        cmd.args([
+            "--cert",
+            &pki.path("client.pem"),
+            "--key",
+            &pki.path("client.key"),
+        ]);
+    }
+    for (name, value) in headers {
+        cmd.arg("-H").arg(format!("{name}: {value}"));
+    }
+    cmd.arg(format!("https://{addr}{path}"));
+    let out = cmd.output().expect("curl is needed for the TLS tests");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_response(&out.stdout)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn tls_context(pki: &Pki) -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        // Ask for a client certificate, verify it against our CA when one
+        // comes, and let clients without one in (the policy decides).
+        "require_client_certificate": false,
+        "common_tls_context": {
+            "tls_certificates": [{
+                "certificate_chain": {"filename": pki.path("server.pem")},
+                "private_key": {"filename": pki.path("server.key")}
+            }],
+            "validation_context": {"trusted_ca": {"filename": pki.path("ca.pem")}}
+        }
+    })
+}
+
+#[test]
+fn a_verified_client_certificate_is_a_possession_factor() {
+    let pki = Pki::generate();
+    let upstream = EchoUpstream::start();
+    let mfa = json!({
+        "upstream_headers": {"amr": "x-auth-amr"},
+        "policies": {
+            "pay": {"amr": {"all_of": ["pwd", "hwk"]}, "client_certificate_amr": "hwk"},
+            "otp": {"amr": {"all_of": ["pwd", "otp"]}}
+        },
+        "rules": [
+            {"match": {"path": {"prefix": "/pay"}}, "policy": "pay"},
+            {"match": {"path": {"prefix": "/otp"}}, "policy": "otp"}
+        ]
+    });
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", jwt_config())
+        .wasm_filter("mfa", mfa)
+        .upstream(&upstream)
+        .listener_tls(tls_context(&pki))
+        .start();
+    let addr = envoy.addr();
+    let pwd = token(json!({"amr": ["pwd"], "auth_time": now()}));
+    let auth = format!("Bearer {pwd}");
+
+    // Password plus the certificate: two factors.
+    let r = curl(
+        &pki,
+        addr,
+        "GET",
+        "/pay/1",
+        &[("authorization", &auth), ("x-auth-amr", "pwd,hwk,otp")],
+        true,
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), envoy.envoy_log());
+    assert_eq!(r.json()["headers"]["x-auth-amr"], "pwd,hwk");
+
+    // The same token without the certificate: one factor short.
+    let r = curl(
+        &pki,
+        addr,
+        "GET",
+        "/pay/1",
+        &[("authorization", &auth)],
+        false,
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="Additional authentication methods are required""#
+        )
+    );
+    // A header claiming a certificate changes nothing.
+    let r = curl(
+        &pki,
+        addr,
+        "GET",
+        "/pay/1",
+        &[
+            ("authorization", &auth),
+            (
+                "x-forwarded-client-cert",
+                "Hash=00;Subject=\"CN=alice-laptop\"",
+            ),
+            ("x-auth-amr", "pwd,hwk"),
+        ],
+        false,
+    );
+    assert_eq!(r.status, 401);
+
+    // The certificate counts only where the policy says so.
+    let r = curl(&pki, addr, "GET", "/otp", &[("authorization", &auth)], true);
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // The certificate alone is no identity.
+    let r = curl(&pki, addr, "GET", "/pay/1", &[], true);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+
+    assert_eq!(envoy.counter("palisade.mfa.policy.pay.passed"), Some(1));
+    assert_eq!(envoy.counter("palisade.mfa.policy.pay.challenged"), Some(2));
+    assert_eq!(
+        envoy.counter("palisade.mfa.policy.pay.unauthenticated"),
+        Some(1)
+    );
+    assert_eq!(envoy.counter("palisade.mfa.policy.otp.challenged"), Some(1));
+}
