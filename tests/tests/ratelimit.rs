@@ -402,3 +402,143 @@ fn memory_stays_bounded_under_address_spraying() {
         0
     );
 }
+
+#[test]
+fn invalid_config_is_refused_at_load_naming_the_field() {
+    let bucket = json!({"max_tokens": 5, "fill_interval": "1s"});
+    let cases = [
+        (
+            json!({"rules": [{"name": "a", "token_bucket": {"max_tokens": 0, "fill_interval": "1s"}}]}),
+            "rules[0].token_bucket.max_tokens",
+        ),
+        (
+            json!({"rules": [{"name": "a", "token_bucket": {"max_tokens": 5, "fill_interval": "soon"}}]}),
+            "rules[0].token_bucket.fill_interval",
+        ),
+        (
+            json!({"rules": [{"name": "a", "token_bucket": bucket, "cost": 6}]}),
+            "rules[0].cost",
+        ),
+        (
+            json!({"rules": [{"name": "a", "token_bucket": bucket, "key": [{"identity": "email"}]}]}),
+            "rules[0].key[0].identity",
+        ),
+        (
+            json!({"rules": [{"name": "a", "token_bucket": bucket, "slots": 0}]}),
+            "rules[0].slots",
+        ),
+        (json!({"on_store_failure": "maybe"}), "on_store_failure"),
+    ];
+    for (config, field) in cases {
+        let log = EnvoyConfig::new()
+            .wasm_filter("ratelimit", config.clone())
+            .start_expecting_failure();
+        assert!(
+            log.contains(&format!("invalid configuration at `{field}`")),
+            "{config}: Envoy's log does not name `{field}`:\n{log}"
+        );
+    }
+}
+
+mod identity {
+    //! Identity-keyed buckets behind the JWT filter: the key is the verified
+    //! `palisade.identity` filter state, never a header.
+
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const ISSUER: &str = "https://idp.ratelimit.test";
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A test-only P-256 key (a fixed scalar: these tests need no secrecy).
+    fn key() -> SigningKey {
+        SigningKey::from_slice(&[0x3c; 32]).unwrap()
+    }
+
+    fn token(sub: &str, jti: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({"iss": ISSUER, "aud": "api", "sub": sub, "jti": jti,
+                            "iat": now, "exp": now + 600});
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": "rl-1"});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig: Signature = key().sign(input.as_bytes());
+        format!("{input}.{}", b64(&sig.to_bytes()))
+    }
+
+    fn jwt_config() -> Value {
+        let point = key().verifying_key().to_encoded_point(false);
+        json!({
+            "providers": {"corp": {"issuer": ISSUER, "audiences": ["api"], "jwks": {"keys": [{
+                "kty": "EC", "crv": "P-256", "kid": "rl-1", "alg": "ES256",
+                "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]}}},
+            "rules": [{"match": {}, "requires": {"provider": "corp"}, "allow_missing": true}]
+        })
+    }
+
+    #[test]
+    fn buckets_keyed_by_the_verified_identity() {
+        let upstream = EchoUpstream::start();
+        let envoy = EnvoyConfig::new()
+            .wasm_filter("jwt", jwt_config())
+            .wasm_filter(
+                "ratelimit",
+                json!({"rules": [{
+                    "name": "per_user",
+                    "key": [{"identity": "iss"}, {"identity": "sub"}],
+                    "when_key_missing": "skip_rule",
+                    "token_bucket": {"max_tokens": 2, "fill_interval": "1h"}
+                }]}),
+            )
+            .upstream(&upstream)
+            .concurrency(2)
+            .access_log_format(DECISION_LOG)
+            .start();
+        let as_token = |t: &str| {
+            envoy.request(Request::get("/").header("authorization", &format!("Bearer {t}")))
+        };
+        let alice = token("alice", "a-1");
+        assert_eq!(as_token(&alice).status, 200);
+        assert_eq!(as_token(&alice).status, 200);
+        assert_eq!(as_token(&alice).status, 429);
+        // A fresh token for the same user spends from the same bucket.
+        assert_eq!(as_token(&token("alice", "a-2")).status, 429);
+        // Another user has a bucket of their own.
+        let bob = token("bob", "b-1");
+        assert_eq!(as_token(&bob).status, 200);
+        assert_eq!(as_token(&bob).status, 200);
+        assert_eq!(as_token(&bob).status, 429);
+        // Anonymous requests are not keyed by identity (skip_rule), and a
+        // header claiming an identity changes nothing.
+        for _ in 0..4 {
+            let r = envoy.request(Request::get("/").header(
+                "x-palisade-identity",
+                r#"{"iss":"https://idp.ratelimit.test","sub":"alice"}"#,
+            ));
+            assert_eq!(r.status, 200);
+        }
+        assert_eq!(
+            counter(&envoy, "palisade.ratelimit.rule.per_user.allowed"),
+            4
+        );
+        assert_eq!(
+            counter(&envoy, "palisade.ratelimit.rule.per_user.limited"),
+            3
+        );
+        let lines = envoy.wait_access_log(11);
+        assert_eq!(lines[10], "- -", "no rule applied to the anonymous request");
+    }
+}
