@@ -553,6 +553,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_compiles() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```json\n").unwrap() + "```json\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let c = Config::from_json(&readme.as_bytes()[start..end]).unwrap();
+        assert_eq!(c.policies.len(), 4);
+        assert_eq!(c.rules.len(), 5);
+        assert!(c.needs_route_name);
+    }
+
+    #[test]
     fn defaults() {
         let c = Config::from_json(br#"{"policies": {}, "rules": []}"#).unwrap();
         assert_eq!(c.unauthenticated_challenge, "Bearer");
