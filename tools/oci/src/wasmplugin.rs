@@ -1,0 +1,279 @@
+//! Istio `WasmPlugin` manifests, rendered from the templates in
+//! `envoy/istio/<filter>.yaml` and the build.
+//!
+//! A template holds what a person decides (phase, priority, failStrategy,
+//! traffic match) with comments saying why; the build adds what only the
+//! build knows, so it can never go stale in git:
+//!
+//! - `url`: `oci://<registry>/<filter>:<tag>` (or a plain `https://` /
+//!   `file://` base plus `palisade_<filter>.wasm`);
+//! - `sha256`: for `oci://`, the digest of the image manifest (what Istio's
+//!   fetcher compares); for any other URL, the SHA-256 of the module;
+//! - `pluginConfig`: the filter's documented example, which is the first
+//!   ```` ```json ```` block of `filters/<filter>/README.md`.
+//!
+//! The output keeps the template's text and comments and appends these fields
+//! to its `spec:` block, which must therefore be the template's last key; the
+//! result is parsed back and checked before it is written.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Where a rendered plugin fetches its module from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `oci://<repository>:<tag>`, verified against the image digest.
+    Oci {
+        /// The image reference without scheme, such as `127.0.0.1:5000/palisade/audit:0.1.0`.
+        reference: String,
+        /// The image manifest digest, hex.
+        digest_hex: String,
+    },
+    /// An `http(s)://` or `file://` URL of the `.wasm` itself, verified
+    /// against the module's SHA-256.
+    Module {
+        /// The URL.
+        url: String,
+        /// SHA-256 of the module, hex.
+        sha256_hex: String,
+    },
+}
+
+impl Source {
+    fn url(&self) -> String {
+        match self {
+            Source::Oci { reference, .. } => format!("oci://{reference}"),
+            Source::Module { url, .. } => url.clone(),
+        }
+    }
+
+    fn sha256(&self) -> &str {
+        match self {
+            Source::Oci { digest_hex, .. } => digest_hex,
+            Source::Module { sha256_hex, .. } => sha256_hex,
+        }
+    }
+}
+
+/// The template of `filter`: `<istio_dir>/<filter>.yaml`.
+pub fn template_path(istio_dir: &Path, filter: &str) -> PathBuf {
+    istio_dir.join(format!("{filter}.yaml"))
+}
+
+/// The documented example configuration of a filter: the first ```` ```json ````
+/// block of its README, which must be a JSON object.
+pub fn readme_example(readme: &str) -> Result<Value, Error> {
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with("```json") {
+            let mut block = String::new();
+            for line in lines.by_ref() {
+                if line.trim_start().starts_with("```") {
+                    let value: Value = serde_json::from_str(&block).map_err(|e| {
+                        Error::new(format!("its first ```json block is not JSON: {e}"))
+                    })?;
+                    if !value.is_object() {
+                        return Err(Error::new("its first ```json block is not a JSON object"));
+                    }
+                    return Ok(value);
+                }
+                block.push_str(line);
+                block.push('\n');
+            }
+            return Err(Error::new("its first ```json block is not closed"));
+        }
+    }
+    Err(Error::new(
+        "it has no ```json block: the first one is the documented example configuration",
+    ))
+}
+
+/// Renders the manifest of one filter from its template text.
+pub fn render(template: &str, source: &Source, plugin_config: &Value) -> Result<String, Error> {
+    let parsed: Value = serde_norway::from_str(template).map_err(Error::yaml)?;
+    check_template(&parsed)?;
+    let last_key = template
+        .lines()
+        .rfind(|l| !l.starts_with([' ', '#', '-']) && !l.trim().is_empty());
+    if last_key != Some("spec:") {
+        return Err(Error::new(
+            "`spec:` must be the template's last top-level key (the build appends to it)",
+        ));
+    }
+    let config_yaml = serde_norway::to_string(plugin_config).map_err(Error::yaml)?;
+    let mut out = String::with_capacity(template.len() + config_yaml.len() + 256);
+    out.push_str(template.trim_end());
+    out.push_str("\n  # Filled in by the build (palisade-oci) from the built module:\n");
+    out.push_str(&format!("  url: {}\n", yaml_string(&source.url())));
+    out.push_str(&format!("  sha256: {}\n", yaml_string(source.sha256())));
+    out.push_str("  # The documented example of the filter's README; adapt it to your service.\n");
+    out.push_str("  pluginConfig:\n");
+    for line in config_yaml.lines() {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    // Parse the result back: it must be the template plus exactly these fields.
+    let rendered: Value = serde_norway::from_str(&out)
+        .map_err(|e| Error::new(format!("the rendered manifest does not parse: {e}")))?;
+    if rendered["spec"]["pluginConfig"] != *plugin_config
+        || rendered["spec"]["url"] != source.url()
+        || rendered["spec"]["sha256"] != source.sha256()
+    {
+        return Err(Error::new(
+            "the rendered manifest does not read back as written",
+        ));
+    }
+    Ok(out)
+}
+
+/// The kustomization that applies every rendered manifest.
+pub fn kustomization(files: &[String]) -> String {
+    let mut out = String::from(
+        "# Generated by palisade-oci: every Palisade WasmPlugin of this build.\n\
+         # kubectl apply -k <this directory>  (add `namespace:` or patches in an overlay)\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         resources:\n",
+    );
+    for file in files {
+        out.push_str(&format!("- {file}\n"));
+    }
+    out
+}
+
+/// What the build must not find in a template: it fills these in itself.
+fn check_template(template: &Value) -> Result<(), Error> {
+    if template["apiVersion"] != "extensions.istio.io/v1alpha1" || template["kind"] != "WasmPlugin"
+    {
+        return Err(Error::new("not an extensions.istio.io/v1alpha1 WasmPlugin"));
+    }
+    for field in ["url", "sha256", "pluginConfig"] {
+        if !template["spec"][field].is_null() {
+            return Err(Error::new(format!(
+                "`spec.{field}` comes from the build and must not be in the template"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A YAML double-quoted string (JSON's escaping is valid YAML).
+fn yaml_string(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TEMPLATE: &str = "\
+# why this phase
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: palisade-audit
+spec:
+  phase: STATS
+  # why this strategy
+  failStrategy: FAIL_OPEN
+";
+
+    fn oci() -> Source {
+        Source::Oci {
+            reference: "127.0.0.1:5000/palisade/audit:0.1.0".into(),
+            digest_hex: "ab".repeat(32),
+        }
+    }
+
+    #[test]
+    fn example_is_the_first_json_block() {
+        let readme = "# x\n```yaml\na: 1\n```\nExample:\n\n```json\n{\n  \"schema\": \"ecs\"\n}\n```\n```json\n{\"later\": 1}\n```\n";
+        assert_eq!(readme_example(readme).unwrap(), json!({"schema": "ecs"}));
+    }
+
+    #[test]
+    fn example_errors_name_the_problem() {
+        let none = readme_example("# nothing\n").unwrap_err().to_string();
+        assert!(none.contains("no ```json block"), "{none}");
+        let bad = readme_example("```json\n{nope\n```\n")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("not JSON"), "{bad}");
+        let array = readme_example("```json\n[1]\n```\n")
+            .unwrap_err()
+            .to_string();
+        assert!(array.contains("not a JSON object"), "{array}");
+        let open = readme_example("```json\n{}\n").unwrap_err().to_string();
+        assert!(open.contains("not closed"), "{open}");
+    }
+
+    #[test]
+    fn render_appends_build_fields_and_keeps_comments() {
+        let config = json!({"schema": "ecs", "request_headers": ["x-tenant"], "n": 3});
+        let out = render(TEMPLATE, &oci(), &config).unwrap();
+        assert!(out.starts_with("# why this phase\n"));
+        assert!(out.contains("  # why this strategy\n"));
+        let v: Value = serde_norway::from_str(&out).unwrap();
+        assert_eq!(
+            v["spec"]["url"],
+            "oci://127.0.0.1:5000/palisade/audit:0.1.0"
+        );
+        assert_eq!(v["spec"]["sha256"], "ab".repeat(32));
+        assert_eq!(v["spec"]["pluginConfig"], config);
+        assert_eq!(v["spec"]["phase"], "STATS");
+        assert_eq!(v["metadata"]["name"], "palisade-audit");
+    }
+
+    #[test]
+    fn render_keeps_strings_that_look_like_other_yaml_types() {
+        let config =
+            json!({"a": "yes", "b": "0123", "c": "null", "d": "1e3", "e": "x: y", "f": ""});
+        let out = render(TEMPLATE, &oci(), &config).unwrap();
+        let v: Value = serde_norway::from_str(&out).unwrap();
+        assert_eq!(v["spec"]["pluginConfig"], config);
+    }
+
+    #[test]
+    fn module_urls_use_the_module_hash() {
+        let source = Source::Module {
+            url: "https://example.com/palisade_audit.wasm".into(),
+            sha256_hex: "cd".repeat(32),
+        };
+        let out = render(TEMPLATE, &source, &json!({})).unwrap();
+        let v: Value = serde_norway::from_str(&out).unwrap();
+        assert_eq!(v["spec"]["url"], "https://example.com/palisade_audit.wasm");
+        assert_eq!(v["spec"]["sha256"], "cd".repeat(32));
+    }
+
+    #[test]
+    fn templates_must_leave_build_fields_out_and_end_with_spec() {
+        let with_url = format!("{TEMPLATE}  url: oci://x/y:1\n");
+        let err = render(&with_url, &oci(), &json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spec.url"), "{err}");
+        let spec_first = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nspec:\n  phase: STATS\nmetadata:\n  name: x\n";
+        let err = render(spec_first, &oci(), &json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("last top-level key"), "{err}");
+        let wrong_kind = TEMPLATE.replace("WasmPlugin", "EnvoyFilter");
+        let err = render(&wrong_kind, &oci(), &json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WasmPlugin"), "{err}");
+    }
+
+    #[test]
+    fn kustomization_lists_every_file() {
+        let k = kustomization(&["waf.yaml".into(), "audit.yaml".into()]);
+        let v: Value = serde_norway::from_str(&k).unwrap();
+        assert_eq!(v["kind"], "Kustomization");
+        assert_eq!(v["resources"], json!(["waf.yaml", "audit.yaml"]));
+    }
+}
