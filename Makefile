@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -51,6 +51,14 @@ envoy:
 	fi
 	@"$(ENVOY_BIN)" --version 2>&1 | grep -m1 version
 
+# The identity provider of the JWT end-to-end tests: the npm package
+# oidc-provider, pinned by tests/package-lock.json.
+node-deps:
+	@if [ ! -d tests/node_modules/oidc-provider ]; then \
+	  echo "installing tests/node_modules (oidc-provider)"; \
+	  cd tests && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 run: build envoy
 	cargo build --release -p palisade-e2e --bin echo-upstream
 	@mkdir -p .run
@@ -65,7 +73,7 @@ test-unit:
 	cargo test --workspace --exclude palisade-e2e --no-default-features
 	cargo test -p palisade-e2e --lib
 
-test-e2e: build envoy
+test-e2e: build envoy node-deps
 	cargo test -p palisade-e2e --tests
 
 lint: wasm-target
