@@ -1,0 +1,573 @@
+//! Turning a request into the named values that rules inspect.
+//!
+//! Query and form arguments are split and decoded once (`+` and `%XX`), JSON
+//! bodies are walked (every key and every string, nested), multipart bodies
+//! give their field names, values and file names, XML gives its text and
+//! attribute values, and any other body is inspected as raw text.
+
+use std::borrow::Cow;
+
+use crate::rules::Targets;
+use crate::transform::form_decode;
+
+/// The parts of a request the WAF sees before the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHead<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`, with its query string, as sent.
+    pub path: &'a str,
+    /// `:authority` (or `Host`).
+    pub authority: &'a str,
+    /// Envoy's route name, empty when unknown.
+    pub route_name: &'a str,
+    /// Every request header (names in lower case, as Envoy gives them),
+    /// pseudo-headers included or not.
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> RequestHead<'a> {
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without its query string.
+    pub fn path_only(&self) -> &'a str {
+        self.path.split_once('?').map_or(self.path, |(p, _)| p)
+    }
+
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.path.split_once('?').map(|(_, q)| q)
+    }
+}
+
+/// One value to inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// Which kind of request part it is.
+    pub target: Targets,
+    /// The parameter, header or cookie name it belongs to (for exclusions).
+    pub name: Cow<'a, str>,
+    /// Where it is, for the decision: `args:q`, `header:user-agent`, ...
+    pub location: String,
+    /// The value.
+    pub value: Cow<'a, str>,
+}
+
+/// Headers that are never inspected as `other_headers`: credentials (their
+/// values must not reach a log, and are opaque), cookies (parsed apart),
+/// and pseudo-headers or framing that Envoy itself produces or validates.
+const SKIPPED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "x-request-id",
+    "x-forwarded-proto",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-internal",
+];
+
+/// Collects the fields of the request head: method, path, query arguments,
+/// cookies and headers. `selected` are the lower-case header names
+/// inspected as [`Targets::HEADERS`].
+pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Vec<Field<'a>>) {
+    out.push(Field {
+        target: Targets::METHOD,
+        name: Cow::Borrowed("method"),
+        location: "method".into(),
+        value: Cow::Borrowed(head.method),
+    });
+    out.push(Field {
+        target: Targets::PATH,
+        name: Cow::Borrowed("path"),
+        location: "path".into(),
+        value: Cow::Borrowed(head.path_only()),
+    });
+    if let Some(q) = head.query() {
+        out.push(Field {
+            target: Targets::QUERY,
+            name: Cow::Borrowed("query"),
+            location: "query".into(),
+            value: Cow::Borrowed(q),
+        });
+        form_fields(q, "args", out);
+    }
+    for (name, value) in head.headers {
+        if name.starts_with(':') {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("cookie") {
+            cookie_fields(value, out);
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        let target = if selected.contains(&lower) {
+            Targets::HEADERS
+        } else if SKIPPED_HEADERS.contains(&lower.as_str()) {
+            continue;
+        } else {
+            Targets::OTHER_HEADERS
+        };
+        out.push(Field {
+            target,
+            location: format!("header:{lower}"),
+            name: Cow::Owned(lower),
+            value: Cow::Borrowed(value.as_str()),
+        });
+    }
+}
+
+fn cookie_fields<'a>(header: &'a str, out: &mut Vec<Field<'a>>) {
+    for pair in header.split(';') {
+        let pair = pair.trim_start();
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = name.trim();
+        out.push(Field {
+            target: Targets::COOKIE_NAMES,
+            name: Cow::Borrowed(name),
+            location: format!("cookie_names:{name}"),
+            value: Cow::Borrowed(name),
+        });
+        if !value.is_empty() {
+            out.push(Field {
+                target: Targets::COOKIES,
+                name: Cow::Borrowed(name),
+                location: format!("cookie:{name}"),
+                value: form_decode(value),
+            });
+        }
+    }
+}
+
+/// Splits `a=1&b=2` into argument names and values (decoded once).
+pub fn form_fields<'a>(query: &'a str, prefix: &str, out: &mut Vec<Field<'a>>) {
+    for pair in query.split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = form_decode(raw_name);
+        out.push(Field {
+            target: Targets::ARG_NAMES,
+            location: format!("{prefix}_names:{name}"),
+            name: name.clone(),
+            value: name.clone(),
+        });
+        if !raw_value.is_empty() {
+            out.push(Field {
+                target: Targets::ARGS,
+                location: format!("{prefix}:{name}"),
+                name,
+                value: form_decode(raw_value),
+            });
+        }
+    }
+}
+
+/// How a body is read, from its `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `application/json` and `+json` types.
+    Json,
+    /// `multipart/form-data` with this boundary.
+    Multipart(String),
+    /// `application/xml`, `text/xml` and `+xml` types.
+    Xml,
+    /// Anything else, or no content type: raw text (and form arguments when
+    /// it parses as a form).
+    Raw,
+}
+
+impl BodyKind {
+    /// Chooses the parser for a content type.
+    pub fn from_content_type(content_type: Option<&str>) -> BodyKind {
+        let Some(ct) = content_type else {
+            return BodyKind::Raw;
+        };
+        let lower = ct.to_ascii_lowercase();
+        let essence = lower.split(';').next().unwrap_or("").trim();
+        if essence == "application/x-www-form-urlencoded" {
+            BodyKind::Form
+        } else if essence == "application/json" || essence.ends_with("+json") {
+            BodyKind::Json
+        } else if essence == "multipart/form-data" || essence == "multipart/mixed" {
+            match boundary(ct) {
+                Some(b) => BodyKind::Multipart(b),
+                None => BodyKind::Raw,
+            }
+        } else if essence == "application/xml" || essence == "text/xml" || essence.ends_with("+xml")
+        {
+            BodyKind::Xml
+        } else {
+            BodyKind::Raw
+        }
+    }
+}
+
+fn boundary(content_type: &str) -> Option<String> {
+    for param in content_type.split(';').skip(1) {
+        let (k, v) = param.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("boundary") {
+            let v = v.trim().trim_matches('"');
+            if !v.is_empty() {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Collects the fields of a body.
+pub fn body_fields<'a>(kind: &BodyKind, body: &'a str, out: &mut Vec<Field<'a>>) {
+    match kind {
+        BodyKind::Form => {
+            form_fields(body, "body", out);
+            out.push(Field {
+                target: Targets::BODY,
+                name: Cow::Borrowed("body"),
+                location: "body".into(),
+                value: Cow::Borrowed(body),
+            });
+        }
+        BodyKind::Json => match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(v) => json_fields(&v, &mut String::from("json"), "", out),
+            // Not JSON after all: inspect what was sent.
+            Err(_) => raw_fields(body, out),
+        },
+        BodyKind::Multipart(b) => multipart_fields(body, b, out),
+        BodyKind::Xml => {
+            xml_fields(body, out);
+            out.push(Field {
+                target: Targets::BODY,
+                name: Cow::Borrowed("body"),
+                location: "body".into(),
+                value: Cow::Borrowed(body),
+            });
+        }
+        BodyKind::Raw => raw_fields(body, out),
+    }
+}
+
+fn raw_fields<'a>(body: &'a str, out: &mut Vec<Field<'a>>) {
+    // Clients that omit the content type often still send a form.
+    let trimmed = body.trim();
+    let looks_like_form = trimmed.contains('=')
+        && !trimmed.contains('\n')
+        && !trimmed.starts_with('{')
+        && !trimmed.starts_with('<')
+        && trimmed.split('&').all(|p| {
+            p.split_once('=')
+                .is_some_and(|(n, _)| !n.is_empty() && !n.contains(' '))
+        });
+    if looks_like_form {
+        form_fields(trimmed, "body", out);
+    } else if trimmed.starts_with('<') {
+        xml_fields(body, out);
+    }
+    out.push(Field {
+        target: Targets::BODY,
+        name: Cow::Borrowed("body"),
+        location: "body".into(),
+        value: Cow::Borrowed(body),
+    });
+}
+
+fn json_fields<'a>(v: &serde_json::Value, path: &mut String, key: &str, out: &mut Vec<Field<'a>>) {
+    match v {
+        serde_json::Value::String(s) => out.push(Field {
+            target: Targets::ARGS,
+            name: Cow::Owned(key.to_string()),
+            location: path.clone(),
+            value: Cow::Owned(s.clone()),
+        }),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                json_fields(item, path, key, out);
+                path.truncate(len);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                out.push(Field {
+                    target: Targets::ARG_NAMES,
+                    name: Cow::Owned(k.clone()),
+                    location: format!("json_names:{}", &path[5..]),
+                    value: Cow::Owned(k.clone()),
+                });
+                json_fields(item, path, k, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>) {
+    let delimiter = format!("--{boundary}");
+    for part in body.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .unwrap_or(part);
+        let (head, content) = match part.find("\r\n\r\n") {
+            Some(i) => (&part[..i], &part[i + 4..]),
+            None => match part.find("\n\n") {
+                Some(i) => (&part[..i], &part[i + 2..]),
+                None => (part, ""),
+            },
+        };
+        let content = content
+            .strip_suffix("\r\n")
+            .or_else(|| content.strip_suffix('\n'))
+            .unwrap_or(content);
+        let mut name: Option<&str> = None;
+        let mut filename: Option<&str> = None;
+        for line in head.lines() {
+            let Some((h, v)) = line.split_once(':') else {
+                continue;
+            };
+            if !h.trim().eq_ignore_ascii_case("content-disposition") {
+                continue;
+            }
+            for param in v.split(';').skip(1) {
+                let Some((k, val)) = param.split_once('=') else {
+                    continue;
+                };
+                let val = val.trim().trim_matches('"');
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "name" => name = Some(val),
+                    "filename" | "filename*" => filename = Some(val),
+                    _ => {}
+                }
+            }
+        }
+        let field = name.unwrap_or("");
+        out.push(Field {
+            target: Targets::ARG_NAMES,
+            name: Cow::Borrowed(field),
+            location: format!("multipart_names:{field}"),
+            value: Cow::Borrowed(field),
+        });
+        match filename {
+            Some(f) => out.push(Field {
+                target: Targets::FILES,
+                name: Cow::Borrowed(field),
+                location: format!("files:{field}"),
+                value: Cow::Borrowed(f),
+            }),
+            None => out.push(Field {
+                target: Targets::ARGS,
+                name: Cow::Borrowed(field),
+                location: format!("multipart:{field}"),
+                value: Cow::Borrowed(content),
+            }),
+        }
+    }
+}
+
+/// XML text and attribute values (a tolerant scanner, not a validating
+/// parser: a malformed document is still inspected).
+fn xml_fields<'a>(body: &'a str, out: &mut Vec<Field<'a>>) {
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'<' {
+            let end = body[i..].find('>').map_or(bytes.len(), |e| i + e);
+            let tag = &body[i + 1..end];
+            if !tag.starts_with('!') && !tag.starts_with('?') {
+                let mut rest = tag;
+                while let Some(eq) = rest.find('=') {
+                    let after = rest[eq + 1..].trim_start();
+                    let quote = after.chars().next();
+                    if let Some(q @ ('"' | '\'')) = quote {
+                        let inner = &after[1..];
+                        let close = inner.find(q).unwrap_or(inner.len());
+                        push_xml(&inner[..close], out);
+                        rest = &inner[(close + 1).min(inner.len())..];
+                    } else {
+                        rest = after;
+                    }
+                }
+            }
+            i = end + 1;
+        } else {
+            let end = body[i..].find('<').map_or(bytes.len(), |e| i + e);
+            let text = body[i..end].trim();
+            if !text.is_empty() {
+                push_xml(text, out);
+            }
+            i = end;
+        }
+    }
+}
+
+fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
+    if value.is_empty() {
+        return;
+    }
+    out.push(Field {
+        target: Targets::ARGS,
+        name: Cow::Borrowed("xml"),
+        location: "xml".into(),
+        value: Cow::Borrowed(value),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(fields: &[Field<'_>], target: Targets) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .filter(|f| f.target == target)
+            .map(|f| (f.location.clone(), f.value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn head_gives_path_args_cookies_headers() {
+        let headers = vec![
+            (":path".to_string(), "/x".to_string()),
+            ("user-agent".to_string(), "curl/8".to_string()),
+            ("x-custom".to_string(), "v".to_string()),
+            ("authorization".to_string(), "Bearer secret".to_string()),
+            ("cookie".to_string(), "sid=a%20b; theme=dark".to_string()),
+        ];
+        let head = RequestHead {
+            method: "GET",
+            path: "/a%2fb?q=hello+world&flag&x=%27",
+            authority: "h",
+            route_name: "",
+            headers: &headers,
+        };
+        let mut f = Vec::new();
+        head_fields(&head, &["user-agent".to_string()], &mut f);
+        assert_eq!(
+            values(&f, Targets::PATH),
+            vec![("path".into(), "/a%2fb".into())]
+        );
+        assert_eq!(
+            values(&f, Targets::ARGS),
+            vec![
+                ("args:q".into(), "hello world".into()),
+                ("args:x".into(), "'".into())
+            ]
+        );
+        assert_eq!(values(&f, Targets::ARG_NAMES).len(), 3);
+        assert_eq!(
+            values(&f, Targets::HEADERS),
+            vec![("header:user-agent".into(), "curl/8".into())]
+        );
+        assert_eq!(
+            values(&f, Targets::OTHER_HEADERS),
+            vec![("header:x-custom".into(), "v".into())]
+        );
+        assert_eq!(
+            values(&f, Targets::COOKIES),
+            vec![
+                ("cookie:sid".into(), "a b".into()),
+                ("cookie:theme".into(), "dark".into())
+            ]
+        );
+        assert!(f.iter().all(|x| !x.value.contains("secret")));
+    }
+
+    #[test]
+    fn json_is_walked_to_every_key_and_string() {
+        let mut f = Vec::new();
+        body_fields(
+            &BodyKind::Json,
+            r#"{"a":{"b":["x",{"c":"y"}],"n":1},"d":"z"}"#,
+            &mut f,
+        );
+        assert_eq!(
+            values(&f, Targets::ARGS),
+            vec![
+                ("json.a.b[0]".into(), "x".into()),
+                ("json.a.b[1].c".into(), "y".into()),
+                ("json.d".into(), "z".into())
+            ]
+        );
+        let names: Vec<String> = f
+            .iter()
+            .filter(|x| x.target == Targets::ARG_NAMES)
+            .map(|x| x.value.to_string())
+            .collect();
+        assert_eq!(names, vec!["a", "b", "c", "n", "d"]);
+        let mut f = Vec::new();
+        body_fields(&BodyKind::Json, "{not json", &mut f);
+        assert_eq!(
+            values(&f, Targets::BODY),
+            vec![("body".into(), "{not json".into())]
+        );
+    }
+
+    #[test]
+    fn multipart_gives_fields_and_file_names() {
+        let kind = BodyKind::from_content_type(Some("multipart/form-data; boundary=\"XyZ\""));
+        assert_eq!(kind, BodyKind::Multipart("XyZ".into()));
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../a.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XyZ--\r\n";
+        let mut f = Vec::new();
+        body_fields(&kind, body, &mut f);
+        assert_eq!(
+            values(&f, Targets::ARGS),
+            vec![("multipart:title".into(), "hello".into())]
+        );
+        assert_eq!(
+            values(&f, Targets::FILES),
+            vec![("files:file".into(), "../a.php".into())]
+        );
+    }
+
+    #[test]
+    fn xml_gives_text_and_attributes() {
+        let mut f = Vec::new();
+        body_fields(
+            &BodyKind::from_content_type(Some("application/soap+xml; charset=utf-8")),
+            "<?xml version=\"1.0\"?><a x=\"1\" y='two'><b>text</b></a>",
+            &mut f,
+        );
+        let args: Vec<String> = values(&f, Targets::ARGS).into_iter().map(|v| v.1).collect();
+        assert_eq!(args, vec!["1", "two", "text"]);
+        assert_eq!(values(&f, Targets::BODY).len(), 1);
+    }
+
+    #[test]
+    fn raw_bodies_that_look_like_forms_give_arguments() {
+        let mut f = Vec::new();
+        body_fields(&BodyKind::from_content_type(None), "var=1%27", &mut f);
+        assert_eq!(
+            values(&f, Targets::ARGS),
+            vec![("body:var".into(), "1'".into())]
+        );
+        let mut f = Vec::new();
+        body_fields(
+            &BodyKind::from_content_type(Some("text/plain")),
+            "just some text",
+            &mut f,
+        );
+        assert!(values(&f, Targets::ARGS).is_empty());
+        assert_eq!(values(&f, Targets::BODY).len(), 1);
+    }
+}

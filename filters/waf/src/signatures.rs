@@ -1,0 +1,1282 @@
+//! The built-in signatures.
+//!
+//! Written for this project from what the attacks look like (the syntax an
+//! injected payload needs to do harm), not copied from another rule set.
+//! Each pattern is matched case-insensitively on the value after its
+//! pipeline of transformations; regexes are byte-oriented and never
+//! backtrack. Ids: 10xxx protocol, 11xxx scanners, 20xxx traversal / LFI,
+//! 21xxx RFI / SSRF, 22xxx command injection, 23xxx PHP, 24xxx Java,
+//! 25xxx templates and code injection, 26xxx NoSQL, 27xxx XXE, 30xxx XSS,
+//! 40xxx SQL injection. Ids from 100000 up are free for custom rules.
+
+use crate::engine::Trigger;
+use crate::rules::{Family, Pattern, RuleSpec, Severity, Targets};
+use crate::transform::Transform::{self, *};
+
+/// Decoded text: URL (repeated), HTML entities, `\u` escapes, no NULs, one space per run.
+const TEXT: &[Transform] = &[
+    UrlDecode,
+    HtmlEntityDecode,
+    UnicodeUnescape,
+    RemoveNulls,
+    CompressWhitespace,
+];
+/// [`TEXT`] with SQL comments turned into spaces.
+const SQL: &[Transform] = &[
+    UrlDecode,
+    HtmlEntityDecode,
+    UnicodeUnescape,
+    RemoveNulls,
+    RemoveComments,
+    CompressWhitespace,
+];
+/// Decoded, not normalized (the `../` are the evidence).
+const PATH: &[Transform] = &[UrlDecode, UnicodeUnescape, RemoveNulls];
+/// Decoded and path-normalized.
+const NORMALIZED_PATH: &[Transform] = &[UrlDecode, UnicodeUnescape, RemoveNulls, NormalizePath];
+/// What a shell would execute.
+const SHELL: &[Transform] = &[
+    UrlDecode,
+    HtmlEntityDecode,
+    UnicodeUnescape,
+    RemoveNulls,
+    CmdLine,
+];
+/// As sent (encodings are the evidence).
+const RAW: &[Transform] = &[];
+
+/// Where injection payloads arrive.
+const INPUT: Targets = Targets::INPUT;
+/// Injection places plus the path.
+const INPUT_PATH: Targets = Targets::INPUT.or(Targets::PATH);
+/// Every place, any header included.
+const ALL: Targets = Targets::ALL;
+
+struct Def {
+    id: u32,
+    family: Family,
+    paranoia: u8,
+    severity: Severity,
+    targets: Targets,
+    transforms: &'static [Transform],
+    regex: &'static str,
+    phrases: &'static [&'static str],
+    word: bool,
+    description: &'static str,
+}
+
+const fn rx(
+    id: u32,
+    family: Family,
+    paranoia: u8,
+    targets: Targets,
+    transforms: &'static [Transform],
+    regex: &'static str,
+    description: &'static str,
+) -> Def {
+    Def {
+        id,
+        family,
+        paranoia,
+        severity: Severity::Critical,
+        targets,
+        transforms,
+        regex,
+        phrases: &[],
+        word: false,
+        description,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn words(
+    id: u32,
+    family: Family,
+    paranoia: u8,
+    targets: Targets,
+    transforms: &'static [Transform],
+    phrases: &'static [&'static str],
+    word: bool,
+    description: &'static str,
+) -> Def {
+    Def {
+        id,
+        family,
+        paranoia,
+        severity: Severity::Critical,
+        targets,
+        transforms,
+        regex: "",
+        phrases,
+        word,
+        description,
+    }
+}
+
+const fn sev(mut d: Def, severity: Severity) -> Def {
+    d.severity = severity;
+    d
+}
+
+fn defs() -> Vec<Def> {
+    use Family::*;
+    let mut d = vec![
+        // ---- protocol ----------------------------------------------------
+        rx(
+            10010,
+            Protocol,
+            1,
+            INPUT_PATH,
+            TEXT,
+            r"[\r\n]\s*(?:set-cookie|location|content-(?:type|length|disposition)|refresh|x-[a-z-]+|access-control-[a-z-]+|transfer-encoding|host|cookie)\s*:",
+            "header injection: CR/LF followed by a header in a value (response splitting)",
+        ),
+        rx(
+            10011,
+            Protocol,
+            1,
+            INPUT,
+            TEXT,
+            r"(?:^|[\r\n])\s*(?:get|post|put|delete|head|options|patch|trace|connect)\s+[^\s]+\s+http/\d(?:\.\d)?\s*[\r\n]",
+            "request smuggling: an HTTP request line inside a value",
+        ),
+        rx(
+            10012,
+            Protocol,
+            1,
+            Targets::PATH,
+            RAW,
+            r"%0[ad]|[\r\n]",
+            "CR or LF in the path",
+        ),
+        // ---- scanners ----------------------------------------------------
+        words(
+            11001,
+            Scanner,
+            1,
+            Targets::HEADERS,
+            RAW,
+            &[
+                "sqlmap",
+                "nikto",
+                "nessus",
+                "nmap scripting engine",
+                "masscan",
+                "zgrab",
+                "acunetix",
+                "w3af",
+                "dirbuster",
+                "gobuster",
+                "wpscan",
+                "nuclei",
+                "fimap",
+                "havij",
+                "arachni",
+                "openvas",
+                "netsparker",
+                "appscan",
+                "webinspect",
+                "skipfish",
+                "wfuzz",
+                "ffuf",
+                "feroxbuster",
+                "jaeles",
+                "commix",
+                "xsstrike",
+                "joomscan",
+                "whatweb",
+                "paros",
+                "burpcollaborator",
+                "interact.sh",
+                "oast.pro",
+                "zmeu",
+                "morfeus",
+                "dirb/",
+                "grabber",
+                "brutus",
+                "bsqlbf",
+                "sqlninja",
+                "pangolin",
+                "absinthe",
+                "nstealth",
+                "webshag",
+                "vega/",
+                "httpx - open-source",
+                "(hydra)",
+                "metasploit",
+                "qualys",
+                "crowdstrike",
+                "xenu link",
+                "cgichk",
+                "webvulnscan",
+            ],
+            false,
+            "a known attack tool in the user agent",
+        ),
+        // ---- path traversal / LFI ---------------------------------------
+        rx(
+            20001,
+            Lfi,
+            1,
+            ALL,
+            PATH,
+            r"(?:\.{2,3}[\\/;]+[^\\/;]{0,40}?){2,}|\.{2,3}\\|\.{2,3};|(?:^|[\\/=:])\.{2,3}/+(?:etc|proc|sys|var|usr|root|home|windows|winnt|boot|dev|tmp|opt|\.)|[\\/]\.{2,3}\s*$|^\s*\.{2,}\s*$",
+            "path traversal: `../` or `..\\`",
+        ),
+        rx(
+            20002,
+            Lfi,
+            1,
+            Targets::PATH
+                .or(Targets::ARGS)
+                .or(Targets::ARG_NAMES)
+                .or(Targets::COOKIES)
+                .or(Targets::HEADERS)
+                .or(Targets::OTHER_HEADERS)
+                .or(Targets::FILES),
+            RAW,
+            r"(?:%(?:25)*(?:c0%(?:25)*[a9][ef]|c1%(?:25)*[89]c|e0%(?:25)*80%(?:25)*ae|f0%(?:25)*80%(?:25)*80%(?:25)*ae|u(?:002e|2215|2216|ff0e|ff0f|ff3c)|2e%(?:25)*2e|2e\.|c0\.|ef%(?:25)*bc%(?:25)*8f))|0x2e(?:0x2e|\.)|0x5c|0x2f|\.(?:%00|%2500|\\0)|\.\.%(?:25)*(?:2f|5c)",
+            "path traversal with overlong UTF-8, %u or 0x encodings",
+        ),
+        rx(
+            20003,
+            Lfi,
+            1,
+            INPUT.or(Targets::OTHER_HEADERS),
+            PATH,
+            r"(?:^|[^\w.-])(?:/+|\\+|file:/+|[a-z]:[\\/]+)?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|dev[\\/]+(?:tcp|udp|shm|mem|kmem|port|null|zero|random|urandom|stdin|stdout|stderr|fd)[\\/]?|var[\\/]+(?:log|lib|run|mail|spool|www|backups|cache|tmp)[\\/]|usr[\\/]+(?:local[\\/]+)?(?:etc|apache2?|conf|lib|share|bin|sbin)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|\w*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))",
+            "a sensitive system or configuration file named in a value",
+        ),
+        rx(
+            20004,
+            Lfi,
+            1,
+            Targets::PATH,
+            NORMALIZED_PATH,
+            r"(?:^|/)(?:\.(?:env(?:\.[\w-]+)?|git|svn|hg|bzr|ds_store|htaccess|htpasswd|ssh|aws|docker|kube|npmrc|bash_history|history|idea|vscode|claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|junie|aiignore|cursorignore|gemini|copilot|codeium|tabnine|mcp)(?:$|/)|etc/(?:passwd|shadow|hosts)|proc/|sys/(?:class|kernel|devices)|@fs/|@id/__x00__|wp-content/(?:debug|error|errors)\.log|web\.config$|wp-config\.php|[\w.-]+\.(?:sql|bak|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?$)",
+            "a restricted file or directory requested in the path",
+        ),
+        // ---- RFI / SSRF --------------------------------------------------
+        rx(
+            21001,
+            Rfi,
+            1,
+            INPUT,
+            TEXT,
+            r"^\s*(?:(?:ht|f)tps?|file|gopher|dict|ldaps?|tftp|sftp|smb|jar|netdoc)\s*:\s*/*\[?(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:]+)",
+            "remote file inclusion: a URL whose host is an IP address",
+        ),
+        rx(
+            21002,
+            Rfi,
+            1,
+            INPUT,
+            TEXT,
+            r"^\s*(?:file|ftps?|https?)://.*\?+\s*$",
+            "remote file inclusion: a URL ending in `?` (to cut off the appended suffix)",
+        ),
+        rx(
+            21003,
+            Rfi,
+            1,
+            Targets::ARGS,
+            TEXT,
+            r"^\s*(?:(?:ht|f)tps?|file)\s*\?+$",
+            "remote file inclusion: a scheme name ending in `?`",
+        ),
+        rx(
+            21004,
+            Rfi,
+            1,
+            INPUT,
+            TEXT,
+            r"(?:^|[^\w])(?:gopher|dict|ldap|tftp|jar|netdoc|phar|expect|ogg|rar|ssh2(?:\.[a-z]+)?|glob)://|(?:^|[^\w])file:/{1,3}[\w.%~]|^\s*(?:https?|ftp)://.*?(?:@|//)(?:localhost|127\.|0\.0\.0\.0|\[?::1?\]?|169\.254\.|metadata\.google\.internal|metadata\.packet\.net|metadata\.azure\.com|100\.100\.100\.200)",
+            "server-side request forgery: a dangerous URL scheme or an internal address",
+        ),
+        rx(
+            21005,
+            Rfi,
+            1,
+            INPUT,
+            TEXT,
+            r"^\s*(?:(?:https?|ftp|gopher|dict)\s*:\s*/*)?(?:\[?[0:]*:1\]?|localhost|ipv6-localhost|ip6-localhost|127(?:\.\d{1,3}){3}|0(?:\.0){0,3}|0x7f[0-9a-f.x]*|2130706433|017700000001|169\.254\.169\.254|metadata\.google\.internal|100\.100\.100\.200|kubernetes\.default(?:\.svc[\w.]*)?|kubernetes\.docker\.internal|(?:host|gateway)\.(?:docker|containers)\.internal|instance-data|metadata|metadata\.packet\.net|metadata\.azure\.com|metadata\.tencentyun\.com|localhost(?:\.localdomain)?\d*(?:\.localdomain\d*)?|ip6-loopback|localtest\.me|lvh\.me|[\w.-]+\.(?:nip|sslip|xip)\.io)(?:[:/?#]|\s*$)",
+            "server-side request forgery: a loopback, metadata or cluster-internal address",
+        ),
+        rx(
+            21007,
+            Rfi,
+            1,
+            Targets::QUERY.or(Targets::BODY),
+            TEXT,
+            r"(?:^|[&?])[\w\[\].-]*(?:include|require|path|file|dir|page|url|src|conf|root|template|module|theme|lang|doc|folder|inc|load|show|site|view|content|document|layout|mod|style|prefix)[\w\[\].-]*\s*=\s*(?:(?:ht|f)tps?|file|php|data)://",
+            "remote file inclusion: a URL given to an include-like parameter",
+        ),
+        rx(
+            21006,
+            Rfi,
+            1,
+            Targets::ARGS,
+            TEXT,
+            r"^\s*(?:https?|ftp)://[^/?#]*\.(?:oast\.(?:pro|live|site|online|fun|me)|interact\.sh|burpcollaborator\.net|dnslog\.cn|requestbin\.net|ngrok\.io|webhook\.site|examplefoo\.bar)",
+            "out-of-band interaction domain",
+        ),
+        // ---- command injection ------------------------------------------
+        rx(
+            22001,
+            Rce,
+            1,
+            INPUT.or(Targets::OTHER_HEADERS),
+            SHELL,
+            const_format_unix_sep(),
+            "command injection: a shell separator followed by a Unix command",
+        ),
+        rx(
+            22002,
+            Rce,
+            1,
+            ALL,
+            SHELL,
+            r"\$\(\(|\$\[|[<>]\((?:[^)]|$)|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,:@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|<<<|(?:^|[=:\s'\x22])\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|`[^`]*`\s*\w|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|\$\{?[0-9]+\}?[a-z]|\|\|\s*[a-z]+\s*\|\|",
+            "command injection: shell expansion or globbing evasion",
+        ),
+        rx(
+            22009,
+            Rce,
+            1,
+            INPUT,
+            TEXT,
+            r"\{[\w/.-]*,[\w/.,-]*\}|\$\(\s*[a-z]+[\w$()-]*\s*\)",
+            "command injection: brace expansion or command substitution",
+        ),
+        rx(
+            22003,
+            Rce,
+            1,
+            INPUT,
+            TEXT,
+            r"(?:^|[;&|`\n]|\$\()\s*(?:[a-z]:\\[^\s]*\\)?(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?(?:\s|$)|pwsh(?:\s|$)|certutil(?:\.exe)?\s+-|bitsadmin(?:\.exe)?\s+/|wmic(?:\.exe)?\s|mshta(?:\.exe)?\s|rundll32(?:\.exe)?\s|regsvr32(?:\.exe)?\s|cscript(?:\.exe)?\s|wscript(?:\.exe)?\s|schtasks(?:\.exe)?\s|tasklist|taskkill|systeminfo|net\s+(?:user|localgroup)|reg\s+(?:add|query|delete)\s|netsh\s|icacls\s|iwmi\s|bcdboot|bcdedit|regedit|vssadmin|wevtutil|diskpart|takeown|fsutil|invoke-[a-z]+|iex[\s(])",
+            "command injection: a Windows command after a separator",
+        ),
+        rx(
+            22004,
+            Rce,
+            1,
+            INPUT,
+            TEXT,
+            r"\b(?:invoke-(?:expression|webrequest|restmethod|command|item|wmimethod|shellcode|mimikatz)|new-object\s+(?:-\w+\s+)?(?:system\.)?net\.webclient|\.download(?:string|file|data)\s*\(|start-process\s|set-executionpolicy|add-mppreference|-(?:encodedcommand|enc|ec)\s+[a-z0-9+/=]{8,}|get-(?:wmiobject|ciminstance|process|service|childitem|content|item|acl|localuser)\b|set-(?:content|item|acl)\s|remove-item\s|\[system\.convert\]::|frombase64string|iwr\s+-?[a-z]*\s*https?:)",
+            "command injection: PowerShell",
+        ),
+        rx(
+            22005,
+            Rce,
+            1,
+            INPUT,
+            TEXT,
+            r"(?:^|[;&|(]\s*)(?:for\s+(?:/[a-z]\s+(?:(?:\x22[^\x22]*\x22|[a-z]:\\\S*)\s+)?)*%%?\S+\s+in\s*\(|if\s+(?:/i\s+)?(?:not\s+)?(?:exist|defined|errorlevel|cmdextversion)\b|if(?:\s+|\s*/i\s+)(?:not\s+)?(?:\S+\s*==|\x22[^\x22]*\x22\s*==|\S+\s+(?:equ|neq|lss|leq|gtr|geq)\s))",
+            "command injection: cmd.exe FOR or IF",
+        ),
+        rx(
+            22006,
+            Rce,
+            1,
+            INPUT,
+            SHELL,
+            r"/dev/(?:tcp|udp)/|\b(?:ba|z|k|da)?sh\s+-[ic]\b|\bnc(?:at)?\s+(?:-[a-z]+\s+)*[\w.-]+\s+\d+|\bmkfifo\s|\b(?:python[23]?|perl|ruby|php|node)\s+-[ecr]\s|\bsocat\s|\btelnet\s+[\w.-]+\s+\d+|\bwget\s+(?:-[a-z-]+\s+)*(?:https?|ftp)://|\bcurl\s+(?:-[a-z-]+\s+\S*\s+)*(?:https?|ftp|file|gopher|dict)://",
+            "command injection: reverse shell or download",
+        ),
+        rx(
+            22007,
+            Rce,
+            1,
+            INPUT,
+            SHELL,
+            const_format_unix_start(),
+            "command injection: a value that is a Unix command with arguments",
+        ),
+        rx(
+            22008,
+            Rce,
+            2,
+            INPUT,
+            SHELL,
+            const_format_unix_bare(),
+            "command injection: a value that starts with a command name",
+        ),
+        rx(
+            22010,
+            Rce,
+            1,
+            INPUT,
+            SHELL,
+            r"^\s*(?:ansible-[a-z]+|chef-[a-z]+|cscli|aa-[a-z]+|visudo|bsdtar|rmt-[a-z]+)(?:\s|$)",
+            "command injection: an administration tool run directly",
+        ),
+        rx(
+            22011,
+            Rce,
+            1,
+            INPUT,
+            SHELL,
+            r"(?:^|[\s;&|=(`<>])/?(?:usr/(?:local/)?)?s?bin/[a-z][\w.+-]*",
+            "command injection: a program from a system binary directory",
+        ),
+        // ---- PHP ---------------------------------------------------------
+        rx(
+            23001,
+            Php,
+            1,
+            INPUT.or(Targets::OTHER_HEADERS),
+            TEXT,
+            r"<\?(?:php|=|\s|$|xml\s*(?:[^v\s]|$))|\[[/\\]?php\]|\?>\s*$|<script\s+language\s*=\s*['\x22]?php",
+            "PHP: an opening or closing code tag",
+        ),
+        rx(
+            23002,
+            Php,
+            1,
+            INPUT,
+            TEXT,
+            r"\b(?:php|phar|zlib|data|expect|glob|compress\.(?:zlib|bzip2)|zip|rar|ogg|ssh2\.\w+)://",
+            "PHP: a stream wrapper",
+        ),
+        rx(
+            23003,
+            Php,
+            1,
+            INPUT,
+            TEXT,
+            r"\$_(?:get|post|cookie|request|server|files|env|session)\b|\$globals\b|\$http_(?:raw_post_data|[a-z_]+_vars)\b|\bphp://(?:input|filter|stdin|memory)",
+            "PHP: a superglobal",
+        ),
+        rx(
+            23004,
+            Php,
+            1,
+            INPUT.or(Targets::PATH),
+            SQL,
+            r#"(?:^|[^\w.>$-])(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|eval|assert|assert_options|create_function|call_user_func(?:_array)?|array_map|array_filter|array_walk|usort|uasort|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|fopen|fwrite|fputs|readfile|file|show_source|highlight_file|php_uname|phpinfo|getenv|putenv|ini_set|ini_get|set_time_limit|ignore_user_abort|unserialize|serialize|include|include_once|require|require_once|move_uploaded_file|copy|unlink|rmdir|mkdir|chmod|symlink|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mail|header|ob_start|posix_\w+|dl|extract|parse_str|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|glob|scandir|opendir|readdir|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|gethostbyname|apache_\w+|openlog|syslog|unpack|strip_tags|intval|printf|sprintf|filegroup|fileowner|fileperms|is_array|strrev|file_exists|is_file|is_dir|is_readable|is_writable|lstat|tempnam|tmpfile|getcwd|chdir|chroot|get_current_user|getmypid|getmyuid|gzopen|bzopen|readgzfile|zlib_decode|bzdecompress|gzdecode|get_defined_functions|get_defined_constants|func_get_args|array_reverse|str_replace|implode|explode|array_merge|in_array|strlen|strtolower|strtoupper|ucfirst)\s*(?:/\*.*?\*/\s*)*\(|(?:base64_(?:de|en)code|gzinflate|gzdecode|gzuncompress|bzdecompress|zlib_decode|str_rot13|call_user_func(?:_array)?|fsockopen|shell_exec|proc_open|passthru|pcntl_exec|get_defined_(?:functions|vars|constants)|file_(?:get|put)_contents|create_function|preg_replace|assert_options|phpinfo|php_uname|posix_\w+|move_uploaded_file|highlight_file|show_source)\s*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|posix_\w+|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
+            "PHP: a dangerous function call",
+        ),
+        rx(
+            23005,
+            Php,
+            1,
+            INPUT,
+            TEXT,
+            r#"(?:^|[;{}\s(])[oc]:\d+:\x22[a-z_\\][\w\\]*\x22:\d+:\{|\ba:\d+:\{(?:[isbdo]:|n;)"#,
+            "PHP: a serialized object",
+        ),
+        rx(
+            23006,
+            Php,
+            1,
+            INPUT,
+            SQL,
+            r#"\$+[a-z_\x7f-\xff][\w\x7f-\xff]*(?:\s*(?:\[[^\]]*\]+|\{[^}]*\}))*\s*(?:/\*.*?\*/\s*)*\(|\$\s*\{\s*['\x22]?\w*['\x22]?\s*\}|\$\s*\{\s*(?:\$|@|['\x22])|\$\{[^}]*\}\s*\(|\(\s*['\x22][a-z_]+['\x22]\s*(?:\.\s*['\x22][a-z_]*['\x22]\s*)+\)\s*\(|['\x22][a-z_]+['\x22]\s*\.\s*['\x22][a-z_]+['\x22]\s*\(|\(\s*\[\s*[a-z_]+\s*\]\s*\[\s*\d+\s*\]\s*\)|\[\s*(?:system|exec|passthru|shell_exec|eval|assert|popen|proc_open)\s*\]"#,
+            "PHP: a variable function call or string-built function name",
+        ),
+        rx(
+            23007,
+            Php,
+            1,
+            INPUT,
+            TEXT,
+            r"\b(?:engine|precision|serialize_precision|smtp|smtp_port|sendmail_path|include_path|short_open_tag|expose_php|unserialize_max_depth|error_reporting|variables_order|zend_extension|allow_url_(?:include|fopen)|auto_(?:prepend|append)_file|disable_functions|open_basedir|safe_mode|memory_limit|max_execution_time|display_errors|log_errors|error_log|register_globals|magic_quotes_gpc|enable_dl|file_uploads|upload_tmp_dir|session\.(?:save_path|save_handler|use_trans_sid|referer_check|upload_progress\.\w+)|mbstring\.\w+|pcre\.\w+|zend\.\w+|opcache\.\w+|phar\.readonly|cgi\.force_redirect|extension(?:_dir)?)\s*=",
+            "PHP: a configuration directive",
+        ),
+        rx(
+            23008,
+            Php,
+            1,
+            Targets::FILES
+                .or(Targets::OTHER_HEADERS)
+                .or(Targets::HEADERS),
+            TEXT,
+            r"\.\s*(?:php\d*|phpt|phtml|phar|pht|phps|inc|shtml|asp|aspx|jsp|jspx|cgi|pl)[\s.]*$|(?:^|[/\\])(?:\.htaccess|\.htpasswd|web\.config|wp-config[\w.-]*|\.user\.ini|php\.ini|\.boto|\.s3cfg|\.netrc|\.npmrc|\.pypirc|config\.ya?ml|sess_[\w,-]{16,})\s*$",
+            "PHP: uploading a server-side script",
+        ),
+        // ---- Java --------------------------------------------------------
+        rx(
+            24001,
+            Java,
+            1,
+            ALL,
+            TEXT,
+            r"\$\{(?:[^}]{0,40}(?:\$\{|:-)|\s*(?:jndi|ctx|env|sys|java|lower|upper|date|main|log4j|spring|k8s|docker|bundle|web|base64|marker|sd|event|map)\s*:)|\$\{[^}]{0,80}\b(?:jndi|ldaps?|rmi|dns|iiop|corba|nds|nis)\s*:",
+            "Java: a Log4Shell (JNDI) lookup",
+        ),
+        rx(
+            24002,
+            Java,
+            1,
+            ALL,
+            TEXT,
+            r"\bjavax?\.(?:lang|io|util|net|nio|beans|rmi|security|naming|script|management|xml|sql|awt|swing|imageio|reflect|crypto)\.[a-z]|\b(?:runtime\s*\.\s*getruntime|getruntime\s*\(\)\s*\.\s*exec|processbuilder|processimpl|unixprocess|classloader|xmldecoder|scriptenginemanager|(?:java\.)?(?:lang\.)?reflect\.|getclass\s*\(\s*\)\s*\.\s*forname|\.forname\s*\(|getdeclared(?:method|field|constructor)|\.newinstance\s*\(|\.invoke\s*\(|jdbcrowsetimpl|templatesimpl|annotationinvocationhandler|badattributevalueexpexception|(?:invoker|instantiate|chained|constant|clone|map)transformer|(?:instantiate|prototypeclone|prototypeserialization|constant)factory|(?:for|while|if|switch|chained|transformer)closure|lazymap|beancomparator|priorityqueue\b.{0,40}comparator|org\.apache\.commons\.collections|org\.springframework\.|com\.sun\.|sun\.misc\.|bsh\.interpreter|groovy\.lang|clojure\.)",
+            "Java: a class used for code execution or deserialization gadgets",
+        ),
+        rx(
+            24003,
+            Java,
+            1,
+            ALL,
+            RAW,
+            r"\xac\xed\x00\x05|\baced0005|\bro0ab[a-z0-9+/]|\bh4sia[a-z0-9+/]{4,}.{0,4}ro0",
+            "Java: a serialized Java object",
+        ),
+        rx(
+            24004,
+            Java,
+            1,
+            ALL,
+            TEXT,
+            r"#_memberaccess|@ognl|ognlcontext|%\{\s*\(?#|\$\{\s*\(?#|#context\[|#request\.|#parameters\.|class\.module\.classloader|class\.classloader|\.getclass\(\)|@java\.lang\.|\bt\s*\(\s*java\.lang",
+            "Java: OGNL or Spring expression injection",
+        ),
+        // ---- templates, Node.js, Python ---------------------------------
+        rx(
+            25001,
+            Template,
+            1,
+            INPUT,
+            TEXT,
+            r"\{\{.*?(?:\d+\s*[*+/-]\s*\d+|constructor|config|self|request|session|settings|lipsum|cycler|joiner|namespace|range\(|\|attr|__\w+__|\.mro|subclasses|globals|builtins|import|popen|os\.|system|\$eval|\$on|alert|this)|\{%.*?(?:import|include|set|for|if|exec|load|debug|raw|block|extends|macro|call|filter|with|print|end)|<%=?.*?%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{[^}]*(?:process|require|`|system|exec|spawn)|\*\{[^}]*\}|@\(\s*\d+\s*[*+]\s*\d+\s*\)|<#(?:assign|list|if|include|import)\b|\?new\s*\(|#set\s*\(\s*\$|\$class\.inspect|freemarker\.template",
+            "template injection: an expression in a template syntax",
+        ),
+        rx(
+            25002,
+            Template,
+            1,
+            INPUT,
+            TEXT,
+            r"\b(?:require\s*\(\s*['\x22`](?:child_process|fs|net|vm|os|http|process)['\x22`]|child_process|process\.(?:mainmodule|binding|env|kill|exit|dlopen|spawn|execpath|argv)|\.(?:exec|execsync|spawn|spawnsync|execfile|fork)\s*\(|new\s+function\s*\(|function\s*\(\s*\)\s*\{.*\}\s*\(\s*\)|(?:this|global|globalthis)\.constructor\.constructor|constructor\s*\.\s*constructor\s*\(|_\$\$nd_func\$\$_|module\.prototype|module\.exports\s*=|__proto__|constructor['\x22]?\s*\]?\s*(?:\.|\[)\s*['\x22]?\s*prototype|\b(?:process|require|console|global|globalthis|module)\s*\[|console\.\w+\.(?:call|apply|bind)\s*\(|function\s*\([^)]*\)\s*\{|__js_function|xyqktkrfrlvoqyqk|\[\s*['\x22]__proto__['\x22]\s*\]|console\.(?:log|info|warn|error|dir)\s*\(|eval\s*\(|settimeout\s*\(\s*['\x22`]|setinterval\s*\(\s*['\x22`]|while\s*\(\s*(?:[!+~(\[{-]|true|\d|infinity|new\s|this|string|nan|null|undefined)|for\s*\(\s*;\s*;\s*\))",
+            "code injection: Node.js / JavaScript server-side",
+        ),
+        rx(
+            25005,
+            Template,
+            1,
+            INPUT,
+            TEXT,
+            r"^\s*data:(?:text|application)/[\w.+-]+\s*(?:[;,]|$)",
+            "code injection: a data: URL with text or code",
+        ),
+        rx(
+            25003,
+            Template,
+            1,
+            INPUT,
+            TEXT,
+            r"\b(?:__import__\s*\(|__(?:class|globals|builtins|subclasses|mro|bases|base|init|dict|getattribute|code|reduce|loader)__|os\.(?:system|popen|exec[lv]p?e?|spawn[lv]p?e?|fork|kill|remove|unlink)\s*\(|subprocess\.(?:popen|call|run|check_output|check_call|getoutput)|pickle\.loads?|marshal\.loads|yaml\.(?:unsafe_)?load\s*\(|getattr\s*\(|exec\s*\(\s*compile|compile\s*\(.{0,40},\s*['\x22]|pty\.spawn|importlib)",
+            "code injection: Python",
+        ),
+        rx(
+            25004,
+            Template,
+            1,
+            INPUT,
+            TEXT,
+            r"(?:\$7:module:prototype|resolved_model|\$@0|\$1:__proto__|_formdata|\$b\d+)\b.{0,200}(?:__proto__|constructor|then|_response|_prefix)|(?:^|[^\w])process\.spawn\s*\(|\bkernel\.(?:exec|system|spawn)|\bio\.popen|\bopen3\.|`[^`]*`\.(?:to_s|chomp)|\bsystem\s*\(\s*['\x22]",
+            "code injection: Ruby, Perl or React server components",
+        ),
+        // ---- NoSQL -------------------------------------------------------
+        rx(
+            26001,
+            Nosql,
+            1,
+            Targets::ARG_NAMES
+                .or(Targets::COOKIE_NAMES)
+                .or(Targets::ARGS),
+            TEXT,
+            r"(?:^|\[)\s*\$(?:ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|or|and|not|nor|expr|elemmatch|all|size|type|mod|text|function|accumulator|jsonschema|lookup)\s*(?:\]|$)",
+            "NoSQL injection: a MongoDB query operator as a parameter name",
+        ),
+        rx(
+            26002,
+            Nosql,
+            1,
+            INPUT,
+            TEXT,
+            r"\$where\b|\bthis\.\w+\s*(?:==|!=|\.match\s*\()|\bdb\.\w+\.(?:find|insert|drop|remove|update)\s*\(|\{\s*['\x22]?\$(?:ne|gt|gte|lt|regex|where|nin|or|expr)['\x22]?\s*:",
+            "NoSQL injection: a MongoDB operator or JavaScript condition in a value",
+        ),
+        // ---- XXE ---------------------------------------------------------
+        rx(
+            27001,
+            Xxe,
+            1,
+            INPUT,
+            TEXT,
+            r"!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b|<!doctype\s+[\w:.-]+\s*\[\s*<!entity|<!doctype\s+[\w:.-]+\s+(?:system|public)\s|<xi:include\b|xmlns:xi\s*=|<!entity\s+%",
+            "XXE: an external entity or XInclude",
+        ),
+        // ---- XSS ---------------------------------------------------------
+        rx(
+            30001,
+            Xss,
+            1,
+            ALL,
+            TEXT,
+            r"<\s*/?\s*script\b|<\s*\??\s*import\s*implementation|\+ad[w4]-|<(?:[a-z]\s+){3,}[a-z]\b|<\s*[:?]?\s*(?:iframe|frame|frameset|object|embed|applet|meta|base|svg|math|isindex|marquee|xss|template|noscript|vmlframe|xml|import|bgsound|layer|ilayer|blink|plaintext|xmp|listing)[\s/>]",
+            "XSS: a script or active-content tag",
+        ),
+        rx(
+            30002,
+            Xss,
+            1,
+            ALL,
+            TEXT,
+            r"(?:^|[\s\x22'`/;<>])on[a-z]{3,40}\s*=|(?:^|[\s\x22'`/;<])(?:formaction|srcdoc|xlink:href|data-bind|ng-[a-z]+)\s*=",
+            "XSS: an event handler or active attribute",
+        ),
+        rx(
+            30003,
+            Xss,
+            1,
+            INPUT_PATH,
+            TEXT,
+            r"(?:j\s*a\s*v\s*a|v\s*b|l\s*i\s*v\s*e)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|data\s*:\s*(?:text/html|image/svg|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml|plain)\s*;\s*base64)|-moz-binding|\bexpression\s*\(|@import\s*['\x22(u]|url\s*\(\s*['\x22]?\s*(?:javascript|vbscript|data)\b|behavior\s*:\s*url",
+            "XSS: a script URL or CSS expression",
+        ),
+        rx(
+            30004,
+            Xss,
+            1,
+            INPUT_PATH,
+            TEXT,
+            r"<[a-z][\w:-]*[^>]*?[\s/\x22'](?:src|href|action|background|dynsrc|lowsrc|poster|code|codebase|data|style)\s*=|<(?:img|image|video|audio|source|body|style|link|form|input|button|details|select|textarea|keygen|animate|set|a|div|span|p|table|td|html|title|h\d|br|b|i|u|font|center|q|x)\b[^<]*(?:>|$)|<[a-z]+[\s/][^>]*\b(?:style|on\w+)\s*=|<[a-z]+\s+[^>]*xmlns\s*=",
+            "XSS: an HTML tag with a dangerous attribute",
+        ),
+        rx(
+            30005,
+            Xss,
+            1,
+            INPUT_PATH,
+            SQL,
+            r"\bdocument\s*\.\s*(?:cookie|write|writeln|domain|location|body|createelement|queryselector(?:all)?|getelementby\w+|forms|images|scripts|implementation|documentelement)\b|\bwindow\s*\.\s*(?:location|open|name|eval|execscript|opener|parent|top|frames)\b|\b(?:self|window|top|parent|this|globalthis|frames|document)\s*\)?\s*\[\s*['\x22`]|\b(?:settimeout|setinterval|setimmediate|execscript|btoa|atob)\s*\(|(?:\+|!)\s*!?\s*\[\]\s*(?:\+|\)|\]|$)|\.innerhtml\s*=|\.outerhtml\s*=|\.parentnode\b|\btop\s*\.\s*(?:frame|location)|\b(?:alert|prompt|confirm)\s*(?:\(|`)|string\s*\.\s*fromcharcode|\batob\s*\(|\[\s*\]\s*\.\s*(?:sort|map|filter|constructor)|\bself\s*\[|\bwindow\s*\[|\bfetch\s*\(\s*['\x22`]|\$\.getscript|\bimport\s*\(\s*['\x22`]|<!--|-->|<!\[cdata\[|\]\]>",
+            "XSS: a JavaScript sink or DOM access",
+        ),
+        rx(
+            30006,
+            Xss,
+            1,
+            Targets::COOKIES.or(Targets::HEADERS).or(Targets::ARGS),
+            TEXT,
+            r"<\s*style\b|<\s*[a-z]+[^>]*\bstyle\s*=\s*[\x22']?[^\x22']*(?:url\s*\(|expression|@import|behavior)|\bstyle\s*=\s*[^>]*?:\s*url\s*\(",
+            "XSS: a style sheet injection",
+        ),
+        rx(
+            30007,
+            Xss,
+            2,
+            INPUT_PATH,
+            TEXT,
+            r"<\s*[a-z][\w:-]*(?:\s+[\w:-]+(?:\s*=\s*(?:\x22[^\x22]*\x22|'[^']*'|[^\s>]+))?)*\s*/?>|<\s*/\s*[a-z][\w:-]*\s*>",
+            "XSS: any HTML tag",
+        ),
+        // ---- SQL injection ----------------------------------------------
+        rx(
+            40001,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            r"(?:['\x22`)]|\b\d+)\s*(?:\bor\b|\band\b|\bxor\b|\|\||&&|\bdiv\b|\bhaving\b|\bwhere\b|\bwhen\b)\s*[\s('\x22`!~+-]*(?:[\w.@]+|'[^']*'|\x22[^\x22]*\x22)[\s)'\x22`]*(?:[=<>!~]|\blike\b|\bis\s+(?:not\s+)?(?:null|true|false)\b|\bin\b|\bbetween\b|\bregexp\b|\brlike\b|\bsounds\s+like\b|\bglob\b|\bmatch\b|::)",
+            "SQL injection: a boolean condition after a quote or number",
+        ),
+        rx(
+            40002,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            r"\bunion\b\s*(?:all\b|distinct\b|\(|\s)*\s*select\b|\bunion\s+(?:all\s+)?\(?\s*(?:values|table)\b",
+            "SQL injection: UNION SELECT",
+        ),
+        rx(
+            40003,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            r"(?:['\x22`)]|\b\d+)\s*;\s*(?:select|insert|update|delete|drop|alter|create|truncate|exec|execute|declare|shutdown|grant|revoke|rename|replace|merge|call|set|waitfor|use|show|desc|load|handler|backup|restore|kill|begin|commit|rollback|copy)\b|;\s*(?:drop\s+(?:table|database|schema|user)|shutdown\b|declare\s+@|exec(?:ute)?\s+(?:master|xp_|sp_|\()|waitfor\s+delay|select\s+(?:\*|@@|sleep|benchmark|pg_sleep|case|if|\d|[\w.]+\s*\(|[\w.]+\s+from\b)|sleep\s*\()",
+            "SQL injection: a stacked statement",
+        ),
+        rx(
+            40004,
+            Sqli,
+            1,
+            INPUT.or(Targets::PATH),
+            SQL,
+            r"(?:^|[^\w.$])(?:sleep|benchmark|pg_sleep|div|lo_get|dbms_pipe\.receive_message|dbms_lock\.sleep|dbms_\w+\.\w+|utl_(?:http|inaddr|file|smtp)\.\w+|randomblob|load_file|extractvalue|updatexml|xmltype|geometrycollection|multipoint|multilinestring|multipolygon|linestring|name_const|sqlite_compileoption_(?:used|get)|sqlite_version|sys_eval|sys_exec|xp_cmdshell|xp_dirtree|xp_regread|sp_executesql|sp_oacreate|sp_makewebtask|openrowset|opendatasource|group_concat|json_(?:extract|keys|object|build_object|arrayagg|agg|value|query|table)|jsonb_\w+|to_tsvector|starts_with|unistr|make_set|elt|find_in_set|ifnull|nullif|coalesce|iif|decode|encode|compress|uncompress|concat|concat_ws|substring|substr|mid|ascii|ord|char|chr|nchar|hex|unhex|bin|conv|md5|sha1|sha2|crc32|current_user|session_user|system_user|database|schema|connection_id|last_insert_id|row_count|found_rows|sysdate|curdate|current_timestamp|rand|pow|power|exp|sin|cos|tan|sqrt|char_length|strcmp|instr|locate|lpad|rpad|ltrim|rtrim|trim|insert|lcase|ucase|collation|charset|procedure\s+analyse|pg_read_file|pg_ls_dir|lo_import|lo_export|dblink\w*|current_setting|set_config|query_to_xml|array_agg|string_agg|listagg|xmlagg|wm_concat|benchmark)\s*\(",
+            "SQL injection: an SQL function call",
+        ),
+        rx(
+            40013,
+            Sqli,
+            1,
+            INPUT.or(Targets::PATH),
+            SQL,
+            r"\bwaitfor\s+(?:delay|time)\s+['\x22\d@]|\bpg_sleep\b|\)\s*like\s*\(|::\s*(?:double\s+precision|float\d?|real|date|timestamp\w*|char|varchar|regproc\w*|oid|name|xml)\b|\b\d+\.e\s*(?:\(|\.[a-z]|,)|\b\d+\s+as\s+['\x22`]\w+['\x22`]\s+from\b|[\x22`]\s*(?:regexp|rlike)\b|;\s*(?:truncate\s*(?:table\b|\[|\w+\s*$)|drop\s+(?:table|database|schema|user|view|index)\b|shutdown\s*(?:$|\bwith\b)|alter\s+(?:table|user|database|system)\b|create\s+(?:table|user|database|function|procedure|trigger)\b|delete\s+from\b|insert\s+into\b|update\s+\w+\s+set\b)",
+            "SQL injection: delays, casts and operators typical of injected queries",
+        ),
+        rx(
+            40005,
+            Sqli,
+            1,
+            INPUT,
+            &[
+                UrlDecode,
+                HtmlEntityDecode,
+                UnicodeUnescape,
+                RemoveNulls,
+                CompressWhitespace,
+            ],
+            r"['\x22`]\s*\)*\s*(?:;\s*)?(?:--[\s-]*$|--[^\s\w]|#|/\*|;\s*$|%00)|['\x22`]--|['\x22`]\s*\)*\s*(?:or|and)\s+[\w'\x22]+\s*(?:--|#|/\*)|^\s*['\x22`]\s*\)*\s*(?:or|and|\|\||&&|union|order|group|limit|having|procedure|into|;)\b|^\s*\d+\s*['\x22`)]\s*(?:or|and|\|\||&&|;)|\b(?:or|and)\s+(?:not\s+)?(?:true|false|null|\d+)\s*(?:--|#|/\*|;|$)",
+            "SQL injection: a quote closing the string, then a comment or operator",
+        ),
+        rx(
+            40006,
+            Sqli,
+            1,
+            INPUT.or(Targets::PATH),
+            SQL,
+            r"(?:^|[('\x22`;]\s*|\b\d+\s+|\b(?:or|and|union|not|exists|in)\s*\(?\s*)select\s+(?:\*|all\b|distinct\b|top\s|null\b|@@|\d+\s*(?:,|from\b|$)|[\w.`\x22\[\]]+\s*\(|(?:[\w.`\x22\[\]]+\s*,\s*)+[\w.`\x22\[\]]+\s+from\b|[\w.`\x22\[\]]+\s+from\s+[\w.`\x22\[\]]+\s*(?:$|\bwhere\b|\blimit\b|\border\b|\bgroup\b|\bunion\b|\bjoin\b|[;)]|\binto\b))",
+            "SQL injection: a SELECT statement",
+        ),
+        words(
+            40007,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            &[
+                "information_schema",
+                "sqlite_master",
+                "sqlite_temp_master",
+                "pg_catalog",
+                "pg_shadow",
+                "pg_user",
+                "pg_database",
+                "pg_tables",
+                "mysql.user",
+                "mysql.db",
+                "sys.objects",
+                "sys.tables",
+                "sys.columns",
+                "sysobjects",
+                "syscolumns",
+                "sysusers",
+                "systables",
+                "msysobjects",
+                "msysaccessobjects",
+                "msysqueries",
+                "all_tables",
+                "all_tab_columns",
+                "user_tables",
+                "user_objects",
+                "dba_users",
+                "v$version",
+                "@@version",
+                "@@datadir",
+                "@@hostname",
+                "@@basedir",
+                "@@servername",
+                "@@identity",
+                "xp_cmdshell",
+                "northwind",
+                "table_schema",
+                "table_name",
+                "column_name",
+                "master..sysdatabases",
+                "master.dbo",
+                "pg_stat_activity",
+                "rdb$",
+                "db_name(",
+                "tempdb",
+                "msdb",
+                "schema_name",
+                "pg_namespace",
+                "pg_proc",
+                "pg_class",
+            ],
+            false,
+            "SQL injection: a system catalog",
+        ),
+        rx(
+            40008,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            r"\binsert\s+into\s+[\w.`\x22\[\]]+\s*(?:\(|values\b|select\b|set\b)|\bdelete\s+from\s+[\w.`\x22\[\]]+\s*(?:where\b|;|$)|\bdrop\s+(?:table|database|schema|view|user|function|procedure|trigger|index)\s+(?:if\s+exists\s+)?[\w.`\x22\[\]]+\s*(?:;|$|\bcascade\b|\bpurge\b)|\btruncate\s+table\s|\balter\s+(?:table|user|database)\s+[\w.`\x22\[\]]+\s+\w|\bcreate\s+(?:table|user|function|procedure|trigger|database|view)\s+[\w.`\x22\[\]]+\s*[\s(]|\bupdate\s+[\w.`\x22\[\]]+\s+set\s+[\w.`\x22\[\]]+\s*=|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|\(|immediate\b)|\bdeclare\s+@|\bload\s+data\s+(?:local\s+)?infile\b|\binto\s+(?:out|dump)file\b|^\s*/?\s*create\s+(?:table|user|database)\s+\w+\s*$|\bgrant\s+(?:all|select|insert|update|delete|execute)\b.*\bto\b|\bshutdown\s+with\s+nowait\b",
+            "SQL injection: a data-changing or administrative statement",
+        ),
+        rx(
+            40009,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            r"(?:^|[\s(])(?:or|and|xor|having|where|when|\|\||&&)\s+(?:\d+|'[^']*'|\x22[^\x22]*\x22)\s*(?:=|<=>|<>|!=|\blike\b|\bis\s+(?:not\s+)?(?:null|true|false)\b|\bin\b|\bregexp\b|\brlike\b)\s*(?:\d|'|\x22|\(|@|\b(?:true|false|null|select)\b|$)|(?:^|[\s(])(?:or|and|xor|having|where|\|\||&&)\s+\d+[<>]\d|\w['\x22]\s*(?:=|<=>|<>|!=)\s*['\x22]|['\x22]\w*['\x22]\s*(?:=|<>|!=)\s*['\x22]|\b(?:or|and|\|\||&&)\s+(?:not\s+)?(?:true|false|null|exists|\d+)\s*$|\b(?:or|and)\s+(?:not\s+)?(?:exists\s*\(|sleep\s*\(|benchmark\s*\(|select\s+(?:\*|\d|@@|null|[\w.]+\s*\(|count\b))",
+            "SQL injection: a tautology",
+        ),
+        rx(
+            40010,
+            Sqli,
+            1,
+            INPUT.or(Targets::PATH),
+            SQL,
+            r"(?:^|[\s'\x22`)])(?:or|and|\|\||&&)\s+(?:[\w.]+\s*\(|'\{|'\[|[\w.]+\s*(?:->>?|#>>?|@>|<@|\?\||\?&|::\w+))|'\s*(?:->>?|#>>?|@>|<@|\?\||\?&|\?)\s*(?:'|array\s*\[)|::\s*(?:int|integer|text|json|jsonb|varchar|bigint|numeric|regclass|bool)\b|\$\.[\w\[\]]+'\s*(?:=|<|>)",
+            "SQL injection: JSON operators or casts in a condition",
+        ),
+        rx(
+            40011,
+            Sqli,
+            1,
+            INPUT,
+            SQL,
+            r"['\x22`)]\s*(?:order|group)\s+by\s+(?:\d+|[\w.`]+\s*(?:asc|desc|,|--|#|$|;|\)))|\border\s+by\s+\d+\s*(?:$|[;#)])|\bgroup\s+by\s+.{1,60}\bhaving\b|\bcase\s+when\s.{0,60}?(?:=|<|>|\bis\s|\blike\s|\bin\s*\(|\bexists\s*\(|\bnull\b|\bselect\b|\d).{0,60}?\bthen\b|['\x22`)]\s*(?:limit|offset)\s+\d|\bprocedure\s+analyse\b|['\x22`]\s*(?:\+|\|\|)\s*(?:\(?\s*select\b|[\w.]+\s*\()|\binto\s+@\w|@@\w+|\bchar\s*\(\s*\d+\s*(?:,\s*\d+\s*)*\)\s*(?:\+|\|\|)",
+            "SQL injection: clauses and concatenations typical of injected queries",
+        ),
+        rx(
+            40012,
+            Sqli,
+            2,
+            INPUT,
+            SQL,
+            r"\b(?:select|union|insert|update|delete|drop|alter|create|exec|declare)\b.{0,80}\b(?:from|into|where|table|values|set)\b|['\x22`]\s*(?:or|and|xor)\b|\b0x[0-9a-f]{6,}\b|\b(?:or|and)\s+[\w.]+\s*(?:=|<|>)|;\s*$",
+            "SQL injection: SQL keywords in a value (paranoid)",
+        ),
+    ];
+    for def in &mut d {
+        // Scanner and protocol signals are strong evidence already at PL1; the
+        // paranoid catch-alls add less on their own.
+        if def.paranoia >= 2 {
+            def.severity = Severity::Warning;
+        }
+    }
+    d.push(sev(
+        rx(
+            10013,
+            Protocol,
+            2,
+            Targets::METHOD,
+            RAW,
+            r"^(?:track|debug|propfind|proppatch|mkcol|copy|move|lock|unlock|search|connect)$",
+            "an unusual HTTP method",
+        ),
+        Severity::Warning,
+    ));
+    d
+}
+
+fn const_format_unix_sep() -> &'static str {
+    // Separator, optional prefixes (sudo, time, env, a path), then a command
+    // followed by something that is clearly an argument or the end.
+    concat!(
+        r"(?:[;&|\n\r`{]|\$\(|[<>]\(|\|\||&&)\s*(?:(?:sudo|time|nohup|env|exec|command|builtin|nice|timeout\s+\d+)\s+)*(?:[\w.~-]*/)*",
+        "(?:",
+        "whoami|uname|ifconfig|ipconfig|wget|curl|ncat|netcat|nc|socat|telnet|nmap|bash|zsh|ksh|csh|tcsh|dash|busybox|python[23]?|perl|ruby|php[57]?|lua|node|tclsh|gcc|chmod|chown|chgrp|chattr|useradd|usermod|passwd|sudo|su|crontab|ssh|scp|sftp|tftp|ftp|rsync|base64|xxd|openssl|mkfifo|mknod|nohup|setsid|xargs|awk|gawk|nawk|sed|dd|tar|gzip|gunzip|bzip2|zip|unzip|rm|rmdir|mv|cp|ls|cat|hexdump|strings|head|tail|more|less|grep|egrep|fgrep|find|locate|ps|pstree|kill|pkill|killall|netstat|ss|lsof|id|groups|lastlog|env|printenv|export|echo|printf|sleep|ping|ping6|traceroute|nslookup|dig|hostname|getent|systemctl|service|iptables|mount|umount|insmod|modprobe|shutdown|reboot|halt|poweroff|history|uptime|df|du|who|finger|pwd|touch|wc|sort|uniq|cut|tr|diff|stat|readlink|realpath|which|whereis|eval|exec|timeout|time|docker|kubectl|mysql|psql|sqlite3|mongo|redis-cli|vi|vim|nano|emacs|man|apt|apt-get|yum|dnf|apk|pip|pip3|npm|gem|java|javac|jshell|git|svn|cmake|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|dpkg|rpm|sh|ldd|strace|ltrace|gdb|nproc|lscpu|lsblk|lsmod|dmesg|journalctl|unset|ulimit|umask|tee|shred|wipe|chroot|runuser|pkexec|doas|tmux|sqlplus|mongosh|7z|xz|zcat|bzcat|zgrep|base32|basenc|shuf|iconv|rvim|vimdiff|rview|ncftp|lftp|lynx|w3m|elinks|aria2c|axel|fetch",
+        ")",
+        r"(?:\s*$|\s*[;&|<>`)}\n]|\s+[-/.~$*?\d{+\x22'@%:\\]|\s+[a-z_][\w.-]*\s*(?:$|[;&|<>`)}\n]|\s+[-/.~$*?\d])|\s+(?:https?|ftp)://)",
+    )
+}
+
+fn const_format_unix_start() -> &'static str {
+    concat!(
+        r"^\s*(?:(?:sudo|time|nohup|env|exec)\s+)*(?:/(?:usr/)?s?bin/)?",
+        "(?:",
+        "whoami|uname|ifconfig|wget|curl|ncat|netcat|nc|socat|nmap|bash|zsh|ksh|busybox|python[23]?|perl|ruby|php|chmod|chown|useradd|crontab|ssh|base64|xxd|openssl|mkfifo|nohup|xargs|awk|sed|rm|cat|ls|id|ps|netstat|env|echo|printf|ping|nslookup|dig|getent|systemctl|iptables|uptime|pwd|touch|readlink|which|docker|kubectl|mysql|psql|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|sh|find|grep|head|tail|kill|tar|wc|chattr|timeout|time|strace|dmesg|lscpu|lsblk|nproc",
+        ")",
+        r"(?:\s+[-/~$|<>;&`]|\s*[;&|<>`]|\s+\S+\s*[;&|<>`]|\s+[\w.-]*/)",
+    )
+}
+
+fn const_format_unix_bare() -> &'static str {
+    concat!(
+        r"^\s*(?:(?:sudo|time|nohup|env|exec)\s+)*(?:/(?:usr/)?s?bin/)?",
+        "(?:",
+        "whoami|uname|ifconfig|wget|curl|ncat|netcat|socat|nmap|bash|zsh|busybox|python[23]?|perl|ruby|chmod|chown|useradd|crontab|ssh|base64|xxd|openssl|mkfifo|nohup|xargs|awk|netstat|nslookup|getent|systemctl|iptables|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|dpkg|rpm|kubectl|docker|psql|mysql|sudo|strace|dmesg|lscpu|lsblk|nproc",
+        r")\b",
+    )
+}
+
+/// The built-in rules at or below `paranoia`.
+pub fn builtin(paranoia: u8) -> Vec<RuleSpec> {
+    defs()
+        .into_iter()
+        .filter(|d| d.paranoia <= paranoia)
+        .map(|d| RuleSpec {
+            id: d.id,
+            family: d.family.name().to_string(),
+            paranoia: d.paranoia,
+            score: d.severity.score(),
+            targets: d.targets,
+            transforms: d.transforms.to_vec(),
+            pattern: if d.phrases.is_empty() {
+                Pattern::Regex(d.regex.to_string())
+            } else {
+                Pattern::Phrases {
+                    list: d.phrases.iter().map(|p| (*p).to_string()).collect(),
+                    word: d.word,
+                }
+            },
+            description: d.description.to_string(),
+        })
+        .collect()
+}
+
+/// Every built-in rule id with its family and paranoia level.
+pub fn catalog() -> Vec<(u32, &'static str, u8)> {
+    defs()
+        .iter()
+        .map(|d| (d.id, d.family.name(), d.paranoia))
+        .collect()
+}
+
+/// The cheap test in front of each built-in family's automata: the bytes or
+/// keywords without which none of its rules can match.
+pub fn trigger(family: &str) -> Result<Trigger, String> {
+    let Some(f) = Family::from_name(family) else {
+        return Ok(Trigger::always());
+    };
+    match f {
+        Family::Protocol => Trigger::new(b"\r\n%", &[]),
+        Family::Scanner => Ok(Trigger::always()),
+        Family::Lfi => Trigger::new(
+            b"\\%",
+            &[
+                "..",
+                "/",
+                "0x",
+                "boot.ini",
+                "win.ini",
+                "system.ini",
+                "web.config",
+                "wp-config",
+                "id_rsa",
+                "id_dsa",
+                "id_ecdsa",
+                "id_ed25519",
+                ".sql",
+                ".bak",
+                ".old",
+                ".swp",
+                ".dump",
+                ".env",
+                ".git",
+                ".ht",
+                ".ssh",
+                ".aws",
+                ".history",
+                "_history",
+                "npmrc",
+                "pgpass",
+                "netrc",
+                "config.inc",
+                "localsettings",
+            ],
+        ),
+        Family::Rfi => Trigger::new(
+            b":",
+            &[
+                "localhost",
+                "127.",
+                "2130706433",
+                "017700000001",
+                "0x7f",
+                "169.254",
+                "metadata",
+                "kubernetes",
+                "docker.internal",
+                "instance-data",
+                "100.100.100.200",
+                "?",
+            ],
+        ),
+        Family::Rce => Trigger::new(
+            b";|&`$(){}<>\n\r/?*[!~",
+            &[
+                "powershell",
+                "pwsh",
+                "cmd",
+                "invoke-",
+                "bcd",
+                "regedit",
+                "vssadmin",
+                "wevtutil",
+                "diskpart",
+                "chef-",
+                "aa-",
+                "cscli",
+                "~",
+                "iex",
+                "certutil",
+                "bitsadmin",
+                "wmic",
+                "mshta",
+                "rundll32",
+                "regsvr32",
+                "cscript",
+                "wscript",
+                "schtasks",
+                "tasklist",
+                "taskkill",
+                "systeminfo",
+                "net user",
+                "net localgroup",
+                "for ",
+                "if ",
+                "new-object",
+                "download",
+                "start-process",
+                "get-",
+                "set-",
+                "remove-item",
+                "frombase64",
+                "-enc",
+                "-ec ",
+                "nc ",
+                "ncat",
+                "mkfifo",
+                "socat",
+                "telnet",
+                "wget",
+                "curl",
+                " -",
+                "whoami",
+                "uname",
+                "ifconfig",
+                "visudo",
+                "ansible",
+                "cscli",
+                "bsdtar",
+                "rmt",
+                "aptitude",
+                "netstat",
+                "nslookup",
+                "getent",
+                "systemctl",
+                "iptables",
+                "kubectl",
+                "docker",
+                "dpkg",
+                "rpm",
+                "sudo",
+                "strace",
+                "dmesg",
+                "lscpu",
+                "lsblk",
+                "nproc",
+                "python",
+                "perl",
+                "ruby",
+                "bash",
+                "zsh",
+                "busybox",
+                "chmod",
+                "chown",
+                "useradd",
+                "crontab",
+                "ssh",
+                "base64",
+                "xxd",
+                "openssl",
+                "nohup",
+                "xargs",
+                "awk",
+                "psql",
+                "mysql",
+                "nmap",
+                "netcat",
+            ],
+        ),
+        Family::Php => Trigger::new(b"($<?[{", &["://", "php", "allow_url", "_file", "=", ".ph"]),
+        Family::Java => Trigger::new(
+            b"${#%\xac",
+            &[
+                "java",
+                "runtime",
+                "processbuilder",
+                "processimpl",
+                "unixprocess",
+                "classloader",
+                "xmldecoder",
+                "scriptengine",
+                "reflect",
+                "forname",
+                "getdeclared",
+                "newinstance",
+                "invoke",
+                "rowsetimpl",
+                "templatesimpl",
+                "invocationhandler",
+                "badattributevalue",
+                "transformer",
+                "factory",
+                "closure",
+                "lazymap",
+                "beancomparator",
+                "priorityqueue",
+                "org.apache",
+                "org.springframework",
+                "com.sun",
+                "sun.misc",
+                "bsh.",
+                "groovy",
+                "clojure",
+                "aced0005",
+                "ro0ab",
+                "h4sia",
+                "ognl",
+                "getclass",
+                "t(",
+            ],
+        ),
+        Family::Template => Trigger::new(
+            b"{}%<#*@(`",
+            &[
+                "__",
+                "child_process",
+                "process",
+                "proto",
+                "constructor",
+                "subprocess",
+                "pickle",
+                "marshal",
+                "yaml.",
+                "kernel.",
+                "io.popen",
+                "open3",
+                "$$",
+                "module.",
+                "console",
+                "require",
+                "while",
+                "function",
+                "data:",
+                "xyqktkrfrlvoqyqk",
+            ],
+        ),
+        Family::Nosql => Trigger::new(b"$", &["this.", "db."]),
+        Family::Xxe => Trigger::new(b"<", &["xmlns:xi", "!entity"]),
+        Family::Xss => Trigger::new(
+            b"<>\x22'`(=:",
+            &[
+                "script",
+                "document",
+                "window",
+                "-moz-binding",
+                "expression",
+                "@import",
+                "behavior",
+                "fromcharcode",
+                ".parentnode",
+                "+ad",
+                "settimeout",
+                "setinterval",
+                "setimmediate",
+                "btoa",
+                "atob",
+                "self",
+            ],
+        ),
+        Family::Sqli => Trigger::new(
+            b"'\x22`;()=<>|&#@:",
+            &[
+                "union",
+                "select",
+                "sleep",
+                "benchmark",
+                "waitfor",
+                "insert",
+                "delete",
+                "drop",
+                "update",
+                "exec",
+                "declare",
+                "having",
+                "order by",
+                "group by",
+                "information_schema",
+                "sqlite_",
+                "pg_",
+                "mysql.",
+                "sys.",
+                "sysobjects",
+                "syscolumns",
+                "sysusers",
+                "systables",
+                "msys",
+                "all_tab",
+                "user_tables",
+                "user_objects",
+                "dba_users",
+                "v$version",
+                "northwind",
+                "table_",
+                "column_name",
+                "master.",
+                "rdb$",
+                " or ",
+                " and ",
+                "truncate",
+                "alter",
+                "create",
+                "grant",
+                "shutdown",
+                "load data",
+                "case when",
+                "tempdb",
+                "msdb",
+                "db_name",
+                "schema_name",
+                "pg_sleep",
+                "into outfile",
+                "into dumpfile",
+                "procedure",
+            ],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_and_in_their_family_range() {
+        let mut seen = HashSet::new();
+        for (id, family, pl) in catalog() {
+            assert!(seen.insert(id), "duplicate id {id}");
+            assert!((1..=4).contains(&pl));
+            let range = match family {
+                "protocol" => 10000..11000,
+                "scanner" => 11000..12000,
+                "lfi" => 20000..21000,
+                "rfi" => 21000..22000,
+                "rce" => 22000..23000,
+                "php" => 23000..24000,
+                "java" => 24000..25000,
+                "template" => 25000..26000,
+                "nosql" => 26000..27000,
+                "xxe" => 27000..28000,
+                "xss" => 30000..31000,
+                "sqli" => 40000..41000,
+                other => panic!("unknown family {other}"),
+            };
+            assert!(range.contains(&id), "{id} outside {family}");
+        }
+    }
+
+    #[test]
+    fn every_family_has_a_trigger_and_compiles() {
+        for f in Family::ALL {
+            trigger(f.name()).unwrap();
+        }
+        for pl in 1..=4 {
+            crate::engine::RuleSet::compile(&builtin(pl), trigger).unwrap();
+        }
+    }
+}
