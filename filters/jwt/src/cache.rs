@@ -1,15 +1,15 @@
 //! A bounded, per-worker cache of verified tokens, so the same token is not
-//! verified twice. Keyed by SHA-256 of the provider and the token (the token
-//! itself is never stored), an entry lives no longer than the token
-//! (`exp + skew`, or `max_age_s` for tokens without `exp`). The adapter
-//! empties it whenever any provider's keys change. Claims are checked again
-//! on every hit, since time moves on.
+//! verified twice. Keyed by the provider and the whole token (compared in
+//! full: a hash collision can never pass an unverified token), an entry lives
+//! no longer than the token (`exp + skew`, or [`MAX_AGE_S`] for tokens
+//! without `exp`). The adapter empties it whenever any provider's keys
+//! change. Claims are checked again on every hit, since time moves on. The
+//! cache lives in the worker's memory only; it is never logged or shared.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 /// A verified token's claims and header `typ`.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +26,8 @@ pub struct CachedToken {
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<[u8; 16], CachedToken>,
-    order: VecDeque<[u8; 16]>,
+    entries: HashMap<(String, String), CachedToken>,
+    order: VecDeque<(String, String)>,
 }
 
 /// Longest life of an entry for a token without `exp`, seconds.
@@ -42,20 +42,12 @@ impl TokenCache {
         }
     }
 
-    fn key(provider: &str, token: &str) -> [u8; 16] {
-        let mut h = Sha256::new();
-        h.update(provider.as_bytes());
-        h.update([0]);
-        h.update(token.as_bytes());
-        let digest = h.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        key
-    }
-
     /// The entry for this token, if present and not past its time.
     pub fn get(&mut self, provider: &str, token: &str, now: i64) -> Option<CachedToken> {
-        let key = Self::key(provider, token);
+        if self.capacity == 0 {
+            return None;
+        }
+        let key = (provider.to_string(), token.to_string());
         match self.entries.get(&key) {
             Some(e) if now < e.until => Some(e.clone()),
             Some(_) => {
@@ -71,15 +63,18 @@ impl TokenCache {
         if self.capacity == 0 {
             return;
         }
-        let key = Self::key(provider, token);
-        if self.entries.insert(key, entry).is_none() {
-            self.order.push_back(key);
+        let key = (provider.to_string(), token.to_string());
+        if self.entries.insert(key.clone(), entry).is_none() {
+            self.order.push_back(key.clone());
         }
         while self.entries.len() > self.capacity || self.order.len() > self.capacity * 2 {
             match self.order.pop_front() {
                 Some(old) => {
                     if old != key {
                         self.entries.remove(&old);
+                    } else {
+                        self.order.push_back(old);
+                        break;
                     }
                 }
                 None => break,

@@ -389,6 +389,9 @@ pub struct Config {
     pub cache_entries: usize,
     /// Verifier choice.
     pub verifier: VerifierChoice,
+    /// Whether any rule matches on Envoy's route name (the adapter reads
+    /// that property only then).
+    pub needs_route_name: bool,
 }
 
 impl Config {
@@ -531,6 +534,7 @@ impl Config {
             key_wait_ms: raw.key_wait_ms,
             cache_entries: raw.cache_entries,
             verifier: raw.verifier,
+            needs_route_name: raw.rules.iter().any(|r| r.matcher.route_name.is_some()),
         })
     }
 
@@ -801,6 +805,9 @@ mod tests {
         assert_eq!(c.providers[0].claims.typ, vec!["jwt", "at+jwt"]);
         assert_eq!(c.providers[0].claims.clock_skew_s, 60);
         assert!(c.problem_body && c.bypass_cors_preflight);
+        assert!(!c.needs_route_name);
+        let r = cfg(&format!(r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED}}}}},"rules":[{{"match":{{"route_name":"x"}}}}]}}"#)).unwrap();
+        assert!(r.needs_route_name);
     }
 
     #[test]

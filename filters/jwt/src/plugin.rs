@@ -217,7 +217,12 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     };
-    let route = host::property_string(&["xds", "route_name"]).unwrap_or_default();
+    let needs_route = shared.try_borrow().is_ok_and(|s| s.config.needs_route_name);
+    let route = if needs_route {
+        host::property_string(&["xds", "route_name"]).unwrap_or_default()
+    } else {
+        String::new()
+    };
     let request = Request {
         view: RequestView {
             method: pseudo(":method"),
@@ -335,7 +340,9 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
                 }
             }
             metrics.allowed.inc();
-            metrics.cache_hit.add(u64::from(cache_hits));
+            if cache_hits > 0 {
+                metrics.cache_hit.add(u64::from(cache_hits));
+            }
             if let Some(reason) = tolerated {
                 metrics.tolerated.inc();
                 host::log(
