@@ -182,8 +182,6 @@ pub struct RequestFacts<'a> {
     pub client_certificate: bool,
     /// The host's clock, in milliseconds since the epoch.
     pub now_unix_ms: i64,
-    /// `x-request-id`.
-    pub request_id: Option<String>,
 }
 
 /// A local reply.
@@ -193,8 +191,20 @@ pub struct Reply {
     pub status: u16,
     /// Response headers.
     pub headers: Vec<(String, String)>,
-    /// Body (empty when problem bodies are off, and for redirects).
-    pub body: Vec<u8>,
+    /// The problem body, without its request id (none when problem bodies
+    /// are off, and for redirects).
+    pub problem: Option<Problem>,
+}
+
+impl Reply {
+    /// The body, with the request id when there is a problem body to put it
+    /// in (`request_id` is called only then).
+    pub fn body(&self, request_id: impl FnOnce() -> Option<String>) -> Vec<u8> {
+        match &self.problem {
+            Some(p) => p.clone().with_request_id(request_id()).to_json(),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// How a refused request was answered, for metrics.
@@ -289,7 +299,6 @@ pub fn decide(config: &Config, policy: Option<usize>, request: &RequestFacts<'_>
                         401,
                         Some(config.unauthenticated_challenge.clone()),
                         "No verified identity",
-                        request,
                     ),
                     "no_identity",
                 ),
@@ -298,13 +307,7 @@ pub fn decide(config: &Config, policy: Option<usize>, request: &RequestFacts<'_>
         Some(Err(Unreadable)) => {
             return refuse(
                 Refused::Unreadable,
-                problem_reply(
-                    config,
-                    500,
-                    None,
-                    "The verified identity could not be read",
-                    request,
-                ),
+                problem_reply(config, 500, None, "The verified identity could not be read"),
                 "identity_unreadable",
             )
         }
@@ -331,7 +334,6 @@ pub fn decide(config: &Config, policy: Option<usize>, request: &RequestFacts<'_>
                     401,
                     Some(challenge(config, policy, unmet)),
                     unmet.description(),
-                    request,
                 ),
                 unmet.reason(),
             ),
@@ -359,35 +361,24 @@ pub fn challenge(config: &Config, policy: &StepUpPolicy, unmet: Unmet) -> String
     v
 }
 
-fn problem_reply(
-    config: &Config,
-    status: u16,
-    challenge: Option<String>,
-    detail: &str,
-    request: &RequestFacts<'_>,
-) -> Reply {
+fn problem_reply(config: &Config, status: u16, challenge: Option<String>, detail: &str) -> Reply {
     let mut headers = Vec::new();
     if let Some(c) = challenge {
         headers.push(("www-authenticate".to_string(), c));
     }
-    let body = if config.problem_body {
+    let problem = config.problem_body.then(|| {
         headers.push(("content-type".to_string(), CONTENT_TYPE.to_string()));
         let title = if status == 401 {
             "Unauthorized"
         } else {
             "Internal Server Error"
         };
-        Problem::new(status, title)
-            .with_detail(detail)
-            .with_request_id(request.request_id.clone())
-            .to_json()
-    } else {
-        Vec::new()
-    };
+        Problem::new(status, title).with_detail(detail)
+    });
     Reply {
         status,
         headers,
-        body,
+        problem,
     }
 }
 
@@ -452,7 +443,7 @@ fn redirect_reply(client: &BrowserRedirect, policy: &StepUpPolicy) -> Reply {
             ("location".to_string(), authorization_url(client, policy)),
             ("cache-control".to_string(), "no-store".to_string()),
         ],
-        body: Vec::new(),
+        problem: None,
     }
 }
 

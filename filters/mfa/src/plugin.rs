@@ -111,29 +111,30 @@ impl Context for MfaFilter {}
 impl HttpContext for MfaFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let (config, metrics) = &*self.shared;
-        // One read of the header map: each host call costs more than a lookup.
-        let headers = host::request_headers();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        // Single header lookups are cheap and a whole-map read serializes
+        // every header: read only what this request's decision needs.
         // Client copies of the headers this filter sets never reach the upstream.
         for name in config.upstream_headers.names() {
-            if find(name).is_some() {
+            if host::request_header(name).is_some() {
                 host::remove_request_header(name);
             }
         }
+        let header = |name: &str| host::request_header(name).unwrap_or_default();
+        let (method, path) = (header(":method"), header(":path"));
+        let authority = if config.needs_host {
+            header(":authority")
+        } else {
+            String::new()
+        };
         let route_name = if config.needs_route_name {
             host::property_string(&["xds", "route_name"]).unwrap_or_default()
         } else {
             String::new()
         };
         let view = RequestView {
-            method: find(":method").unwrap_or(""),
-            host: find(":authority").unwrap_or(""),
-            path: find(":path").unwrap_or(""),
+            method: &method,
+            host: &authority,
+            path: &path,
             route_name: &route_name,
         };
         let Some(policy) = config.policy_index_for(&view) else {
@@ -141,18 +142,22 @@ impl HttpContext for MfaFilter {
             return Action::Continue;
         };
         let identity = host::property_bytes(&[contract::IDENTITY]).filter(|b| !b.is_empty());
-        let wants_certificate = config
-            .policies
-            .get(policy)
-            .is_some_and(|p| p.client_certificate_amr.is_some());
+        let (wants_certificate, wants_accept) =
+            config.policies.get(policy).map_or((false, false), |p| {
+                (p.client_certificate_amr.is_some(), p.browser_redirect)
+            });
         let client_certificate = wants_certificate && identity.is_some() && verified_peer();
+        let accept = if wants_accept {
+            host::request_header("accept")
+        } else {
+            None
+        };
         let request = RequestFacts {
             view,
-            accept: find("accept"),
+            accept: accept.as_deref(),
             identity: identity.as_deref(),
             client_certificate,
             now_unix_ms: host::now_unix_millis(),
-            request_id: find("x-request-id").map(str::to_string),
         };
         match decide::decide(config, Some(policy), &request) {
             Decision::NoPolicy => {
@@ -205,7 +210,9 @@ impl HttpContext for MfaFilter {
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                host::send_reply(reply.status, &headers, &reply.body);
+                // The request id is read only for the refusals that show it.
+                let body = reply.body(|| host::request_header("x-request-id"));
+                host::send_reply(reply.status, &headers, &body);
                 Action::Pause
             }
         }
