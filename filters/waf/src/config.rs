@@ -245,6 +245,8 @@ pub struct Config {
     pub csrf: Option<Csrf>,
     /// Every family name a rule can report (for metrics).
     pub families: Vec<String>,
+    /// The enabled request-framing checks: id, score.
+    pub framing_rules: Vec<(u32, u32)>,
 }
 
 fn family_ok(name: &str, custom: &HashSet<String>) -> bool {
@@ -387,6 +389,14 @@ impl Config {
         specs.retain(|s| {
             !disabled_rules.contains(&s.id) && !json.disabled_families.contains(&s.family)
         });
+        let protocol_off = json.disabled_families.iter().any(|f| f == "protocol");
+        let framing_rules = signatures::FRAMING_RULES
+            .iter()
+            .filter(|(id, pl, _, _)| {
+                *pl <= json.paranoia_level && !disabled_rules.contains(id) && !protocol_off
+            })
+            .map(|(id, _, severity, _)| (*id, severity.score()))
+            .collect();
         let rules = RuleSet::compile(&specs, signatures::trigger).map_err(|(i, e)| {
             let id = specs.get(i).map_or(0, |s| s.id);
             let at = json
@@ -482,6 +492,7 @@ impl Config {
             exclusions,
             csrf,
             families,
+            framing_rules,
         })
     }
 }

