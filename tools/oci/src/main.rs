@@ -64,7 +64,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> 
                 .ok_or_else(|| Error::new(format!("{name} needs a value")))
         };
         match arg.as_str() {
-            "--registry" => options.registry = Some(value("--registry")?),
+            "--registry" => {
+                options.registry = Some(value("--registry").map_err(|e| {
+                    e.context("no registry given (make oci OCI_REGISTRY=host[:port]/path)")
+                })?)
+            }
             "--tag" => options.tag = value("--tag")?,
             "--url-base" => options.url_base = Some(value("--url-base")?),
             "--plain-http" => options.plain_http = true,
@@ -206,5 +210,46 @@ fn main() -> ExitCode {
             eprintln!("palisade-oci: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, Error> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn parses_the_make_oci_command_line() {
+        let o = parse(&[
+            "push",
+            "--registry",
+            "127.0.0.1:5000/palisade",
+            "--tag",
+            "1.2.3",
+            "--dist",
+            "d",
+        ])
+        .unwrap();
+        assert_eq!(o.command, "push");
+        assert_eq!(o.registry.as_deref(), Some("127.0.0.1:5000/palisade"));
+        assert_eq!(o.tag, "1.2.3");
+        assert_eq!(o.dist, PathBuf::from("d"));
+        assert_eq!(parse(&["images"]).unwrap().tag, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn refuses_bad_arguments() {
+        let empty = parse(&["push", "--registry", ""])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(empty.contains("OCI_REGISTRY"), "{empty}");
+        assert!(parse(&["push", "--tag", "a/b"]).is_err());
+        assert!(parse(&["push", "--tag", ":latest"]).is_err());
+        assert!(parse(&["push", "--frobnicate"]).is_err());
+        assert!(parse(&["push", "manifests"]).is_err());
     }
 }
