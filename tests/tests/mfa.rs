@@ -333,6 +333,34 @@ fn realm_redirects_and_bodies_off() {
 }
 
 #[test]
+fn the_audit_record_carries_the_decision() {
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", jwt_config())
+        .wasm_filter("mfa", mfa_config())
+        .wasm_filter("audit", json!({}))
+        .upstream(&upstream)
+        .start();
+    let strong = token(json!({"acr": "mfa", "auth_time": now()}));
+    let weak = token(json!({"acr": "pwd", "auth_time": now()}));
+    assert_eq!(get(&envoy, "/admin", Some(&strong)).status, 200);
+    assert_eq!(get(&envoy, "/admin", Some(&weak)).status, 401);
+    let records: Vec<Value> = envoy
+        .wait_access_log(2)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records[0]["outcome"], "allowed", "{}", records[0]);
+    assert_eq!(records[0]["mfa"]["outcome"], "passed");
+    assert_eq!(records[0]["mfa"]["policy"], "admin");
+    assert_eq!(records[1]["outcome"], "denied", "{}", records[1]);
+    assert_eq!(records[1]["denied_by"], "mfa");
+    assert_eq!(records[1]["denial"]["reason"], "acr_not_accepted");
+    assert_eq!(records[1]["mfa"]["outcome"], "challenged");
+    assert_eq!(envoy.counter("palisade.audit.denied.mfa"), Some(1));
+}
+
+#[test]
 fn a_bad_config_is_refused_with_its_field_path() {
     let bad = json!({"policies": {"p": {"max_age": 0}}, "rules": []});
     let log = EnvoyConfig::new()
