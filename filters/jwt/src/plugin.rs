@@ -382,7 +382,13 @@ fn run_decide(
 fn deny(shared: &Rc<RefCell<Shared>>, refusal: &Refusal) -> Outcome {
     let (config, metrics) = match shared.try_borrow() {
         Ok(s) => (s.config.clone(), s.metrics),
-        Err(_) => return Outcome::Continue,
+        Err(_) => {
+            // Closed default: without the state to describe the refusal,
+            // still refuse.
+            host::log(LogLevel::Error, "palisade_jwt: state busy, request refused");
+            host::send_reply(503, &[("retry-after", "5")], b"");
+            return Outcome::Wait;
+        }
     };
     metrics.deny(refusal.reason);
     let provider = refusal
