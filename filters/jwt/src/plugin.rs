@@ -664,7 +664,17 @@ impl JwtRoot {
                         ),
                         UpdateOutcome::Done { result: true, .. }
                     );
-                    if won {
+                    // Another worker may have finished a fetch (and freed the
+                    // lease) between our read of the record and our lease:
+                    // read again before fetching.
+                    if won && sync_record(r, &provider.name) {
+                        // New keys arrived: they also answer a forced refresh.
+                        changed = true;
+                        r.forced = false;
+                    }
+                    if won && !remote::refresh_due(r.record.as_ref(), spec, now_ms, r.forced) {
+                        let _ = HostSharedData.set(&remote::lease_key(&provider.name), b"0", None);
+                    } else if won {
                         r.fetching = true;
                         to_fetch.push((p, spec.clone()));
                     }
