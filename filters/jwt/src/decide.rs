@@ -261,6 +261,9 @@ fn check_token(
     cache: &mut TokenCache,
     now: i64,
 ) -> TokenOutcome {
+    if token.len() > config.max_token_bytes {
+        return TokenOutcome::Failed(Reason::TokenTooLarge);
+    }
     if let Some(hit) = cache.get(&provider.name, token, now) {
         return match claims::check(&hit.claims, hit.typ.as_deref(), &provider.claims, now) {
             Ok(()) => TokenOutcome::Verified(Verified {
