@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps token run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -24,6 +24,7 @@ AUDIT_SCHEMA ?= palisade
 help:
 	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
 	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901)"
+	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
@@ -58,6 +59,11 @@ node-deps:
 	  echo "installing tests/node_modules (oidc-provider)"; \
 	  cd tests && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
+
+# A demo access token for envoy/demo.yaml's `demo` provider, with MFA claims
+# unless MFA=none; ACR, AMR, AGE, SUB, SCOPE, TTL adjust it (scripts/demo-token.sh).
+token:
+	@bash scripts/demo-token.sh
 
 run: build envoy
 	cargo build --release -p palisade-e2e --bin echo-upstream

@@ -33,11 +33,15 @@ done
 cat <<'MSG'
 
 Palisade demo is up: Envoy on http://127.0.0.1:10000 (admin http://127.0.0.1:9901).
-Try:
-  curl -s 'http://127.0.0.1:10000/hello?page=2'
-  curl -s 'http://127.0.0.1:10000/login?user=bob&password=hunter2' -H 'Authorization: Bearer not-logged'
-  tail -n 2 dist/audit.log                        # the audit records, redacted
-  curl -s http://127.0.0.1:9901/stats/prometheus | grep palisade
+Try (the rate limit allows 5 requests per 10 s per client):
+  curl -i 'http://127.0.0.1:10000/public/hello?page=2'                    # no token needed
+  curl -i  http://127.0.0.1:10000/orders                                  # 401: Bearer challenge
+  curl -i  http://127.0.0.1:10000/orders -H "Authorization: Bearer $(make -s token)"
+  curl -i  http://127.0.0.1:10000/admin  -H "Authorization: Bearer $(ACR=pwd make -s token)"   # 401 step-up
+  curl -i  http://127.0.0.1:10000/admin  -H "Authorization: Bearer $(make -s token)"           # 200
+  curl -s 'http://127.0.0.1:10000/public/login?user=bob&password=hunter2' >/dev/null
+  tail -n 3 dist/audit.log                                                # audit records, redacted
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep '^palisade'
 Other audit schemas: AUDIT_SCHEMA=ecs make run, AUDIT_SCHEMA=ocsf make run.
 Ctrl-C stops everything.
 MSG

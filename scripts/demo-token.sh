@@ -4,14 +4,14 @@
 # palisade-mfa looks at. RS256 with filters/jwt/demo/demo-key.pem, a key that
 # is public in this repository and good for demos only.
 #
-#   bash filters/mfa/demo/mint-token.sh                  # acr "mfa", amr ["pwd","otp"], auth_time now
-#   ACR=pwd AMR=pwd bash filters/mfa/demo/mint-token.sh   # a password-only login
-#   AGE=3600 bash filters/mfa/demo/mint-token.sh          # authenticated an hour ago
-#   MFA=none bash filters/mfa/demo/mint-token.sh          # no acr, amr or auth_time at all
-#   SUB=bob SCOPE="orders:read" TTL=600 ...               # as filters/jwt/demo/mint-token.sh
+#   make token                  # acr "mfa", amr ["pwd","otp"], auth_time now
+#   ACR=pwd AMR=pwd make token   # a password-only login
+#   AGE=3600 make token          # authenticated an hour ago
+#   MFA=none make token          # no acr, amr or auth_time at all
+#   SUB=bob SCOPE="orders:read" TTL=600 ...               # subject, scopes, lifetime
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-key="$here/../../jwt/demo/demo-key.pem"
+key="$here/../filters/jwt/demo/demo-key.pem"
 now=$(date +%s)
 ttl="${TTL:-3600}"
 sub="${SUB:-alice}"
