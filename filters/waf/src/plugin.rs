@@ -164,6 +164,13 @@ fn pseudo<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 impl WafFilter {
+    fn request_id(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == "x-request-id")
+            .map(|(_, v)| v.clone())
+    }
+
     fn head<'a>(headers: &'a [(String, String)], route_name: &'a str) -> RequestHead<'a> {
         let authority = match pseudo(headers, ":authority") {
             "" => pseudo(headers, "host"),
@@ -208,7 +215,9 @@ impl WafFilter {
         if let Some(d) = response::denial(verdict) {
             publish(contract::DENIAL, &d);
         }
-        let request_id = host::request_header("x-request-id");
+        // From the headers read at the start: once they have gone on, the
+        // host may no longer serve them.
+        let request_id = self.request_id();
         if let Some(reply) =
             response::refusal(verdict, request_id, loaded.waf.config.expose_rule_ids)
         {
@@ -253,8 +262,11 @@ impl HttpContext for WafFilter {
             };
         }
         self.inspection = Some(inspection);
-        // Hold the headers until the body has been inspected.
-        Action::Pause
+        // Envoy turns a paused header callback into "stop all iteration",
+        // which would also withhold the body; so the headers go on, and the
+        // body is held (buffered) in `on_http_request_body` until inspected:
+        // the upstream sees no byte of it before the verdict.
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -287,7 +299,7 @@ impl HttpContext for WafFilter {
                     &[("content-type", palisade_shared::problem::CONTENT_TYPE)],
                     &palisade_shared::problem::Problem::new(500, "Internal Server Error")
                         .with_detail("the request body could not be inspected")
-                        .with_request_id(host::request_header("x-request-id"))
+                        .with_request_id(self.request_id())
                         .to_json(),
                 );
                 self.done = true;

@@ -232,15 +232,7 @@ fn boundary(content_type: &str) -> Option<String> {
 /// Collects the fields of a body.
 pub fn body_fields<'a>(kind: &BodyKind, body: &'a str, out: &mut Vec<Field<'a>>) {
     match kind {
-        BodyKind::Form => {
-            form_fields(body, "body", out);
-            out.push(Field {
-                target: Targets::BODY,
-                name: Cow::Borrowed("body"),
-                location: "body".into(),
-                value: Cow::Borrowed(body),
-            });
-        }
+        BodyKind::Form => form_fields(body, "body", out),
         BodyKind::Json => match serde_json::from_str::<serde_json::Value>(body) {
             Ok(v) => json_fields(&v, &mut String::from("json"), "", out),
             // Not JSON after all: inspect what was sent.

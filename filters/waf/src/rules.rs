@@ -122,8 +122,7 @@ impl Targets {
     pub const OTHER_HEADERS: Targets = Targets(1 << 7);
     /// Multipart file names.
     pub const FILES: Targets = Targets(1 << 8);
-    /// A body that is not parsed into arguments (raw text, XML as a whole),
-    /// and a form body as a whole.
+    /// A body that is not parsed into arguments (raw text, XML as a whole).
     pub const BODY: Targets = Targets(1 << 9);
     /// The query string as a whole (still percent-encoded).
     pub const QUERY: Targets = Targets(1 << 10);
@@ -138,9 +137,9 @@ impl Targets {
             | Self::FILES.0
             | Self::BODY.0,
     );
-    /// Everything a client sends except the method.
-    pub const ALL: Targets =
-        Targets(Self::INPUT.0 | Self::PATH.0 | Self::OTHER_HEADERS.0 | Self::QUERY.0);
+    /// Everything a client sends except the method (and the query string
+    /// as a whole: its arguments are inspected one by one).
+    pub const ALL: Targets = Targets(Self::INPUT.0 | Self::PATH.0 | Self::OTHER_HEADERS.0);
 
     /// Both sets.
     pub const fn or(self, other: Targets) -> Targets {

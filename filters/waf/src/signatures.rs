@@ -306,7 +306,7 @@ fn defs() -> Vec<Def> {
             21007,
             Rfi,
             1,
-            Targets::QUERY.or(Targets::BODY),
+            Targets::QUERY,
             TEXT,
             r"(?:^|[&?])[\w\[\].-]*(?:include|require|path|file|dir|page|url|src|conf|root|template|module|theme|lang|doc|folder|inc|load|show|site|view|content|document|layout|mod|style|prefix)[\w\[\].-]*\s*=\s*(?:(?:ht|f)tps?|file|php|data)://",
             "remote file inclusion: a URL given to an include-like parameter",
