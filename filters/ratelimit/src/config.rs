@@ -19,7 +19,7 @@ use palisade_shared::config::{field_path, parse_json, ConfigError};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::bucket::{BucketSpec, MAX_CAPACITY, MAX_INTERVAL_NS, MIN_INTERVAL_NS};
-use crate::key::{ClientAddressSpec, Descriptor, IdentityClaim};
+use crate::key::{key_hash, ClientAddressSpec, Descriptor, IdentityClaim, RequestFacts};
 use crate::table::{TableFullAction, TableSpec};
 
 /// The most slots one rule's table may have.
@@ -200,6 +200,9 @@ pub struct Rule {
     pub cost: u64,
     /// What the client key is made of; empty: one bucket for everyone.
     pub key: Vec<Descriptor>,
+    /// The key hash when the key is the same for every request (only
+    /// constants, or empty), computed once.
+    pub fixed_key_hash: Option<u64>,
     /// Requests without the key.
     pub when_key_missing: WhenKeyMissing,
     /// The rule's slot table.
@@ -470,12 +473,22 @@ fn compile_rule(
         RawTableFull::Allow => TableFullAction::Allow,
         RawTableFull::Evict => TableFullAction::Evict,
     };
+    let fixed_key_hash = if per_request_key {
+        None
+    } else {
+        key_hash(
+            &key,
+            &RequestFacts::default(),
+            &ClientAddressSpec::default(),
+        )
+    };
     Ok(Rule {
         name: r.name,
         matcher,
         bucket,
         cost: r.cost,
         key,
+        fixed_key_hash,
         when_key_missing: r.when_key_missing,
         table,
         on_table_full,
@@ -643,6 +656,18 @@ mod tests {
         assert_eq!(all.when_key_missing, WhenKeyMissing::SharedBucket);
         assert!(!all.shadow);
         assert_eq!(config.rules[1].table.slots(), u64::from(DEFAULT_SLOTS));
+        // A key that is the same for every request is hashed once, here.
+        let facts = RequestFacts {
+            path: "/x".into(),
+            peer_address: Some("10.0.0.1:1".into()),
+            ..RequestFacts::default()
+        };
+        assert_eq!(
+            all.fixed_key_hash,
+            key_hash(&[], &facts, &ClientAddressSpec::default())
+        );
+        assert!(all.fixed_key_hash.is_some());
+        assert_eq!(config.rules[1].fixed_key_hash, None);
         assert_eq!(config.needs.headers, Vec::<String>::new());
         assert!(config.needs.client_address && !config.needs.path);
         // No configuration at all: no rules, nothing limited.

@@ -19,6 +19,8 @@
 //! never refuse: a shadow bucket that lacks tokens is reported as "would have
 //! limited" and spends nothing.
 
+use std::borrow::Cow;
+
 use palisade_shared::store::{update, SharedStore, UpdateOutcome};
 
 use crate::bucket::{seconds_ceil, BucketState};
@@ -153,7 +155,7 @@ impl Decision {
 struct Active<'a> {
     index: usize,
     rule: &'a Rule,
-    key: String,
+    key: Cow<'a, str>,
     owner: u64,
 }
 
@@ -233,7 +235,11 @@ fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>>
         if !rule.matcher.matches(&view) {
             continue;
         }
-        let hash = match key_hash(&rule.key, facts, &config.client_address) {
+        let computed = match rule.fixed_key_hash {
+            Some(fixed) => Some(fixed),
+            None => key_hash(&rule.key, facts, &config.client_address),
+        };
+        let hash = match computed {
             Some(h) => h,
             None => match rule.when_key_missing {
                 WhenKeyMissing::SkipRule => continue,

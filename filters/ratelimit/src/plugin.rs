@@ -14,7 +14,7 @@ use crate::clock::MonotonicClock;
 use crate::config::{Config, Needs};
 use crate::key::RequestFacts;
 use crate::limiter::{decide, Decision, RuleOutcome};
-use crate::response::{allowed_headers, denial, published, refusal_reply};
+use crate::response::{allowed_headers, decision_json, denial, published, refusal_reply};
 
 proxy_wasm::main! {{
     host::install_panic_hook();
@@ -329,7 +329,16 @@ impl HttpContext for RateLimitFilter {
         loaded.metrics.record(&decision);
         log_decision(config, &decision);
         if let Some(state) = published(config, &decision) {
-            publish(contract::RATELIMIT, &state);
+            if let Err(status) = host::set_filter_state(contract::RATELIMIT, &decision_json(&state))
+            {
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "palisade.ratelimit: cannot publish {}: {status:?}",
+                        contract::RATELIMIT
+                    ),
+                );
+            }
         }
         // The request id is read only for a refusal: allowed requests make
         // no host call they do not need.

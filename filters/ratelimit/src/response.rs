@@ -197,6 +197,19 @@ pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecisi
     })
 }
 
+/// `palisade.ratelimit` as JSON, exactly as `serde_json` writes it, for the
+/// request path: this runs on every request, and the generic serializer
+/// costs about as much as the bucket update itself in a wasm VM. Rule names
+/// are restricted to `[A-Za-z0-9_-]`, so they need no escaping; a test keeps
+/// this equal to the serde form.
+pub fn decision_json(d: &RateLimitDecision) -> Vec<u8> {
+    format!(
+        r#"{{"rule":"{}","limited":{},"shadow":{},"remaining":{},"reset":{}}}"#,
+        d.rule, d.limited, d.shadow, d.remaining, d.reset
+    )
+    .into_bytes()
+}
+
 /// The `palisade.denial` filter state for a refused request.
 pub fn denial(config: &Config, decision: &Decision) -> Option<Denial> {
     let refusal = decision.refusal.as_ref()?;
@@ -348,6 +361,27 @@ mod tests {
             ..Decision::default()
         };
         assert!(allowed_headers(&always, &shadow_only).is_empty());
+    }
+
+    #[test]
+    fn decision_json_is_the_serde_form() {
+        for (rule, limited, shadow, remaining, reset) in [
+            ("per_client", true, false, 0, 20),
+            ("a-b_C9", false, true, u64::MAX, u64::MAX),
+            ("x", false, false, 12345, 0),
+        ] {
+            let d = RateLimitDecision {
+                rule: rule.into(),
+                limited,
+                shadow,
+                remaining,
+                reset,
+            };
+            assert_eq!(
+                String::from_utf8(decision_json(&d)).unwrap(),
+                serde_json::to_string(&d).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! with another version, way count or bucket fingerprint is read as an empty
 //! set (the operator changed the rule), and the next write replaces it.
 
+use std::borrow::Cow;
+
 use crate::bucket::{BucketSpec, BucketState};
 
 const VERSION: u8 = 1;
@@ -31,6 +33,10 @@ const SLOT_LEN: usize = 32;
 
 /// The most slots in one set.
 pub const MAX_WAYS: u32 = 8;
+
+/// Tables with at most this many sets keep their key strings ready, so the
+/// request path formats nothing.
+const PREFORMATTED_KEYS: u32 = 1024;
 
 /// What to do with a client that has no slot when every slot of its set is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +56,7 @@ pub struct TableSpec {
     sets: u32,
     ways: u32,
     key_prefix: String,
+    keys: Vec<String>,
 }
 
 impl TableSpec {
@@ -59,10 +66,18 @@ impl TableSpec {
     pub fn new(slots: u32, key_prefix: impl Into<String>) -> Self {
         let slots = slots.max(1);
         let ways = slots.min(MAX_WAYS);
+        let sets = slots.div_ceil(ways);
+        let key_prefix = key_prefix.into();
+        let keys = if sets <= PREFORMATTED_KEYS {
+            (0..sets).map(|set| format!("{key_prefix}{set}")).collect()
+        } else {
+            Vec::new()
+        };
         TableSpec {
-            sets: slots.div_ceil(ways),
+            sets,
             ways,
-            key_prefix: key_prefix.into(),
+            key_prefix,
+            keys,
         }
     }
 
@@ -82,8 +97,11 @@ impl TableSpec {
     }
 
     /// The shared-data key of a set.
-    pub fn key(&self, set: u32) -> String {
-        format!("{}{set}", self.key_prefix)
+    pub fn key(&self, set: u32) -> Cow<'_, str> {
+        match self.keys.get(set as usize) {
+            Some(key) => Cow::Borrowed(key),
+            None => Cow::Owned(format!("{}{set}", self.key_prefix)),
+        }
     }
 
     /// Where a client key hash lives: its set, and the owner tag stored in
@@ -114,50 +132,64 @@ const FREE: Slot = Slot {
     },
 };
 
-/// A decoded set.
+/// A decoded set (a fixed array: decoding allocates nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Set {
-    slots: Vec<Slot>,
+    all: [Slot; MAX_WAYS as usize],
+    ways: usize,
 }
 
 impl Set {
     fn empty(ways: u32) -> Self {
         Set {
-            slots: vec![FREE; ways as usize],
+            all: [FREE; MAX_WAYS as usize],
+            ways: (ways as usize).min(MAX_WAYS as usize),
         }
+    }
+
+    fn slots(&self) -> &[Slot] {
+        &self.all[..self.ways]
+    }
+
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        &mut self.all[..self.ways]
     }
 
     fn decode(value: Option<&[u8]>, ways: u32, fingerprint: u64) -> Self {
         let Some(bytes) = value else {
             return Set::empty(ways);
         };
-        let expected_len = HEADER_LEN + SLOT_LEN * ways as usize;
+        let mut set = Set::empty(ways);
+        let expected_len = HEADER_LEN + SLOT_LEN * set.ways;
         if bytes.len() != expected_len
             || bytes[0] != VERSION
-            || u32::from(bytes[1]) != ways
+            || usize::from(bytes[1]) != set.ways
             || read_u64(&bytes[2..10]) != fingerprint
         {
-            return Set::empty(ways);
+            return set;
         }
-        let slots = bytes[HEADER_LEN..]
-            .chunks_exact(SLOT_LEN)
-            .map(|chunk| Slot {
+        for (slot, chunk) in set
+            .slots_mut()
+            .iter_mut()
+            .zip(bytes[HEADER_LEN..].chunks_exact(SLOT_LEN))
+        {
+            *slot = Slot {
                 owner: read_u64(&chunk[0..8]),
                 state: BucketState {
                     level: read_u128(&chunk[8..24]),
                     updated_ns: read_u64(&chunk[24..32]),
                 },
-            })
-            .collect();
-        Set { slots }
+            };
+        }
+        set
     }
 
     fn encode(&self, fingerprint: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + SLOT_LEN * self.slots.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + SLOT_LEN * self.ways);
         out.push(VERSION);
-        out.push(u8::try_from(self.slots.len()).unwrap_or(u8::MAX));
+        out.push(u8::try_from(self.ways).unwrap_or(u8::MAX));
         out.extend_from_slice(&fingerprint.to_le_bytes());
-        for slot in &self.slots {
+        for slot in self.slots() {
             out.extend_from_slice(&slot.owner.to_le_bytes());
             out.extend_from_slice(&slot.state.level.to_le_bytes());
             out.extend_from_slice(&slot.state.updated_ns.to_le_bytes());
@@ -238,10 +270,10 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
     let now = ask.now_ns;
 
     let (index, state, claimed, evicted) =
-        if let Some(i) = set.slots.iter().position(|s| s.owner == ask.owner) {
-            (i, set.slots[i].state.refilled(spec, now), false, false)
+        if let Some(i) = set.slots().iter().position(|s| s.owner == ask.owner) {
+            (i, set.slots()[i].state.refilled(spec, now), false, false)
         } else if let Some(i) = set
-            .slots
+            .slots()
             .iter()
             .position(|s| s.owner == 0 || s.state.refilled(spec, now).is_full(spec))
         {
@@ -250,7 +282,7 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
             match ask.on_full {
                 TableFullAction::Deny => {
                     let retry_ns = set
-                        .slots
+                        .slots()
                         .iter()
                         .map(|s| s.state.refilled(spec, now).nanos_until_full(spec))
                         .min()
@@ -261,7 +293,7 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
                 TableFullAction::Evict => {
                     // The bucket closest to full: its owner loses the least.
                     let victim = set
-                        .slots
+                        .slots()
                         .iter()
                         .enumerate()
                         .max_by_key(|(_, s)| {
@@ -277,7 +309,7 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
 
     match state.take(spec, ask.cost) {
         Some(after) => {
-            if let Some(slot) = set.slots.get_mut(index) {
+            if let Some(slot) = set.slots_mut().get_mut(index) {
                 *slot = Slot {
                     owner: ask.owner,
                     state: after,
@@ -304,7 +336,7 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
 pub fn give_back(value: Option<&[u8]>, ask: &Ask<'_>) -> Option<Vec<u8>> {
     let fingerprint = ask.bucket.fingerprint();
     let mut set = Set::decode(value, ask.table.ways, fingerprint);
-    let slot = set.slots.iter_mut().find(|s| s.owner == ask.owner)?;
+    let slot = set.slots_mut().iter_mut().find(|s| s.owner == ask.owner)?;
     slot.state = slot.state.give_back(ask.bucket, ask.cost);
     Some(set.encode(fingerprint))
 }
@@ -318,7 +350,7 @@ pub fn busy_slots(
     now_ns: u64,
 ) -> usize {
     Set::decode(value, table.ways, bucket.fingerprint())
-        .slots
+        .slots()
         .iter()
         .filter(|s| s.owner != 0 && !s.state.refilled(bucket, now_ns).is_full(bucket))
         .count()
@@ -371,7 +403,7 @@ mod tests {
         let value = value.unwrap();
         assert_eq!(value.len(), HEADER_LEN + 4 * SLOT_LEN);
         let set = Set::decode(Some(&value), 4, bucket.fingerprint());
-        assert_eq!(set.slots[0].owner, 42);
+        assert_eq!(set.slots()[0].owner, 42);
         assert_eq!(set.encode(bucket.fingerprint()), value);
         // Another bucket fingerprint, way count or version: an empty set.
         let other = BucketSpec::new(6, 1, SEC);
@@ -438,7 +470,7 @@ mod tests {
             }
         ));
         let set = Set::decode(value.as_deref(), 2, bucket.fingerprint());
-        assert_eq!(set.slots.iter().filter(|s| s.owner == 3).count(), 1);
+        assert_eq!(set.slots().iter().filter(|s| s.owner == 3).count(), 1);
     }
 
     #[test]
@@ -469,7 +501,7 @@ mod tests {
             }
         ));
         let set = Set::decode(new_value.as_deref(), 2, bucket.fingerprint());
-        let owners: Vec<u64> = set.slots.iter().map(|s| s.owner).collect();
+        let owners: Vec<u64> = set.slots().iter().map(|s| s.owner).collect();
         // Client 2 (3 tokens left) was closest to full and lost its slot.
         assert_eq!(owners, vec![1, 3]);
     }
