@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry oci token run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -27,6 +27,7 @@ help:
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
+	@echo "make oci     push Wasm OCI images to OCI_REGISTRY and write dist/istio/ WasmPlugin manifests"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
 
 wasm-target:
@@ -60,6 +61,20 @@ node-deps:
 	  cd tests && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
+# The CNCF distribution registry (Debian's docker-registry) that the OCI
+# end-to-end test starts on loopback.
+registry:
+	@command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || { \
+	  echo "installing docker-registry (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+
+# Pushes every module as a Wasm OCI image (and its compat variant) to
+# $(OCI_REGISTRY), then writes dist/istio/ WasmPlugin manifests pinned to the
+# image digests. OCI_TAG defaults to the crate version.
+OCI_TAG ?=
+oci: build
+	cargo run --release -q -p palisade-oci -- push --registry "$(OCI_REGISTRY)" $(if $(OCI_TAG),--tag $(OCI_TAG))
+
 # A demo access token for envoy/demo.yaml's `demo` provider, with MFA claims
 # unless MFA=none; ACR, AMR, AGE, SUB, SCOPE, TTL adjust it (scripts/demo-token.sh).
 token:
@@ -79,7 +94,7 @@ test-unit:
 	cargo test --workspace --exclude palisade-e2e --no-default-features
 	cargo test -p palisade-e2e --lib
 
-test-e2e: build envoy node-deps
+test-e2e: build envoy node-deps registry
 	cargo test -p palisade-e2e --tests
 
 lint: wasm-target
