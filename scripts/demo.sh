@@ -39,6 +39,7 @@ Try (the rate limit allows 5 requests per 10 s per client):
   curl -i  http://127.0.0.1:10000/orders -H "Authorization: Bearer $(make -s token)"
   curl -i  http://127.0.0.1:10000/admin  -H "Authorization: Bearer $(ACR=pwd make -s token)"   # 401 step-up
   curl -i  http://127.0.0.1:10000/admin  -H "Authorization: Bearer $(make -s token)"           # 200
+  curl -i "http://127.0.0.1:10000/public/search?q=1'%20OR%201=1--"        # 403: the WAF
   curl -s 'http://127.0.0.1:10000/public/login?user=bob&password=hunter2' >/dev/null
   tail -n 3 dist/audit.log                                                # audit records, redacted
   curl -s http://127.0.0.1:9901/stats/prometheus | grep '^palisade'
