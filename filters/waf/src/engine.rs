@@ -36,11 +36,16 @@ pub struct Rule {
     pub description: String,
 }
 
-/// The cheap test that decides whether a group's automata run on a value.
-#[derive(Debug, Clone)]
+/// The cheap test that decides whether a group's automata run on a value:
+/// any of its bytes, or any of its keywords (ASCII case-insensitive), must
+/// occur in the transformed value. The tests of every group are merged into
+/// one byte table and one keyword automaton, so a value costs one pass over
+/// its bytes and one keyword scan per distinct transformation output,
+/// whatever the number of groups.
+#[derive(Debug, Clone, Default)]
 pub struct Trigger {
-    bytes: [bool; 256],
-    words: Option<AhoCorasick>,
+    bytes: Vec<u8>,
+    words: Vec<String>,
     always: bool,
 }
 
@@ -48,18 +53,64 @@ impl Trigger {
     /// Always run (custom rules, whose content is unknown).
     pub fn always() -> Self {
         Trigger {
-            bytes: [false; 256],
-            words: None,
             always: true,
+            ..Trigger::default()
         }
     }
 
-    /// Run when any of `bytes` or any of `words` (ASCII case-insensitive)
-    /// occurs in the transformed value.
+    /// Run when any of `bytes` or any of `words` occurs.
     pub fn new(bytes: &[u8], words: &[&str]) -> Result<Self, String> {
-        let mut table = [false; 256];
-        for b in bytes {
-            table[usize::from(*b)] = true;
+        if words.iter().any(|w| w.is_empty()) {
+            return Err("empty trigger word".into());
+        }
+        Ok(Trigger {
+            bytes: bytes.to_vec(),
+            words: words.iter().map(|w| (*w).to_string()).collect(),
+            always: false,
+        })
+    }
+}
+
+/// Every group's trigger, merged: bit `i` stands for group `i`.
+#[derive(Debug)]
+struct Triggers {
+    /// Groups each byte value triggers.
+    bytes: Box<[u64; 256]>,
+    /// All keywords; `word_groups[pattern]` are the groups a keyword triggers.
+    words: Option<AhoCorasick>,
+    word_groups: Vec<u64>,
+    /// Groups with at least one keyword.
+    with_words: u64,
+    /// Groups that always run (and every group past the 64th).
+    always: u64,
+}
+
+impl Triggers {
+    fn build(triggers: &[Trigger]) -> Result<Self, String> {
+        let mut bytes = Box::new([0u64; 256]);
+        let mut words: Vec<&str> = Vec::new();
+        let mut word_groups: Vec<u64> = Vec::new();
+        let mut with_words = 0u64;
+        let mut always = 0u64;
+        for (i, t) in triggers.iter().enumerate() {
+            if i >= 64 || t.always {
+                always |= 1u64.checked_shl(i as u32).unwrap_or(0);
+                continue;
+            }
+            let bit = 1u64 << i;
+            for b in &t.bytes {
+                bytes[usize::from(*b)] |= bit;
+            }
+            for w in &t.words {
+                with_words |= bit;
+                match words.iter().position(|x| x.eq_ignore_ascii_case(w)) {
+                    Some(p) => word_groups[p] |= bit,
+                    None => {
+                        words.push(w.as_str());
+                        word_groups.push(bit);
+                    }
+                }
+            }
         }
         let words = if words.is_empty() {
             None
@@ -68,22 +119,38 @@ impl Trigger {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .kind(Some(AhoCorasickKind::DFA))
-                    .build(words)
+                    .match_kind(AcMatchKind::Standard)
+                    .build(&words)
                     .map_err(|e| e.to_string())?,
             )
         };
-        Ok(Trigger {
-            bytes: table,
+        Ok(Triggers {
+            bytes,
             words,
-            always: false,
+            word_groups,
+            with_words,
+            always,
         })
     }
 
-    fn fires(&self, value: &[u8]) -> bool {
-        if self.always || value.iter().any(|b| self.bytes[usize::from(*b)]) {
-            return true;
+    /// The groups whose trigger fires on `value`.
+    fn fired(&self, value: &[u8]) -> u64 {
+        let mut mask = self.always;
+        for b in value {
+            mask |= self.bytes[usize::from(*b)];
         }
-        self.words.as_ref().is_some_and(|ac| ac.is_match(value))
+        if mask & self.with_words != self.with_words {
+            if let Some(ac) = &self.words {
+                for m in ac.find_overlapping_iter(value) {
+                    mask |= self
+                        .word_groups
+                        .get(m.pattern().as_usize())
+                        .copied()
+                        .unwrap_or(0);
+                }
+            }
+        }
+        mask
     }
 }
 
@@ -99,7 +166,6 @@ struct Group {
     pipeline: usize,
     family: String,
     targets: Targets,
-    trigger: Trigger,
     regex: Option<Regex>,
     /// Pattern index -> rule index.
     regex_rules: Vec<usize>,
@@ -112,6 +178,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     pipelines: Vec<Vec<Transform>>,
     groups: Vec<Group>,
+    triggers: Triggers,
 }
 
 /// A rule that matched one value: rule index into [`RuleSet::rules`].
@@ -215,21 +282,26 @@ impl RuleSet {
                 .or_else(|| phrase_lists.first().map(|(_, _, r)| *r))
                 .unwrap_or(0);
             let trigger = trigger_for(&family).map_err(|e| (first_rule, e))?;
-            groups.push(Group {
-                pipeline,
-                family,
-                targets,
+            groups.push((
                 trigger,
-                regex,
-                regex_rules: regexes.iter().map(|(_, r)| *r).collect(),
-                phrases,
-            });
+                Group {
+                    pipeline,
+                    family,
+                    targets,
+                    regex,
+                    regex_rules: regexes.iter().map(|(_, r)| *r).collect(),
+                    phrases,
+                },
+            ));
         }
-        groups.sort_by_key(|g| g.pipeline);
+        groups.sort_by_key(|(_, g)| g.pipeline);
+        let (triggers, groups): (Vec<Trigger>, Vec<Group>) = groups.into_iter().unzip();
+        let triggers = Triggers::build(&triggers).map_err(|e| (0, e))?;
         Ok(RuleSet {
             rules,
             pipelines,
             groups,
+            triggers,
         })
     }
 
@@ -255,26 +327,37 @@ impl RuleSet {
         if value.is_empty() {
             return;
         }
-        let mut current: Option<(usize, Cow<'_, str>)> = None;
-        for group in &self.groups {
+        // The current pipeline's output and the groups its triggers fire.
+        // A pipeline that leaves the value unchanged reuses the mask of the
+        // value as sent.
+        let mut current: Option<(usize, Cow<'_, str>, u64)> = None;
+        let plain = !transform::may_change(value);
+        let mut raw_mask: Option<u64> = None;
+        for (index, group) in self.groups.iter().enumerate() {
             if !group.targets.intersects(target) || !filter.family_enabled(&group.family) {
                 continue;
             }
-            let transformed = match &current {
-                Some((p, v)) if *p == group.pipeline => v,
-                _ => {
-                    let v = transform::apply(value, &self.pipelines[group.pipeline]);
-                    current = Some((group.pipeline, v));
-                    match &current {
-                        Some((_, v)) => v,
-                        None => continue,
+            if !matches!(&current, Some((p, _, _)) if *p == group.pipeline) {
+                let v = if plain {
+                    Cow::Borrowed(value)
+                } else {
+                    transform::apply(value, &self.pipelines[group.pipeline])
+                };
+                let mask = match &v {
+                    Cow::Borrowed(_) => {
+                        *raw_mask.get_or_insert_with(|| self.triggers.fired(value.as_bytes()))
                     }
-                }
+                    Cow::Owned(o) => self.triggers.fired(o.as_bytes()),
+                };
+                current = Some((group.pipeline, v, mask));
+            }
+            let Some((_, transformed, mask)) = &current else {
+                continue;
             };
-            let hay = transformed.as_bytes();
-            if !group.trigger.fires(hay) {
+            if index < 64 && mask & (1u64 << index) == 0 {
                 continue;
             }
+            let hay = transformed.as_bytes();
             let mut report = |r: usize| {
                 let rule = &self.rules[r];
                 if rule.targets.intersects(target) && filter.rule_enabled(rule) {

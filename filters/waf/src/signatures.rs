@@ -299,7 +299,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             TEXT,
-            r"^\s*(?:(?:https?|ftp|gopher|dict)\s*:\s*/*)?(?:\[?[0:]*:1\]?|localhost|ipv6-localhost|ip6-localhost|127(?:\.\d{1,3}){3}|0(?:\.0){0,3}|0x7f[0-9a-f.x]*|2130706433|017700000001|169\.254\.169\.254|metadata\.google\.internal|100\.100\.100\.200|kubernetes\.default(?:\.svc[\w.]*)?|kubernetes\.docker\.internal|(?:host|gateway)\.(?:docker|containers)\.internal|instance-data|metadata|metadata\.packet\.net|metadata\.azure\.com|metadata\.tencentyun\.com|localhost(?:\.localdomain)?\d*(?:\.localdomain\d*)?|ip6-loopback|localtest\.me|lvh\.me|[\w.-]+\.(?:nip|sslip|xip)\.io)(?:[:/?#]|\s*$)",
+            r"^\s*(?:(?:https?|ftp|gopher|dict)\s*:\s*/*)?(?:\[?[0:]*:1\]?|127(?:\.\d{1,3}){3}|0(?:\.0){0,3}|0x7f[0-9a-f.x]*|2130706433|017700000001|169\.254\.169\.254|100\.100\.100\.200)(?:[:/?#]|\s*$)|^\s*(?:(?:https?|ftp|gopher|dict)\s*:\s*/*(?:[^/@]*@)?)?(?:localhost(?:\.localdomain)?\d*(?:\.localdomain\d*)?|ipv6-localhost|ip6-localhost|ip6-loopback|metadata|metadata\.google\.internal|metadata\.packet\.net|metadata\.azure\.com|metadata\.tencentyun\.com|kubernetes\.default(?:\.svc[\w.]*)?|kubernetes\.docker\.internal|(?:host|gateway)\.(?:docker|containers)\.internal|instance-data|localtest\.me|lvh\.me|[\w.-]+\.(?:nip|sslip|xip)\.io)(?:[:/?#])|^\s*(?:https?|ftp|gopher|dict)\s*:\s*/*(?:[^/@]*@)?(?:localhost|metadata\.google\.internal|kubernetes\.default[\w.]*|instance-data)\s*$",
             "server-side request forgery: a loopback, metadata or cluster-internal address",
         ),
         rx(

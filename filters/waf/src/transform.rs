@@ -44,6 +44,29 @@ pub enum Transform {
     CmdLine,
 }
 
+/// Bytes that some transformation reacts to: escapes, quotes and comment
+/// or path syntax, whitespace other than a single space, NUL, and the lead
+/// byte of a non-breaking space. Letters are not among them: matching is
+/// case-insensitive, so lowercasing never changes a verdict.
+const REACTIVE: [bool; 256] = {
+    let mut t = [false; 256];
+    let bytes = b"%&\\\0'\"^$,/#-*\t\n\r\x0b\x0c\xc2";
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether any transformation could change `value` in a way that matters
+/// to a case-insensitive match. Most benign values (words, numbers,
+/// identifiers) answer no, and skip every transformation.
+pub fn may_change(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.iter().any(|b| REACTIVE[usize::from(*b)]) || bytes.windows(2).any(|w| w == b"  ")
+}
+
 /// The bound on repeated URL decoding.
 pub const MAX_URL_DECODE_ROUNDS: usize = 3;
 
@@ -119,7 +142,7 @@ fn lossy(out: Vec<u8>) -> String {
 
 /// One round of `%XX` / `%uXXXX` decoding. Invalid escapes stay as they are.
 pub fn url_decode_once(value: &str) -> Cow<'_, str> {
-    if !value.contains('%') {
+    if !value.as_bytes().contains(&b'%') {
         return Cow::Borrowed(value);
     }
     let bytes = value.as_bytes();
@@ -206,7 +229,7 @@ const ENTITIES: &[(&str, char)] = &[
 ];
 
 fn html_entity_decode(value: &str) -> Cow<'_, str> {
-    if !value.contains('&') {
+    if !value.as_bytes().contains(&b'&') {
         return Cow::Borrowed(value);
     }
     let bytes = value.as_bytes();
@@ -279,7 +302,7 @@ fn entity_at(rest: &[u8]) -> Option<(u32, usize)> {
 }
 
 fn unicode_unescape(value: &str) -> Cow<'_, str> {
-    if !value.contains('\\') && !value.contains('%') {
+    if !value.as_bytes().iter().any(|b| *b == b'\\' || *b == b'%') {
         return Cow::Borrowed(value);
     }
     let bytes = value.as_bytes();
@@ -331,12 +354,11 @@ fn is_space(c: char) -> bool {
 }
 
 fn compress_whitespace(value: &str) -> Cow<'_, str> {
-    let needs = value
-        .chars()
-        .zip(value.chars().skip(1))
-        .any(|(a, b)| is_space(a) && is_space(b))
-        || value.chars().any(|c| is_space(c) && c != ' ');
-    if !needs {
+    let bytes = value.as_bytes();
+    let odd_space = bytes
+        .iter()
+        .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xc2));
+    if !odd_space && !bytes.windows(2).any(|w| w == b"  ") {
         return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len());
@@ -352,11 +374,16 @@ fn compress_whitespace(value: &str) -> Cow<'_, str> {
             in_space = false;
         }
     }
-    Cow::Owned(out)
+    if out == value {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(out)
+    }
 }
 
 fn remove_comments(value: &str) -> Cow<'_, str> {
-    if !value.contains("/*") && !value.contains("--") && !value.contains('#') {
+    let bytes = value.as_bytes();
+    if !bytes.contains(&b'#') && !bytes.windows(2).any(|w| w == b"/*" || w == b"--") {
         return Cow::Borrowed(value);
     }
     let bytes = value.as_bytes();
@@ -403,6 +430,10 @@ fn remove_comments(value: &str) -> Cow<'_, str> {
 }
 
 fn normalize_path(value: &str) -> Cow<'_, str> {
+    let bytes = value.as_bytes();
+    if !bytes.iter().any(|b| *b == b'\\' || *b == b'/') {
+        return Cow::Borrowed(value);
+    }
     let needs = value.contains('\\')
         || value.contains("//")
         || value.contains("/./")
@@ -442,6 +473,17 @@ fn normalize_path(value: &str) -> Cow<'_, str> {
 }
 
 fn cmd_line(value: &str) -> Cow<'_, str> {
+    let bytes = value.as_bytes();
+    let reacts = bytes.iter().any(|b| {
+        matches!(
+            b,
+            b'\\' | b'"' | b'\'' | b'^' | b',' | b'$' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xc2
+        )
+    });
+    if !reacts && !bytes.windows(2).any(|w| w == b"  ") {
+        // Only case would change, and matching is case-insensitive.
+        return Cow::Borrowed(value);
+    }
     let lower = value.to_ascii_lowercase();
     // `$IFS`, `${IFS}` and `$IFS$9` are spaces to a shell; `$@` and `$*` are
     // empty in an injected command.
