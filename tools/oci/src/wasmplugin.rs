@@ -9,8 +9,9 @@
 //!   `file://` base plus `palisade_<filter>.wasm`);
 //! - `sha256`: for `oci://`, the digest of the image manifest (what Istio's
 //!   fetcher compares); for any other URL, the SHA-256 of the module;
-//! - `pluginConfig`: the filter's documented example, which is the first
-//!   ```` ```json ```` block of `filters/<filter>/README.md`.
+//! - `pluginConfig`: the filter's documented example, the first
+//!   ```` ```json ```` block under the first "Configuration" or "Example"
+//!   heading of `filters/<filter>/README.md`.
 //!
 //! The output keeps the template's text and comments and appends these fields
 //! to its `spec:` block, which must therefore be the template's last key; the
@@ -64,30 +65,44 @@ pub fn template_path(istio_dir: &Path, filter: &str) -> PathBuf {
 }
 
 /// The documented example configuration of a filter: the first ```` ```json ````
-/// block of its README, which must be a JSON object.
+/// block after the README's first heading titled "Configuration…" or
+/// "Example…" (any level, any case), which must be a JSON object. Blocks
+/// before that heading (a problem body, a log record) are not configurations.
 pub fn readme_example(readme: &str) -> Result<Value, Error> {
-    let mut lines = readme.lines();
+    let is_config_heading = |line: &str| {
+        let title = line.trim_start_matches('#');
+        line.starts_with('#') && title.starts_with(' ') && {
+            let title = title.trim().to_ascii_lowercase();
+            title.starts_with("configuration") || title.starts_with("example")
+        }
+    };
+    let mut lines = readme.lines().skip_while(|l| !is_config_heading(l));
+    if lines.next().is_none() {
+        return Err(Error::new(
+            "it has no heading titled `Configuration` or `Example`, under which the first ```json block is the documented example",
+        ));
+    }
     while let Some(line) = lines.next() {
         if line.trim_start().starts_with("```json") {
             let mut block = String::new();
             for line in lines.by_ref() {
                 if line.trim_start().starts_with("```") {
                     let value: Value = serde_json::from_str(&block).map_err(|e| {
-                        Error::new(format!("its first ```json block is not JSON: {e}"))
+                        Error::new(format!("its example ```json block is not JSON: {e}"))
                     })?;
                     if !value.is_object() {
-                        return Err(Error::new("its first ```json block is not a JSON object"));
+                        return Err(Error::new("its example ```json block is not a JSON object"));
                     }
                     return Ok(value);
                 }
                 block.push_str(line);
                 block.push('\n');
             }
-            return Err(Error::new("its first ```json block is not closed"));
+            return Err(Error::new("its example ```json block is not closed"));
         }
     }
     Err(Error::new(
-        "it has no ```json block: the first one is the documented example configuration",
+        "it has no ```json block after its `Configuration` / `Example` heading",
     ))
 }
 
@@ -191,24 +206,38 @@ spec:
     }
 
     #[test]
-    fn example_is_the_first_json_block() {
-        let readme = "# x\n```yaml\na: 1\n```\nExample:\n\n```json\n{\n  \"schema\": \"ecs\"\n}\n```\n```json\n{\"later\": 1}\n```\n";
+    fn example_is_the_first_json_block_under_configuration_or_example() {
+        let readme = "# x\n```json\n{\"type\": \"problem\"}\n```\n## Configuration reference\n\ntext\n\n```json\n{\n  \"schema\": \"ecs\"\n}\n```\n```json\n{\"later\": 1}\n```\n";
         assert_eq!(readme_example(readme).unwrap(), json!({"schema": "ecs"}));
+        let example =
+            "# x\n## Decision\n```json\n{\"a\": 1}\n```\n### Example\n```json\n{\"b\": 2}\n```\n";
+        assert_eq!(readme_example(example).unwrap(), json!({"b": 2}));
+        // a heading that merely mentions the word is not it
+        let mentions = "# x\n## Metrics configuration\n```json\n{\"a\": 1}\n```\n## Example\n```json\n{\"b\": 2}\n```\n";
+        assert_eq!(readme_example(mentions).unwrap(), json!({"b": 2}));
     }
 
     #[test]
     fn example_errors_name_the_problem() {
-        let none = readme_example("# nothing\n").unwrap_err().to_string();
-        assert!(none.contains("no ```json block"), "{none}");
-        let bad = readme_example("```json\n{nope\n```\n")
+        let none = readme_example("# nothing\n```json\n{}\n```\n")
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("no heading titled"), "{none}");
+        let empty = readme_example("## Configuration\ntext\n")
+            .unwrap_err()
+            .to_string();
+        assert!(empty.contains("no ```json block"), "{empty}");
+        let bad = readme_example("## Example\n```json\n{nope\n```\n")
             .unwrap_err()
             .to_string();
         assert!(bad.contains("not JSON"), "{bad}");
-        let array = readme_example("```json\n[1]\n```\n")
+        let array = readme_example("## Example\n```json\n[1]\n```\n")
             .unwrap_err()
             .to_string();
         assert!(array.contains("not a JSON object"), "{array}");
-        let open = readme_example("```json\n{}\n").unwrap_err().to_string();
+        let open = readme_example("## Example\n```json\n{}\n")
+            .unwrap_err()
+            .to_string();
         assert!(open.contains("not closed"), "{open}");
     }
 
