@@ -300,8 +300,10 @@ fn envoy_version() -> String {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             );
-            text.split_whitespace()
-                .find(|w| w.contains('/'))
+            // "<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+            text.split("version:")
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
                 .and_then(|w| w.split('/').nth(1))
                 .unwrap_or("unknown")
                 .to_string()
