@@ -49,6 +49,11 @@ const RAW: &[Transform] = &[];
 const INPUT: Targets = Targets::INPUT;
 /// Injection places plus the path.
 const INPUT_PATH: Targets = Targets::INPUT.or(Targets::PATH);
+/// Where script reaches a page: arguments, cookies, headers, the path; not a
+/// raw body as a whole (an XML document is full of tags; its text and
+/// attributes are inspected as arguments).
+const XSS_TARGETS: Targets = Targets((Targets::INPUT.0 | Targets::PATH.0) & !Targets::BODY.0);
+const XSS_TARGETS_ALL: Targets = Targets(Targets::ALL.0 & !Targets::BODY.0);
 /// Every place, any header included.
 const ALL: Targets = Targets::ALL;
 
@@ -614,16 +619,16 @@ fn defs() -> Vec<Def> {
             30001,
             Xss,
             1,
-            ALL,
+            XSS_TARGETS_ALL,
             TEXT,
-            r"<\s*/?\s*script\b|<\s*\??\s*import\s*implementation|\+ad[w4]-|<(?:[a-z]\s+){3,}[a-z]\b|<\s*[:?]?\s*(?:iframe|frame|frameset|object|embed|applet|meta|base|svg|math|isindex|marquee|xss|template|noscript|vmlframe|xml|import|bgsound|layer|ilayer|blink|plaintext|xmp|listing)[\s/>]",
+            r"<\s*/?\s*script\b|<\s*\??\s*import\s*implementation|\+ad[w4]-|<(?:[a-z]\s+){3,}[a-z]\b|<\s*:?\s*(?:iframe|frame|frameset|object|embed|applet|meta|base|svg|math|isindex|marquee|xss|template|noscript|vmlframe|bgsound|layer|ilayer|blink|plaintext|xmp|listing)[\s/>]",
             "XSS: a script or active-content tag",
         ),
         rx(
             30002,
             Xss,
             1,
-            ALL,
+            XSS_TARGETS_ALL,
             TEXT,
             r"(?:^|[\s\x22'`/;<>])on[a-z]{3,40}\s*=|(?:^|[\s\x22'`/;<])(?:formaction|srcdoc|xlink:href|data-bind|ng-[a-z]+)\s*=",
             "XSS: an event handler or active attribute",
@@ -632,7 +637,7 @@ fn defs() -> Vec<Def> {
             30003,
             Xss,
             1,
-            INPUT_PATH,
+            XSS_TARGETS,
             TEXT,
             r"(?:j\s*a\s*v\s*a|v\s*b|l\s*i\s*v\s*e)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|data\s*:\s*(?:text/html|image/svg|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml|plain)\s*;\s*base64)|-moz-binding|\bexpression\s*\(|@import\s*['\x22(u]|url\s*\(\s*['\x22]?\s*(?:javascript|vbscript|data)\b|behavior\s*:\s*url",
             "XSS: a script URL or CSS expression",
@@ -641,7 +646,7 @@ fn defs() -> Vec<Def> {
             30004,
             Xss,
             1,
-            INPUT_PATH,
+            XSS_TARGETS,
             TEXT,
             r"<[a-z][\w:-]*[^>]*?[\s/\x22'](?:src|href|action|background|dynsrc|lowsrc|poster|code|codebase|data|style)\s*=|<(?:img|image|video|audio|source|body|style|link|form|input|button|details|select|textarea|keygen|animate|set|a|div|span|p|table|td|html|title|h\d|br|b|i|u|font|center|q|x)\b[^<]*(?:>|$)|<[a-z]+[\s/][^>]*\b(?:style|on\w+)\s*=|<[a-z]+\s+[^>]*xmlns\s*=",
             "XSS: an HTML tag with a dangerous attribute",
@@ -650,7 +655,7 @@ fn defs() -> Vec<Def> {
             30005,
             Xss,
             1,
-            INPUT_PATH,
+            XSS_TARGETS,
             SQL,
             r"\bdocument\s*\.\s*(?:cookie|write|writeln|domain|location|body|createelement|queryselector(?:all)?|getelementby\w+|forms|images|scripts|implementation|documentelement)\b|\bwindow\s*\.\s*(?:location|open|name|eval|execscript|opener|parent|top|frames)\b|\b(?:self|window|top|parent|this|globalthis|frames|document)\s*\)?\s*\[\s*['\x22`]|\b(?:settimeout|setinterval|setimmediate|execscript|btoa|atob)\s*\(|(?:\+|!)\s*!?\s*\[\]\s*(?:\+|\)|\]|$)|\.innerhtml\s*=|\.outerhtml\s*=|\.parentnode\b|\btop\s*\.\s*(?:frame|location)|\b(?:alert|prompt|confirm)\s*(?:\(|`)|string\s*\.\s*fromcharcode|\batob\s*\(|\[\s*\]\s*\.\s*(?:sort|map|filter|constructor)|\bself\s*\[|\bwindow\s*\[|\bfetch\s*\(\s*['\x22`]|\$\.getscript|\bimport\s*\(\s*['\x22`]|<!--|-->|<!\[cdata\[|\]\]>",
             "XSS: a JavaScript sink or DOM access",
@@ -668,7 +673,7 @@ fn defs() -> Vec<Def> {
             30007,
             Xss,
             2,
-            INPUT_PATH,
+            XSS_TARGETS,
             TEXT,
             r"<\s*[a-z][\w:-]*(?:\s+[\w:-]+(?:\s*=\s*(?:\x22[^\x22]*\x22|'[^']*'|[^\s>]+))?)*\s*/?>|<\s*/\s*[a-z][\w:-]*\s*>",
             "XSS: any HTML tag",

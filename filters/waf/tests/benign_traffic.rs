@@ -260,6 +260,24 @@ fn samples() -> Vec<Sample> {
             body: body.map(|b| b.as_bytes().to_vec()),
         });
     }
+    for (what, body) in [
+        (
+            "SOAP envelope",
+            r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetOrder xmlns="https://api.example.com/orders"><OrderId>4821</OrderId><Note>Don't ship before Monday &amp; call first</Note></GetOrder></soap:Body></soap:Envelope>"#,
+        ),
+        (
+            "XML feed",
+            r#"<?xml version="1.0"?><feed><entry id="1" href="https://example.com/a" data="x"><title>O'Brien's "best" picks</title></entry></feed>"#,
+        ),
+    ] {
+        out.push(Sample {
+            what: what.into(),
+            method: "POST",
+            path: "/api/v1/import".into(),
+            headers: headers(&[("content-type", "application/xml")]),
+            body: Some(body.as_bytes().to_vec()),
+        });
+    }
     for ua in values.iter().filter(|v| v.contains('/')) {
         out.push(Sample {
             what: format!("user-agent {ua:?}"),
