@@ -8,7 +8,10 @@
 //! Header maps are read with the SDK's `*_bytes` calls and converted lossily:
 //! the plain `get_map` / `get_map_value` unwrap `String::from_utf8`, so one
 //! client header with a non-UTF-8 byte (legal obs-text) would panic the VM.
-//! Adapters read headers only through these functions.
+//! Adapters read headers only through these functions, and only while the
+//! host holds the map: request headers in the request-header callback and in
+//! `on_log`, not in the body phase once headers have gone on (the SDK panics
+//! on the status Envoy returns then; capture what the body phase needs).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, MetricType, Status};
