@@ -73,6 +73,26 @@ fn headers(map: MapType) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Publishes a contract value (`palisade_shared::contract`) as JSON filter
+/// state; a failure is logged at warn level with the filter's name, never
+/// fatal to the request.
+pub fn publish_json<T: serde::Serialize>(filter: &str, name: &str, value: &T) {
+    match serde_json::to_vec(value) {
+        Ok(json) => {
+            if let Err(status) = set_filter_state(name, &json) {
+                log(
+                    LogLevel::Warn,
+                    &format!("{filter}: cannot publish {name}: {status:?}"),
+                );
+            }
+        }
+        Err(e) => log(
+            LogLevel::Warn,
+            &format!("{filter}: cannot serialize {name}: {e}"),
+        ),
+    }
+}
+
 /// A request header (non-UTF-8 bytes replaced), `None` when absent.
 pub fn request_header(name: &str) -> Option<String> {
     header(MapType::HttpRequestHeaders, name)

@@ -172,7 +172,7 @@ impl HttpContext for MfaFilter {
                 for (name, value) in &headers {
                     host::set_request_header(name, value);
                 }
-                publish(contract::MFA, &state);
+                host::publish_json("palisade_mfa", contract::MFA, &state);
                 metrics.total.passed.inc();
                 if let Some(m) = metrics.per_policy.get(policy) {
                     m.passed.inc();
@@ -186,8 +186,8 @@ impl HttpContext for MfaFilter {
                 state,
                 denial,
             } => {
-                publish(contract::MFA, &state);
-                publish(contract::DENIAL, &denial);
+                host::publish_json("palisade_mfa", contract::MFA, &state);
+                host::publish_json("palisade_mfa", contract::DENIAL, &denial);
                 metrics.total.refused(how);
                 if let Some(m) = metrics.per_policy.get(policy) {
                     m.refused(how);
@@ -228,21 +228,4 @@ fn verified_peer() -> bool {
         .and_then(|b| b.first().copied())
         .is_some_and(|b| b != 0);
     mtls && host::property_string(&["connection", "subject_peer_certificate"]).is_some()
-}
-
-fn publish<T: serde::Serialize>(name: &str, value: &T) {
-    match serde_json::to_vec(value) {
-        Ok(json) => {
-            if let Err(status) = host::set_filter_state(name, &json) {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("palisade_mfa: cannot publish {name}: {status:?}"),
-                );
-            }
-        }
-        Err(_) => host::log(
-            LogLevel::Warn,
-            &format!("palisade_mfa: cannot serialize {name}"),
-        ),
-    }
 }

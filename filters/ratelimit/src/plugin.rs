@@ -255,23 +255,6 @@ fn gather(needs: &Needs, xff_trusted_hops: u32) -> RequestFacts {
     facts
 }
 
-fn publish<T: serde::Serialize>(name: &str, value: &T) {
-    match serde_json::to_vec(value) {
-        Ok(json) => {
-            if let Err(status) = host::set_filter_state(name, &json) {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("palisade.ratelimit: cannot publish {name}: {status:?}"),
-                );
-            }
-        }
-        Err(e) => host::log(
-            LogLevel::Warn,
-            &format!("palisade.ratelimit: cannot serialize {name}: {e}"),
-        ),
-    }
-}
-
 fn log_decision(config: &Config, d: &Decision) {
     let name = |i: usize| config.rules.get(i).map_or("?", |r| r.name.as_str());
     for r in d.reports.iter().filter(|r| r.would_refuse()) {
@@ -349,7 +332,7 @@ impl HttpContext for RateLimitFilter {
             .flatten();
         if let Some(reply) = reply {
             if let Some(denial) = denial(config, &decision) {
-                publish(contract::DENIAL, &denial);
+                host::publish_json("palisade_ratelimit", contract::DENIAL, &denial);
             }
             let headers: Vec<(&str, &str)> = reply
                 .headers

@@ -139,23 +139,6 @@ struct WafFilter {
 
 impl Context for WafFilter {}
 
-fn publish<T: serde::Serialize>(name: &str, value: &T) {
-    match serde_json::to_vec(value) {
-        Ok(json) => {
-            if let Err(status) = host::set_filter_state(name, &json) {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("palisade.waf: cannot publish {name}: {status:?}"),
-                );
-            }
-        }
-        Err(e) => host::log(
-            LogLevel::Warn,
-            &format!("palisade.waf: cannot serialize {name}: {e}"),
-        ),
-    }
-}
-
 fn pseudo<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
     headers
         .iter()
@@ -190,7 +173,7 @@ impl WafFilter {
     fn finish(&mut self, loaded: &Loaded, verdict: &Verdict) -> bool {
         self.done = true;
         loaded.metrics.record(verdict);
-        publish(contract::WAF, &verdict.decision);
+        host::publish_json("palisade_waf", contract::WAF, &verdict.decision);
         if verdict.decision.action != "allowed" {
             let rules: Vec<String> = verdict
                 .decision
@@ -213,7 +196,7 @@ impl WafFilter {
             return false;
         }
         if let Some(d) = response::denial(verdict) {
-            publish(contract::DENIAL, &d);
+            host::publish_json("palisade_waf", contract::DENIAL, &d);
         }
         // From the headers read at the start: once they have gone on, the
         // host may no longer serve them.
