@@ -5,8 +5,11 @@
 //! baseline row, request), starts Envoy `--concurrency 1` on loopback for each
 //! row, loads it with `wrk` for a bounded time after a warm-up, and prints a
 //! table of requests/s, p50 and p99 latency and the ratio to the row's
-//! baseline. The table, the module sizes and Envoy's resident memory are also
-//! written to `bench/results.md`.
+//! baseline. It also reads the CPU time Envoy spent during the measured run
+//! (`/proc/<pid>/stat`) and divides it by the requests served: that cost per
+//! request, and the ratio derived from it, hold steady when other work shares
+//! the machine, where requests/s does not. The table, the module sizes and
+//! Envoy's resident memory are also written to `bench/results.md`.
 //!
 //! Environment: `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 16),
 //! `BENCH_FILTER` (run only rows whose name contains it).
@@ -62,6 +65,8 @@ struct Measured {
     p99_ms: f64,
     non_2xx: u64,
     rss_mib: f64,
+    /// Envoy's CPU time (user + system) per request served, in microseconds.
+    cpu_us: f64,
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -194,11 +199,18 @@ fn run_row(
     let url = format!("http://{}{}", envoy.addr(), request.path);
     // Warm-up: V8 tiers wasm up from its baseline compiler while it runs.
     wrk(&lua_path, &url, 2, connections)?;
+    let cpu_before = cpu_seconds(envoy.pid())?;
     let output = wrk(&lua_path, &url, seconds, connections)?;
+    let cpu_after = cpu_seconds(envoy.pid())?;
     let rss_mib = resident_mib(envoy.pid());
     let parsed =
         parse_wrk(&output).ok_or_else(|| format!("cannot read wrk's output:\n{output}"))?;
     drop(envoy);
+    let cpu_us = if parsed.4 > 0 {
+        (cpu_after - cpu_before) * 1e6 / parsed.4 as f64
+    } else {
+        0.0
+    };
     Ok(Measured {
         row: row.clone(),
         rps: parsed.0,
@@ -206,6 +218,7 @@ fn run_row(
         p99_ms: parsed.2,
         non_2xx: parsed.3,
         rss_mib,
+        cpu_us,
     })
 }
 
@@ -228,15 +241,19 @@ fn wrk(lua: &Path, url: &str, seconds: u64, connections: u64) -> Result<String, 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Requests/s, p50 ms, p99 ms and non-2xx/3xx responses from wrk's output.
-fn parse_wrk(out: &str) -> Option<(f64, f64, f64, u64)> {
+/// Requests/s, p50 ms, p99 ms, non-2xx/3xx responses and requests completed
+/// from wrk's output.
+fn parse_wrk(out: &str) -> Option<(f64, f64, f64, u64, u64)> {
     let mut rps = None;
     let mut p50 = None;
     let mut p99 = None;
     let mut non_2xx = 0;
+    let mut total = None;
     for line in out.lines() {
         let t = line.trim();
-        if let Some(v) = t.strip_prefix("Requests/sec:") {
+        if let Some((n, _)) = t.split_once(" requests in ") {
+            total = n.trim().parse().ok();
+        } else if let Some(v) = t.strip_prefix("Requests/sec:") {
             rps = v.trim().parse().ok();
         } else if let Some(v) = t.strip_prefix("50%") {
             p50 = duration_ms(v.trim());
@@ -246,7 +263,28 @@ fn parse_wrk(out: &str) -> Option<(f64, f64, f64, u64)> {
             non_2xx = v.trim().parse().unwrap_or(0);
         }
     }
-    Some((rps?, p50?, p99?, non_2xx))
+    Some((rps?, p50?, p99?, non_2xx, total?))
+}
+
+/// User + system CPU time of a process so far, in seconds (fields 14 and 15
+/// of `/proc/<pid>/stat`, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read Envoy's CPU time: {e}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("unexpected /proc stat format")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, String> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| "unexpected /proc stat format".to_string())
+    };
+    // After the name, field 3 (state) is index 0, so utime (14) is 11.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn duration_ms(v: &str) -> Option<f64> {
@@ -329,24 +367,31 @@ fn report(results: &[Measured], seconds: u64, connections: u64) -> String {
         envoy_version()
     );
     let _ = writeln!(out, "Machine: {}.\n", machine());
-    let _ = writeln!(out, "| configuration | requests/s | p50 ms | p99 ms | vs baseline | baseline | non-2xx | Envoy RSS MiB |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---:|---:|");
+    let _ = writeln!(out, "\"vs baseline\" compares requests/s; \"CPU vs baseline\" compares Envoy's CPU time per request (baseline's / this row's), which other load on the machine disturbs far less.\n");
+    let _ = writeln!(out, "| configuration | requests/s | p50 ms | p99 ms | vs baseline | Envoy CPU us/req | CPU vs baseline | baseline | non-2xx | Envoy RSS MiB |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     for m in results {
-        let ratio = m
+        let baseline = m
             .row
             .baseline
             .as_ref()
-            .and_then(|b| results.iter().find(|r| &r.row.name == b))
-            .map(|b| format!("{:.2}x", m.rps / b.rps))
-            .unwrap_or_else(|| "-".into());
+            .and_then(|b| results.iter().find(|r| &r.row.name == b));
+        let ratio = |f: fn(&Measured) -> f64| {
+            baseline
+                .filter(|b| [f(b), f(m)].iter().all(|v| v.is_finite() && *v > 0.0))
+                .map(|b| format!("{:.2}x", f(m) / f(b)))
+                .unwrap_or_else(|| "-".into())
+        };
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {:.0} |",
+            "| {} | {:.0} | {:.3} | {:.3} | {} | {:.1} | {} | {} | {} | {:.0} |",
             m.row.name,
             m.rps,
             m.p50_ms,
             m.p99_ms,
-            ratio,
+            ratio(|r| r.rps),
+            m.cpu_us,
+            ratio(|r| 1.0 / r.cpu_us),
             m.row.baseline.as_deref().unwrap_or("-"),
             m.non_2xx,
             m.rss_mib
@@ -379,7 +424,8 @@ mod tests {
     #[test]
     fn reads_wrk_output() {
         let out = "Running 1s test\n  Latency Distribution\n     50%  412.00us\n     75%    1.20ms\n     90%    2.00ms\n     99%    3.50ms\n  1000 requests in 1.00s\nNon-2xx or 3xx responses: 7\nRequests/sec:  12345.67\nTransfer/sec: 1MB\n";
-        let (rps, p50, p99, non2xx) = parse_wrk(out).unwrap();
+        let (rps, p50, p99, non2xx, total) = parse_wrk(out).unwrap();
+        assert_eq!(total, 1000);
         assert!((rps - 12345.67).abs() < 1e-6);
         assert!((p50 - 0.412).abs() < 1e-9);
         assert!((p99 - 3.5).abs() < 1e-9);

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Instructions Envoy executes per request, counted by callgrind: unlike
+# requests/s, the count does not move when other work shares the machine, so
+# it is the measure to compare two versions of a filter with.
+#
+#   bench/instructions.sh <config template> [requests] [path]
+#
+# The config is one of bench/envoy/*.yaml (same placeholders as `make bench`).
+# Extra request headers: BENCH_HEADERS="name: value" (several separated by
+# newlines). Envoy runs with --concurrency 1 under valgrind with
+# instrumentation off until V8 has warmed up (500 requests), then the given
+# number of requests (default 2000) is counted, one keep-alive connection at a
+# time. Needs valgrind and `make build envoy`.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+template=${1:?usage: bench/instructions.sh <config template> [requests] [path]}
+requests=${2:-2000}
+path=${3:-/api/items}
+dist=${PALISADE_DIST:-$repo/dist}
+envoy=${ENVOY_BIN:-$repo/.tools/bin/envoy}
+command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/palisade-instr.XXXXXX")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -e "s#{{LISTEN_PORT}}#$port#g" -e "s#{{ADMIN_PORT}}#$admin#g" -e "s#{{DIST}}#$dist#g" \
+    -e "s#{{REPO}}#$repo#g" -e "s#{{TMP}}#$dir#g" -e "s#{{UPSTREAM_PORT}}#${UPSTREAM_PORT:-18080}#g" \
+    "$template" > "$dir/envoy.yaml"
+
+valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file \
+    --callgrind-out-file="$dir/callgrind.out" \
+    "$envoy" -c "$dir/envoy.yaml" --concurrency 1 -l error --disable-hot-restart \
+    >"$dir/envoy.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+
+load() {
+    python3 - "$port" "$path" "$1" <<'EOF'
+import http.client, os, sys
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+headers = {"user-agent": "wrk"}
+for line in os.environ.get("BENCH_HEADERS", "").splitlines():
+    if ":" in line:
+        name, value = line.split(":", 1)
+        headers[name.strip()] = value.strip()
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+statuses = {}
+for _ in range(n):
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    statuses[response.status] = statuses.get(response.status, 0) + 1
+print(" ".join(f"{s}x{c}" for s, c in sorted(statuses.items())))
+EOF
+}
+
+for _ in $(seq 1 300); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 1
+done
+load 300 >/dev/null
+callgrind_control -i on "$pid" >/dev/null 2>&1
+load 200 >/dev/null
+callgrind_control -z "$pid" >/dev/null 2>&1
+statuses=$(load "$requests")
+callgrind_control -d "$pid" >/dev/null 2>&1
+total=$(grep -h '^summary:' "$dir"/callgrind.out.* | awk '{print $2}' | sort -n | tail -1)
+echo "$(basename "$template"): $((total / requests)) instructions/request over $requests requests (statuses $statuses; profile in $dir)"
