@@ -165,10 +165,17 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
         .count();
     metrics.unreadable_state.add(unreadable as u64);
 
-    // Envoy's attributes are costly to read (each goes through its
-    // expression engine), single header lookups are cheap, and reading a
-    // whole header map serializes every header: read just what the record
-    // needs, by name.
+    // Every host call that returns a value costs about as much as Envoy's
+    // call back into the VM to place it (docs/performance.md): one read of
+    // the whole request map is cheaper than the seven or more lookups by
+    // name the record needs.
+    let all_request_headers = host::request_headers();
+    let find = |name: &str| {
+        all_request_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
     let wanted = ["x-request-id", "user-agent", "referer", "x-forwarded-for"];
     let mut request_headers: Vec<(String, String)> = Vec::new();
     for name in wanted
@@ -182,16 +189,34 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
         if request_headers.iter().any(|(n, _)| n == name) {
             continue;
         }
-        if let Some(value) = host::request_header(name) {
-            request_headers.push((name.to_string(), value));
+        // A repeated header logs its first value, as Envoy's lookup by
+        // name returns it.
+        if let Some(value) = find(name) {
+            request_headers.push((name.to_string(), value.to_string()));
         }
     }
-    let response_headers: Vec<(String, String)> = config
-        .response_headers
-        .iter()
-        .filter_map(|name| host::response_header(name).map(|v| (name.clone(), v)))
-        .collect();
-    let header = |name: &str| host::request_header(name).filter(|v| !v.is_empty());
+    // The response map is read whole only when headers beyond `:status`
+    // are configured.
+    let (status, response_headers) = if config.response_headers.is_empty() {
+        (host::response_header(":status"), Vec::new())
+    } else {
+        let all = host::response_headers();
+        let status = all
+            .iter()
+            .find(|(n, _)| n == ":status")
+            .map(|(_, v)| v.clone());
+        let wanted: Vec<(String, String)> = config
+            .response_headers
+            .iter()
+            .filter_map(|name| {
+                all.iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| (name.clone(), v.clone()))
+            })
+            .collect();
+        (status, wanted)
+    };
+    let header = |name: &str| find(name).filter(|v| !v.is_empty()).map(str::to_string);
     let now_ms = host::now_unix_millis();
     // TLS attributes only exist on TLS connections; skip a call otherwise.
     let tls_version = string(&["connection", "tls_version"]);
@@ -214,7 +239,7 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
         authority: header(":authority"),
         path: header(":path"),
         protocol: string(&["request", "protocol"]),
-        status: host::response_header(":status").and_then(|c| c.parse().ok()),
+        status: status.and_then(|c| c.parse().ok()),
         code_details: string(&["response", "code_details"]),
         bytes_in: unsigned(&["request", "total_size"]),
         bytes_out: unsigned(&["response", "total_size"]),
