@@ -51,14 +51,15 @@ fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
     per_worker.into_iter().map(|(_, n)| n).collect()
 }
 
-fn hammer_exact(concurrency: u32) {
-    const CAPACITY: u32 = 60;
+/// Many connections over `concurrency` workers spend one bucket of
+/// `capacity` tokens (no refill) with 360 requests: exactly `capacity` pass.
+fn hammer_exact(concurrency: u32, capacity: u32) {
     const THREADS: u32 = 24;
     const PER_THREAD: u32 = 15;
     let (_up, envoy) = envoy_with(
         json!({"rules": [{
             "name": "exact",
-            "token_bucket": {"max_tokens": CAPACITY, "tokens_per_fill": 1, "fill_interval": "24h"}
+            "token_bucket": {"max_tokens": capacity, "tokens_per_fill": 1, "fill_interval": "24h"}
         }]}),
         concurrency,
     );
@@ -80,38 +81,68 @@ fn hammer_exact(concurrency: u32) {
     let total = THREADS * PER_THREAD;
     assert_eq!(
         ok.load(Ordering::Relaxed),
-        CAPACITY,
+        capacity,
         "exactly the capacity went through"
     );
-    assert_eq!(limited.load(Ordering::Relaxed), total - CAPACITY);
+    assert_eq!(limited.load(Ordering::Relaxed), total - capacity);
     // Every worker took part: the limit held across VMs, not within one.
     let workers = connections_per_worker(&envoy);
     assert_eq!(workers.len(), concurrency as usize, "{workers:?}");
     assert!(workers.iter().all(|n| *n > 0), "idle worker: {workers:?}");
     assert_eq!(
         counter(&envoy, "palisade.ratelimit.rule.exact.allowed"),
-        u64::from(CAPACITY)
+        u64::from(capacity)
     );
     assert_eq!(
         counter(&envoy, "palisade.ratelimit.rule.exact.limited"),
-        u64::from(total - CAPACITY)
+        u64::from(total - capacity)
     );
     assert_eq!(
         counter(&envoy, "palisade.ratelimit.denied"),
-        u64::from(total - CAPACITY)
+        u64::from(total - capacity)
     );
     assert_eq!(counter(&envoy, "palisade.ratelimit.cas_exhausted"), 0);
     assert!(envoy.counter("palisade.ratelimit.cas_retries").is_some());
+    assert!(envoy
+        .counter("palisade.ratelimit.cas_guess_missed")
+        .is_some());
+}
+
+#[test]
+fn exact_count_with_two_workers_mostly_allowed() {
+    // Most requests spend: the workers' presumed-token writes (one write
+    // instead of a read and a write) race each other on the one bucket.
+    hammer_exact(2, 330);
+}
+
+#[test]
+fn one_worker_presumes_its_own_tokens_right() {
+    // With one worker, the only writer of shared data, every presumed CAS
+    // token is the one Envoy assigned: no presumed-token write misses, and
+    // the count is exact.
+    let (_up, envoy) = envoy_with(
+        json!({"rules": [{
+            "name": "solo",
+            "token_bucket": {"max_tokens": 40, "tokens_per_fill": 1, "fill_interval": "24h"}
+        }]}),
+        1,
+    );
+    let statuses: Vec<u16> = (0..50).map(|_| envoy.get("/").status).collect();
+    assert!(statuses[..40].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses[40..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(counter(&envoy, "palisade.ratelimit.rule.solo.allowed"), 40);
+    assert_eq!(counter(&envoy, "palisade.ratelimit.cas_guess_missed"), 0);
+    assert_eq!(counter(&envoy, "palisade.ratelimit.cas_retries"), 0);
 }
 
 #[test]
 fn exact_count_with_two_workers_and_many_connections() {
-    hammer_exact(2);
+    hammer_exact(2, 60);
 }
 
 #[test]
 fn exact_count_with_four_workers() {
-    hammer_exact(4);
+    hammer_exact(4, 60);
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub mod clock;
 pub mod config;
 pub mod key;
 pub mod limiter;
+pub mod optimistic;
 pub mod response;
 pub mod table;
 

@@ -21,12 +21,13 @@
 
 use std::borrow::Cow;
 
-use palisade_shared::store::{update, SharedStore, UpdateOutcome};
+use palisade_shared::store::{SharedStore, UpdateOutcome};
 
 use crate::bucket::{seconds_ceil, BucketState};
 use crate::config::{Config, FailureMode, Rule, WhenKeyMissing};
 use crate::key::{key_hash, missing_key_hash, RequestFacts};
-use crate::table::{evaluate, give_back, Ask, Verdict};
+use crate::optimistic::{self, Guess, Read, Target, WriteCache};
+use crate::table::{evaluate, give_back, written_after_ns, Ask, Verdict};
 
 /// What happened to one matching rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,8 @@ pub struct StoreCounts {
     pub store_errors: u64,
     /// Spends given back because another rule refused the request.
     pub given_back: u64,
+    /// Presumed-token writes that met a mismatch (see [`crate::optimistic`]).
+    pub guess_missed: u64,
 }
 
 /// The decision for one request.
@@ -156,10 +159,20 @@ struct Active<'a> {
     index: usize,
     rule: &'a Rule,
     key: Cow<'a, str>,
+    set: u32,
     owner: u64,
 }
 
 impl Active<'_> {
+    fn target(&self, config: &Config, now_ns: u64) -> Target<'_> {
+        Target {
+            key: &self.key,
+            id: (u64::try_from(self.index).unwrap_or(u64::MAX) << 32) | u64::from(self.set),
+            max_retries: config.max_cas_retries,
+            now_ns,
+        }
+    }
+
     fn ask(&self, now_ns: u64) -> Ask<'_> {
         Ask {
             bucket: &self.rule.bucket,
@@ -251,6 +264,7 @@ fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>>
             index,
             rule,
             key: rule.table.key(set),
+            set,
             owner,
         });
     }
@@ -258,10 +272,25 @@ fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>>
 }
 
 /// Decides a request at monotonic time `now_ns`, spending from the buckets
-/// in `store` when it goes through.
+/// in `store` when it goes through. Every bucket update reads the bucket
+/// first; [`decide_with`] can skip the read.
 pub fn decide<S: SharedStore + ?Sized>(
     config: &Config,
     store: &S,
+    facts: &RequestFacts,
+    now_ns: u64,
+) -> Decision {
+    decide_with(config, store, &mut WriteCache::disabled(), facts, now_ns)
+}
+
+/// [`decide`] with this worker's remembered writes: a bucket this worker
+/// wrote last is updated with one presumed-token write instead of a read and
+/// a write (see [`crate::optimistic`]). Only for a store whose CAS tokens
+/// come from one counter for every key and writer, as Envoy's shared data.
+pub fn decide_with<S: SharedStore + ?Sized>(
+    config: &Config,
+    store: &S,
+    cache: &mut WriteCache,
     facts: &RequestFacts,
     now_ns: u64,
 ) -> Decision {
@@ -271,14 +300,21 @@ pub fn decide<S: SharedStore + ?Sized>(
         return decision;
     }
 
-    // Step 1: with several buckets, check them all before spending any.
+    // Step 1: with several buckets, check them all before spending any. The
+    // readings serve the first spending attempt of step 2.
+    let mut readings: Vec<Option<Read>> = Vec::new();
     let checked: Vec<Option<Verdict>> = if active.len() > 1 {
         let verdicts: Vec<Option<Verdict>> = active
             .iter()
             .map(|a| match store.get(&a.key) {
-                Ok((value, _)) => Some(evaluate(value.as_deref(), &a.ask(now_ns)).0),
+                Ok(read) => {
+                    let verdict = evaluate(read.0.as_deref(), &a.ask(now_ns)).0;
+                    readings.push(Some(read));
+                    Some(verdict)
+                }
                 Err(_) => {
                     decision.counts.store_errors += 1;
+                    readings.push(None);
                     None
                 }
             })
@@ -333,9 +369,18 @@ pub fn decide<S: SharedStore + ?Sized>(
             }
         }
         let ask = a.ask(now_ns);
-        let outcome = update(store, &a.key, config.max_cas_retries, |value| {
-            evaluate(value, &ask)
-        });
+        let reading = readings.get_mut(i).and_then(Option::take);
+        let (outcome, guess) = optimistic::update(
+            store,
+            cache,
+            a.target(config, now_ns),
+            reading,
+            written_after_ns,
+            |value| evaluate(value, &ask),
+        );
+        if guess == Guess::Missed {
+            decision.counts.guess_missed += 1;
+        }
         let failure = match outcome {
             UpdateOutcome::Done { result, retries } => {
                 decision.counts.cas_retries += u64::from(retries);
@@ -347,7 +392,8 @@ pub fn decide<S: SharedStore + ?Sized>(
                     Verdict::Empty { .. } | Verdict::TableFull { .. } => {
                         reports.push(report);
                         return refuse_after_spending(
-                            config, store, &active, &checked, reports, spent, decision, now_ns,
+                            config, store, cache, &active, &checked, reports, spent, decision,
+                            now_ns,
                         );
                     }
                 }
@@ -374,7 +420,7 @@ pub fn decide<S: SharedStore + ?Sized>(
         } else {
             reports.push(failure);
             return refuse_after_spending(
-                config, store, &active, &checked, reports, spent, decision, now_ns,
+                config, store, cache, &active, &checked, reports, spent, decision, now_ns,
             );
         }
     }
@@ -388,6 +434,7 @@ pub fn decide<S: SharedStore + ?Sized>(
 fn refuse_after_spending<S: SharedStore + ?Sized>(
     config: &Config,
     store: &S,
+    cache: &mut WriteCache,
     active: &[Active<'_>],
     checked: &[Option<Verdict>],
     mut reports: Vec<RuleReport>,
@@ -398,9 +445,18 @@ fn refuse_after_spending<S: SharedStore + ?Sized>(
     for (i, verdict) in spent {
         let Some(a) = active.get(i) else { continue };
         let ask = a.ask(now_ns);
-        match update(store, &a.key, config.max_cas_retries, |value| {
-            ((), give_back(value, &ask))
-        }) {
+        let (outcome, guess) = optimistic::update(
+            store,
+            cache,
+            a.target(config, now_ns),
+            None,
+            written_after_ns,
+            |value| ((), give_back(value, &ask)),
+        );
+        if guess == Guess::Missed {
+            decision.counts.guess_missed += 1;
+        }
+        match outcome {
             UpdateOutcome::Done { retries, .. } => {
                 decision.counts.cas_retries += u64::from(retries);
                 decision.counts.given_back += 1;
@@ -454,6 +510,7 @@ fn refusal_for(reports: &[RuleReport]) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optimistic::fake::EnvoyStore;
     use palisade_shared::store::{MemoryStore, StoreError};
     use std::cell::Cell;
     use std::collections::HashMap;
@@ -841,13 +898,15 @@ mod tests {
         }
         fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
             let mut g = self.0.lock().unwrap();
-            g.1 += 1;
-            let next = g.1;
             if let (Some(cas), Some((_, current))) = (cas.filter(|c| *c != 0), g.0.get(key)) {
                 if cas != *current {
                     return Err(StoreError::CasMismatch);
                 }
             }
+            // One token counter for every key, as Envoy's; a failed set
+            // takes no token.
+            g.1 += 1;
+            let next = g.1;
             g.0.insert(key.to_string(), (value.to_vec(), next));
             // Widen the race window between another thread's get and set.
             drop(g);
@@ -870,11 +929,16 @@ mod tests {
                 let c = Arc::clone(&c);
                 let store = store.clone();
                 std::thread::spawn(move || {
+                    // Each thread is a worker with its own remembered writes.
+                    let mut cache = WriteCache::new();
                     let mut ok = 0u32;
                     for i in 0..200u32 {
                         // 4 clients, each hammered by two threads.
                         let facts = from(&format!("10.0.0.{}", (t + i) % 4));
-                        if decide(&c, &store, &facts, 0).refusal.is_none() {
+                        if decide_with(&c, &store, &mut cache, &facts, 0)
+                            .refusal
+                            .is_none()
+                        {
                             ok += 1;
                         }
                     }
@@ -894,6 +958,95 @@ mod tests {
             d.reports[0].remaining, 99,
             "global spent exactly 400 (+1 probe)"
         );
+    }
+
+    /// Worker A's store: before each of A's writes, worker B may serve a
+    /// whole request (with its own remembered writes) on the same store.
+    struct Interleaved<'a> {
+        inner: &'a EnvoyStore,
+        schedule: Cell<u64>,
+        other: Box<dyn Fn() + 'a>,
+    }
+
+    impl SharedStore for Interleaved<'_> {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            let s = self
+                .schedule
+                .get()
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.schedule.set(s);
+            if (s >> 33).is_multiple_of(3) {
+                (self.other)();
+            }
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn two_workers_interleaving_with_presumed_tokens_let_exactly_the_capacity_through() {
+        use std::cell::RefCell;
+        let json = r#"{"rules":[
+            {"name":"global","token_bucket":{"max_tokens":150,"fill_interval":"1h"}},
+            {"name":"ip","key":["client_address"],"token_bucket":{"max_tokens":40,"fill_interval":"1h"}}]}"#;
+        let single = r#"{"rules":[{"name":"global","token_bucket":{"max_tokens":150,"fill_interval":"1h"}}]}"#;
+        for (json, expected) in [(single, 150), (json, 120)] {
+            for seed in 0..20 {
+                let c = config(json);
+                let inner = EnvoyStore::default();
+                create_tables(&c, &inner);
+                let b_cache = RefCell::new(WriteCache::new());
+                let b_ok = Cell::new(0u32);
+                let b_turn = Cell::new(0u32);
+                let store = Interleaved {
+                    inner: &inner,
+                    schedule: Cell::new(seed),
+                    other: Box::new(|| {
+                        let i = b_turn.get();
+                        b_turn.set(i + 1);
+                        let facts = from(&format!("10.0.0.{}", i % 3));
+                        let d = decide_with(&c, &inner, &mut b_cache.borrow_mut(), &facts, 5 * SEC);
+                        b_ok.set(b_ok.get() + u32::from(d.refusal.is_none()));
+                    }),
+                };
+                let mut a_cache = WriteCache::new();
+                let mut a_ok = 0;
+                for i in 0..300u32 {
+                    let facts = from(&format!("10.0.0.{}", i % 3));
+                    let d = decide_with(&c, &store, &mut a_cache, &facts, 5 * SEC);
+                    a_ok += u32::from(d.refusal.is_none());
+                    assert_eq!(d.counts.cas_exhausted, 0);
+                }
+                // Three clients of 40 under a global 150: 120 with both
+                // rules; 150 with the global rule alone.
+                assert_eq!(a_ok + b_ok.get(), expected, "seed {seed}");
+                assert!(b_turn.get() > 20, "B served requests in between");
+            }
+        }
+    }
+
+    #[test]
+    fn one_worker_updates_a_hot_bucket_with_one_write() {
+        let c = config(
+            r#"{"rules":[{"name":"all","token_bucket":{"max_tokens":1000,"fill_interval":"1s"}}]}"#,
+        );
+        let store = EnvoyStore::default();
+        create_tables(&c, &store);
+        let mut cache = WriteCache::new();
+        for i in 0..100u64 {
+            let d = decide_with(&c, &store, &mut cache, &get("/"), 5 * SEC + i);
+            assert!(allowed(&d));
+            assert_eq!(d.counts, StoreCounts::default());
+        }
+        // The created value is too old to trust its token, our first write
+        // is not: two reads, then writes only.
+        assert_eq!(store.gets.get(), 2);
+        assert_eq!(store.sets.get(), 101);
+        let d = decide(&c, &store, &get("/"), 5 * SEC + 100);
+        assert_eq!(d.reports[0].remaining, 899);
     }
 
     #[test]

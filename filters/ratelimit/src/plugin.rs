@@ -1,6 +1,7 @@
 //! The proxy-wasm adapter: reads the request, asks the core, applies the
 //! decision. Nothing here decides anything.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -13,7 +14,8 @@ use palisade_shared::store::SharedStore;
 use crate::clock::MonotonicClock;
 use crate::config::{Config, Needs};
 use crate::key::RequestFacts;
-use crate::limiter::{decide, Decision, RuleOutcome};
+use crate::limiter::{decide_with, Decision, RuleOutcome};
+use crate::optimistic::WriteCache;
 use crate::response::{allowed_headers, decision_json, denial, published, refusal_reply};
 
 proxy_wasm::main! {{
@@ -34,6 +36,7 @@ struct Metrics {
     denied: Counter,
     cas_retries: Counter,
     cas_exhausted: Counter,
+    cas_guess_missed: Counter,
     store_errors: Counter,
     store_failure_allowed: Counter,
     given_back: Counter,
@@ -64,6 +67,7 @@ impl Metrics {
             denied: global("denied"),
             cas_retries: global("cas_retries"),
             cas_exhausted: global("cas_exhausted"),
+            cas_guess_missed: global("cas_guess_missed"),
             store_errors: global("store_errors"),
             store_failure_allowed: global("store_failure_allowed"),
             given_back: global("given_back"),
@@ -111,6 +115,9 @@ impl Metrics {
         if c.cas_exhausted > 0 {
             self.cas_exhausted.add(c.cas_exhausted);
         }
+        if c.guess_missed > 0 {
+            self.cas_guess_missed.add(c.guess_missed);
+        }
         if c.store_errors > 0 {
             self.store_errors.add(c.store_errors);
         }
@@ -124,6 +131,8 @@ struct Loaded {
     config: Config,
     metrics: Metrics,
     clock: MonotonicClock,
+    /// This worker's remembered bucket writes (one VM per worker thread).
+    cache: RefCell<WriteCache>,
 }
 
 #[derive(Default)]
@@ -188,6 +197,7 @@ impl RootContext for RateLimitRoot {
             metrics: Metrics::define(&config),
             config,
             clock: MonotonicClock::new(),
+            cache: RefCell::new(WriteCache::new()),
         }));
         true
     }
@@ -308,7 +318,18 @@ impl HttpContext for RateLimitFilter {
             return Action::Continue;
         }
         let facts = gather(&config.needs, config.client_address.xff_trusted_hops);
-        let decision = decide(config, &HostSharedData, &facts, loaded.clock.now_ns());
+        let now_ns = loaded.clock.now_ns();
+        let decision = match loaded.cache.try_borrow_mut() {
+            Ok(mut cache) => decide_with(config, &HostSharedData, &mut cache, &facts, now_ns),
+            // Not reachable (one request at a time per VM); read instead.
+            Err(_) => decide_with(
+                config,
+                &HostSharedData,
+                &mut WriteCache::disabled(),
+                &facts,
+                now_ns,
+            ),
+        };
         loaded.metrics.record(&decision);
         log_decision(config, &decision);
         if let Some(state) = published(config, &decision) {

@@ -341,6 +341,23 @@ pub fn give_back(value: Option<&[u8]>, ask: &Ask<'_>) -> Option<Vec<u8>> {
     Some(set.encode(fingerprint))
 }
 
+/// The newest bucket timestamp in a set value (0 for a value of another
+/// layout). Every timestamp in a value was read from the monotonic clock
+/// before the value was written, so the value was written at or after it.
+pub fn written_after_ns(value: &[u8]) -> u64 {
+    let Some(slots) = value.get(HEADER_LEN..) else {
+        return 0;
+    };
+    if value.first() != Some(&VERSION) || slots.len() % SLOT_LEN != 0 {
+        return 0;
+    }
+    slots
+        .chunks_exact(SLOT_LEN)
+        .map(|slot| read_u64(&slot[24..32]))
+        .max()
+        .unwrap_or(0)
+}
+
 /// How many slots of a set value hold a bucket that is not yet full at
 /// `now_ns` (for tests and diagnostics).
 pub fn busy_slots(
