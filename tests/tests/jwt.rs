@@ -243,6 +243,7 @@ fn inline_keys_allow_deny_headers_identity_and_metrics() {
                 Request::get("/orders/1")
                     .header("authorization", &bearer(&token))
                     .header("x-user", "forged-by-client")
+                    .header("x-user", "forged-again")
                     .header("x-jwt-payload", "forged"),
             ),
         );

@@ -392,6 +392,58 @@ pub struct Config {
     /// Whether any rule matches on Envoy's route name (the adapter reads
     /// that property only then).
     pub needs_route_name: bool,
+    /// Every header the filter may set toward the upstream; a client-sent
+    /// copy of each is replaced or removed on every request.
+    pub managed: Vec<String>,
+    /// The request headers the decision reads, worked out once.
+    pub needs: RequestNeeds,
+}
+
+/// Which request headers a decision reads (besides the CORS preflight
+/// headers, which the adapter reads only when a preflight could change the
+/// answer). Reading one header costs a host call that returns data, about
+/// as much as reading the whole map would cost for two: so with two or more
+/// to read the adapter takes the whole map, else it asks by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestNeeds {
+    /// Headers to read (pseudo-headers for the rules, then the token
+    /// headers), lower case, each once.
+    pub headers: Vec<String>,
+    /// Whether reading the whole map is the cheaper way.
+    pub whole_map: bool,
+}
+
+impl RequestNeeds {
+    fn of(rules: &[RawRule], providers: &[Provider]) -> RequestNeeds {
+        let mut headers: Vec<String> = Vec::new();
+        let mut want = |name: &str| {
+            if !headers.iter().any(|h| h == name) {
+                headers.push(name.to_string());
+            }
+        };
+        if rules.iter().any(|r| !r.matcher.methods.is_empty()) {
+            want(":method");
+        }
+        if rules.iter().any(|r| r.matcher.host.is_some()) {
+            want(":authority");
+        }
+        let query_tokens = providers
+            .iter()
+            .flat_map(|p| &p.sources)
+            .any(|s| matches!(s, TokenSource::Query(_)));
+        if query_tokens || rules.iter().any(|r| r.matcher.path.is_some()) {
+            want(":path");
+        }
+        for source in providers.iter().flat_map(|p| &p.sources) {
+            match source {
+                TokenSource::Header { name, .. } => want(name),
+                TokenSource::Cookie(_) => want("cookie"),
+                TokenSource::Query(_) => {}
+            }
+        }
+        let whole_map = headers.len() >= 2;
+        RequestNeeds { headers, whole_map }
+    }
 }
 
 impl Config {
@@ -524,7 +576,11 @@ impl Config {
                 "must not contain `\"` or `\\`",
             ));
         }
+        let managed = managed_headers(&providers);
+        let needs = RequestNeeds::of(&raw.rules, &providers);
         Ok(Config {
+            managed,
+            needs,
             providers,
             rules,
             realm: raw.realm,
@@ -537,25 +593,23 @@ impl Config {
             needs_route_name: raw.rules.iter().any(|r| r.matcher.route_name.is_some()),
         })
     }
+}
 
-    /// Every header the filter may set toward the upstream: a client-sent
-    /// copy of any of them is removed from every request.
-    pub fn managed_headers(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for p in &self.providers {
-            for name in p
-                .claim_headers
-                .iter()
-                .map(|(_, h)| h)
-                .chain(p.payload_header.iter())
-            {
-                if !out.contains(name) {
-                    out.push(name.clone());
-                }
+fn managed_headers(providers: &[Provider]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in providers {
+        for name in p
+            .claim_headers
+            .iter()
+            .map(|(_, h)| h)
+            .chain(p.payload_header.iter())
+        {
+            if !out.contains(name) {
+                out.push(name.clone());
             }
         }
-        out
     }
+    out
 }
 
 fn valid_header_name(name: &str) -> bool {
@@ -944,7 +998,32 @@ mod tests {
                 "b":{{"issuer":"j","jwks":{ED},"claim_headers":[{{"claim":"sub","header":"x-sub"}}]}}}}}}"#
         ))
         .unwrap();
-        assert_eq!(c.managed_headers(), vec!["x-sub", "x-payload"]);
+        assert_eq!(c.managed, vec!["x-sub", "x-payload"]);
+    }
+
+    #[test]
+    fn request_needs_are_worked_out_once() {
+        let needs = |doc: String| cfg(&doc).unwrap().needs;
+        // The common case: one catch-all rule, bearer tokens: one header by name.
+        let n = needs(format!(
+            r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED}}}}}}}"#
+        ));
+        assert_eq!(n.headers, vec!["authorization"]);
+        assert!(!n.whole_map);
+        // Rules on path and method, a query and a cookie source: the whole map.
+        let n = needs(format!(
+            r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"from":[{{"query":"t"}},{{"cookie":"c"}},{{"header":"X-T"}}]}}}},
+                "rules":[{{"match":{{"methods":["GET"],"path":{{"prefix":"/a"}}}},"requires":{{"provider":"a"}}}}]}}"#
+        ));
+        assert_eq!(n.headers, vec![":method", ":path", "cookie", "x-t"]);
+        assert!(n.whole_map);
+        // A host rule and bearer tokens: two headers, the whole map is cheaper.
+        let n = needs(format!(
+            r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED}}}}},
+                "rules":[{{"match":{{"host":"api.example.com"}},"requires":{{"provider":"a"}}}}]}}"#
+        ));
+        assert_eq!(n.headers, vec![":authority", "authorization"]);
+        assert!(n.whole_map);
     }
 
     #[test]

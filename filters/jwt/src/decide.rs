@@ -10,7 +10,7 @@ use palisade_shared::contract::Identity;
 use palisade_shared::matcher::RequestView;
 use serde_json::{Map, Value};
 
-use crate::cache::{CachedToken, TokenCache, MAX_AGE_S};
+use crate::cache::{TokenCache, TokenFacts, MAX_AGE_S};
 use crate::claims;
 use crate::config::{ClaimCheck, Config, Provider, Requirement, Rule};
 use crate::error::Reason;
@@ -41,10 +41,11 @@ pub trait KeyLookup {
 pub struct Verified {
     /// Provider index.
     pub provider: usize,
-    /// The claims.
-    pub claims: Rc<Map<String, Value>>,
-    /// Where the token was found (to remove it when not forwarded).
-    pub source: TokenSource,
+    /// The claims, identity and claim headers.
+    pub facts: Rc<TokenFacts>,
+    /// Where the token was found (to remove it when not forwarded): an
+    /// index into the provider's `sources`.
+    pub source: usize,
     /// Whether it came from the cache.
     pub cached: bool,
 }
@@ -119,7 +120,39 @@ enum TokenOutcome {
 }
 
 /// Decides what to do with a request at time `now` (Unix seconds).
+///
+/// With `bypass_cors_preflight`, a CORS preflight is never refused or held
+/// for want of a valid token: whatever would have refused it becomes an
+/// allow without identity. A preflight that does carry a valid token is
+/// handled like any other request. (So the adapter may read the preflight
+/// headers only when the answer is not already an allow with a token.)
 pub fn decide(
+    config: &Config,
+    request: &Request<'_>,
+    keys: &dyn KeyLookup,
+    verifier: &dyn SignatureVerifier,
+    cache: &mut TokenCache,
+    now: i64,
+) -> Decision {
+    let decision = decide_by_rule(config, request, keys, verifier, cache, now);
+    if is_authenticated(&decision) || !(config.bypass_cors_preflight && request.is_cors_preflight())
+    {
+        return decision;
+    }
+    Decision::Allow {
+        verified: vec![],
+        tolerated: None,
+        cache_hits: 0,
+    }
+}
+
+/// Whether the decision lets the request through with a verified token:
+/// the only answer the CORS preflight bypass leaves as it is.
+pub fn is_authenticated(decision: &Decision) -> bool {
+    matches!(decision, Decision::Allow { verified, .. } if !verified.is_empty())
+}
+
+fn decide_by_rule(
     config: &Config,
     request: &Request<'_>,
     keys: &dyn KeyLookup,
@@ -132,9 +165,6 @@ pub fn decide(
         tolerated: None,
         cache_hits: 0,
     };
-    if config.bypass_cors_preflight && request.is_cors_preflight() {
-        return allow_none;
-    }
     let Some(rule) = rule_for(config, request) else {
         return Decision::Deny(Refusal {
             reason: Reason::TokenMissing,
@@ -165,6 +195,11 @@ pub fn decide(
                 {
                     TokenOutcome::Failed(Reason::IssuerMismatch)
                 } else {
+                    let src = provider
+                        .sources
+                        .iter()
+                        .position(|s| std::ptr::eq(s, src))
+                        .unwrap_or(0);
                     check_token(
                         config, provider, index, &token, src, keys, verifier, cache, now,
                     )
@@ -255,7 +290,7 @@ fn check_token(
     provider: &Provider,
     index: usize,
     token: &str,
-    src: &TokenSource,
+    src: usize,
     keys: &dyn KeyLookup,
     verifier: &dyn SignatureVerifier,
     cache: &mut TokenCache,
@@ -264,16 +299,14 @@ fn check_token(
     if token.len() > config.max_token_bytes {
         return TokenOutcome::Failed(Reason::TokenTooLarge);
     }
-    if let Some(hit) = cache.get(&provider.name, token, now) {
-        return match claims::check(&hit.claims, hit.typ.as_deref(), &provider.claims, now) {
-            Ok(()) => TokenOutcome::Verified(Verified {
-                provider: index,
-                claims: hit.claims,
-                source: src.clone(),
-                cached: true,
-            }),
-            Err(reason) => TokenOutcome::Failed(reason),
-        };
+    // A hit stands for every check below: see `cache`.
+    if let Some(facts) = cache.get(index, token, now) {
+        return TokenOutcome::Verified(Verified {
+            provider: index,
+            facts,
+            source: src,
+            cached: true,
+        });
     }
     let parsed = match jws::parse(token, config.max_token_bytes) {
         Ok(p) => p,
@@ -294,32 +327,49 @@ fn check_token(
     if let Err(reason) = claims::check(&map, parsed.header.typ.as_deref(), &provider.claims, now) {
         return TokenOutcome::Failed(reason);
     }
-    let claims = Rc::new(map);
-    let until = match claims.get("exp").and_then(Value::as_f64) {
+    let until = match map.get("exp").and_then(Value::as_f64) {
         Some(exp) => (exp.floor() as i64).saturating_add(provider.claims.clock_skew_s),
         None => now.saturating_add(MAX_AGE_S),
     };
-    cache.put(
-        &provider.name,
-        token,
-        CachedToken {
-            claims: claims.clone(),
-            typ: parsed.header.typ.clone(),
-            until,
-        },
-    );
+    let facts = Rc::new(facts_of(provider, map));
+    cache.put(index, token, facts.clone(), now, until);
     TokenOutcome::Verified(Verified {
         provider: index,
-        claims,
-        source: src.clone(),
+        facts,
+        source: src,
         cached: false,
     })
+}
+
+/// Everything derived from a verified token's claims, once.
+pub fn facts_of(provider: &Provider, claims: Map<String, Value>) -> TokenFacts {
+    let identity =
+        serde_json::to_vec(&claims::identity(&provider.name, &claims)).unwrap_or_default();
+    let mut headers = Vec::new();
+    for (claim, header) in &provider.claim_headers {
+        if let Some(value) = claims::lookup(&claims, claim) {
+            let text = claims::header_value(value);
+            // Header values cannot carry control characters.
+            if !text.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                headers.push((header.clone(), text));
+            }
+        }
+    }
+    if let Some(header) = &provider.payload_header {
+        let json = serde_json::to_vec(&claims).unwrap_or_default();
+        headers.push((header.clone(), jws::b64url_encode(&json)));
+    }
+    TokenFacts {
+        claims,
+        identity,
+        headers,
+    }
 }
 
 fn check_authorization(rule: &Rule, verified: &[Verified]) -> Option<Refusal> {
     let first = verified.first()?;
     if !rule.scopes_all.is_empty() || !rule.scopes_any.is_empty() {
-        let have = claims::scopes(&first.claims);
+        let have = claims::scopes(&first.facts.claims);
         let all_ok = rule.scopes_all.iter().all(|s| have.contains(s));
         let any_ok = rule.scopes_any.is_empty() || rule.scopes_any.iter().any(|s| have.contains(s));
         if !all_ok || !any_ok {
@@ -335,7 +385,7 @@ fn check_authorization(rule: &Rule, verified: &[Verified]) -> Option<Refusal> {
         }
     }
     for (path, check) in &rule.claims {
-        let value = claims::lookup(&first.claims, path);
+        let value = claims::lookup(&first.facts.claims, path);
         if !claim_ok(value, check) {
             return Some(Refusal {
                 reason: Reason::ClaimMismatch,
@@ -365,73 +415,74 @@ pub fn identity_of(config: &Config, verified: &[Verified]) -> Option<Identity> {
     let v = verified.first()?;
     Some(claims::identity(
         &config.providers[v.provider].name,
-        &v.claims,
+        &v.facts.claims,
     ))
 }
 
 /// How to change the request toward the upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamEdits {
+pub struct UpstreamEdits<'a> {
     /// Headers to remove.
-    pub remove: Vec<String>,
-    /// Headers to set (after the removals).
-    pub set: Vec<(String, String)>,
+    pub remove: Vec<&'a str>,
+    /// Headers to set, replacing every copy the client sent.
+    pub set: Vec<(&'a str, &'a str)>,
     /// A new `:path` (a token taken out of the query).
     pub path: Option<String>,
     /// A new `Cookie` value (`Some(None)`: remove the header).
     pub cookie: Option<Option<String>>,
 }
 
-/// The edits for a decision: every managed header a client sent is removed;
-/// verified tokens add their claim headers; tokens not forwarded are removed.
-pub fn upstream_edits(
-    config: &Config,
+/// The edits for a decision: verified tokens set their claim headers
+/// (replacing any client copy); every other managed header a client may
+/// have sent is removed; tokens not forwarded are removed.
+pub fn upstream_edits<'a>(
+    config: &'a Config,
     request: &Request<'_>,
-    verified: &[Verified],
-) -> UpstreamEdits {
-    let mut edits = UpstreamEdits {
-        remove: config.managed_headers(),
-        ..UpstreamEdits::default()
-    };
-    let mut path = request.view.path.to_string();
-    let mut cookie = request.header("cookie").map(str::to_string);
-    let mut cookie_changed = false;
+    verified: &'a [Verified],
+) -> UpstreamEdits<'a> {
+    let mut edits = UpstreamEdits::default();
+    for v in verified {
+        for (name, value) in &v.facts.headers {
+            if !edits.set.iter().any(|(n, _)| n == name) {
+                edits.set.push((name, value));
+            }
+        }
+    }
+    for name in &config.managed {
+        if !edits.set.iter().any(|(n, _)| n == name) {
+            edits.remove.push(name);
+        }
+    }
+    let mut path = None::<String>;
+    let mut cookie = None::<Option<String>>;
     for v in verified {
         let provider = &config.providers[v.provider];
-        for (claim, header) in &provider.claim_headers {
-            if let Some(value) = claims::lookup(&v.claims, claim) {
-                let text = claims::header_value(value);
-                // Header values cannot carry control characters.
-                if !text.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-                    edits.set.push((header.clone(), text));
-                }
+        if provider.forward {
+            continue;
+        }
+        match provider.sources.get(v.source) {
+            Some(TokenSource::Header { name, .. })
+                if !edits.remove.contains(&name.as_str())
+                    && !edits.set.iter().any(|(n, _)| n == name) =>
+            {
+                edits.remove.push(name);
             }
-        }
-        if let Some(header) = &provider.payload_header {
-            let json = serde_json::to_vec(&*v.claims).unwrap_or_default();
-            edits.set.push((header.clone(), jws::b64url_encode(&json)));
-        }
-        if !provider.forward {
-            match &v.source {
-                TokenSource::Header { name, .. } => {
-                    if !edits.remove.contains(name) {
-                        edits.remove.push(name.clone());
-                    }
-                }
-                TokenSource::Query(param) => path = source::path_without_param(&path, param),
-                TokenSource::Cookie(name) => {
-                    cookie = cookie.and_then(|c| source::cookie_without(&c, name));
-                    cookie_changed = true;
-                }
+            Some(TokenSource::Query(param)) => {
+                let current = path.as_deref().unwrap_or(request.view.path);
+                path = Some(source::path_without_param(current, param));
             }
+            Some(TokenSource::Cookie(name)) => {
+                let current = match &cookie {
+                    Some(c) => c.clone(),
+                    None => request.header("cookie").map(str::to_string),
+                };
+                cookie = Some(current.and_then(|c| source::cookie_without(&c, name)));
+            }
+            _ => {}
         }
     }
-    if path != request.view.path {
-        edits.path = Some(path);
-    }
-    if cookie_changed {
-        edits.cookie = Some(cookie);
-    }
+    edits.path = path.filter(|p| p != request.view.path);
+    edits.cookie = cookie;
     edits
 }
 

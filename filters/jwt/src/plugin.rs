@@ -205,11 +205,25 @@ enum Outcome {
     Wait,
 }
 
-/// Runs the decision for the current (effective) request context and applies it.
-/// `may_wait`: whether the request may still wait for keys.
-fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool) -> Outcome {
-    let now_ms = host::now_unix_millis();
-    let headers = host::request_headers();
+/// The request headers the decision needs: the whole map, or only the
+/// configured ones by name (see [`crate::config::RequestNeeds`]).
+fn read_headers(config: &Config, whole_map: bool) -> Vec<(String, String)> {
+    if whole_map {
+        return host::request_headers();
+    }
+    let mut out = Vec::with_capacity(config.needs.headers.len());
+    for name in &config.needs.headers {
+        if let Ok(Some(bytes)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
+            // Valid UTF-8 (the usual case) is taken as it is, without a copy.
+            let value = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            out.push((name.clone(), value));
+        }
+    }
+    out
+}
+
+fn request_of<'a>(headers: &'a [(String, String)], route: &'a str) -> Request<'a> {
     let pseudo = |name: &str| {
         headers
             .iter()
@@ -217,21 +231,42 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     };
-    let needs_route = shared.try_borrow().is_ok_and(|s| s.config.needs_route_name);
-    let route = if needs_route {
-        host::property_string(&["xds", "route_name"]).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let request = Request {
+    Request {
         view: RequestView {
             method: pseudo(":method"),
             host: pseudo(":authority"),
             path: pseudo(":path"),
-            route_name: &route,
+            route_name: route,
         },
-        headers: &headers,
-    };
+        headers,
+    }
+}
+
+/// Decides, and when an unknown kid may mean another worker already holds
+/// rotated keys, takes them and decides again.
+fn decide_synced(s: &mut Shared, config: &Config, request: &Request<'_>, now_ms: i64) -> Decision {
+    let verifier = s.verifier;
+    let decision = run_decide(s, config, request, verifier, now_ms);
+    if let Decision::Deny(Refusal {
+        reason: Reason::UnknownKid,
+        provider: Some(p),
+        ..
+    }) = decision
+    {
+        if let (Some(Some(r)), Some(provider)) = (s.remote.get_mut(p), config.providers.get(p)) {
+            if sync_record(r, &provider.name) {
+                s.cache.clear();
+                return run_decide(s, config, request, verifier, now_ms);
+            }
+        }
+    }
+    decision
+}
+
+/// Runs the decision for the current (effective) request context and applies it.
+/// `may_wait`: whether the request may still wait for keys.
+fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool) -> Outcome {
+    let now_ms = host::now_unix_millis();
     let Ok(mut guard) = shared.try_borrow_mut() else {
         return deny(
             shared,
@@ -244,22 +279,24 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
     };
     let s = &mut *guard;
     let config = s.config.clone();
-    let verifier = s.verifier;
-    let mut decision = run_decide(s, &config, &request, verifier, now_ms);
-    // An unknown kid: another worker may already hold the rotated keys.
-    if let Decision::Deny(Refusal {
-        reason: Reason::UnknownKid,
-        provider: Some(p),
-        ..
-    }) = decision
+    let route = if config.needs_route_name {
+        host::property_string(&["xds", "route_name"]).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut headers = read_headers(&config, config.needs.whole_map);
+    let mut decision = decide_synced(s, &config, &request_of(&headers, &route), now_ms);
+    // Only the headers the rules and token sources need were read: when the
+    // answer is not already an allow with a token, a CORS preflight could
+    // change it, so look (a header that is absent costs little), and decide
+    // again on the whole request if it may be one.
+    if !config.needs.whole_map
+        && config.bypass_cors_preflight
+        && !decide::is_authenticated(&decision)
+        && host::request_header("access-control-request-method").is_some()
     {
-        let name = config.providers[p].name.clone();
-        if let Some(Some(r)) = s.remote.get_mut(p) {
-            if sync_record(r, &name) {
-                s.cache.clear();
-                decision = run_decide(s, &config, &request, verifier, now_ms);
-            }
-        }
+        headers = read_headers(&config, true);
+        decision = decide_synced(s, &config, &request_of(&headers, &route), now_ms);
     }
     match decision {
         Decision::WaitForKeys(_) if may_wait => {
@@ -317,9 +354,9 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
             cache_hits,
         } => {
             let metrics = s.metrics;
-            let edits = decide::upstream_edits(&config, &request, &verified);
-            let identity = decide::identity_of(&config, &verified);
             drop(guard);
+            let request = request_of(&headers, &route);
+            let edits = decide::upstream_edits(&config, &request, &verified);
             for name in &edits.remove {
                 host::remove_request_header(name);
             }
@@ -334,9 +371,9 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
                 Some(None) => host::remove_request_header("cookie"),
                 None => {}
             }
-            if let Some(identity) = identity {
-                if let Ok(json) = serde_json::to_vec(&identity) {
-                    let _ = host::set_filter_state(contract::IDENTITY, &json);
+            if let Some(v) = verified.first() {
+                if !v.facts.identity.is_empty() {
+                    let _ = host::set_filter_state(contract::IDENTITY, &v.facts.identity);
                 }
             }
             metrics.allowed.inc();
@@ -817,15 +854,10 @@ struct JwtFilter {
     shared: Rc<RefCell<Shared>>,
 }
 
-impl Context for JwtFilter {
-    fn on_done(&mut self) -> bool {
-        if let Ok(mut s) = self.shared.try_borrow_mut() {
-            let id = self.context_id;
-            s.waiters.retain(|w| w.context_id != id);
-        }
-        true
-    }
-}
+// No `on_done`: a request that ends while waiting for keys stays in
+// `waiters` until its deadline, when `set_effective_context` fails for it and
+// it is dropped; not exporting the callback saves every request its call.
+impl Context for JwtFilter {}
 
 impl HttpContext for JwtFilter {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {

@@ -24,6 +24,8 @@ impl TokenSource {
     }
 }
 
+use std::borrow::Cow;
+
 /// The request parts a token can come from.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenPlaces<'a> {
@@ -33,12 +35,14 @@ pub struct TokenPlaces<'a> {
     pub path: &'a str,
 }
 
-impl TokenPlaces<'_> {
-    fn header(&self, name: &str) -> impl Iterator<Item = &str> {
-        let name = name.to_string();
+impl<'a> TokenPlaces<'a> {
+    fn header<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
         self.headers
             .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(&name))
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }
@@ -47,22 +51,22 @@ impl TokenPlaces<'_> {
 pub fn find<'a>(
     sources: &'a [TokenSource],
     places: &TokenPlaces<'a>,
-) -> Option<(String, &'a TokenSource)> {
+) -> Option<(Cow<'a, str>, &'a TokenSource)> {
     for source in sources {
-        let token = match source {
+        let token: Option<Cow<'a, str>> = match source {
             TokenSource::Header { name, prefix } => places.header(name).find_map(|v| {
                 let v = v.trim();
                 let head = v.get(..prefix.len())?;
                 head.eq_ignore_ascii_case(prefix)
-                    .then(|| v[prefix.len()..].trim().to_string())
+                    .then(|| Cow::Borrowed(v[prefix.len()..].trim()))
             }),
-            TokenSource::Query(param) => query_param(places.path, param),
+            TokenSource::Query(param) => query_param(places.path, param).map(Cow::Owned),
             TokenSource::Cookie(name) => places
                 .header("cookie")
                 .flat_map(|h| h.split(';'))
                 .find_map(|pair| {
                     let (k, v) = pair.split_once('=')?;
-                    (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+                    (k.trim() == name).then(|| Cow::Borrowed(v.trim().trim_matches('"')))
                 }),
         };
         if let Some(token) = token.filter(|t| !t.is_empty()) {
@@ -160,7 +164,8 @@ mod tests {
         ];
         let find_in = |h: &[(&str, &str)], path: &str| {
             let hs = headers(h);
-            find(&sources, &TokenPlaces { headers: &hs, path }).map(|(t, s)| (t, s.clone()))
+            find(&sources, &TokenPlaces { headers: &hs, path })
+                .map(|(t, s)| (t.into_owned(), s.clone()))
         };
         assert_eq!(
             find_in(&[("authorization", "bearer abc")], "/").unwrap().0,

@@ -163,6 +163,30 @@ fn no_matching_rule_is_refused_and_cors_preflight_passes() {
         ("access-control-request-method", "POST"),
     ];
     assert!(allowed(run(&c, "OPTIONS", "/api", &pre)).is_empty());
+    // A preflight with a bad token still passes, without identity; one with
+    // a valid token is handled like any request.
+    let bad = [
+        ("origin", "https://app"),
+        ("access-control-request-method", "POST"),
+        ("authorization", "Bearer x.y.z"),
+    ];
+    assert!(allowed(run(&c, "OPTIONS", "/api", &bad)).is_empty());
+    let good = format!("Bearer {}", mint(1, "ka", good_claims("https://a")));
+    let with_token = [
+        ("origin", "https://app"),
+        ("access-control-request-method", "POST"),
+        ("authorization", good.as_str()),
+    ];
+    assert_eq!(allowed(run(&c, "OPTIONS", "/api", &with_token)).len(), 1);
+    let off = {
+        let mut c = c.clone();
+        c.bypass_cors_preflight = false;
+        c
+    };
+    assert_eq!(
+        denied(run(&off, "OPTIONS", "/api", &pre)),
+        Reason::TokenMissing
+    );
     assert_eq!(
         denied(run(&c, "OPTIONS", "/api", &[("origin", "https://app")])),
         Reason::TokenMissing
@@ -379,23 +403,41 @@ fn upstream_edits_remove_client_copies_and_tokens() {
         NOW,
     ));
     let edits = upstream_edits(&c, &req, &v);
-    assert_eq!(
-        edits.remove,
-        vec!["x-sub", "x-roles", "x-jwt-payload", "authorization"]
-    );
-    assert!(edits.set.contains(&("x-sub".into(), "alice".into())));
-    assert!(edits.set.contains(&("x-roles".into(), "admin".into())));
+    // Set headers replace the client's copies; the token header goes.
+    assert_eq!(edits.remove, vec!["authorization"]);
+    assert!(edits.set.contains(&("x-sub", "alice")));
+    assert!(edits.set.contains(&("x-roles", "admin")));
     let payload = edits
         .set
         .iter()
-        .find(|(k, _)| k == "x-jwt-payload")
+        .find(|(k, _)| *k == "x-jwt-payload")
         .unwrap();
     let decoded: Value =
-        serde_json::from_slice(&crate::jws::b64url_decode(&payload.1).unwrap()).unwrap();
+        serde_json::from_slice(&crate::jws::b64url_decode(payload.1).unwrap()).unwrap();
     assert_eq!(decoded["sub"], "alice");
     // No token needed, still the client's copies go.
     let none = upstream_edits(&c, &req, &[]);
     assert_eq!(none.remove, vec!["x-sub", "x-roles", "x-jwt-payload"]);
+    // A claim the token lacks: its header is removed, not set.
+    let mut no_roles = good_claims("https://a");
+    no_roles.as_object_mut().unwrap().remove("roles");
+    let bearer = format!("Bearer {}", mint(1, "ka", no_roles));
+    let hs = headers(&[("authorization", &bearer), ("x-roles", "forged")]);
+    let req2 = Request {
+        headers: &hs,
+        ..req
+    };
+    let v = allowed(decide(
+        &c,
+        &req2,
+        &inline_keys(&c),
+        &Portable,
+        &mut TokenCache::new(4),
+        NOW,
+    ));
+    let edits = upstream_edits(&c, &req2, &v);
+    assert_eq!(edits.remove, vec!["x-roles", "authorization"]);
+    assert!(edits.set.iter().all(|(k, _)| *k != "x-roles"));
     assert!(none.set.is_empty());
     // Query and cookie tokens are taken out when not forwarded.
     let path = format!("/q?access_token={token}&keep=1");
