@@ -173,7 +173,7 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
     let find = |name: &str| {
         all_request_headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
     let wanted = ["x-request-id", "user-agent", "referer", "x-forwarded-for"];
@@ -210,7 +210,7 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
             .iter()
             .filter_map(|name| {
                 all.iter()
-                    .find(|(n, _)| n == name)
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
                     .map(|(_, v)| (name.clone(), v.clone()))
             })
             .collect();

@@ -111,20 +111,29 @@ impl Context for MfaFilter {}
 impl HttpContext for MfaFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let (config, metrics) = &*self.shared;
-        // Single header lookups are cheap and a whole-map read serializes
-        // every header: read only what this request's decision needs.
+        // One read of the whole request map costs less than two lookups by
+        // name (each value handed back is a call into the VM; see
+        // docs/performance.md), and the decision needs at least the method
+        // and the path.
+        let headers = host::request_headers();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
         // Client copies of the headers this filter sets never reach the upstream.
         for name in config.upstream_headers.names() {
-            if host::request_header(name).is_some() {
+            if find(name).is_some() {
                 host::remove_request_header(name);
             }
         }
-        let header = |name: &str| host::request_header(name).unwrap_or_default();
+        let header = |name: &str| find(name).unwrap_or_default();
         let (method, path) = (header(":method"), header(":path"));
         let authority = if config.needs_host {
             header(":authority")
         } else {
-            String::new()
+            ""
         };
         let route_name = if config.needs_route_name {
             host::property_string(&["xds", "route_name"]).unwrap_or_default()
@@ -132,9 +141,9 @@ impl HttpContext for MfaFilter {
             String::new()
         };
         let view = RequestView {
-            method: &method,
-            host: &authority,
-            path: &path,
+            method,
+            host: authority,
+            path,
             route_name: &route_name,
         };
         let Some(policy) = config.policy_index_for(&view) else {
@@ -147,14 +156,10 @@ impl HttpContext for MfaFilter {
                 (p.client_certificate_amr.is_some(), p.browser_redirect)
             });
         let client_certificate = wants_certificate && identity.is_some() && verified_peer();
-        let accept = if wants_accept {
-            host::request_header("accept")
-        } else {
-            None
-        };
+        let accept = if wants_accept { find("accept") } else { None };
         let request = RequestFacts {
             view,
-            accept: accept.as_deref(),
+            accept,
             identity: identity.as_deref(),
             client_certificate,
             now_unix_ms: host::now_unix_millis(),
