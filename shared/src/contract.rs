@@ -9,6 +9,7 @@
 //! | property | written by | type |
 //! |---|---|---|
 //! | `palisade.identity` | jwt, only for a verified token | [`Identity`] |
+//! | `palisade.identities` | jwt, when a rule required several tokens (`all`) | array of [`Identity`], in the rule's provider order; the first is `palisade.identity` |
 //! | `palisade.mfa` | mfa | [`MfaDecision`] |
 //! | `palisade.ratelimit` | ratelimit | [`RateLimitDecision`] |
 //! | `palisade.waf` | waf | [`WafDecision`] |
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 
 /// Property name of the verified identity.
 pub const IDENTITY: &str = "palisade.identity";
+/// Property name of every verified identity, when a rule required a token
+/// from each of several providers: a JSON array of [`Identity`].
+pub const IDENTITIES: &str = "palisade.identities";
 /// Property name of the MFA step-up decision.
 pub const MFA: &str = "palisade.mfa";
 /// Property name of the rate-limit decision.
