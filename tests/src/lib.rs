@@ -20,6 +20,7 @@ mod echo;
 mod envoy;
 mod http;
 mod paths;
+pub mod tokens;
 
 pub use echo::EchoUpstream;
 pub use envoy::{run_dir, Envoy, EnvoyConfig};

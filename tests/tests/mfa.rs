@@ -6,61 +6,31 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
+use palisade_e2e::tokens::{now, TestIssuer};
 use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://idp.mfa.test";
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A test-only P-256 key (a fixed scalar: these tests need no secrecy).
-fn key() -> SigningKey {
-    SigningKey::from_slice(&[0x5a; 32]).unwrap()
-}
-
-fn jwks() -> Value {
-    let point = key().verifying_key().to_encoded_point(false);
-    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "mfa-1", "alg": "ES256",
-                     "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]})
+fn issuer() -> TestIssuer {
+    TestIssuer::new(ISSUER, "mfa-1", 0x5a)
 }
 
 /// A token for alice with the standard claims plus `extra` (acr, amr, auth_time, ...).
 fn token(extra: Value) -> String {
-    let mut claims = json!({"iss": ISSUER, "aud": "api", "sub": "alice",
-                            "iat": now(), "exp": now() + 600});
+    let mut claims = json!({"sub": "alice"});
     for (k, v) in extra.as_object().unwrap() {
         claims[k] = v.clone();
     }
-    let header = json!({"alg": "ES256", "typ": "JWT", "kid": "mfa-1"});
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let sig: Signature = key().sign(input.as_bytes());
-    format!("{input}.{}", b64(&sig.to_bytes()))
+    issuer().token(claims)
 }
 
 /// The JWT filter: verifies tokens from our issuer, lets requests without a
 /// token through (so the MFA filter sees anonymous requests too).
 fn jwt_config() -> Value {
     json!({
-        "providers": {"corp": {"issuer": ISSUER, "audiences": ["api"], "jwks": jwks()}},
+        "providers": {"corp": {"issuer": ISSUER, "audiences": ["api"], "jwks": issuer().jwks()}},
         "rules": [{"match": {}, "requires": {"provider": "corp"}, "allow_missing": true}]
     })
 }

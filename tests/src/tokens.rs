@@ -1,0 +1,67 @@
+//! ES256 tokens minted by the tests themselves, for the filters that sit
+//! behind `palisade-jwt` (MFA, rate limit): a fixed test-only P-256 key per
+//! issuer, its JWKS, and compact JWS tokens with the claims a test asks for.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use serde_json::{json, Value};
+
+/// Base64url without padding, as JOSE writes it.
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An issuer with one ES256 key. The key is a fixed scalar derived from
+/// `seed`: these tests need distinct keys, not secret ones.
+pub struct TestIssuer {
+    /// The `iss` claim of its tokens.
+    pub issuer: String,
+    /// The `kid` of its key.
+    pub kid: String,
+    key: SigningKey,
+}
+
+impl TestIssuer {
+    /// An issuer named `issuer` whose key has id `kid`.
+    pub fn new(issuer: &str, kid: &str, seed: u8) -> Self {
+        let key = SigningKey::from_slice(&[seed; 32]).unwrap();
+        TestIssuer {
+            issuer: issuer.to_string(),
+            kid: kid.to_string(),
+            key,
+        }
+    }
+
+    /// The JWKS holding its public key.
+    pub fn jwks(&self) -> Value {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256",
+                         "x": b64url(point.x().unwrap()), "y": b64url(point.y().unwrap())}]})
+    }
+
+    /// A token for audience `api` with `iss`, `iat` and `exp` (10 minutes)
+    /// set, plus `claims` (which may override them).
+    pub fn token(&self, claims: Value) -> String {
+        let mut all = json!({"iss": self.issuer, "aud": "api", "iat": now(), "exp": now() + 600});
+        for (k, v) in claims.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(all.to_string().as_bytes())
+        );
+        let signature: Signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", b64url(&signature.to_bytes()))
+    }
+}
