@@ -383,6 +383,7 @@ fn token_sources_forwarding_and_tolerance() {
             "h": {"issuer": "https://h", "jwks": jwks(&[&ed]), "from": [{"header": "x-api-token", "prefix": "Token "}], "forward": true}
         },
         "rules": [
+            {"match": {"path": {"prefix": "/both"}}, "requires": {"all": ["q", "h"]}},
             {"match": {"path": {"prefix": "/q"}}, "requires": {"provider": "q"}},
             {"match": {"path": {"prefix": "/maybe"}}, "requires": {"provider": "h"}, "allow_missing": true},
             {"match": {"path": {"prefix": "/lenient"}}, "requires": {"provider": "h"}, "allow_missing_or_failed": true},
@@ -392,6 +393,7 @@ fn token_sources_forwarding_and_tolerance() {
     let envoy = EnvoyConfig::new()
         .wasm_filter("jwt", config)
         .upstream(&upstream)
+        .access_log_format("%REQ(:PATH)% %FILTER_STATE(wasm.palisade.identity:PLAIN)% %FILTER_STATE(wasm.palisade.identities:PLAIN)%\n")
         .start();
     let mut q_claims = claims("https://q");
     q_claims.as_object_mut().unwrap().remove("aud");
@@ -425,6 +427,34 @@ fn token_sources_forwarding_and_tolerance() {
         200
     );
     assert!(envoy.counter("palisade.jwt.allowed_without_token").unwrap() >= 2);
+    // An `all` rule: both tokens needed, both identities published.
+    let both = |with_h: bool| {
+        let mut r = Request::get(&format!("/both?access_token={q}"));
+        if with_h {
+            r = r.header("x-api-token", &format!("Token {h}"));
+        }
+        envoy.request(r)
+    };
+    assert_eq!(both(false).status, 401);
+    let seen = echoed(&both(true));
+    assert_eq!(seen["path"], "/both");
+    let find = || {
+        envoy
+            .access_log()
+            .into_iter()
+            .find(|l| l.starts_with("/both") && l.contains(" [{"))
+    };
+    eventually(Duration::from_secs(10), "the /both request logged", || {
+        find().is_some()
+    });
+    let line = find().unwrap();
+    let (first, all) = line.split_once(' ').unwrap().1.split_once(" [").unwrap();
+    let first: Value = serde_json::from_str(first).unwrap();
+    let all: Value = serde_json::from_str(&format!("[{all}")).unwrap();
+    assert_eq!(first["provider"], "q");
+    assert_eq!(all[0], first);
+    assert_eq!(all[1]["provider"], "h");
+    assert_eq!(all[1]["iss"], "https://h");
     // CORS preflight passes by default.
     let pre = envoy.request(
         Request::new("OPTIONS", "/h")

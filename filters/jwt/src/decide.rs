@@ -419,6 +419,26 @@ pub fn identity_of(config: &Config, verified: &[Verified]) -> Option<Identity> {
     ))
 }
 
+/// For a rule that required several tokens (`all`): every verified
+/// identity, the JSON array published as `palisade.identities`, in the
+/// rule's provider order; `None` when one token was verified.
+pub fn identities_json(verified: &[Verified]) -> Option<Vec<u8>> {
+    if verified.len() < 2 {
+        return None;
+    }
+    let size: usize = verified.iter().map(|v| v.facts.identity.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 1);
+    out.push(b'[');
+    for v in verified.iter().filter(|v| !v.facts.identity.is_empty()) {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&v.facts.identity);
+    }
+    out.push(b']');
+    Some(out)
+}
+
 /// How to change the request toward the upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamEdits<'a> {

@@ -376,6 +376,9 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, context_id: u32, may_wait: bool)
                     let _ = host::set_filter_state(contract::IDENTITY, &v.facts.identity);
                 }
             }
+            if let Some(all) = decide::identities_json(&verified) {
+                let _ = host::set_filter_state(contract::IDENTITIES, &all);
+            }
             metrics.allowed.inc();
             if cache_hits > 0 {
                 metrics.cache_hit.add(u64::from(cache_hits));

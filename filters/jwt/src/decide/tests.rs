@@ -218,15 +218,22 @@ fn any_all_and_tolerance() {
         denied(run(&all, "GET", "/", &[("authorization", &a)])),
         Reason::TokenMissing
     );
-    assert_eq!(
-        allowed(run(
-            &all,
-            "GET",
-            "/",
-            &[("authorization", &a), ("x-b-token", &b)]
-        ))
-        .len(),
-        2
+    let both = allowed(run(
+        &all,
+        "GET",
+        "/",
+        &[("authorization", &a), ("x-b-token", &b)],
+    ));
+    assert_eq!(both.len(), 2);
+    // Every identity is published for an `all` rule, in the rule's order.
+    let ids: Vec<Identity> = serde_json::from_slice(&identities_json(&both).unwrap()).unwrap();
+    let providers: Vec<&str> = ids.iter().map(|i| i.provider.as_str()).collect();
+    assert_eq!(providers, ["a", "b"]);
+    assert_eq!(ids[1].iss, "https://b");
+    let one = allowed(run(&any, "GET", "/", &[("authorization", &a)]));
+    assert!(
+        identities_json(&one).is_none(),
+        "one token: palisade.identity only"
     );
     let missing_ok = config(json!([{"requires": {"provider": "a"}, "allow_missing": true}]));
     assert!(allowed(run(&missing_ok, "GET", "/", &[])).is_empty());
