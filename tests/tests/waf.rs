@@ -259,6 +259,26 @@ fn exclusions_apply_per_route() {
 }
 
 #[test]
+fn exclusions_can_name_an_envoy_route() {
+    // The adapter reads Envoy's route name only when a match names a route.
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter(
+            "waf",
+            json!({"exclusions": [{"match": {"route_name": "cms"}, "families": ["xss"]}]}),
+        )
+        .upstream(&upstream)
+        .routes(json!([
+            {"name": "cms", "match": {"prefix": "/cms/"}, "route": {"cluster": "upstream"}},
+            {"name": "other", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
+        ]))
+        .start();
+    let xss = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    assert_eq!(envoy.get(&format!("/cms/page?html={xss}")).status, 200);
+    assert_eq!(envoy.get(&format!("/blog/page?html={xss}")).status, 403);
+}
+
+#[test]
 fn an_invalid_configuration_stops_envoy() {
     let log = EnvoyConfig::new()
         .wasm_filter("waf", json!({"paranoia_level": 7}))

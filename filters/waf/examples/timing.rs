@@ -1,5 +1,9 @@
 //! Times the core on the benchmark requests: `cargo run --release --example
-//! timing --no-default-features -p palisade-waf`.
+//! timing --no-default-features -p palisade-waf`. `WAF_TIMING_N` sets the
+//! iterations per row (default 20000) and `WAF_TIMING_ROW` keeps only the
+//! rows whose name contains it: with a small N under `valgrind
+//! --tool=callgrind` this gives instruction counts, which a busy machine
+//! does not disturb.
 
 use std::time::Instant;
 
@@ -19,7 +23,15 @@ fn main() {
     println!("compile: {:?}", started.elapsed());
     let scenario: serde_json::Value =
         serde_json::from_str(include_str!("../../../bench/scenarios/waf.json")).unwrap_or_default();
+    let n: u32 = std::env::var("WAF_TIMING_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let only = std::env::var("WAF_TIMING_ROW").unwrap_or_default();
     for row in scenario["rows"].as_array().into_iter().flatten() {
+        if !row["name"].as_str().unwrap_or("").contains(&only) {
+            continue;
+        }
         let req = &row["request"];
         let headers: Vec<(String, String)> = req["headers"]
             .as_object()
@@ -38,7 +50,6 @@ fn main() {
             headers: &headers,
         };
         let verdict = waf.inspect(&head, body);
-        let n = 20_000;
         let t = Instant::now();
         for _ in 0..n {
             std::hint::black_box(waf.inspect(&head, body));

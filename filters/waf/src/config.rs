@@ -247,6 +247,9 @@ pub struct Config {
     pub families: Vec<String>,
     /// The enabled request-framing checks: id, score.
     pub framing_rules: Vec<(u32, u32)>,
+    /// Whether an exclusion or CSRF exemption matches on Envoy's route
+    /// name (the adapter reads that attribute only then: it is costly).
+    pub needs_route_name: bool,
 }
 
 fn family_ok(name: &str, custom: &HashSet<String>) -> bool {
@@ -397,7 +400,7 @@ impl Config {
             })
             .map(|(id, _, severity, _)| (*id, severity.score()))
             .collect();
-        let rules = RuleSet::compile(&specs, signatures::trigger).map_err(|(i, e)| {
+        let rules = RuleSet::compile(&specs).map_err(|(i, e)| {
             let id = specs.get(i).map_or(0, |s| s.id);
             let at = json
                 .custom_rules
@@ -476,6 +479,12 @@ impl Config {
         extra.sort();
         families.extend(extra);
 
+        let needs_route_name = json
+            .exclusions
+            .iter()
+            .map(|e| &e.request)
+            .chain(json.csrf.exempt.iter().filter(|_| json.csrf.enabled))
+            .any(|m| m.route_name.is_some());
         Ok(Config {
             mode: json.mode,
             paranoia_level: json.paranoia_level,
@@ -493,6 +502,7 @@ impl Config {
             csrf,
             families,
             framing_rules,
+            needs_route_name,
         })
     }
 }
@@ -571,5 +581,21 @@ mod tests {
         )
         .unwrap();
         assert!(c.families.contains(&"internal".to_string()));
+    }
+
+    #[test]
+    fn the_route_name_is_needed_only_when_a_match_names_a_route() {
+        let needs = |json: &str| Config::from_json(json.as_bytes()).unwrap().needs_route_name;
+        assert!(!needs("{}"));
+        assert!(!needs(
+            r#"{"exclusions":[{"match":{"path":{"prefix":"/a"}}}]}"#
+        ));
+        assert!(needs(
+            r#"{"exclusions":[{"match":{"route_name":"admin"}}]}"#
+        ));
+        assert!(needs(r#"{"csrf":{"exempt":[{"route_name":"hooks"}]}}"#));
+        assert!(!needs(
+            r#"{"csrf":{"enabled":false,"exempt":[{"route_name":"hooks"}]}}"#
+        ));
     }
 }

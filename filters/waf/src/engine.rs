@@ -1,21 +1,23 @@
 //! The compiled signature set and the scan of one value.
 //!
-//! Rules are grouped by (transformation pipeline, family). Each group is one
-//! `regex-automata` multi-pattern regex (`MatchKind::All`, overlapping
-//! search, so every rule that matches is reported) plus, for phrase lists,
-//! one Aho-Corasick automaton: both run in time linear in the value whatever
-//! the patterns. A value is transformed once per pipeline, and a group runs
-//! only when its cheap trigger (a byte class or a keyword) is present in the
-//! transformed value, so a benign value of plain words and digits costs a
-//! few byte scans and no automaton at all.
+//! Every rule is one `regex-automata` regex (lazy DFA) or one Aho-Corasick
+//! phrase automaton: both run in time linear in the value whatever the
+//! pattern. In front of them sits a prefilter derived from the rules
+//! themselves ([`crate::literals`]): the literals without which a rule
+//! cannot match, merged into one byte table and one Aho-Corasick automaton
+//! over all rules. A value costs one byte pass and one literal scan per
+//! distinct transformation output, and only the rules whose literals occur
+//! run their automaton; a benign value of plain words and digits usually
+//! runs none.
 
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind as AcMatchKind};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::Input;
 
+use crate::literals::{self, Required};
 use crate::rules::{Pattern, RuleSpec, Targets};
 use crate::transform::{self, Transform};
 
@@ -36,83 +38,115 @@ pub struct Rule {
     pub description: String,
 }
 
-/// The cheap test that decides whether a group's automata run on a value:
-/// any of its bytes, or any of its keywords (ASCII case-insensitive), must
-/// occur in the transformed value. The tests of every group are merged into
-/// one byte table and one keyword automaton, so a value costs one pass over
-/// its bytes and one keyword scan per distinct transformation output,
-/// whatever the number of groups.
-#[derive(Debug, Clone, Default)]
-pub struct Trigger {
-    bytes: Vec<u8>,
-    words: Vec<String>,
-    always: bool,
-}
+/// Rules the prefilter tracks one by one; any rule past them always runs.
+const TRACKED: usize = 256;
 
-impl Trigger {
-    /// Always run (custom rules, whose content is unknown).
-    pub fn always() -> Self {
-        Trigger {
-            always: true,
-            ..Trigger::default()
+/// A set of rule indices below [`TRACKED`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bits([u64; TRACKED / 64]);
+
+impl Bits {
+    fn set(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1u64 << (i % 64);
         }
     }
 
-    /// Run when any of `bytes` or any of `words` occurs.
-    pub fn new(bytes: &[u8], words: &[&str]) -> Result<Self, String> {
-        if words.iter().any(|w| w.is_empty()) {
-            return Err("empty trigger word".into());
+    fn or(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a |= b;
         }
-        Ok(Trigger {
-            bytes: bytes.to_vec(),
-            words: words.iter().map(|w| (*w).to_string()).collect(),
-            always: false,
+    }
+
+    fn covers(&self, other: &Bits) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & b == *b)
+    }
+
+    fn and(&self, other: &Bits) -> Bits {
+        let mut out = *self;
+        for (a, b) in out.0.iter_mut().zip(other.0.iter()) {
+            *a &= b;
+        }
+        out
+    }
+
+    /// The indices in the set, in order.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, word)| {
+            let mut word = *word;
+            std::iter::from_fn(move || {
+                if word == 0 {
+                    return None;
+                }
+                let bit = word.trailing_zeros() as usize;
+                word &= word - 1;
+                Some(w * 64 + bit)
+            })
         })
     }
 }
 
-/// Every group's trigger, merged: bit `i` stands for group `i`.
+/// The literals of every rule, merged: which rules may match a value.
 #[derive(Debug)]
-struct Triggers {
-    /// Groups each byte value triggers.
-    bytes: Box<[u64; 256]>,
-    /// All keywords; `word_groups[pattern]` are the groups a keyword triggers.
-    words: Option<AhoCorasick>,
-    word_groups: Vec<u64>,
-    /// Groups with at least one keyword.
-    with_words: u64,
-    /// Groups that always run (and every group past the 64th).
-    always: u64,
+struct Prefilter {
+    /// Byte value -> index into `byte_rules` (0: no rule needs it).
+    byte_slot: Box<[u8; 256]>,
+    byte_rules: Vec<Bits>,
+    /// Literals of two bytes or more; `literal_rules[pattern]` are the
+    /// rules a literal stands for.
+    literals: Option<AhoCorasick>,
+    literal_rules: Vec<Bits>,
+    /// Rules with a literal of two bytes or more.
+    with_literals: Bits,
+    /// Rules without a usable literal: they always run.
+    always: Bits,
 }
 
-impl Triggers {
-    fn build(triggers: &[Trigger]) -> Result<Self, String> {
-        let mut bytes = Box::new([0u64; 256]);
-        let mut words: Vec<&str> = Vec::new();
-        let mut word_groups: Vec<u64> = Vec::new();
-        let mut with_words = 0u64;
-        let mut always = 0u64;
-        for (i, t) in triggers.iter().enumerate() {
-            if i >= 64 || t.always {
-                always |= 1u64.checked_shl(i as u32).unwrap_or(0);
+impl Prefilter {
+    fn build(required: &[Required]) -> Result<Self, String> {
+        let mut byte_slot = Box::new([0u8; 256]);
+        let mut byte_rules = vec![Bits::default()];
+        let mut words: Vec<&[u8]> = Vec::new();
+        let mut literal_rules: Vec<Bits> = Vec::new();
+        let mut with_literals = Bits::default();
+        let mut always = Bits::default();
+        for (rule, req) in required.iter().enumerate() {
+            let Required::AnyOf(set) = req else {
+                always.set(rule);
                 continue;
-            }
-            let bit = 1u64 << i;
-            for b in &t.bytes {
-                bytes[usize::from(*b)] |= bit;
-            }
-            for w in &t.words {
-                with_words |= bit;
-                match words.iter().position(|x| x.eq_ignore_ascii_case(w)) {
-                    Some(p) => word_groups[p] |= bit,
-                    None => {
-                        words.push(w.as_str());
-                        word_groups.push(bit);
+            };
+            for lit in set {
+                if let [b] = lit.as_slice() {
+                    for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                        let slot = &mut byte_slot[usize::from(b)];
+                        if *slot == 0 {
+                            // At most 256 distinct bytes, so at most 256 slots;
+                            // slot 0 is the empty set.
+                            byte_rules.push(Bits::default());
+                            *slot = u8::try_from(byte_rules.len() - 1).unwrap_or(u8::MAX);
+                        }
+                        if let Some(bits) = byte_rules.get_mut(usize::from(*slot)) {
+                            bits.set(rule);
+                        }
+                    }
+                } else {
+                    with_literals.set(rule);
+                    match words.iter().position(|w| w.eq_ignore_ascii_case(lit)) {
+                        Some(p) => literal_rules[p].set(rule),
+                        None => {
+                            words.push(lit);
+                            let mut bits = Bits::default();
+                            bits.set(rule);
+                            literal_rules.push(bits);
+                        }
                     }
                 }
             }
         }
-        let words = if words.is_empty() {
+        if byte_rules.len() > 256 {
+            return Err("too many prefilter bytes".into());
+        }
+        let literals = if words.is_empty() {
             None
         } else {
             Some(
@@ -124,61 +158,86 @@ impl Triggers {
                     .map_err(|e| e.to_string())?,
             )
         };
-        Ok(Triggers {
-            bytes,
-            words,
-            word_groups,
-            with_words,
+        Ok(Prefilter {
+            byte_slot,
+            byte_rules,
+            literals,
+            literal_rules,
+            with_literals,
             always,
         })
     }
 
-    /// The groups whose trigger fires on `value`.
-    fn fired(&self, value: &[u8]) -> u64 {
-        let mut mask = self.always;
+    /// The rules that may match `value`.
+    fn fired(&self, value: &[u8]) -> Bits {
+        let mut fired = self.always;
+        // Which byte slots occur, then their rules once each.
+        let mut seen = [0u64; 4];
         for b in value {
-            mask |= self.bytes[usize::from(*b)];
+            let slot = self.byte_slot[usize::from(*b)];
+            seen[usize::from(slot / 64)] |= 1u64 << (slot % 64);
         }
-        if mask & self.with_words != self.with_words {
-            if let Some(ac) = &self.words {
-                for m in ac.find_overlapping_iter(value) {
-                    mask |= self
-                        .word_groups
-                        .get(m.pattern().as_usize())
-                        .copied()
-                        .unwrap_or(0);
+        seen[0] &= !1;
+        for (w, word) in seen.iter().enumerate() {
+            let mut word = *word;
+            while word != 0 {
+                let bit = word.trailing_zeros() as usize;
+                word &= word - 1;
+                if let Some(bits) = self.byte_rules.get(w * 64 + bit) {
+                    fired.or(bits);
                 }
             }
         }
-        mask
+        if let Some(ac) = &self.literals {
+            if !fired.covers(&self.with_literals) {
+                for m in ac.find_overlapping_iter(value) {
+                    if let Some(bits) = self.literal_rules.get(m.pattern().as_usize()) {
+                        fired.or(bits);
+                    }
+                }
+            }
+        }
+        fired
     }
 }
 
 #[derive(Debug)]
-struct PhraseSet {
-    ac: AhoCorasick,
-    /// Per phrase: the rule index and whether it needs word boundaries.
-    owners: Vec<(usize, bool)>,
+enum Matcher {
+    Regex(Regex),
+    Phrases {
+        ac: AhoCorasick,
+        /// Only outside longer words.
+        word: bool,
+    },
 }
 
-#[derive(Debug)]
-struct Group {
-    pipeline: usize,
-    family: String,
-    targets: Targets,
-    regex: Option<Regex>,
-    /// Pattern index -> rule index.
-    regex_rules: Vec<usize>,
-    phrases: Option<PhraseSet>,
+impl Matcher {
+    fn matches(&self, hay: &[u8]) -> bool {
+        match self {
+            Matcher::Regex(re) => re.is_match(Input::new(hay)),
+            Matcher::Phrases { ac, word: false } => ac.is_match(hay),
+            Matcher::Phrases { ac, word: true } => ac
+                .find_overlapping_iter(hay)
+                .any(|m| at_word_boundaries(hay, m.start(), m.end())),
+        }
+    }
 }
 
 /// Every enabled rule, compiled.
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    matchers: Vec<Matcher>,
     pipelines: Vec<Vec<Transform>>,
-    groups: Vec<Group>,
-    triggers: Triggers,
+    /// Per pipeline, its rules below [`TRACKED`].
+    pipeline_rules: Vec<Bits>,
+    /// Per pipeline, its rules past [`TRACKED`] (they always run).
+    pipeline_untracked: Vec<Vec<usize>>,
+    /// The targets any rule of a pipeline inspects.
+    pipeline_targets: Vec<Targets>,
+    /// Rules with no usable literal (they run on every value).
+    unfiltered: usize,
+    prefilter: Prefilter,
 }
 
 /// A rule that matched one value: rule index into [`RuleSet::rules`].
@@ -194,22 +253,15 @@ pub trait RuleFilter {
 }
 
 impl RuleSet {
-    /// Compiles `specs`. `trigger_for` gives the trigger of a family
-    /// (`Trigger::always()` for families it does not know).
-    pub fn compile(
-        specs: &[RuleSpec],
-        trigger_for: impl Fn(&str) -> Result<Trigger, String>,
-    ) -> Result<Self, (usize, String)> {
+    /// Compiles `specs`; an error gives the index of the rule at fault.
+    pub fn compile(specs: &[RuleSpec]) -> Result<Self, (usize, String)> {
         let mut rules = Vec::with_capacity(specs.len());
+        let mut matchers = Vec::with_capacity(specs.len());
+        let mut pipeline_rules: Vec<Bits> = Vec::new();
+        let mut pipeline_untracked: Vec<Vec<usize>> = Vec::new();
         let mut pipelines: Vec<Vec<Transform>> = Vec::new();
-        // (pipeline, family) -> (regex patterns with rule index, phrase lists with rule index)
-        type Pending<'s> = (
-            usize,
-            String,
-            Vec<(&'s str, usize)>,
-            Vec<(&'s [String], bool, usize)>,
-        );
-        let mut pending: Vec<Pending<'_>> = Vec::new();
+        let mut pipeline_targets: Vec<Targets> = Vec::new();
+        let mut required = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             rules.push(Rule {
                 id: spec.id,
@@ -223,85 +275,49 @@ impl RuleSet {
                 Some(p) => p,
                 None => {
                     pipelines.push(spec.transforms.clone());
+                    pipeline_targets.push(Targets::default());
+                    pipeline_rules.push(Bits::default());
+                    pipeline_untracked.push(Vec::new());
                     pipelines.len() - 1
                 }
             };
-            let slot = match pending
-                .iter()
-                .position(|(p, f, _, _)| *p == pipeline && *f == spec.family)
-            {
-                Some(s) => s,
-                None => {
-                    pending.push((pipeline, spec.family.clone(), Vec::new(), Vec::new()));
-                    pending.len() - 1
-                }
-            };
+            pipeline_targets[pipeline] = pipeline_targets[pipeline].or(spec.targets);
+            if i < TRACKED {
+                pipeline_rules[pipeline].set(i);
+            } else {
+                pipeline_untracked[pipeline].push(i);
+            }
             match &spec.pattern {
-                Pattern::Regex(re) => pending[slot].2.push((re.as_str(), i)),
+                Pattern::Regex(re) => {
+                    matchers.push(Matcher::Regex(build_regex(re).map_err(|e| (i, e))?));
+                    required.push(literals::required(re));
+                }
                 Pattern::Phrases { list, word } => {
-                    pending[slot].3.push((list.as_slice(), *word, i))
+                    let ac = AhoCorasickBuilder::new()
+                        .ascii_case_insensitive(true)
+                        .match_kind(AcMatchKind::Standard)
+                        .build(list)
+                        .map_err(|e| (i, e.to_string()))?;
+                    matchers.push(Matcher::Phrases { ac, word: *word });
+                    required.push(literals::phrases(list));
                 }
             }
         }
-        let mut groups = Vec::with_capacity(pending.len());
-        for (pipeline, family, regexes, phrase_lists) in pending {
-            let mut targets = Targets::default();
-            for (_, r) in &regexes {
-                targets = targets.or(rules[*r].targets);
-            }
-            for (_, _, r) in &phrase_lists {
-                targets = targets.or(rules[*r].targets);
-            }
-            let regex = if regexes.is_empty() {
-                None
-            } else {
-                let patterns: Vec<&str> = regexes.iter().map(|(p, _)| *p).collect();
-                Some(build_regex(&patterns).map_err(|(k, e)| (regexes[k].1, e))?)
-            };
-            let phrases = if phrase_lists.is_empty() {
-                None
-            } else {
-                let mut words: Vec<&str> = Vec::new();
-                let mut owners = Vec::new();
-                for (list, word, r) in &phrase_lists {
-                    for w in list.iter() {
-                        words.push(w.as_str());
-                        owners.push((*r, *word));
-                    }
-                }
-                let ac = AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::Standard)
-                    .build(&words)
-                    .map_err(|e| (phrase_lists[0].2, e.to_string()))?;
-                Some(PhraseSet { ac, owners })
-            };
-            let first_rule = regexes
-                .first()
-                .map(|(_, r)| *r)
-                .or_else(|| phrase_lists.first().map(|(_, _, r)| *r))
-                .unwrap_or(0);
-            let trigger = trigger_for(&family).map_err(|e| (first_rule, e))?;
-            groups.push((
-                trigger,
-                Group {
-                    pipeline,
-                    family,
-                    targets,
-                    regex,
-                    regex_rules: regexes.iter().map(|(_, r)| *r).collect(),
-                    phrases,
-                },
-            ));
-        }
-        groups.sort_by_key(|(_, g)| g.pipeline);
-        let (triggers, groups): (Vec<Trigger>, Vec<Group>) = groups.into_iter().unzip();
-        let triggers = Triggers::build(&triggers).map_err(|e| (0, e))?;
+        let prefilter = Prefilter::build(&required).map_err(|e| (0, e))?;
+        let unfiltered = required
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i >= TRACKED || **r == Required::Nothing)
+            .count();
         Ok(RuleSet {
             rules,
+            matchers,
             pipelines,
-            groups,
-            triggers,
+            pipeline_rules,
+            pipeline_untracked,
+            pipeline_targets,
+            unfiltered,
+            prefilter,
         })
     }
 
@@ -310,9 +326,15 @@ impl RuleSet {
         &self.rules
     }
 
-    /// How many automata groups were built (for the operator's log).
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
+    /// How many distinct transformation pipelines the rules use.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// How many rules have no literal for the prefilter (they run on every
+    /// value).
+    pub fn unfiltered_count(&self) -> usize {
+        self.unfiltered
     }
 
     /// Scans one value of kind `target`; calls `found` with each rule index
@@ -327,66 +349,42 @@ impl RuleSet {
         if value.is_empty() {
             return;
         }
-        // The current pipeline's output and the groups its triggers fire.
-        // A pipeline that leaves the value unchanged reuses the mask of the
-        // value as sent.
-        let mut current: Option<(usize, Cow<'_, str>, u64)> = None;
-        let plain = !transform::may_change(value);
-        let mut raw_mask: Option<u64> = None;
-        for (index, group) in self.groups.iter().enumerate() {
-            if !group.targets.intersects(target) || !filter.family_enabled(&group.family) {
+        // A value no transformation can change is scanned once as sent.
+        let present = transform::ByteSet::of(value.as_bytes());
+        let plain = !transform::may_change_with(value, &present);
+        let mut raw_fired: Option<Bits> = None;
+        for (p, pipeline) in self.pipelines.iter().enumerate() {
+            if !self.pipeline_targets[p].intersects(target) {
                 continue;
             }
-            if !matches!(&current, Some((p, _, _)) if *p == group.pipeline) {
-                let v = if plain {
-                    Cow::Borrowed(value)
-                } else {
-                    transform::apply(value, &self.pipelines[group.pipeline])
-                };
-                let mask = match &v {
-                    Cow::Borrowed(_) => {
-                        *raw_mask.get_or_insert_with(|| self.triggers.fired(value.as_bytes()))
-                    }
-                    Cow::Owned(o) => self.triggers.fired(o.as_bytes()),
-                };
-                current = Some((group.pipeline, v, mask));
-            }
-            let Some((_, transformed, mask)) = &current else {
-                continue;
+            let v = if plain {
+                Cow::Borrowed(value)
+            } else {
+                transform::apply_with(value, present, pipeline)
             };
-            if index < 64 && mask & (1u64 << index) == 0 {
-                continue;
-            }
-            let hay = transformed.as_bytes();
-            let mut report = |r: usize| {
-                let rule = &self.rules[r];
-                if rule.targets.intersects(target) && filter.rule_enabled(rule) {
+            let fired = match &v {
+                Cow::Borrowed(b) => {
+                    *raw_fired.get_or_insert_with(|| self.prefilter.fired(b.as_bytes()))
+                }
+                Cow::Owned(o) => self.prefilter.fired(o.as_bytes()),
+            };
+            let hay = v.as_bytes();
+            let candidates = fired.and(&self.pipeline_rules[p]);
+            for r in candidates
+                .iter()
+                .chain(self.pipeline_untracked[p].iter().copied())
+            {
+                let Some(rule) = self.rules.get(r) else {
+                    continue;
+                };
+                if !rule.targets.intersects(target)
+                    || !filter.family_enabled(&rule.family)
+                    || !filter.rule_enabled(rule)
+                {
+                    continue;
+                }
+                if self.matchers[r].matches(hay) {
                     found(r);
-                }
-            };
-            if let Some(re) = &group.regex {
-                let mut set = PatternSet::new(re.pattern_len());
-                re.which_overlapping_matches(&Input::new(hay), &mut set);
-                for pid in set.iter() {
-                    if let Some(r) = group.regex_rules.get(pid.as_usize()) {
-                        report(*r);
-                    }
-                }
-            }
-            if let Some(ps) = &group.phrases {
-                let mut seen: Vec<usize> = Vec::new();
-                for m in ps.ac.find_overlapping_iter(hay) {
-                    let Some((r, word)) = ps.owners.get(m.pattern().as_usize()).copied() else {
-                        continue;
-                    };
-                    if seen.contains(&r) {
-                        continue;
-                    }
-                    if word && !at_word_boundaries(hay, m.start(), m.end()) {
-                        continue;
-                    }
-                    seen.push(r);
-                    report(r);
                 }
             }
         }
@@ -403,32 +401,25 @@ fn at_word_boundaries(hay: &[u8], start: usize, end: usize) -> bool {
     before && after
 }
 
-/// Builds one multi-pattern regex. Patterns are byte-oriented (Unicode off,
-/// so `\b`, `\w` and `\s` are ASCII and the lazy DFA handles every pattern),
+/// Builds one rule's regex. Patterns are byte-oriented (Unicode off, so
+/// `\b`, `\w` and `\s` are ASCII and the lazy DFA handles every pattern),
 /// case-insensitive and `.` matches newlines.
-fn build_regex(patterns: &[&str]) -> Result<Regex, (usize, String)> {
-    // Validate one by one first, so an error names the offending pattern.
-    let syntax_config = syntax::Config::new()
-        .unicode(false)
-        .utf8(false)
-        .case_insensitive(true)
-        .dot_matches_new_line(true);
-    for (i, p) in patterns.iter().enumerate() {
-        Regex::builder()
-            .syntax(syntax_config)
-            .build(p)
-            .map_err(|e| (i, e.to_string()))?;
-    }
+fn build_regex(pattern: &str) -> Result<Regex, String> {
     Regex::builder()
         .configure(
             meta::Config::new()
-                .match_kind(MatchKind::All)
                 .utf8_empty(false)
-                .hybrid_cache_capacity(1 << 20),
+                .hybrid_cache_capacity(1 << 18),
         )
-        .syntax(syntax_config)
-        .build_many(patterns)
-        .map_err(|e| (0, e.to_string()))
+        .syntax(
+            syntax::Config::new()
+                .unicode(false)
+                .utf8(false)
+                .case_insensitive(true)
+                .dot_matches_new_line(true),
+        )
+        .build(pattern)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -467,29 +458,26 @@ mod tests {
 
     #[test]
     fn every_matching_rule_is_reported_once() {
-        let set = RuleSet::compile(
-            &[
-                spec(1, "a", Pattern::Regex("union\\s+select".into())),
-                spec(2, "a", Pattern::Regex("select".into())),
-                spec(
-                    3,
-                    "b",
-                    Pattern::Phrases {
-                        list: vec!["cat".into(), "dog".into()],
-                        word: true,
-                    },
-                ),
-                spec(
-                    4,
-                    "b",
-                    Pattern::Phrases {
-                        list: vec!["dog".into()],
-                        word: false,
-                    },
-                ),
-            ],
-            |_| Ok(Trigger::always()),
-        )
+        let set = RuleSet::compile(&[
+            spec(1, "a", Pattern::Regex("union\\s+select".into())),
+            spec(2, "a", Pattern::Regex("select".into())),
+            spec(
+                3,
+                "b",
+                Pattern::Phrases {
+                    list: vec!["cat".into(), "dog".into()],
+                    word: true,
+                },
+            ),
+            spec(
+                4,
+                "b",
+                Pattern::Phrases {
+                    list: vec!["dog".into()],
+                    word: false,
+                },
+            ),
+        ])
         .unwrap();
         assert_eq!(
             ids(&set, Targets::ARGS, "1 UNION%20SELECT select"),
@@ -501,31 +489,29 @@ mod tests {
     }
 
     #[test]
-    fn triggers_skip_groups() {
-        let set = RuleSet::compile(&[spec(1, "a", Pattern::Regex("x".into()))], |_| {
-            Trigger::new(b"<", &["needle"])
-        })
+    fn the_prefilter_only_skips_rules_that_cannot_match() {
+        let set = RuleSet::compile(&[
+            spec(1, "a", Pattern::Regex("x<".into())),
+            spec(2, "a", Pattern::Regex("\\bneedle\\d".into())),
+            spec(3, "a", Pattern::Regex("\\w+".into())),
+        ])
         .unwrap();
-        assert!(ids(&set, Targets::ARGS, "xxx").is_empty());
-        assert_eq!(ids(&set, Targets::ARGS, "x<"), vec![1]);
-        assert_eq!(ids(&set, Targets::ARGS, "x NEEDLE"), vec![1]);
+        assert_eq!(set.unfiltered_count(), 1);
+        assert_eq!(ids(&set, Targets::ARGS, "xxx"), vec![3]);
+        assert_eq!(ids(&set, Targets::ARGS, "x%3C"), vec![1, 3]);
+        assert_eq!(ids(&set, Targets::ARGS, "x NEEDLE7"), vec![2, 3]);
+        assert_eq!(ids(&set, Targets::ARGS, "--"), Vec::<u32>::new());
     }
 
     #[test]
     fn bad_patterns_name_the_rule() {
-        let err = RuleSet::compile(
-            &[
-                spec(1, "a", Pattern::Regex("ok".into())),
-                spec(2, "a", Pattern::Regex("(".into())),
-            ],
-            |_| Ok(Trigger::always()),
-        )
+        let err = RuleSet::compile(&[
+            spec(1, "a", Pattern::Regex("ok".into())),
+            spec(2, "a", Pattern::Regex("(".into())),
+        ])
         .unwrap_err();
         assert_eq!(err.0, 1);
-        let err = RuleSet::compile(&[spec(1, "a", Pattern::Regex("(a)\\1".into()))], |_| {
-            Ok(Trigger::always())
-        })
-        .unwrap_err();
+        let err = RuleSet::compile(&[spec(1, "a", Pattern::Regex("(a)\\1".into()))]).unwrap_err();
         assert_eq!(err.0, 0);
     }
 }

@@ -100,10 +100,11 @@ impl RootContext for WafRoot {
         host::log(
             LogLevel::Info,
             &format!(
-                "palisade.waf: {} rule(s) at paranoia level {} in {} automata group(s), compiled in {} ms; mode {:?}, threshold {}",
+                "palisade.waf: {} rule(s) at paranoia level {} ({} without prefilter literals, {} transformation pipeline(s)), compiled in {} ms; mode {:?}, threshold {}",
                 config.rules.rules().len(),
                 config.paranoia_level,
-                config.rules.group_count(),
+                config.rules.unfiltered_count(),
+                config.rules.pipeline_count(),
                 host::now_unix_millis().saturating_sub(started),
                 config.mode,
                 config.anomaly_threshold
@@ -144,6 +145,17 @@ fn pseudo<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .iter()
         .find(|(n, _)| n == name)
         .map_or("", |(_, v)| v.as_str())
+}
+
+/// Envoy's route name when a route match needs it (the attribute costs a
+/// host call and a serialization per request; most configurations never
+/// match on it).
+fn route_name(waf: &Waf) -> String {
+    if waf.config.needs_route_name {
+        host::property_string(&["xds", "route_name"]).unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 impl WafFilter {
@@ -227,7 +239,7 @@ impl HttpContext for WafFilter {
             return Action::Pause;
         };
         self.headers = host::request_headers();
-        let route = host::property_string(&["xds", "route_name"]).unwrap_or_default();
+        let route = route_name(&loaded.waf);
         let waf = &loaded.waf;
         let head = Self::head(&self.headers, &route);
         let inspection = waf.inspect_head(&head);
@@ -289,7 +301,7 @@ impl HttpContext for WafFilter {
                 return Action::Pause;
             }
         };
-        let route = host::property_string(&["xds", "route_name"]).unwrap_or_default();
+        let route = route_name(&loaded.waf);
         let head = Self::head(&self.headers, &route);
         loaded.waf.inspect_body(&head, &body, &mut inspection);
         let verdict = loaded.waf.verdict(&inspection);

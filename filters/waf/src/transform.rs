@@ -44,38 +44,117 @@ pub enum Transform {
     CmdLine,
 }
 
-/// Bytes that some transformation reacts to: escapes, quotes and comment
-/// or path syntax, whitespace other than a single space, NUL, and the lead
-/// byte of a non-breaking space. Letters are not among them: matching is
-/// case-insensitive, so lowercasing never changes a verdict.
-const REACTIVE: [bool; 256] = {
-    let mut t = [false; 256];
-    let bytes = b"%&\\\0'\"^$,/#-*\t\n\r\x0b\x0c\xc2";
-    let mut i = 0;
-    while i < bytes.len() {
-        t[bytes[i] as usize] = true;
-        i += 1;
+/// The set of byte values a value contains: computed in one pass, it tells
+/// which transformations have nothing to do without scanning again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    /// The bytes of `value`.
+    pub fn of(value: &[u8]) -> Self {
+        let mut set = [0u64; 4];
+        for b in value {
+            set[usize::from(b >> 6)] |= 1u64 << (b & 63);
+        }
+        ByteSet(set)
     }
-    t
-};
+
+    /// Whether `b` occurs.
+    pub fn has(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1u64 << (b & 63)) != 0
+    }
+
+    /// Whether an ASCII upper-case letter occurs.
+    pub fn has_upper(&self) -> bool {
+        // 'A' (65) to 'Z' (90) are bits 1 to 26 of the second word.
+        self.0[1] & (((1u64 << 26) - 1) << 1) != 0
+    }
+
+    /// Whether any of `bytes` occurs.
+    pub fn any(&self, bytes: &[u8]) -> bool {
+        bytes.iter().any(|b| self.has(*b))
+    }
+}
+
+/// Whitespace other than a plain space, and the lead byte of a
+/// non-breaking space.
+const ODD_SPACE: &[u8] = b"\t\n\r\x0b\x0c\xc2";
+
+fn double_space(value: &[u8], present: &ByteSet) -> bool {
+    present.has(b' ') && value.windows(2).any(|w| w == b"  ")
+}
+
+impl Transform {
+    /// Whether this transformation could change a value with these bytes
+    /// in a way that matters to a case-insensitive match (a cheap test; the
+    /// transformation itself still decides).
+    fn may_apply(self, value: &[u8], present: &ByteSet) -> bool {
+        match self {
+            Transform::UrlDecode => present.has(b'%'),
+            Transform::HtmlEntityDecode => present.has(b'&'),
+            Transform::UnicodeUnescape => present.any(b"\\%"),
+            Transform::Lowercase => present.has_upper(),
+            Transform::CompressWhitespace => present.any(ODD_SPACE) || double_space(value, present),
+            Transform::RemoveComments => {
+                present.has(b'#')
+                    || (present.has(b'*') && present.has(b'/'))
+                    || (present.has(b'-') && value.windows(2).any(|w| w == b"--"))
+            }
+            Transform::NormalizePath => present.any(b"\\/"),
+            Transform::RemoveNulls => present.has(0),
+            Transform::CmdLine => {
+                present.any(b"\\\"'^,$") || present.any(ODD_SPACE) || double_space(value, present)
+            }
+        }
+    }
+}
 
 /// Whether any transformation could change `value` in a way that matters
 /// to a case-insensitive match. Most benign values (words, numbers,
 /// identifiers) answer no, and skip every transformation.
 pub fn may_change(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    bytes.iter().any(|b| REACTIVE[usize::from(*b)]) || bytes.windows(2).any(|w| w == b"  ")
+    may_change_with(value, &ByteSet::of(value.as_bytes()))
 }
+
+/// [`may_change`] for a value whose bytes are already known.
+pub fn may_change_with(value: &str, present: &ByteSet) -> bool {
+    // Lower case never changes a case-insensitive verdict.
+    ALL.iter()
+        .any(|t| *t != Transform::Lowercase && t.may_apply(value.as_bytes(), present))
+}
+
+/// Every transformation.
+const ALL: [Transform; 9] = [
+    Transform::UrlDecode,
+    Transform::HtmlEntityDecode,
+    Transform::UnicodeUnescape,
+    Transform::Lowercase,
+    Transform::CompressWhitespace,
+    Transform::RemoveComments,
+    Transform::NormalizePath,
+    Transform::RemoveNulls,
+    Transform::CmdLine,
+];
 
 /// The bound on repeated URL decoding.
 pub const MAX_URL_DECODE_ROUNDS: usize = 3;
 
 /// Applies `transforms` in order.
 pub fn apply<'a>(value: &'a str, transforms: &[Transform]) -> Cow<'a, str> {
+    apply_with(value, ByteSet::of(value.as_bytes()), transforms)
+}
+
+/// [`apply`] for a value whose bytes are already known: transformations
+/// that have nothing to do are skipped without a scan.
+pub fn apply_with<'a>(value: &'a str, present: ByteSet, transforms: &[Transform]) -> Cow<'a, str> {
     let mut current = Cow::Borrowed(value);
+    let mut present = present;
     for t in transforms {
-        let next = apply_one(&current, *t);
-        if let Cow::Owned(s) = next {
+        if !t.may_apply(current.as_bytes(), &present) {
+            continue;
+        }
+        if let Cow::Owned(s) = apply_one(&current, *t) {
+            present = ByteSet::of(s.as_bytes());
             current = Cow::Owned(s);
         }
     }
