@@ -16,7 +16,7 @@ use crate::config::{Config, Needs};
 use crate::key::RequestFacts;
 use crate::limiter::{decide_with, Decision, RuleOutcome};
 use crate::optimistic::WriteCache;
-use crate::response::{allowed_headers, decision_json, denial, published, refusal_reply};
+use crate::response::{allowed_headers, denial, published_json, refusal_reply};
 
 proxy_wasm::main! {{
     host::install_panic_hook();
@@ -332,9 +332,8 @@ impl HttpContext for RateLimitFilter {
         };
         loaded.metrics.record(&decision);
         log_decision(config, &decision);
-        if let Some(state) = published(config, &decision) {
-            if let Err(status) = host::set_filter_state(contract::RATELIMIT, &decision_json(&state))
-            {
+        if let Some(state) = published_json(config, &decision) {
+            if let Err(status) = host::set_filter_state(contract::RATELIMIT, &state) {
                 host::log(
                     LogLevel::Warn,
                     &format!(

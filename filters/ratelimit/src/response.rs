@@ -170,12 +170,11 @@ pub fn refusal_reply(
     })
 }
 
-/// The `palisade.ratelimit` filter state: the most restrictive matching rule
-/// (the first refusing one; else the first shadow rule that would have
-/// refused; else the one with the fewest tokens left). `None` when no rule
-/// matched.
-pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecision> {
-    let chosen = decision
+/// The report `palisade.ratelimit` describes: the most restrictive matching
+/// rule (the first refusing one; else the first shadow rule that would have
+/// refused; else the one with the fewest tokens left).
+fn chosen(decision: &Decision) -> Option<&RuleReport> {
+    decision
         .refusing()
         .next()
         .or_else(|| decision.reports.iter().find(|r| r.would_refuse()))
@@ -186,7 +185,13 @@ pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecisi
                 .filter(|r| r.metered)
                 .min_by_key(|r| r.remaining)
         })
-        .or_else(|| decision.reports.first())?;
+        .or_else(|| decision.reports.first())
+}
+
+/// The `palisade.ratelimit` filter state: the most restrictive matching rule.
+/// `None` when no rule matched.
+pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecision> {
+    let chosen = chosen(decision)?;
     let rule = config.rules.get(chosen.rule)?;
     Some(RateLimitDecision {
         rule: rule.name.clone(),
@@ -197,17 +202,60 @@ pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecisi
     })
 }
 
-/// `palisade.ratelimit` as JSON, exactly as `serde_json` writes it, for the
-/// request path: this runs on every request, and the generic serializer
-/// costs about as much as the bucket update itself in a wasm VM. Rule names
-/// are restricted to `[A-Za-z0-9_-]`, so they need no escaping; a test keeps
-/// this equal to the serde form.
+/// [`published`] as JSON, for the request path: written directly, without
+/// the generic formatter or serializer (in a wasm VM either costs about as
+/// much as the bucket update), exactly as `serde_json` writes a
+/// [`RateLimitDecision`] (a test keeps them equal). Rule names are
+/// restricted to `[A-Za-z0-9_-]`, so they need no escaping.
+pub fn published_json(config: &Config, decision: &Decision) -> Option<Vec<u8>> {
+    let chosen = chosen(decision)?;
+    let rule = config.rules.get(chosen.rule)?;
+    Some(write_json(
+        &rule.name,
+        chosen.refuses() || chosen.would_refuse(),
+        chosen.shadow,
+        chosen.remaining,
+        chosen.reset,
+    ))
+}
+
+/// `palisade.ratelimit` as JSON, as [`published_json`] writes it.
 pub fn decision_json(d: &RateLimitDecision) -> Vec<u8> {
-    format!(
-        r#"{{"rule":"{}","limited":{},"shadow":{},"remaining":{},"reset":{}}}"#,
-        d.rule, d.limited, d.shadow, d.remaining, d.reset
-    )
-    .into_bytes()
+    write_json(&d.rule, d.limited, d.shadow, d.remaining, d.reset)
+}
+
+fn write_json(rule: &str, limited: bool, shadow: bool, remaining: u64, reset: u64) -> Vec<u8> {
+    let bool_str = |b: bool| if b { &b"true"[..] } else { &b"false"[..] };
+    let mut out = Vec::with_capacity(rule.len() + 96);
+    out.extend_from_slice(br#"{"rule":""#);
+    out.extend_from_slice(rule.as_bytes());
+    out.extend_from_slice(br#"","limited":"#);
+    out.extend_from_slice(bool_str(limited));
+    out.extend_from_slice(br#","shadow":"#);
+    out.extend_from_slice(bool_str(shadow));
+    out.extend_from_slice(br#","remaining":"#);
+    push_decimal(&mut out, remaining);
+    out.extend_from_slice(br#","reset":"#);
+    push_decimal(&mut out, reset);
+    out.push(b'}');
+    out
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            // n % 10 < 10: the cast cannot truncate.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// The `palisade.denial` filter state for a refused request.
@@ -369,6 +417,8 @@ mod tests {
             ("per_client", true, false, 0, 20),
             ("a-b_C9", false, true, u64::MAX, u64::MAX),
             ("x", false, false, 12345, 0),
+            ("y", true, true, 10, 9),
+            ("z", false, false, 1, 100_000_000),
         ] {
             let d = RateLimitDecision {
                 rule: rule.into(),
@@ -382,6 +432,34 @@ mod tests {
                 serde_json::to_string(&d).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn published_json_is_the_serde_form_of_published() {
+        let c = config(TWO_RULES);
+        let decisions = [
+            limited(),
+            Decision {
+                reports: vec![
+                    report(0, RuleOutcome::Spent, 9, 10_000_000_000),
+                    report(1, RuleOutcome::Spent, 0, 1),
+                    report(2, RuleOutcome::Limited, 0, 1),
+                ],
+                ..Decision::default()
+            },
+            Decision {
+                reports: vec![report(1, RuleOutcome::Spent, 999, 7)],
+                ..Decision::default()
+            },
+        ];
+        for d in decisions {
+            let p = published(&c, &d).unwrap();
+            assert_eq!(
+                String::from_utf8(published_json(&c, &d).unwrap()).unwrap(),
+                serde_json::to_string(&p).unwrap()
+            );
+        }
+        assert!(published_json(&c, &Decision::default()).is_none());
     }
 
     #[test]
