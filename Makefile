@@ -113,8 +113,14 @@ fmt:
 	cargo fmt --all
 
 # wrk comes from Debian's package; the runner reads bench/scenarios/*.json.
+# The do-nothing module (bench/noop) is built beside the filters, trimmed the
+# same way, as the floor of any wasm filter's cost.
 bench: build envoy
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	cargo build --release --target $(WASM_TARGET) -p palisade-bench-noop
+	@mkdir -p $(DIST)/bench
+	target/release/palisade-trim bench/noop/Cargo.toml \
+	  target/$(WASM_TARGET)/release/palisade_bench_noop.wasm $(DIST)/bench/palisade_bench_noop.wasm
 	cargo build --release -p palisade-e2e --bin palisade-bench
 	target/release/palisade-bench
 
