@@ -181,7 +181,11 @@ fn decide_by_rule(
         headers: request.headers,
         path: request.view.path,
     };
-    let mut outcomes = Vec::with_capacity(providers.len());
+    // One pass, nothing collected: the usual rule names one provider.
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut verified = Vec::new();
+    let mut first_failure: Option<(usize, Reason)> = None;
+    let mut any_missing = false;
     for &index in providers {
         let provider = &config.providers[index];
         let outcome = match source::find(&provider.sources, &places) {
@@ -206,17 +210,6 @@ fn decide_by_rule(
                 }
             }
         };
-        outcomes.push((index, outcome));
-    }
-    let waiting: Vec<usize> = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, TokenOutcome::NeedKeys))
-        .map(|(i, _)| *i)
-        .collect();
-    let mut verified = Vec::new();
-    let mut first_failure: Option<(usize, Reason)> = None;
-    let mut any_missing = false;
-    for (index, outcome) in outcomes {
         match outcome {
             TokenOutcome::Verified(v) => verified.push(v),
             TokenOutcome::Missing => any_missing = true,
@@ -232,7 +225,7 @@ fn decide_by_rule(
                     first_failure = Some((index, reason));
                 }
             }
-            TokenOutcome::NeedKeys => {}
+            TokenOutcome::NeedKeys => waiting.push(index),
         }
     }
     let satisfied = if need_all {

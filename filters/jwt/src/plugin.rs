@@ -165,18 +165,20 @@ struct Shared {
 }
 
 struct Lookup<'a> {
-    shared: &'a Shared,
+    config: &'a Config,
+    remote: &'a [Option<RemoteKeys>],
+    expired: bool,
     now_ms: i64,
 }
 
 impl KeyLookup for Lookup<'_> {
     fn keys(&self, index: usize) -> KeyState {
-        let Some(provider) = self.shared.config.providers.get(index) else {
+        let Some(provider) = self.config.providers.get(index) else {
             return KeyState::Unavailable;
         };
         match (
             &provider.keys,
-            self.shared.remote.get(index).and_then(Option::as_ref),
+            self.remote.get(index).and_then(Option::as_ref),
         ) {
             (KeySource::Inline(set), _) => KeyState::Ready(set.clone()),
             (KeySource::Remote(spec), Some(r)) => match &r.set {
@@ -184,7 +186,7 @@ impl KeyLookup for Lookup<'_> {
                     KeyState::Ready(set.clone())
                 }
                 Some(_) => KeyState::Unavailable,
-                None if self.shared.expired => KeyState::Unavailable,
+                None if self.expired => KeyState::Unavailable,
                 None if r.record.as_ref().is_some_and(|rec| rec.failures > 0) => {
                     KeyState::Unavailable
                 }
@@ -405,18 +407,20 @@ fn run_decide(
     verifier: Verifier,
     now_ms: i64,
 ) -> Decision {
-    let mut cache = std::mem::take(&mut s.cache);
-    let lookup = Lookup { shared: s, now_ms };
-    let d = decide::decide(
+    let lookup = Lookup {
+        config: &s.config,
+        remote: &s.remote,
+        expired: s.expired,
+        now_ms,
+    };
+    decide::decide(
         config,
         request,
         &lookup,
         &verifier,
-        &mut cache,
+        &mut s.cache,
         now_ms / 1000,
-    );
-    s.cache = cache;
-    d
+    )
 }
 
 fn deny(shared: &Rc<RefCell<Shared>>, refusal: &Refusal) -> Outcome {
