@@ -464,6 +464,60 @@ fn token_sources_forwarding_and_tolerance() {
     assert_eq!(pre.status, 200);
 }
 
+/// Without rules on method, host or path, the filter reads only the token
+/// header by name; a CORS preflight must still pass and a claim header
+/// still be set, with the client's copies gone.
+#[test]
+fn only_the_token_header_is_read_without_route_rules() {
+    let ec = Key::ec(EC_KEY_1, "e1");
+    let upstream = EchoUpstream::start();
+    let config = json!({
+        "providers": {"corp": {"issuer": "https://idp.example.com", "audiences": ["api"],
+                               "jwks": jwks(&[&ec]),
+                               "claim_headers": [{"claim": "sub", "header": "x-user"}]}}
+    });
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("jwt", config)
+        .upstream(&upstream)
+        .start();
+    let token = ec.mint(&claims("https://idp.example.com"));
+    for _ in 0..2 {
+        let seen = echoed(
+            &envoy.request(
+                Request::get("/x")
+                    .header("authorization", &bearer(&token))
+                    .header("x-user", "forged")
+                    .header("x-user", "forged-again"),
+            ),
+        );
+        assert_eq!(seen["headers"]["x-user"], "alice", "{seen}");
+        assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    }
+    assert!(envoy.counter("palisade.jwt.cache_hit").unwrap() >= 1);
+    assert_eq!(get(&envoy, "/x", None).status, 401);
+    assert_eq!(get(&envoy, "/x", Some("x.y.z")).status, 401);
+    let preflight = |token: Option<&str>| {
+        let mut r = Request::new("OPTIONS", "/x")
+            .header("origin", "https://app")
+            .header("access-control-request-method", "POST")
+            .header("x-user", "forged");
+        if let Some(t) = token {
+            r = r.header("authorization", &bearer(t));
+        }
+        envoy.request(r)
+    };
+    for token in [None, Some("x.y.z")] {
+        let r = preflight(token);
+        assert_eq!(r.status, 200, "{token:?}");
+        assert!(echoed(&r)["headers"].get("x-user").is_none());
+    }
+    let r = envoy.request(Request::new("OPTIONS", "/x").header("origin", "https://app"));
+    assert_eq!(
+        r.status, 401,
+        "not a preflight without Access-Control-Request-Method"
+    );
+}
+
 #[test]
 fn invalid_config_is_refused() {
     let log = EnvoyConfig::new()
