@@ -36,6 +36,19 @@ fn counter(envoy: &Envoy, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {:?}", envoy.stats()))
 }
 
+/// A counter the filter adds to once a second (the per-rule `allowed`
+/// counts): waits up to 3 s for it to reach `expected`, then returns it.
+fn settled_counter(envoy: &Envoy, name: &str, expected: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = envoy.counter(name).unwrap_or(0);
+        if n == expected || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Connections each worker accepted on the main listener.
 fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
     let mut per_worker: Vec<(String, u64)> = envoy
@@ -90,7 +103,11 @@ fn hammer_exact(concurrency: u32, capacity: u32) {
     assert_eq!(workers.len(), concurrency as usize, "{workers:?}");
     assert!(workers.iter().all(|n| *n > 0), "idle worker: {workers:?}");
     assert_eq!(
-        counter(&envoy, "palisade.ratelimit.rule.exact.allowed"),
+        settled_counter(
+            &envoy,
+            "palisade.ratelimit.rule.exact.allowed",
+            u64::from(capacity)
+        ),
         u64::from(capacity)
     );
     assert_eq!(
@@ -130,7 +147,10 @@ fn one_worker_presumes_its_own_tokens_right() {
     let statuses: Vec<u16> = (0..50).map(|_| envoy.get("/").status).collect();
     assert!(statuses[..40].iter().all(|s| *s == 200), "{statuses:?}");
     assert!(statuses[40..].iter().all(|s| *s == 429), "{statuses:?}");
-    assert_eq!(counter(&envoy, "palisade.ratelimit.rule.solo.allowed"), 40);
+    assert_eq!(
+        settled_counter(&envoy, "palisade.ratelimit.rule.solo.allowed", 40),
+        40
+    );
     assert_eq!(counter(&envoy, "palisade.ratelimit.cas_guess_missed"), 0);
     assert_eq!(counter(&envoy, "palisade.ratelimit.cas_retries"), 0);
 }
@@ -232,7 +252,7 @@ fn clients_are_isolated() {
     );
     assert_eq!(decision["remaining"], 1);
     assert_eq!(
-        counter(&envoy, "palisade.ratelimit.rule.per_key.allowed"),
+        settled_counter(&envoy, "palisade.ratelimit.rule.per_key.allowed", 3),
         3
     );
 }
@@ -342,7 +362,10 @@ fn shadow_mode_counts_and_logs_but_never_refuses() {
             "shadow rules are not advertised"
         );
     }
-    assert_eq!(counter(&envoy, "palisade.ratelimit.rule.trial.allowed"), 2);
+    assert_eq!(
+        settled_counter(&envoy, "palisade.ratelimit.rule.trial.allowed", 2),
+        2
+    );
     assert_eq!(
         counter(&envoy, "palisade.ratelimit.rule.trial.shadow_limited"),
         3
@@ -563,7 +586,7 @@ mod identity {
             assert_eq!(r.status, 200);
         }
         assert_eq!(
-            counter(&envoy, "palisade.ratelimit.rule.per_user.allowed"),
+            settled_counter(&envoy, "palisade.ratelimit.rule.per_user.allowed", 4),
             4
         );
         assert_eq!(

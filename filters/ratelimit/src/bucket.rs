@@ -21,6 +21,8 @@ pub struct BucketSpec {
     capacity: u64,
     refill_tokens: u64,
     refill_interval_ns: u64,
+    /// [`BucketSpec::fingerprint`], computed once.
+    fingerprint: u64,
 }
 
 /// Limits on a [`BucketSpec`], checked by the configuration so the arithmetic
@@ -39,10 +41,23 @@ impl BucketSpec {
     /// checks them; zero values are raised to 1 here so the arithmetic never
     /// divides by zero).
     pub fn new(capacity: u64, refill_tokens: u64, refill_interval_ns: u64) -> Self {
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
+        let refill_tokens = refill_tokens.clamp(1, MAX_CAPACITY);
+        let refill_interval_ns = refill_interval_ns.clamp(1, MAX_INTERVAL_NS);
+        // FNV-1a over the three numbers: stable across builds, which is all
+        // this needs (it is compared, never used for placement).
+        let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
+        for n in [capacity, refill_tokens, refill_interval_ns] {
+            for byte in n.to_le_bytes() {
+                fingerprint ^= u64::from(byte);
+                fingerprint = fingerprint.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
         BucketSpec {
-            capacity: capacity.clamp(1, MAX_CAPACITY),
-            refill_tokens: refill_tokens.clamp(1, MAX_CAPACITY),
-            refill_interval_ns: refill_interval_ns.clamp(1, MAX_INTERVAL_NS),
+            capacity,
+            refill_tokens,
+            refill_interval_ns,
+            fingerprint,
         }
     }
 
@@ -87,16 +102,7 @@ impl BucketSpec {
     /// the parameters it was written with; a table whose fingerprint differs
     /// (the operator changed the bucket) starts again from full buckets.
     pub fn fingerprint(&self) -> u64 {
-        // FNV-1a over the three numbers: stable across builds, which is all
-        // this needs (it is compared, never used for placement).
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for n in [self.capacity, self.refill_tokens, self.refill_interval_ns] {
-            for byte in n.to_le_bytes() {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        hash
+        self.fingerprint
     }
 }
 

@@ -243,7 +243,7 @@ impl Active<'_> {
 /// The rules that apply to a request, with their client keys.
 fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>> {
     let view = facts.view();
-    let mut active = Vec::new();
+    let mut active = Vec::with_capacity(config.rules.len());
     for (index, rule) in config.rules.iter().enumerate() {
         if !rule.matcher.matches(&view) {
             continue;
@@ -338,7 +338,8 @@ pub fn decide_with<S: SharedStore + ?Sized>(
         }
         verdicts
     } else {
-        vec![None]
+        // One bucket: nothing checked ahead (no allocation either).
+        Vec::new()
     };
 
     // Step 2: spend, one CAS loop per bucket.
@@ -386,7 +387,9 @@ pub fn decide_with<S: SharedStore + ?Sized>(
                 decision.counts.cas_retries += u64::from(retries);
                 let report = a.report_verdict(&result, true);
                 match result {
-                    Verdict::Spend { .. } => spent.push((i, result)),
+                    // Only an earlier bucket's spend is ever given back.
+                    Verdict::Spend { .. } if i + 1 < active.len() => spent.push((i, result)),
+                    Verdict::Spend { .. } => {}
                     Verdict::Unmetered => {}
                     Verdict::Empty { .. } | Verdict::TableFull { .. } if a.rule.shadow => {}
                     Verdict::Empty { .. } | Verdict::TableFull { .. } => {

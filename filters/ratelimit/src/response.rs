@@ -208,25 +208,48 @@ pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecisi
 /// [`RateLimitDecision`] (a test keeps them equal). Rule names are
 /// restricted to `[A-Za-z0-9_-]`, so they need no escaping.
 pub fn published_json(config: &Config, decision: &Decision) -> Option<Vec<u8>> {
-    let chosen = chosen(decision)?;
-    let rule = config.rules.get(chosen.rule)?;
-    Some(write_json(
+    let mut out = Vec::new();
+    published_json_into(config, decision, &mut out).then_some(out)
+}
+
+/// [`published_json`] into `out` (cleared first, so one buffer serves every
+/// request); `false` when no rule matched.
+pub fn published_json_into(config: &Config, decision: &Decision, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Some(chosen) = chosen(decision) else {
+        return false;
+    };
+    let Some(rule) = config.rules.get(chosen.rule) else {
+        return false;
+    };
+    write_json(
+        out,
         &rule.name,
         chosen.refuses() || chosen.would_refuse(),
         chosen.shadow,
         chosen.remaining,
         chosen.reset,
-    ))
+    );
+    true
 }
 
 /// `palisade.ratelimit` as JSON, as [`published_json`] writes it.
 pub fn decision_json(d: &RateLimitDecision) -> Vec<u8> {
-    write_json(&d.rule, d.limited, d.shadow, d.remaining, d.reset)
+    let mut out = Vec::new();
+    write_json(&mut out, &d.rule, d.limited, d.shadow, d.remaining, d.reset);
+    out
 }
 
-fn write_json(rule: &str, limited: bool, shadow: bool, remaining: u64, reset: u64) -> Vec<u8> {
+fn write_json(
+    out: &mut Vec<u8>,
+    rule: &str,
+    limited: bool,
+    shadow: bool,
+    remaining: u64,
+    reset: u64,
+) {
     let bool_str = |b: bool| if b { &b"true"[..] } else { &b"false"[..] };
-    let mut out = Vec::with_capacity(rule.len() + 96);
+    out.reserve(rule.len() + 96);
     out.extend_from_slice(br#"{"rule":""#);
     out.extend_from_slice(rule.as_bytes());
     out.extend_from_slice(br#"","limited":"#);
@@ -234,11 +257,10 @@ fn write_json(rule: &str, limited: bool, shadow: bool, remaining: u64, reset: u6
     out.extend_from_slice(br#","shadow":"#);
     out.extend_from_slice(bool_str(shadow));
     out.extend_from_slice(br#","remaining":"#);
-    push_decimal(&mut out, remaining);
+    push_decimal(out, remaining);
     out.extend_from_slice(br#","reset":"#);
-    push_decimal(&mut out, reset);
+    push_decimal(out, reset);
     out.push(b'}');
-    out
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
