@@ -15,7 +15,7 @@ use palisade_shared::store::SharedStore;
 use crate::clock::MonotonicClock;
 use crate::config::{Config, Needs};
 use crate::key::RequestFacts;
-use crate::limiter::{decide_with, Decision, RuleOutcome};
+use crate::limiter::{decide_at_tick, decide_with, Decision, RuleOutcome};
 use crate::optimistic::WriteCache;
 use crate::response::{allowed_headers, denial, published_json_into, refusal_reply};
 
@@ -53,8 +53,9 @@ impl Batched {
     }
 }
 
-/// How often batched counters reach Envoy.
-const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+/// How often the root context ticks: batched counters reach Envoy and the
+/// tick clock is read.
+const TICK_PERIOD: Duration = Duration::from_millis(250);
 
 struct RuleMetrics {
     allowed: Batched,
@@ -175,10 +176,54 @@ struct Loaded {
     clock: MonotonicClock,
     /// This worker's remembered bucket writes (one VM per worker thread).
     cache: RefCell<WriteCache>,
-    /// Whether batched counters are flushed by the tick (else at once).
-    batching: bool,
+    /// Whether the root context ticks: batched counters are flushed by the
+    /// tick (else at once), and requests read the tick clock (else the clock).
+    ticking: bool,
+    /// The monotonic clock as read at the last tick (or refusal): see
+    /// [`Loaded::decide`].
+    tick_ns: Cell<u64>,
     /// The buffer `palisade.ratelimit` is written into, request after request.
     scratch: RefCell<Vec<u8>>,
+}
+
+impl Loaded {
+    fn advance_tick_clock(&self, now_ns: u64) {
+        if now_ns > self.tick_ns.get() {
+            self.tick_ns.set(now_ns);
+        }
+    }
+
+    fn decide_at(&self, facts: &RequestFacts, now_ns: u64) -> Decision {
+        match self.cache.try_borrow_mut() {
+            Ok(mut cache) => decide_with(&self.config, &HostSharedData, &mut cache, facts, now_ns),
+            // Not reachable (one request at a time per VM); read instead.
+            Err(_) => decide_with(
+                &self.config,
+                &HostSharedData,
+                &mut WriteCache::disabled(),
+                facts,
+                now_ns,
+            ),
+        }
+    }
+
+    /// Decides a request at the tick clock, and at the clock's time when
+    /// that refuses it (see [`decide_at_tick`]); without ticks, at the
+    /// clock's time.
+    fn decide(&self, facts: &RequestFacts) -> Decision {
+        if !self.ticking {
+            return self.decide_at(facts, self.clock.now_ns());
+        }
+        decide_at_tick(
+            |now_ns| self.decide_at(facts, now_ns),
+            self.tick_ns.get(),
+            || {
+                let now_ns = self.clock.now_ns();
+                self.advance_tick_clock(now_ns);
+                now_ns
+            },
+        )
+    }
 }
 
 #[derive(Default)]
@@ -250,24 +295,26 @@ impl RootContext for RateLimitRoot {
         if let Some(old) = &self.loaded {
             old.metrics.flush();
         }
-        let batching = match proxy_wasm::hostcalls::set_tick_period(FLUSH_PERIOD) {
+        let ticking = match proxy_wasm::hostcalls::set_tick_period(TICK_PERIOD) {
             Ok(()) => true,
             Err(status) => {
                 host::log(
                     LogLevel::Warn,
                     &format!(
-                        "palisade.ratelimit: no tick ({status:?}); counting every request at once"
+                        "palisade.ratelimit: no tick ({status:?}); counting every request at once and reading the clock per request"
                     ),
                 );
                 false
             }
         };
+        let clock = MonotonicClock::new();
         self.loaded = Some(Rc::new(Loaded {
             metrics: Metrics::define(&config),
             config,
-            clock: MonotonicClock::new(),
+            tick_ns: Cell::new(clock.now_ns()),
+            clock,
             cache: RefCell::new(WriteCache::new()),
-            batching,
+            ticking,
             scratch: RefCell::new(Vec::with_capacity(128)),
         }));
         true
@@ -275,6 +322,7 @@ impl RootContext for RateLimitRoot {
 
     fn on_tick(&mut self) {
         if let Some(loaded) = &self.loaded {
+            loaded.advance_tick_clock(loaded.clock.now_ns());
             loaded.metrics.flush();
         }
     }
@@ -395,20 +443,9 @@ impl HttpContext for RateLimitFilter {
             return Action::Continue;
         }
         let facts = gather(&config.needs, config.client_address.xff_trusted_hops);
-        let now_ns = loaded.clock.now_ns();
-        let decision = match loaded.cache.try_borrow_mut() {
-            Ok(mut cache) => decide_with(config, &HostSharedData, &mut cache, &facts, now_ns),
-            // Not reachable (one request at a time per VM); read instead.
-            Err(_) => decide_with(
-                config,
-                &HostSharedData,
-                &mut WriteCache::disabled(),
-                &facts,
-                now_ns,
-            ),
-        };
+        let decision = loaded.decide(&facts);
         loaded.metrics.record(&decision);
-        if !loaded.batching {
+        if !loaded.ticking {
             loaded.metrics.flush();
         }
         log_decision(config, &decision);
