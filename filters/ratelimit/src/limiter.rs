@@ -717,9 +717,10 @@ mod tests {
         let c2 = config(json);
         let store = RacingStore {
             inner: MemoryStore::new(),
-            // Gets: 0 = check first, 1 = check second, 2 = spend first,
-            // 3 = spend second. After the check of `second`, another worker
-            // takes its only token.
+            // Gets: 0 = check first, 1 = check second; the spends start
+            // from those readings, and the spend of `second` meets a
+            // mismatch and reads again (2). After the check of `second`,
+            // another worker takes its only token.
             interfere_at: Cell::new(Some(1)),
             gets: Cell::new(0),
             interference: Box::new(move |inner| {
