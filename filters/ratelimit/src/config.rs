@@ -467,7 +467,7 @@ fn compile_rule(
         None if per_request_key => DEFAULT_SLOTS,
         None => 1,
     };
-    let table = TableSpec::new(slots, format!("palisade.ratelimit/{domain}/{}/", r.name));
+    let table = TableSpec::new(slots, table_key_prefix(domain, &r.name));
     let on_table_full = match r.on_table_full {
         RawTableFull::Deny => TableFullAction::Deny,
         RawTableFull::Allow => TableFullAction::Allow,
@@ -542,6 +542,36 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     Some(ns)
 }
 
+/// The shared-data key prefix of a rule's table: `rl:`, the 64-bit FNV-1a
+/// hash of `<domain>/<rule>` in 11 URL-safe base64 characters, and `/`; the
+/// set number follows. At most 20 characters with the set number, so Envoy
+/// (libc++, whose strings hold up to 22 characters without a heap block)
+/// copies the key without an allocation on every shared-data call; the
+/// readable `palisade.ratelimit/<domain>/<rule>/` with default names already
+/// took 34. Names are `[A-Za-z0-9_-]`, so `/` separates them unambiguously;
+/// two (domain, rule) pairs share keys only on a 64-bit hash collision.
+pub fn table_key_prefix(domain: &str, rule: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in domain
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(rule.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut key = String::with_capacity(15);
+    key.push_str("rl:");
+    for i in 0..11 {
+        let sextet = (hash >> (6 * i)) & 63;
+        let c = ALPHABET.get(usize::try_from(sextet).unwrap_or(0)).copied();
+        key.push(char::from(c.unwrap_or(b'A')));
+    }
+    key.push('/');
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,7 +644,10 @@ mod tests {
         assert_eq!(rule.cost, 2);
         assert_eq!(rule.bucket, BucketSpec::new(5, 1, 12_000_000_000));
         assert_eq!(rule.table.slots(), 104);
-        assert_eq!(rule.table.key(3), "palisade.ratelimit/api/login/3");
+        assert_eq!(
+            rule.table.key(3),
+            format!("{}3", table_key_prefix("api", "login"))
+        );
         assert_eq!(rule.on_table_full, TableFullAction::Evict);
         assert_eq!(rule.when_key_missing, WhenKeyMissing::SkipRule);
         assert!(rule.shadow);
@@ -716,5 +749,27 @@ mod tests {
         for json in cases {
             assert!(Config::from_json(json.as_bytes()).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn table_keys_are_short_stable_and_distinct() {
+        // Stable across builds and VMs: every worker must find the same keys.
+        let prefix = table_key_prefix("default", "bench");
+        assert_eq!(prefix, "rl:X-P2jGIeeQA/");
+        assert!(prefix.starts_with("rl:") && prefix.ends_with('/'));
+        assert_eq!(prefix.len(), 15);
+        // With the largest set number, within libc++'s 22-character strings.
+        assert!(prefix.len() + (MAX_SLOTS / 8).to_string().len() <= 22);
+        let mut seen = std::collections::HashSet::new();
+        for domain in ["default", "api", "a", "ab"] {
+            for rule in ["bench", "login", "b", "b-a", "a_b"] {
+                assert!(
+                    seen.insert(table_key_prefix(domain, rule)),
+                    "{domain}/{rule}"
+                );
+            }
+        }
+        // The separator keeps ("a", "b/c")-like splits apart.
+        assert_ne!(table_key_prefix("ab", "c"), table_key_prefix("a", "bc"));
     }
 }
