@@ -175,10 +175,15 @@ struct Active<'a> {
 }
 
 impl Active<'_> {
+    /// Which remembered write or reading belongs to this bucket's set.
+    fn id(&self) -> u64 {
+        (u64::try_from(self.index).unwrap_or(u64::MAX) << 32) | u64::from(self.set)
+    }
+
     fn target(&self, config: &Config, now_ns: u64) -> Target<'_> {
         Target {
             key: &self.key,
-            id: (u64::try_from(self.index).unwrap_or(u64::MAX) << 32) | u64::from(self.set),
+            id: self.id(),
             max_retries: config.max_cas_retries,
             now_ns,
         }
@@ -317,16 +322,21 @@ pub fn decide_with<S: SharedStore + ?Sized>(
     let checked: Vec<Option<Verdict>> = if active.len() > 1 {
         let verdicts: Vec<Option<Verdict>> = active
             .iter()
-            .map(|a| match store.get(&a.key) {
-                Ok(read) => {
-                    let verdict = evaluate(read.0.as_deref(), &a.ask(now_ns)).0;
-                    readings.push(Some(read));
-                    Some(verdict)
-                }
-                Err(_) => {
-                    decision.counts.store_errors += 1;
-                    readings.push(None);
-                    None
+            .map(|a| {
+                match cache
+                    .take_read(a.id())
+                    .map_or_else(|| store.get(&a.key), Ok)
+                {
+                    Ok(read) => {
+                        let verdict = evaluate(read.0.as_deref(), &a.ask(now_ns)).0;
+                        readings.push(Some(read));
+                        Some(verdict)
+                    }
+                    Err(_) => {
+                        decision.counts.store_errors += 1;
+                        readings.push(None);
+                        None
+                    }
                 }
             })
             .collect();
@@ -343,6 +353,11 @@ pub fn decide_with<S: SharedStore + ?Sized>(
             .any(|r| r.refuses() && r.outcome != RuleOutcome::StoreFailure);
         let failed = reports.iter().any(|r| r.refuses());
         if limited || (failed && config.on_store_failure == FailureMode::Deny) {
+            for (a, read) in active.iter().zip(readings) {
+                if let Some(read) = read {
+                    cache.record_read(a.id(), read);
+                }
+            }
             decision.reports = reports;
             decision.refusal = Some(refusal_for(&decision.reports));
             return decision;
@@ -456,22 +471,38 @@ pub fn decide_with<S: SharedStore + ?Sized>(
 /// the clock's time, and that decision is the answer: refusals, and the
 /// `Retry-After` and `RateLimit` values they carry, are exact. A refused
 /// request spends nothing (spends are given back), so deciding it twice
-/// spends nothing twice; the store counts of both attempts are reported.
+/// spends nothing twice; the store counts of both attempts are reported, and
+/// the second starts from the first one's readings (no second read).
 ///
 /// What lags by up to a tick: the `remaining` tokens reported on allowed
 /// requests, and shadow rules, which may count a request as "would have
 /// limited" that refill during the lag would have let through (an allowed
 /// request is never decided twice: it has spent).
-pub fn decide_at_tick<D, N>(mut decide_at: D, tick_ns: u64, now: N) -> Decision
+pub fn decide_at_tick<S, N>(
+    config: &Config,
+    store: &S,
+    cache: &mut WriteCache,
+    facts: &RequestFacts,
+    tick_ns: u64,
+    now: N,
+) -> Decision
 where
-    D: FnMut(u64) -> Decision,
+    S: SharedStore + ?Sized,
     N: FnOnce() -> u64,
 {
-    let first = decide_at(tick_ns);
+    cache.record_reads();
+    let first = decide_with(config, store, cache, facts, tick_ns);
+    cache.stop_recording();
     if first.refusal.is_none() {
+        cache.forget_reads();
         return first;
     }
-    let mut exact = decide_at(now().max(tick_ns));
+    // The second decision starts from the readings the first one refused
+    // on, instead of reading the buckets again: a write from them is a CAS
+    // with their real tokens, and a refusal from them is as fresh as the
+    // first decision's.
+    let mut exact = decide_with(config, store, cache, facts, now().max(tick_ns));
+    cache.forget_reads();
     exact.counts.add(&first.counts);
     exact
 }
@@ -1111,14 +1142,10 @@ mod tests {
         let tick = 5 * SEC;
         let clock_reads = Cell::new(0);
         let mut at_tick = |now_ns: u64| {
-            decide_at_tick(
-                |t| decide_with(&c, &store, &mut cache, &get("/"), t),
-                tick,
-                || {
-                    clock_reads.set(clock_reads.get() + 1);
-                    now_ns
-                },
-            )
+            decide_at_tick(&c, &store, &mut cache, &get("/"), tick, || {
+                clock_reads.set(clock_reads.get() + 1);
+                now_ns
+            })
         };
         // Allowed at the tick time: the clock is not read.
         assert!(allowed(&at_tick(tick + SEC / 20)));
@@ -1131,16 +1158,61 @@ mod tests {
         assert_eq!(clock_reads.get(), 1);
         // Still at the tick time the bucket is empty, and at the clock's
         // time too: refused with the exact wait (50 ms, rounded up to 1 s),
-        // and nothing was spent from `global` by the refusals.
+        // and nothing was spent from `global` by the refusals. The second
+        // decision reads nothing: it starts from the first one's readings.
+        let gets = store.gets.get();
         let d = at_tick(tick + 150 * SEC / 1000);
         assert_eq!(d.refusal.as_ref().unwrap().retry_after, 1);
         assert_eq!(d.reports[1].outcome, RuleOutcome::Limited);
         assert_eq!(clock_reads.get(), 2);
+        assert_eq!(store.gets.get(), gets + 2, "one reading per bucket");
         let probe = config(
             r#"{"rules":[{"name":"global","token_bucket":{"max_tokens":100,"fill_interval":"1h"}}]}"#,
         );
         let d = decide(&probe, &store, &get("/"), tick + SEC);
         assert_eq!(d.reports[0].remaining, 96, "3 allowed + this probe");
+    }
+
+    #[test]
+    fn a_refusal_at_the_tick_time_spends_from_its_reading_when_refill_allows() {
+        let c = config(
+            r#"{"rules":[{"name":"fast","token_bucket":{"max_tokens":1,"fill_interval":"100ms"}}]}"#,
+        );
+        let store = EnvoyStore::default();
+        create_tables(&c, &store);
+        let mut cache = WriteCache::new();
+        let tick = 5 * SEC;
+        assert!(allowed(&decide_at_tick(
+            &c,
+            &store,
+            &mut cache,
+            &get("/"),
+            tick,
+            || tick
+        )));
+        // Empty at the tick time; at the clock's time (200 ms on) refilled:
+        // one read (the first decision's), one write.
+        let (gets, sets) = (store.gets.get(), store.sets.get());
+        let later = tick + SEC / 5;
+        let d = decide_at_tick(&c, &store, &mut cache, &get("/"), tick, || later);
+        assert!(allowed(&d), "{d:?}");
+        assert_eq!((store.gets.get() - gets, store.sets.get() - sets), (1, 1));
+        // Another worker spends the refill in between: the CAS from the
+        // kept reading misses and the request is refused, exactly.
+        let mut other = WriteCache::new();
+        let again = later + SEC / 5;
+        let d = decide_at_tick(&c, &store, &mut cache, &get("/"), tick, || {
+            assert!(allowed(&decide_with(
+                &c,
+                &store,
+                &mut other,
+                &get("/"),
+                again
+            )));
+            again
+        });
+        assert_eq!(d.refusal.unwrap().reason, RefusalReason::RateLimited);
+        assert_eq!(d.counts.cas_retries, 1);
     }
 
     #[test]
@@ -1161,11 +1233,7 @@ mod tests {
             for i in 0..430u64 {
                 let now = start + i * 7_000_000;
                 let tick = if lagging { now - now % (SEC / 4) } else { now };
-                let d = decide_at_tick(
-                    |t| decide_with(&c, &store, &mut cache, &get("/"), t),
-                    tick,
-                    || now,
-                );
+                let d = decide_at_tick(&c, &store, &mut cache, &get("/"), tick, || now);
                 ok += u32::from(allowed(&d));
             }
             ok

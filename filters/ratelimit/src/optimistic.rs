@@ -123,6 +123,8 @@ pub struct WriteCache {
     newest: Option<Newest>,
     backoff: u16,
     skip: u16,
+    recording: bool,
+    reads: Vec<(u64, Read)>,
 }
 
 /// `a` is at or after `b` in the counter's order (both known to be within a
@@ -143,6 +145,43 @@ impl WriteCache {
     /// A cache that never remembers anything: every update reads.
     pub fn disabled() -> Self {
         WriteCache::default()
+    }
+
+    /// From now on, readings that led to no write are kept, for a second
+    /// decision of the same request at another time (see
+    /// [`crate::limiter::decide_at_tick`]); earlier ones are dropped.
+    pub fn record_reads(&mut self) {
+        self.reads.clear();
+        self.recording = true;
+    }
+
+    /// Stops keeping readings; those kept serve the next updates of their
+    /// keys (once each) until [`WriteCache::forget_reads`].
+    pub fn stop_recording(&mut self) {
+        self.recording = false;
+    }
+
+    /// Drops the kept readings: they are only as fresh as the request that
+    /// made them.
+    pub fn forget_reads(&mut self) {
+        self.reads.clear();
+        self.recording = false;
+    }
+
+    /// Keeps a reading of `id` if recording.
+    pub fn record_read(&mut self, id: u64, read: Read) {
+        if self.recording {
+            self.reads.push((id, read));
+        }
+    }
+
+    /// A kept reading of `id`, once.
+    pub fn take_read(&mut self, id: u64) -> Option<Read> {
+        if self.recording {
+            return None;
+        }
+        let i = self.reads.iter().position(|(r, _)| *r == id)?;
+        Some(self.reads.swap_remove(i).1)
     }
 
     fn index(id: u64) -> usize {
@@ -273,6 +312,7 @@ where
         now_ns,
     } = target;
     let mut guess = Guess::NotTried;
+    let read = read.or_else(|| cache.take_read(id));
     let mut kept = cache.take(id);
     if let Some(entry) = kept.as_mut() {
         let trusted = now_ns.saturating_sub(entry.written_ns) <= TRUST_NS;
@@ -323,6 +363,7 @@ where
         }
         let (result, new_value) = step(current.as_deref());
         let Some(new_value) = new_value else {
+            cache.record_read(id, (current, cas));
             break UpdateOutcome::Done { result, retries };
         };
         // A key never written has no token, and CAS 0 writes

@@ -214,15 +214,23 @@ impl Loaded {
         if !self.ticking {
             return self.decide_at(facts, self.clock.now_ns());
         }
-        decide_at_tick(
-            |now_ns| self.decide_at(facts, now_ns),
-            self.tick_ns.get(),
-            || {
-                let now_ns = self.clock.now_ns();
-                self.advance_tick_clock(now_ns);
-                now_ns
-            },
-        )
+        let now = || {
+            let now_ns = self.clock.now_ns();
+            self.advance_tick_clock(now_ns);
+            now_ns
+        };
+        match self.cache.try_borrow_mut() {
+            Ok(mut cache) => decide_at_tick(
+                &self.config,
+                &HostSharedData,
+                &mut cache,
+                facts,
+                self.tick_ns.get(),
+                now,
+            ),
+            // Not reachable (one request at a time per VM).
+            Err(_) => self.decide_at(facts, now()),
+        }
     }
 }
 
