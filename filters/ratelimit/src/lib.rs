@@ -19,7 +19,10 @@
 //! - [`key`]: which bucket a request spends from (client address, header,
 //!   identity claim, ...);
 //! - [`limiter`]: the decision over every matching rule (check all, then
-//!   spend, giving back on a lost race);
+//!   spend, giving back on a lost race), at the tick clock and, for a
+//!   refusal, again at the clock's time;
+//! - [`optimistic`]: a bucket update as one write with a presumed CAS token
+//!   from the worker's last write, instead of a read and a write;
 //! - [`response`]: RateLimit header fields, the refusal, the filter state;
 //! - [`clock`]: the host's monotonic clock as one time line for every
 //!   worker (adapter side: the core receives `now_ns` as an argument);
