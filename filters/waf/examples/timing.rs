@@ -20,7 +20,12 @@ fn main() {
             return;
         }
     };
-    println!("compile: {:?}", started.elapsed());
+    println!(
+        "compile: {:?} ({} rules, {} automata)",
+        started.elapsed(),
+        waf.config.rules.rules().len(),
+        waf.config.rules.automaton_count()
+    );
     let scenario: serde_json::Value =
         serde_json::from_str(include_str!("../../../bench/scenarios/waf.json")).unwrap_or_default();
     let n: u32 = std::env::var("WAF_TIMING_N")

@@ -38,18 +38,28 @@ pub struct Rule {
     pub description: String,
 }
 
-/// Rules the prefilter tracks one by one; any rule past them always runs.
-const TRACKED: usize = 256;
+/// Matchers the prefilter tracks one by one; any matcher past them always
+/// runs. A matcher's first literal clause has the matcher's own index.
+const TRACKED: usize = 512;
+/// Clause indices the prefilter tracks: further clauses of matchers take
+/// the indices from [`TRACKED`] up (beyond this, they are not checked).
+const CLAUSES: usize = 1024;
 
-/// A set of rule indices below [`TRACKED`].
+/// A set of matcher or clause indices below [`CLAUSES`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Bits([u64; TRACKED / 64]);
+struct Bits([u64; CLAUSES / 64]);
 
 impl Bits {
     fn set(&mut self, i: usize) {
         if let Some(w) = self.0.get_mut(i / 64) {
             *w |= 1u64 << (i % 64);
         }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
     }
 
     fn or(&mut self, other: &Bits) {
@@ -100,6 +110,8 @@ struct Prefilter {
     with_literals: Bits,
     /// Rules without a usable literal: they always run.
     always: Bits,
+    /// Per matcher, its further clauses (all must have fired too).
+    further: Vec<Vec<usize>>,
 }
 
 impl Prefilter {
@@ -110,34 +122,46 @@ impl Prefilter {
         let mut literal_rules: Vec<Bits> = Vec::new();
         let mut with_literals = Bits::default();
         let mut always = Bits::default();
-        for (rule, req) in required.iter().enumerate() {
-            let Required::AnyOf(set) = req else {
-                always.set(rule);
+        let mut further: Vec<Vec<usize>> = vec![Vec::new(); required.len()];
+        let mut next_clause = TRACKED;
+        for (unit, req) in required.iter().enumerate().take(TRACKED) {
+            let Required::AllOf(clauses) = req else {
+                always.set(unit);
                 continue;
             };
-            for lit in set {
-                if let [b] = lit.as_slice() {
-                    for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
-                        let slot = &mut byte_slot[usize::from(b)];
-                        if *slot == 0 {
-                            // At most 256 distinct bytes, so at most 256 slots;
-                            // slot 0 is the empty set.
-                            byte_rules.push(Bits::default());
-                            *slot = u8::try_from(byte_rules.len() - 1).unwrap_or(u8::MAX);
-                        }
-                        if let Some(bits) = byte_rules.get_mut(usize::from(*slot)) {
-                            bits.set(rule);
-                        }
-                    }
+            for (k, set) in clauses.iter().enumerate() {
+                let clause = if k == 0 {
+                    unit
+                } else if next_clause < CLAUSES {
+                    further[unit].push(next_clause);
+                    next_clause += 1;
+                    next_clause - 1
                 } else {
-                    with_literals.set(rule);
-                    match words.iter().position(|w| w.eq_ignore_ascii_case(lit)) {
-                        Some(p) => literal_rules[p].set(rule),
-                        None => {
-                            words.push(lit);
-                            let mut bits = Bits::default();
-                            bits.set(rule);
-                            literal_rules.push(bits);
+                    break;
+                };
+                for lit in set {
+                    if let [b] = lit.as_slice() {
+                        for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                            let slot = &mut byte_slot[usize::from(b)];
+                            if *slot == 0 {
+                                // At most 256 distinct bytes; slot 0 is the empty set.
+                                byte_rules.push(Bits::default());
+                                *slot = u8::try_from(byte_rules.len() - 1).unwrap_or(u8::MAX);
+                            }
+                            if let Some(bits) = byte_rules.get_mut(usize::from(*slot)) {
+                                bits.set(clause);
+                            }
+                        }
+                    } else {
+                        with_literals.set(clause);
+                        match words.iter().position(|w| w.eq_ignore_ascii_case(lit)) {
+                            Some(p) => literal_rules[p].set(clause),
+                            None => {
+                                words.push(lit);
+                                let mut bits = Bits::default();
+                                bits.set(clause);
+                                literal_rules.push(bits);
+                            }
                         }
                     }
                 }
@@ -165,10 +189,19 @@ impl Prefilter {
             literal_rules,
             with_literals,
             always,
+            further,
         })
     }
 
-    /// The rules that may match `value`.
+    /// Whether every further clause of `unit` fired.
+    fn complete(&self, unit: usize, fired: &Bits) -> bool {
+        self.further
+            .get(unit)
+            .is_none_or(|cs| cs.iter().all(|c| fired.has(*c)))
+    }
+
+    /// The clauses that occur in `value` (a matcher may match only when its
+    /// own index and its further clauses are all in the set).
     fn fired(&self, value: &[u8]) -> Bits {
         let mut fired = self.always;
         // Which byte slots occur, then their rules once each.
@@ -223,19 +256,30 @@ impl Matcher {
     }
 }
 
+/// One automaton: a whole rule, or one top-level branch of a rule's regex
+/// (a rule matches when any of its branches does, and each branch has its
+/// own literals, so a benign value rarely wakes a whole rule).
+#[derive(Debug)]
+struct Unit {
+    rule: usize,
+    matcher: Matcher,
+}
+
 /// Every enabled rule, compiled.
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    matchers: Vec<Matcher>,
+    units: Vec<Unit>,
     pipelines: Vec<Vec<Transform>>,
-    /// Per pipeline, its rules below [`TRACKED`].
-    pipeline_rules: Vec<Bits>,
-    /// Per pipeline, its rules past [`TRACKED`] (they always run).
+    /// Per pipeline, its units below [`TRACKED`].
+    pipeline_units: Vec<Bits>,
+    /// Per pipeline, its units past [`TRACKED`] (they always run).
     pipeline_untracked: Vec<Vec<usize>>,
     /// The targets any rule of a pipeline inspects.
     pipeline_targets: Vec<Targets>,
-    /// Rules with no usable literal (they run on every value).
+    /// Per target bit, the tracked units whose rule inspects it.
+    target_units: [Bits; 16],
+    /// Units with no usable literal (they run on every value).
     unfiltered: usize,
     prefilter: Prefilter,
 }
@@ -256,10 +300,10 @@ impl RuleSet {
     /// Compiles `specs`; an error gives the index of the rule at fault.
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, (usize, String)> {
         let mut rules = Vec::with_capacity(specs.len());
-        let mut matchers = Vec::with_capacity(specs.len());
-        let mut pipeline_rules: Vec<Bits> = Vec::new();
-        let mut pipeline_untracked: Vec<Vec<usize>> = Vec::new();
+        let mut units: Vec<Unit> = Vec::with_capacity(specs.len());
         let mut pipelines: Vec<Vec<Transform>> = Vec::new();
+        let mut pipeline_units: Vec<Bits> = Vec::new();
+        let mut pipeline_untracked: Vec<Vec<usize>> = Vec::new();
         let mut pipeline_targets: Vec<Targets> = Vec::new();
         let mut required = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -276,21 +320,41 @@ impl RuleSet {
                 None => {
                     pipelines.push(spec.transforms.clone());
                     pipeline_targets.push(Targets::default());
-                    pipeline_rules.push(Bits::default());
+                    pipeline_units.push(Bits::default());
                     pipeline_untracked.push(Vec::new());
                     pipelines.len() - 1
                 }
             };
             pipeline_targets[pipeline] = pipeline_targets[pipeline].or(spec.targets);
-            if i < TRACKED {
-                pipeline_rules[pipeline].set(i);
-            } else {
-                pipeline_untracked[pipeline].push(i);
-            }
+            let mut add = |matcher: Matcher, req: Required| {
+                let u = units.len();
+                units.push(Unit { rule: i, matcher });
+                required.push(req);
+                if u < TRACKED {
+                    pipeline_units[pipeline].set(u);
+                } else {
+                    pipeline_untracked[pipeline].push(u);
+                }
+            };
             match &spec.pattern {
                 Pattern::Regex(re) => {
-                    matchers.push(Matcher::Regex(build_regex(re).map_err(|e| (i, e))?));
-                    required.push(literals::required(re));
+                    let split = literals::branches(re).and_then(|sources| {
+                        sources
+                            .into_iter()
+                            .map(|b| build_regex(b).ok().map(|r| (r, b)))
+                            .collect::<Option<Vec<_>>>()
+                    });
+                    match split {
+                        Some(branches) => {
+                            for (regex, source) in branches {
+                                add(Matcher::Regex(regex), literals::required(source));
+                            }
+                        }
+                        None => {
+                            let whole = build_regex(re).map_err(|e| (i, e))?;
+                            add(Matcher::Regex(whole), literals::required(re));
+                        }
+                    }
                 }
                 Pattern::Phrases { list, word } => {
                     let ac = AhoCorasickBuilder::new()
@@ -298,12 +362,23 @@ impl RuleSet {
                         .match_kind(AcMatchKind::Standard)
                         .build(list)
                         .map_err(|e| (i, e.to_string()))?;
-                    matchers.push(Matcher::Phrases { ac, word: *word });
-                    required.push(literals::phrases(list));
+                    add(
+                        Matcher::Phrases { ac, word: *word },
+                        literals::phrases(list),
+                    );
                 }
             }
         }
         let prefilter = Prefilter::build(&required).map_err(|e| (0, e))?;
+        let mut target_units = [Bits::default(); 16];
+        for (u, unit) in units.iter().enumerate().take(TRACKED) {
+            let targets = rules[unit.rule].targets.0;
+            for (bit, set) in target_units.iter_mut().enumerate() {
+                if targets & (1 << bit) != 0 {
+                    set.set(u);
+                }
+            }
+        }
         let unfiltered = required
             .iter()
             .enumerate()
@@ -311,11 +386,12 @@ impl RuleSet {
             .count();
         Ok(RuleSet {
             rules,
-            matchers,
+            units,
             pipelines,
-            pipeline_rules,
+            pipeline_units,
             pipeline_untracked,
             pipeline_targets,
+            target_units,
             unfiltered,
             prefilter,
         })
@@ -331,8 +407,14 @@ impl RuleSet {
         self.pipelines.len()
     }
 
-    /// How many rules have no literal for the prefilter (they run on every
-    /// value).
+    /// How many automata the rules compiled to (a rule's top-level
+    /// branches are separate automata).
+    pub fn automaton_count(&self) -> usize {
+        self.units.len()
+    }
+
+    /// How many automata have no literal for the prefilter (they run on
+    /// every value).
     pub fn unfiltered_count(&self) -> usize {
         self.unfiltered
     }
@@ -349,44 +431,73 @@ impl RuleSet {
         if value.is_empty() {
             return;
         }
-        // A value no transformation can change is scanned once as sent.
+        // The tracked units whose rules inspect this kind of value.
+        let mut wanted = Bits::default();
+        for (bit, set) in self.target_units.iter().enumerate() {
+            if target.0 & (1 << bit) != 0 {
+                wanted.or(set);
+            }
+        }
+        // Rules already reported for this value (allocated on a first match).
+        let mut reported: Vec<usize> = Vec::new();
+        let mut run = |units: &mut dyn Iterator<Item = usize>, hay: &[u8], fired: &Bits| {
+            for u in units {
+                if !self.prefilter.complete(u, fired) {
+                    continue;
+                }
+                let Some(unit) = self.units.get(u) else {
+                    continue;
+                };
+                let r = unit.rule;
+                let Some(rule) = self.rules.get(r) else {
+                    continue;
+                };
+                if reported.contains(&r)
+                    || !rule.targets.intersects(target)
+                    || !filter.family_enabled(&rule.family)
+                    || !filter.rule_enabled(rule)
+                {
+                    continue;
+                }
+                if unit.matcher.matches(hay) {
+                    reported.push(r);
+                    found(r);
+                }
+            }
+        };
+        // A value no transformation can change is scanned once as sent, for
+        // every pipeline at once.
         let present = transform::ByteSet::of(value.as_bytes());
-        let plain = !transform::may_change_with(value, &present);
+        if !transform::may_change_with(value, &present) {
+            let fired = self.prefilter.fired(value.as_bytes());
+            let candidates = fired.and(&wanted);
+            let untracked = self.pipeline_untracked.iter().flatten().copied();
+            run(
+                &mut candidates.iter().chain(untracked),
+                value.as_bytes(),
+                &fired,
+            );
+            return;
+        }
         let mut raw_fired: Option<Bits> = None;
         for (p, pipeline) in self.pipelines.iter().enumerate() {
             if !self.pipeline_targets[p].intersects(target) {
                 continue;
             }
-            let v = if plain {
-                Cow::Borrowed(value)
-            } else {
-                transform::apply_with(value, present, pipeline)
-            };
+            let v = transform::apply_with(value, present, pipeline);
             let fired = match &v {
                 Cow::Borrowed(b) => {
                     *raw_fired.get_or_insert_with(|| self.prefilter.fired(b.as_bytes()))
                 }
                 Cow::Owned(o) => self.prefilter.fired(o.as_bytes()),
             };
-            let hay = v.as_bytes();
-            let candidates = fired.and(&self.pipeline_rules[p]);
-            for r in candidates
-                .iter()
-                .chain(self.pipeline_untracked[p].iter().copied())
-            {
-                let Some(rule) = self.rules.get(r) else {
-                    continue;
-                };
-                if !rule.targets.intersects(target)
-                    || !filter.family_enabled(&rule.family)
-                    || !filter.rule_enabled(rule)
-                {
-                    continue;
-                }
-                if self.matchers[r].matches(hay) {
-                    found(r);
-                }
-            }
+            let candidates = fired.and(&wanted).and(&self.pipeline_units[p]);
+            let untracked = self.pipeline_untracked[p].iter().copied();
+            run(
+                &mut candidates.iter().chain(untracked),
+                v.as_bytes(),
+                &fired,
+            );
         }
     }
 }
@@ -409,7 +520,8 @@ fn build_regex(pattern: &str) -> Result<Regex, String> {
         .configure(
             meta::Config::new()
                 .utf8_empty(false)
-                .hybrid_cache_capacity(1 << 18),
+                .hybrid_cache_capacity(1 << 18)
+                .auto_prefilter(false),
         )
         .syntax(
             syntax::Config::new()

@@ -30,12 +30,17 @@ const MAX_CLASS_BYTES: usize = 12;
 const MAX_LITERALS: usize = 400;
 /// A product of two sets is given up on beyond this many literals.
 const MAX_CROSS: usize = 64;
+/// How many clauses a rule's prefilter checks at most.
+const MAX_CLAUSES: usize = 3;
 
 /// What every match of a rule must contain.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Required {
-    /// One of these literals (never empty strings; at least one literal).
-    AnyOf(Vec<Vec<u8>>),
+    /// For each clause, one of its literals (never empty strings; at
+    /// least one clause, at least one literal in each). The first clause is
+    /// the rarest; the others are further conditions (a match of
+    /// `\(\s*sh\s*\)` contains `(` and also `sh`).
+    AllOf(Vec<Vec<Vec<u8>>>),
     /// Nothing usable was found: the rule runs on every value.
     Nothing,
 }
@@ -52,10 +57,66 @@ pub fn required(pattern: &str) -> Required {
     let Ok(hir) = regex_automata::util::syntax::parse_with(pattern, &config) else {
         return Required::Nothing;
     };
-    match walk(&hir) {
-        Some(set) if !set.is_empty() => Required::AnyOf(set),
-        _ => Required::Nothing,
+    let info = info(&hir);
+    let Some(first) = info.inner.filter(|set| !set.is_empty()) else {
+        return Required::Nothing;
+    };
+    let mut also = info.also;
+    also.retain(|set| !set.is_empty() && *set != first);
+    also.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
+    also.dedup();
+    let mut clauses = vec![first];
+    clauses.extend(also.into_iter().take(MAX_CLAUSES - 1));
+    Required::AllOf(clauses)
+}
+
+/// The top-level branches of `pattern` (`a|b(c|d)` gives `a` and
+/// `b(c|d)`): the pattern matches a value exactly when one of them does,
+/// and each branch has its own, usually rarer, literals. `None` when the
+/// pattern has a single branch, or uses inline flags (which a split would
+/// separate from the branches they govern).
+pub fn branches(pattern: &str) -> Option<Vec<&str>> {
+    let bytes = pattern.as_bytes();
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut class = 0usize;
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'[' => {
+                class += 1;
+                // A `]` right after `[` or `[^` is a member, not the end.
+                if bytes.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if bytes.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b']' if class > 0 => class -= 1,
+            _ if class > 0 => {}
+            b'(' => {
+                if bytes.get(i + 1) == Some(&b'?') && bytes.get(i + 2) != Some(&b':') {
+                    return None;
+                }
+                depth += 1;
+            }
+            b')' => depth = depth.checked_sub(1)?,
+            b'|' if depth == 0 => {
+                out.push(&pattern[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
     }
+    if depth != 0 || class != 0 || out.is_empty() {
+        return None;
+    }
+    out.push(&pattern[start..]);
+    Some(out)
 }
 
 /// For phrase lists: each phrase is its own literal.
@@ -63,7 +124,7 @@ pub fn phrases(list: &[String]) -> Required {
     if list.is_empty() || list.iter().any(|p| p.is_empty()) {
         return Required::Nothing;
     }
-    Required::AnyOf(list.iter().map(|p| p.as_bytes().to_vec()).collect())
+    Required::AllOf(vec![list.iter().map(|p| p.as_bytes().to_vec()).collect()])
 }
 
 /// A set of literals; `None` where no finite set describes the node.
@@ -80,10 +141,8 @@ struct Info {
     suffix: Set,
     /// Every match contains one of these (none empty).
     inner: Set,
-}
-
-fn walk(hir: &Hir) -> Set {
-    info(hir).inner
+    /// Further sets every match contains one of (none empty).
+    also: Vec<Vec<Vec<u8>>>,
 }
 
 /// A set with no empty string, deduplicated case-insensitively, within the
@@ -134,6 +193,7 @@ fn exact_info(exact: Vec<Vec<u8>>) -> Info {
         prefix: nonempty.clone(),
         suffix: nonempty.clone(),
         inner: nonempty,
+        also: Vec::new(),
     }
 }
 
@@ -166,6 +226,7 @@ fn info(hir: &Hir) -> Info {
                     prefix: sub.prefix,
                     suffix: sub.suffix,
                     inner: sub.inner,
+                    also: sub.also,
                 }
             }
         }
@@ -186,6 +247,7 @@ fn info(hir: &Hir) -> Info {
                 prefix: union(|i| &i.prefix),
                 suffix: union(|i| &i.suffix),
                 inner: union(|i| &i.inner),
+                also: Vec::new(),
             }
         }
         HirKind::Concat(parts) => concat(&parts.iter().map(info).collect::<Vec<_>>()),
@@ -238,11 +300,13 @@ fn concat(parts: &[Info]) -> Info {
     // before (a suffix, extended through exact parts) joined to the start
     // of what follows.
     let mut options: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut also: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut ending: Set = None;
     for p in parts {
         if let Some(i) = &p.inner {
             options.push(i.clone());
         }
+        also.extend(p.also.iter().cloned());
         if let (Some(e), Some(pre)) = (&ending, &p.prefix) {
             if let Some(joined) = cross(e, pre).and_then(usable) {
                 options.push(joined);
@@ -257,14 +321,18 @@ fn concat(parts: &[Info]) -> Info {
     if let Some(e) = exact.clone().and_then(usable) {
         options.push(e);
     }
-    let inner = options
-        .into_iter()
-        .min_by(|a, b| cost(a).total_cmp(&cost(b)));
+    options.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
+    let mut options = options.into_iter();
+    let inner = options.next();
+    also.extend(options);
+    also.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
+    also.truncate(MAX_CLAUSES * 2);
     Info {
         exact,
         prefix,
         suffix,
         inner,
+        also,
     }
 }
 
@@ -308,10 +376,10 @@ fn class_bytes(class: &Class) -> Option<Vec<u8>> {
 /// words occur everywhere in prose, `=` or `<` rarely.
 fn byte_frequency(b: u8) -> f64 {
     match b {
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 0.3,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 0.12,
         b' ' => 0.15,
         b'.' | b',' | b'-' | b'/' | b'_' | b':' => 0.03,
-        b'\'' | b'"' => 0.02,
+        b'\'' | b'"' | b'(' | b')' | b';' | b'=' | b'?' | b'&' | b'+' | b'%' => 0.01,
         0x21..=0x7e => 0.004,
         _ => 0.002,
     }
@@ -331,8 +399,9 @@ mod tests {
 
     fn lits(pattern: &str) -> Vec<String> {
         match required(pattern) {
-            Required::AnyOf(set) => {
-                let mut v: Vec<String> = set
+            Required::AllOf(clauses) => {
+                let mut v: Vec<String> = clauses[0]
+                    .clone()
                     .into_iter()
                     .map(|l| String::from_utf8_lossy(&l).into_owned())
                     .collect();
@@ -366,6 +435,34 @@ mod tests {
         assert_eq!(lits(r"abc|\w+"), Vec::<String>::new());
         assert_eq!(lits(r"^$"), Vec::<String>::new());
         assert_eq!(lits(r"("), Vec::<String>::new());
+    }
+
+    #[test]
+    fn further_clauses_are_kept() {
+        let Required::AllOf(clauses) = required(r"\(\s*(?:ba)?sh\s*\)") else {
+            panic!("no literals");
+        };
+        assert!(clauses.len() >= 2, "{clauses:?}");
+        assert!(
+            clauses.iter().any(|c| c.contains(&b"sh".to_vec())),
+            "{clauses:?}"
+        );
+        assert!(
+            clauses.iter().any(|c| c.contains(&b"(".to_vec())),
+            "{clauses:?}"
+        );
+    }
+
+    #[test]
+    fn top_level_branches() {
+        assert_eq!(
+            branches(r"a|b(c|d)|[|(]x|\\|y"),
+            Some(vec!["a", "b(c|d)", "[|(]x", r"\\", "y"])
+        );
+        assert_eq!(branches(r"abc"), None);
+        assert_eq!(branches(r"(?i)a|b"), None);
+        assert_eq!(branches(r"[]|]|x"), Some(vec!["[]|]", "x"]));
+        assert_eq!(branches(r"(?:a|b)"), None);
     }
 
     #[test]

@@ -100,9 +100,10 @@ impl RootContext for WafRoot {
         host::log(
             LogLevel::Info,
             &format!(
-                "palisade.waf: {} rule(s) at paranoia level {} ({} without prefilter literals, {} transformation pipeline(s)), compiled in {} ms; mode {:?}, threshold {}",
+                "palisade.waf: {} rule(s) at paranoia level {} in {} automata ({} without prefilter literals, {} transformation pipeline(s)), compiled in {} ms; mode {:?}, threshold {}",
                 config.rules.rules().len(),
                 config.paranoia_level,
+                config.rules.automaton_count(),
                 config.rules.unfiltered_count(),
                 config.rules.pipeline_count(),
                 host::now_unix_millis().saturating_sub(started),
