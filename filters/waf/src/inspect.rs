@@ -169,9 +169,9 @@ impl Waf {
         let body = &body[..body.len().min(self.config.max_body_bytes)];
         let text = String::from_utf8_lossy(body);
         let kind = BodyKind::from_content_type(head.header("content-type"));
-        let mut fields = Vec::with_capacity(16);
-        body_fields(&kind, &text, &mut fields);
-        self.scan_fields(&fields, inspection);
+        body_fields(&kind, &text, &mut |field| {
+            self.scan_field(field, inspection)
+        });
     }
 
     /// Whether the body is worth buffering (an exclusion may turn
@@ -184,20 +184,25 @@ impl Waf {
     }
 
     fn scan_fields(&self, fields: &[Field<'_>], inspection: &mut Inspection) {
-        let rules = &self.config.rules;
         for field in fields {
-            let filter = FieldFilter {
-                config: &self.config,
-                exclusions: &inspection.exclusions,
-                field,
-            };
-            let matched = &mut inspection.matched;
-            rules.scan(field.target, &field.value, &filter, &mut |r| {
+            self.scan_field(field, inspection);
+        }
+    }
+
+    fn scan_field(&self, field: &Field<'_>, inspection: &mut Inspection) {
+        let filter = FieldFilter {
+            config: &self.config,
+            exclusions: &inspection.exclusions,
+            field,
+        };
+        let matched = &mut inspection.matched;
+        self.config
+            .rules
+            .scan(field.target, &field.value, &filter, &mut |r| {
                 if !matched.iter().any(|(m, _)| *m == r) {
-                    matched.push((r, field.location.clone()));
+                    matched.push((r, field.location.to_string()));
                 }
             });
-        }
     }
 
     /// Request smuggling and header-framing signals that are not about a

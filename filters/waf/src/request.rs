@@ -54,7 +54,7 @@ pub struct Field<'a> {
     /// The parameter, header or cookie name it belongs to (for exclusions).
     pub name: Cow<'a, str>,
     /// Where it is, for the decision: `args:q`, `header:user-agent`, ...
-    pub location: String,
+    pub location: Cow<'a, str>,
     /// The value.
     pub value: Cow<'a, str>,
 }
@@ -81,20 +81,20 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
     out.push(Field {
         target: Targets::METHOD,
         name: Cow::Borrowed("method"),
-        location: "method".into(),
+        location: Cow::Borrowed("method"),
         value: Cow::Borrowed(head.method),
     });
     out.push(Field {
         target: Targets::PATH,
         name: Cow::Borrowed("path"),
-        location: "path".into(),
+        location: Cow::Borrowed("path"),
         value: Cow::Borrowed(head.path_only()),
     });
     if let Some(q) = head.query() {
         out.push(Field {
             target: Targets::QUERY,
             name: Cow::Borrowed("query"),
-            location: "query".into(),
+            location: Cow::Borrowed("query"),
             value: Cow::Borrowed(q),
         });
         form_fields(q, "args", out);
@@ -117,7 +117,7 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
         };
         out.push(Field {
             target,
-            location: format!("header:{lower}"),
+            location: Cow::Owned(format!("header:{lower}")),
             name: Cow::Owned(lower),
             value: Cow::Borrowed(value.as_str()),
         });
@@ -135,14 +135,14 @@ fn cookie_fields<'a>(header: &'a str, out: &mut Vec<Field<'a>>) {
         out.push(Field {
             target: Targets::COOKIE_NAMES,
             name: Cow::Borrowed(name),
-            location: format!("cookie_names:{name}"),
+            location: Cow::Owned(format!("cookie_names:{name}")),
             value: Cow::Borrowed(name),
         });
         if !value.is_empty() {
             out.push(Field {
                 target: Targets::COOKIES,
                 name: Cow::Borrowed(name),
-                location: format!("cookie:{name}"),
+                location: Cow::Owned(format!("cookie:{name}")),
                 value: form_decode(value),
             });
         }
@@ -159,14 +159,14 @@ pub fn form_fields<'a>(query: &'a str, prefix: &str, out: &mut Vec<Field<'a>>) {
         let name = form_decode(raw_name);
         out.push(Field {
             target: Targets::ARG_NAMES,
-            location: format!("{prefix}_names:{name}"),
+            location: Cow::Owned(format!("{prefix}_names:{name}")),
             name: name.clone(),
             value: name.clone(),
         });
         if !raw_value.is_empty() {
             out.push(Field {
                 target: Targets::ARGS,
-                location: format!("{prefix}:{name}"),
+                location: Cow::Owned(format!("{prefix}:{name}")),
                 name,
                 value: form_decode(raw_value),
             });
@@ -229,26 +229,33 @@ fn boundary(content_type: &str) -> Option<String> {
     None
 }
 
-/// Collects the fields of a body.
-pub fn body_fields<'a>(kind: &BodyKind, body: &'a str, out: &mut Vec<Field<'a>>) {
+/// Calls `emit` with each field of a body. A JSON body is walked in place
+/// (no tree is built, strings without escapes are not copied); one that does
+/// not parse is also inspected as raw text.
+pub fn body_fields(kind: &BodyKind, body: &str, emit: &mut dyn FnMut(&Field<'_>)) {
+    let mut out = Vec::new();
     match kind {
-        BodyKind::Form => form_fields(body, "body", out),
-        BodyKind::Json => match serde_json::from_str::<serde_json::Value>(body) {
-            Ok(v) => json_fields(&v, &mut String::from("json"), "", out),
-            // Not JSON after all: inspect what was sent.
-            Err(_) => raw_fields(body, out),
-        },
-        BodyKind::Multipart(b) => multipart_fields(body, b, out),
+        BodyKind::Form => form_fields(body, "body", &mut out),
+        BodyKind::Json => {
+            if !json_fields(body, emit) {
+                // Not JSON after all: inspect what was sent.
+                raw_fields(body, &mut out);
+            }
+        }
+        BodyKind::Multipart(b) => multipart_fields(body, b, &mut out),
         BodyKind::Xml => {
-            xml_fields(body, out);
+            xml_fields(body, &mut out);
             out.push(Field {
                 target: Targets::BODY,
                 name: Cow::Borrowed("body"),
-                location: "body".into(),
+                location: Cow::Borrowed("body"),
                 value: Cow::Borrowed(body),
             });
         }
-        BodyKind::Raw => raw_fields(body, out),
+        BodyKind::Raw => raw_fields(body, &mut out),
+    }
+    for field in &out {
+        emit(field);
     }
 }
 
@@ -271,44 +278,258 @@ fn raw_fields<'a>(body: &'a str, out: &mut Vec<Field<'a>>) {
     out.push(Field {
         target: Targets::BODY,
         name: Cow::Borrowed("body"),
-        location: "body".into(),
+        location: Cow::Borrowed("body"),
         value: Cow::Borrowed(body),
     });
 }
 
-fn json_fields<'a>(v: &serde_json::Value, path: &mut String, key: &str, out: &mut Vec<Field<'a>>) {
-    match v {
-        serde_json::Value::String(s) => out.push(Field {
-            target: Targets::ARGS,
-            name: Cow::Owned(key.to_string()),
-            location: path.clone(),
-            value: Cow::Owned(s.clone()),
-        }),
-        serde_json::Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                json_fields(item, path, key, out);
-                path.truncate(len);
-            }
-        }
-        serde_json::Value::Object(map) => {
-            for (k, item) in map {
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                out.push(Field {
-                    target: Targets::ARG_NAMES,
-                    name: Cow::Owned(k.clone()),
-                    location: format!("json_names:{}", &path[5..]),
-                    value: Cow::Owned(k.clone()),
-                });
-                json_fields(item, path, k, out);
-                path.truncate(len);
-            }
-        }
-        _ => {}
+/// One open JSON container while walking.
+struct Frame<'a> {
+    object: bool,
+    /// The path's length before this container's members.
+    base: usize,
+    /// The next array index.
+    index: usize,
+    /// The key its string values belong to (arrays inherit it).
+    key: Cow<'a, str>,
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
     }
+    i
+}
+
+/// A JSON string starting after its opening quote: its value and the
+/// index after the closing quote.
+fn json_string(s: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
+    let b = s.as_bytes();
+    let mut i = start;
+    while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
+        if b[i] < 0x20 {
+            return None;
+        }
+        i += 1;
+    }
+    if b.get(i) == Some(&b'"') {
+        return Some((Cow::Borrowed(&s[start..i]), i + 1));
+    }
+    let mut out = String::from(&s[start..i]);
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some((Cow::Owned(out), i + 1)),
+            b'\\' => {
+                let c = match *b.get(i + 1)? {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => {
+                        let hi = hex4(b, i + 2)?;
+                        i += 6;
+                        if (0xd800..0xdc00).contains(&hi)
+                            && b.get(i) == Some(&b'\\')
+                            && b.get(i + 1) == Some(&b'u')
+                        {
+                            if let Some(lo) =
+                                hex4(b, i + 2).filter(|l| (0xdc00..0xe000).contains(l))
+                            {
+                                i += 6;
+                                let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                                out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
+                                continue;
+                            }
+                        }
+                        out.push(char::from_u32(hi).unwrap_or('\u{fffd}'));
+                        continue;
+                    }
+                    _ => return None,
+                };
+                out.push(c);
+                i += 2;
+            }
+            c if c < 0x20 => return None,
+            _ => {
+                // Copy the run up to the next quote or escape at once.
+                let run = i;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+                    i += 1;
+                }
+                out.push_str(&s[run..i]);
+            }
+        }
+    }
+    None
+}
+
+fn hex4(b: &[u8], at: usize) -> Option<u32> {
+    let digits = b.get(at..at + 4)?;
+    digits
+        .iter()
+        .try_fold(0u32, |acc, d| Some(acc * 16 + char::from(*d).to_digit(16)?))
+}
+
+/// A number, `true`, `false` or `null` at `i`: the index after it.
+fn json_scalar(b: &[u8], i: usize) -> Option<usize> {
+    for word in [&b"true"[..], b"false", b"null"] {
+        if b[i..].starts_with(word) {
+            return Some(i + word.len());
+        }
+    }
+    let end = i + b[i..]
+        .iter()
+        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .count();
+    (end > i && b[i] != b'+').then_some(end)
+}
+
+/// Walks a JSON document in place, calling `emit` with every key
+/// ([`Targets::ARG_NAMES`], location `json_names:a.b`) and every string
+/// value ([`Targets::ARGS`], location `json.a.b[0]`), nested to any depth.
+/// Returns false when the body is not a JSON document.
+fn json_fields(body: &str, emit: &mut dyn FnMut(&Field<'_>)) -> bool {
+    let b = body.as_bytes();
+    let mut path = String::from("json");
+    // The location of a key, rebuilt in place for each key.
+    let mut scratch = String::new();
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut i = skip_ws(b, 0);
+    // Each turn parses one value at `i`, then what follows it.
+    loop {
+        let Some(&c) = b.get(i) else {
+            return false;
+        };
+        match c {
+            b'{' | b'[' => {
+                let key = stack.last().map_or(Cow::Borrowed(""), |f| f.key.clone());
+                stack.push(Frame {
+                    object: c == b'{',
+                    base: path.len(),
+                    index: 0,
+                    key,
+                });
+                i = skip_ws(b, i + 1);
+                let close = if c == b'{' { b'}' } else { b']' };
+                if b.get(i) == Some(&close) {
+                    stack.pop();
+                    i += 1;
+                } else if c == b'[' {
+                    path.push_str("[0]");
+                    continue;
+                } else {
+                    let Some(next) = json_key(body, i, &mut path, &mut scratch, &mut stack, emit)
+                    else {
+                        return false;
+                    };
+                    i = next;
+                    continue;
+                }
+            }
+            b'"' => {
+                let Some((value, next)) = json_string(body, i + 1) else {
+                    return false;
+                };
+                let name = stack.last().map_or(Cow::Borrowed(""), |f| f.key.clone());
+                emit(&Field {
+                    target: Targets::ARGS,
+                    name,
+                    location: Cow::Borrowed(path.as_str()),
+                    value,
+                });
+                i = next;
+            }
+            _ => match json_scalar(b, i) {
+                Some(next) => i = next,
+                None => return false,
+            },
+        }
+        // After a value: the end, or a separator, or a closing bracket.
+        loop {
+            i = skip_ws(b, i);
+            let Some(frame) = stack.last_mut() else {
+                return i == b.len();
+            };
+            let (object, base) = (frame.object, frame.base);
+            match b.get(i) {
+                Some(b',') => {
+                    i = skip_ws(b, i + 1);
+                    path.truncate(base);
+                    if object {
+                        let Some(next) =
+                            json_key(body, i, &mut path, &mut scratch, &mut stack, emit)
+                        else {
+                            return false;
+                        };
+                        i = next;
+                    } else {
+                        frame.index += 1;
+                        path.push('[');
+                        path.push_str(itoa(frame.index, &mut [0u8; 20]));
+                        path.push(']');
+                    }
+                    break;
+                }
+                Some(b'}') if object => {}
+                Some(b']') if !object => {}
+                _ => return false,
+            }
+            path.truncate(base);
+            stack.pop();
+            i += 1;
+        }
+    }
+}
+
+/// An object member's key at `i` and its `:`: emits the key, extends the
+/// path, and returns where the member's value starts.
+fn json_key<'a>(
+    body: &'a str,
+    i: usize,
+    path: &mut String,
+    scratch: &mut String,
+    stack: &mut [Frame<'a>],
+    emit: &mut dyn FnMut(&Field<'_>),
+) -> Option<usize> {
+    let b = body.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (key, next) = json_string(body, i + 1)?;
+    path.push('.');
+    path.push_str(&key);
+    scratch.clear();
+    scratch.push_str("json_names:");
+    scratch.push_str(path.get(5..).unwrap_or(""));
+    emit(&Field {
+        target: Targets::ARG_NAMES,
+        name: key.clone(),
+        location: Cow::Borrowed(scratch.as_str()),
+        value: key.clone(),
+    });
+    if let Some(frame) = stack.last_mut() {
+        frame.key = key;
+    }
+    let next = skip_ws(b, next);
+    (b.get(next) == Some(&b':')).then(|| skip_ws(b, next + 1))
+}
+
+/// `n` in decimal, without allocating.
+fn itoa(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>) {
@@ -357,20 +578,20 @@ fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>)
         out.push(Field {
             target: Targets::ARG_NAMES,
             name: Cow::Borrowed(field),
-            location: format!("multipart_names:{field}"),
+            location: Cow::Owned(format!("multipart_names:{field}")),
             value: Cow::Borrowed(field),
         });
         match filename {
             Some(f) => out.push(Field {
                 target: Targets::FILES,
                 name: Cow::Borrowed(field),
-                location: format!("files:{field}"),
+                location: Cow::Owned(format!("files:{field}")),
                 value: Cow::Borrowed(f),
             }),
             None => out.push(Field {
                 target: Targets::ARGS,
                 name: Cow::Borrowed(field),
-                location: format!("multipart:{field}"),
+                location: Cow::Owned(format!("multipart:{field}")),
                 value: Cow::Borrowed(content),
             }),
         }
@@ -420,7 +641,7 @@ fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
     out.push(Field {
         target: Targets::ARGS,
         name: Cow::Borrowed("xml"),
-        location: "xml".into(),
+        location: Cow::Borrowed("xml"),
         value: Cow::Borrowed(value),
     });
 }
@@ -429,11 +650,25 @@ fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
 mod tests {
     use super::*;
 
+    /// The fields of a body, owned.
+    fn body(kind: &BodyKind, text: &str) -> Vec<Field<'static>> {
+        let mut out = Vec::new();
+        body_fields(kind, text, &mut |f| {
+            out.push(Field {
+                target: f.target,
+                name: Cow::Owned(f.name.to_string()),
+                location: Cow::Owned(f.location.to_string()),
+                value: Cow::Owned(f.value.to_string()),
+            })
+        });
+        out
+    }
+
     fn values(fields: &[Field<'_>], target: Targets) -> Vec<(String, String)> {
         fields
             .iter()
             .filter(|f| f.target == target)
-            .map(|f| (f.location.clone(), f.value.to_string()))
+            .map(|f| (f.location.to_string(), f.value.to_string()))
             .collect()
     }
 
@@ -487,11 +722,9 @@ mod tests {
 
     #[test]
     fn json_is_walked_to_every_key_and_string() {
-        let mut f = Vec::new();
-        body_fields(
+        let f = body(
             &BodyKind::Json,
             r#"{"a":{"b":["x",{"c":"y"}],"n":1},"d":"z"}"#,
-            &mut f,
         );
         assert_eq!(
             values(&f, Targets::ARGS),
@@ -507,8 +740,35 @@ mod tests {
             .map(|x| x.value.to_string())
             .collect();
         assert_eq!(names, vec!["a", "b", "c", "n", "d"]);
-        let mut f = Vec::new();
-        body_fields(&BodyKind::Json, "{not json", &mut f);
+        // Escapes, surrogate pairs, top-level arrays, duplicate keys, depth.
+        let f = body(
+            &BodyKind::Json,
+            r#" [ {"k\u0022":"a\nb\ud83d\ude00\u00e9","k\u0022":"2nd"}, true, null, -1.5e3, [] ] "#,
+        );
+        assert_eq!(
+            values(&f, Targets::ARGS),
+            vec![
+                ("json[0].k\"".into(), "a\nb\u{1f600}\u{e9}".into()),
+                ("json[0].k\"".into(), "2nd".into())
+            ]
+        );
+        let deep = format!("{}\"x\"{}", "[".repeat(5000), "]".repeat(5000));
+        let f = body(&BodyKind::Json, &deep);
+        assert_eq!(values(&f, Targets::ARGS).len(), 1);
+        for bad in [
+            "",
+            "{",
+            "{\"a\" 1}",
+            "[1,]x",
+            "{\"a\":tru}",
+            "\"a\\u12\"",
+            "[1] [2]",
+            "{\"a\":\"\u{1}\"}",
+        ] {
+            let f = body(&BodyKind::Json, bad);
+            assert_eq!(values(&f, Targets::BODY).len(), 1, "{bad:?}");
+        }
+        let f = body(&BodyKind::Json, "{not json");
         assert_eq!(
             values(&f, Targets::BODY),
             vec![("body".into(), "{not json".into())]
@@ -519,9 +779,8 @@ mod tests {
     fn multipart_gives_fields_and_file_names() {
         let kind = BodyKind::from_content_type(Some("multipart/form-data; boundary=\"XyZ\""));
         assert_eq!(kind, BodyKind::Multipart("XyZ".into()));
-        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../a.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XyZ--\r\n";
-        let mut f = Vec::new();
-        body_fields(&kind, body, &mut f);
+        let text = "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../a.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XyZ--\r\n";
+        let f = body(&kind, text);
         assert_eq!(
             values(&f, Targets::ARGS),
             vec![("multipart:title".into(), "hello".into())]
@@ -534,11 +793,9 @@ mod tests {
 
     #[test]
     fn xml_gives_text_and_attributes() {
-        let mut f = Vec::new();
-        body_fields(
+        let f = body(
             &BodyKind::from_content_type(Some("application/soap+xml; charset=utf-8")),
             "<?xml version=\"1.0\"?><a x=\"1\" y='two'><b>text</b></a>",
-            &mut f,
         );
         let args: Vec<String> = values(&f, Targets::ARGS).into_iter().map(|v| v.1).collect();
         assert_eq!(args, vec!["1", "two", "text"]);
@@ -547,17 +804,14 @@ mod tests {
 
     #[test]
     fn raw_bodies_that_look_like_forms_give_arguments() {
-        let mut f = Vec::new();
-        body_fields(&BodyKind::from_content_type(None), "var=1%27", &mut f);
+        let f = body(&BodyKind::from_content_type(None), "var=1%27");
         assert_eq!(
             values(&f, Targets::ARGS),
             vec![("body:var".into(), "1'".into())]
         );
-        let mut f = Vec::new();
-        body_fields(
+        let f = body(
             &BodyKind::from_content_type(Some("text/plain")),
             "just some text",
-            &mut f,
         );
         assert!(values(&f, Targets::ARGS).is_empty());
         assert_eq!(values(&f, Targets::BODY).len(), 1);
