@@ -48,6 +48,16 @@ const RAW: &[Transform] = &[];
 const INPUT: Targets = Targets::INPUT;
 /// Injection places plus the path.
 const INPUT_PATH: Targets = Targets::INPUT.or(Targets::PATH);
+/// Injection places plus every other header.
+const INPUT_HEADERS: Targets = Targets::INPUT.or(Targets::OTHER_HEADERS);
+/// Where an uploaded file's name arrives.
+const UPLOADS: Targets = Targets::FILES
+    .or(Targets::OTHER_HEADERS)
+    .or(Targets::HEADERS);
+/// Where a query operator can be smuggled in as a name or a value.
+const OPERATORS: Targets = Targets::ARG_NAMES
+    .or(Targets::COOKIE_NAMES)
+    .or(Targets::ARGS);
 /// Where script reaches a page: arguments, cookies, headers, the path; not a
 /// raw body as a whole (an XML document is full of tags; its text and
 /// attributes are inspected as arguments).
@@ -103,18 +113,10 @@ const fn words(
     word: bool,
     description: &'static str,
 ) -> Def {
-    Def {
-        id,
-        family,
-        paranoia,
-        severity: Severity::Critical,
-        targets,
-        transforms,
-        regex: "",
-        phrases,
-        word,
-        description,
-    }
+    let mut d = rx(id, family, paranoia, targets, transforms, "", description);
+    d.phrases = phrases;
+    d.word = word;
+    d
 }
 
 const fn sev(mut d: Def, severity: Severity) -> Def {
@@ -246,7 +248,7 @@ fn defs() -> Vec<Def> {
             20003,
             Lfi,
             1,
-            INPUT.or(Targets::OTHER_HEADERS),
+            INPUT_HEADERS,
             PATH,
             r"(?:^|[^\w.-])(?:/+|\\+|file:/+|[a-z]:[\\/]+)?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|dev[\\/]+(?:tcp|udp|shm|mem|kmem|port|null|zero|random|urandom|stdin|stdout|stderr|fd)[\\/]?|var[\\/]+(?:log|lib|run|mail|spool|www|backups|cache|tmp)[\\/]|usr[\\/]+(?:local[\\/]+)?(?:etc|apache2?|conf|lib|share|bin|sbin)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|\w*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))",
             "a sensitive system or configuration file named in a value",
@@ -329,7 +331,7 @@ fn defs() -> Vec<Def> {
             22001,
             Rce,
             1,
-            INPUT.or(Targets::OTHER_HEADERS),
+            INPUT_HEADERS,
             SHELL,
             const_format_unix_sep(),
             "command injection: a shell separator followed by a Unix command",
@@ -429,7 +431,7 @@ fn defs() -> Vec<Def> {
             23001,
             Php,
             1,
-            INPUT.or(Targets::OTHER_HEADERS),
+            INPUT_HEADERS,
             TEXT,
             r"<\?(?:php|=|\s|$|xml\s*(?:[^v\s]|$))|\[[/\\]?php\]|\?>\s*$|<script\s+language\s*=\s*['\x22]?php",
             "PHP: an opening or closing code tag",
@@ -456,7 +458,7 @@ fn defs() -> Vec<Def> {
             23004,
             Php,
             1,
-            INPUT.or(Targets::PATH),
+            INPUT_PATH,
             SQL,
             r#"(?:^|[^\w.>$-])(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|eval|assert|assert_options|create_function|call_user_func(?:_array)?|array_map|array_filter|array_walk|usort|uasort|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|fopen|fwrite|fputs|readfile|file|show_source|highlight_file|php_uname|phpinfo|getenv|putenv|ini_set|ini_get|set_time_limit|ignore_user_abort|unserialize|serialize|include|include_once|require|require_once|move_uploaded_file|copy|unlink|rmdir|mkdir|chmod|symlink|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mail|header|ob_start|posix_\w+|dl|extract|parse_str|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|glob|scandir|opendir|readdir|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|gethostbyname|apache_\w+|openlog|syslog|unpack|strip_tags|intval|printf|sprintf|filegroup|fileowner|fileperms|is_array|strrev|file_exists|is_file|is_dir|is_readable|is_writable|lstat|tempnam|tmpfile|getcwd|chdir|chroot|get_current_user|getmypid|getmyuid|gzopen|bzopen|readgzfile|zlib_decode|bzdecompress|gzdecode|get_defined_functions|get_defined_constants|func_get_args|array_reverse|str_replace|implode|explode|array_merge|in_array|strlen|strtolower|strtoupper|ucfirst)\s*(?:/\*.*?\*/\s*)*\(|(?:base64_(?:de|en)code|gzinflate|gzdecode|gzuncompress|bzdecompress|zlib_decode|str_rot13|call_user_func(?:_array)?|fsockopen|shell_exec|proc_open|passthru|pcntl_exec|get_defined_(?:functions|vars|constants)|file_(?:get|put)_contents|create_function|preg_replace|assert_options|phpinfo|php_uname|posix_\w+|move_uploaded_file|highlight_file|show_source)\s*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|posix_\w+|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
             "PHP: a dangerous function call",
@@ -492,9 +494,7 @@ fn defs() -> Vec<Def> {
             23008,
             Php,
             1,
-            Targets::FILES
-                .or(Targets::OTHER_HEADERS)
-                .or(Targets::HEADERS),
+            UPLOADS,
             TEXT,
             r"\.\s*(?:php\d*|phpt|phtml|phar|pht|phps|inc|shtml|asp|aspx|jsp|jspx|cgi|pl)[\s.]*$|(?:^|[/\\])(?:\.htaccess|\.htpasswd|web\.config|wp-config[\w.-]*|\.user\.ini|php\.ini|\.boto|\.s3cfg|\.netrc|\.npmrc|\.pypirc|config\.ya?ml|sess_[\w,-]{16,})\s*$",
             "PHP: uploading a server-side script",
@@ -587,9 +587,7 @@ fn defs() -> Vec<Def> {
             26001,
             Nosql,
             1,
-            Targets::ARG_NAMES
-                .or(Targets::COOKIE_NAMES)
-                .or(Targets::ARGS),
+            OPERATORS,
             TEXT,
             r"(?:^|\[)\s*\$(?:ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|or|and|not|nor|expr|elemmatch|all|size|type|mod|text|function|accumulator|jsonschema|lookup)\s*(?:\]|$)",
             "NoSQL injection: a MongoDB query operator as a parameter name",
@@ -709,7 +707,7 @@ fn defs() -> Vec<Def> {
             40004,
             Sqli,
             1,
-            INPUT.or(Targets::PATH),
+            INPUT_PATH,
             SQL,
             r"(?:^|[^\w.$])(?:sleep|benchmark|pg_sleep|div|lo_get|dbms_pipe\.receive_message|dbms_lock\.sleep|dbms_\w+\.\w+|utl_(?:http|inaddr|file|smtp)\.\w+|randomblob|load_file|extractvalue|updatexml|xmltype|geometrycollection|multipoint|multilinestring|multipolygon|linestring|name_const|sqlite_compileoption_(?:used|get)|sqlite_version|sys_eval|sys_exec|xp_cmdshell|xp_dirtree|xp_regread|sp_executesql|sp_oacreate|sp_makewebtask|openrowset|opendatasource|group_concat|json_(?:extract|keys|object|build_object|arrayagg|agg|value|query|table)|jsonb_\w+|to_tsvector|starts_with|unistr|make_set|elt|find_in_set|ifnull|nullif|coalesce|iif|decode|encode|compress|uncompress|concat|concat_ws|substring|substr|mid|ascii|ord|char|chr|nchar|hex|unhex|bin|conv|md5|sha1|sha2|crc32|current_user|session_user|system_user|database|schema|connection_id|last_insert_id|row_count|found_rows|sysdate|curdate|current_timestamp|rand|pow|power|exp|sin|cos|tan|sqrt|char_length|strcmp|instr|locate|lpad|rpad|ltrim|rtrim|trim|insert|lcase|ucase|collation|charset|procedure\s+analyse|pg_read_file|pg_ls_dir|lo_import|lo_export|dblink\w*|current_setting|set_config|query_to_xml|array_agg|string_agg|listagg|xmlagg|wm_concat|benchmark)\s*\(",
             "SQL injection: an SQL function call",
@@ -718,7 +716,7 @@ fn defs() -> Vec<Def> {
             40013,
             Sqli,
             1,
-            INPUT.or(Targets::PATH),
+            INPUT_PATH,
             SQL,
             r"\bwaitfor\s+(?:delay|time)\s+['\x22\d@]|\bpg_sleep\b|\)\s*like\s*\(|::\s*(?:double\s+precision|float\d?|real|date|timestamp\w*|char|varchar|regproc\w*|oid|name|xml)\b|\b\d+\.e\s*(?:\(|\.[a-z]|,)|\b\d+\s+as\s+['\x22`]\w+['\x22`]\s+from\b|[\x22`]\s*(?:regexp|rlike)\b|;\s*(?:truncate\s*(?:table\b|\[|\w+\s*$)|drop\s+(?:table|database|schema|user|view|index)\b|shutdown\s*(?:$|\bwith\b)|alter\s+(?:table|user|database|system)\b|create\s+(?:table|user|database|function|procedure|trigger)\b|delete\s+from\b|insert\s+into\b|update\s+\w+\s+set\b)",
             "SQL injection: delays, casts and operators typical of injected queries",
@@ -742,7 +740,7 @@ fn defs() -> Vec<Def> {
             40006,
             Sqli,
             1,
-            INPUT.or(Targets::PATH),
+            INPUT_PATH,
             SQL,
             r"(?:^|[('\x22`;]\s*|\b\d+\s+|\b(?:or|and|union|not|exists|in)\s*\(?\s*)select\s+(?:\*|all\b|distinct\b|top\s|null\b|@@|\d+\s*(?:,|from\b|$)|[\w.`\x22\[\]]+\s*\(|(?:[\w.`\x22\[\]]+\s*,\s*)+[\w.`\x22\[\]]+\s+from\b|[\w.`\x22\[\]]+\s+from\s+[\w.`\x22\[\]]+\s*(?:$|\bwhere\b|\blimit\b|\border\b|\bgroup\b|\bunion\b|\bjoin\b|[;)]|\binto\b))",
             "SQL injection: a SELECT statement",
@@ -828,7 +826,7 @@ fn defs() -> Vec<Def> {
             40010,
             Sqli,
             1,
-            INPUT.or(Targets::PATH),
+            INPUT_PATH,
             SQL,
             r"(?:^|[\s'\x22`)])(?:or|and|\|\||&&)\s+(?:[\w.]+\s*\(|'\{|'\[|[\w.]+\s*(?:->>?|#>>?|@>|<@|\?\||\?&|::\w+))|'\s*(?:->>?|#>>?|@>|<@|\?\||\?&|\?)\s*(?:'|array\s*\[)|::\s*(?:int|integer|text|json|jsonb|varchar|bigint|numeric|regclass|bool)\b|\$\.[\w\[\]]+'\s*(?:=|<|>)",
             "SQL injection: JSON operators or casts in a condition",
