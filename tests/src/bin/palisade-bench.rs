@@ -187,6 +187,7 @@ fn run_row(
     let config_path = dir.join("envoy.yaml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
     let envoy = Envoy::run(&dir, &config_path, 1, &["-l".into(), "warning".into()]);
+    pin(envoy.pid(), ENVOY_CPU);
     let request = row.request.clone().unwrap_or_default();
     let lua_path = match &row.wrk_lua {
         Some(script) => root.join(script),
@@ -222,8 +223,36 @@ fn run_row(
     })
 }
 
+/// The CPU Envoy (all its threads) runs on, and the one wrk runs on. Left
+/// to the scheduler, Envoy's worker and wrk share a core in some runs and
+/// not in others, which moved rows by a quarter between runs.
+const ENVOY_CPU: usize = 1;
+const WRK_CPU: usize = 0;
+
+/// Pins every thread of `pid` to `cpu` (`taskset`), when the machine has it.
+fn pin(pid: u32, cpu: usize) {
+    if pinning() {
+        let _ = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+            .output();
+    }
+}
+
+/// Whether rows run pinned: `taskset` present and at least two CPUs.
+fn pinning() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && Command::new("taskset").arg("--version").output().is_ok()
+}
+
 fn wrk(lua: &Path, url: &str, seconds: u64, connections: u64) -> Result<String, String> {
-    let out = Command::new("wrk")
+    let mut command = if pinning() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", &WRK_CPU.to_string(), "wrk"]);
+        c
+    } else {
+        Command::new("wrk")
+    };
+    let out = command
         .args([
             "-t1",
             &format!("-c{connections}"),
@@ -362,9 +391,14 @@ fn report(results: &[Measured], seconds: u64, connections: u64) -> String {
     let _ = writeln!(out, "# Palisade benchmark results\n");
     let _ = writeln!(
         out,
-        "{}; Envoy {} `--concurrency 1`; wrk 1 thread, {connections} connections, {seconds} s per row after a 2 s warm-up; loopback. Produced by `make bench`.\n",
+        "{}; Envoy {} `--concurrency 1`; wrk 1 thread, {connections} connections, {seconds} s per row after a 2 s warm-up; loopback; {}. Produced by `make bench`.\n",
         today(),
-        envoy_version()
+        envoy_version(),
+        if pinning() {
+            format!("Envoy pinned to CPU {ENVOY_CPU}, wrk to CPU {WRK_CPU}")
+        } else {
+            "unpinned".to_string()
+        }
     );
     let _ = writeln!(out, "Machine: {}.\n", machine());
     let _ = writeln!(out, "\"vs baseline\" compares requests/s; \"CPU vs baseline\" compares Envoy's CPU time per request (baseline's / this row's), which other load on the machine disturbs far less.\n");
