@@ -17,7 +17,9 @@
 //! the code stays, unreferenced, and the result is validated before it is
 //! written. Root-context callbacks (`on_configure`, `on_tick`, HTTP call
 //! responses) and `proxy_on_delete`, which frees the SDK's per-stream state,
-//! are never removed.
+//! are never removed. `proxy_on_done` serves both the streams and the root
+//! context (when the VM stops): a filter that implements `on_done` on either
+//! must declare it, and pays for a call per request.
 
 use wasm_encoder::{ExportKind, ExportSection, Module, RawSection};
 use wasmparser::{ExternalKind, Parser, Payload, Validator};
