@@ -9,6 +9,7 @@
 //!   other and for the audit log (`palisade.identity`, `palisade.waf`, ...);
 //! - [`problem`]: RFC 9457 problem bodies for local replies;
 //! - [`forwarded`]: the client address behind trusted proxies (`X-Forwarded-For`);
+//! - [`headers`]: header lookup in a header map read whole;
 //! - [`store`]: compare-and-swap updates over proxy-wasm shared data;
 //! - [`time`]: RFC 3339 timestamps without a clock (time comes in as an argument);
 //! - [`host`] (feature `proxy-wasm`): the thin layer over host calls that every
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod contract;
 pub mod forwarded;
+pub mod headers;
 pub mod matcher;
 pub mod problem;
 pub mod store;

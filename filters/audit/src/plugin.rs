@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use palisade_shared::contract;
+use palisade_shared::headers::first_value;
 use palisade_shared::host::{self, Counter};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -170,12 +171,7 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
     // the whole request map is cheaper than the seven or more lookups by
     // name the record needs.
     let all_request_headers = host::request_headers();
-    let find = |name: &str| {
-        all_request_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
+    let find = |name: &str| first_value(&all_request_headers, name);
     let wanted = ["x-request-id", "user-agent", "referer", "x-forwarded-for"];
     let mut request_headers: Vec<(String, String)> = Vec::new();
     for name in wanted
@@ -201,18 +197,11 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
         (host::response_header(":status"), Vec::new())
     } else {
         let all = host::response_headers();
-        let status = all
-            .iter()
-            .find(|(n, _)| n == ":status")
-            .map(|(_, v)| v.clone());
+        let status = first_value(&all, ":status").map(str::to_string);
         let wanted: Vec<(String, String)> = config
             .response_headers
             .iter()
-            .filter_map(|name| {
-                all.iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| (name.clone(), v.clone()))
-            })
+            .filter_map(|name| first_value(&all, name).map(|v| (name.clone(), v.to_string())))
             .collect();
         (status, wanted)
     };
@@ -230,10 +219,7 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
             now_ms
         },
         duration_ns: (started_unix_ms > 0).then(|| (now_ms - started_unix_ms).max(0) * 1_000_000),
-        request_id: request_headers
-            .iter()
-            .find(|(n, _)| n == "x-request-id")
-            .map(|(_, v)| v.clone()),
+        request_id: first_value(&request_headers, "x-request-id").map(str::to_string),
         method: header(":method"),
         scheme: header(":scheme"),
         authority: header(":authority"),

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use palisade_shared::contract::{Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
 use palisade_shared::forwarded::{client_address, forwarded_chain, ip_of};
+use palisade_shared::headers::first_value;
 use palisade_shared::time::rfc3339_millis;
 use serde::Serialize;
 
@@ -298,13 +299,6 @@ pub struct TlsPart {
     pub peer_subject: Option<String>,
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 /// The allowlisted headers, by lower-case name. A value that holds a URL
 /// (`Referer`, `Origin`, `Location`, a callback header) gets the same
 /// redaction as the request's own URL.
@@ -346,7 +340,7 @@ impl AuditRecord {
             }
             None => (None, None),
         };
-        let xff = header(&facts.request_headers, "x-forwarded-for");
+        let xff = first_value(&facts.request_headers, "x-forwarded-for");
         let peer_ip = facts.source_address.as_deref().map(ip_of);
         let address =
             peer_ip.map(|ip| client_address(ip, xff, config.xff_trusted_hops).to_string());
@@ -384,8 +378,8 @@ impl AuditRecord {
                 path,
                 query,
                 protocol: facts.protocol.clone(),
-                user_agent: header(&facts.request_headers, "user-agent").map(str::to_string),
-                referer: header(&facts.request_headers, "referer")
+                user_agent: first_value(&facts.request_headers, "user-agent").map(str::to_string),
+                referer: first_value(&facts.request_headers, "referer")
                     .map(|r| redact_url(r, &config.redacted_params)),
                 headers: allowlisted(
                     &facts.request_headers,

@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use palisade_shared::contract;
+use palisade_shared::headers::first_value;
 use palisade_shared::host::{self, Counter};
 use palisade_shared::matcher::RequestView;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -116,12 +117,7 @@ impl HttpContext for MfaFilter {
         // docs/performance.md), and the decision needs at least the method
         // and the path.
         let headers = host::request_headers();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
+        let find = |name: &str| first_value(&headers, name);
         // Client copies of the headers this filter sets never reach the upstream.
         for name in config.upstream_headers.names() {
             if find(name).is_some() {
