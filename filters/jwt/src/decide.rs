@@ -7,6 +7,7 @@
 use std::rc::Rc;
 
 use palisade_shared::contract::Identity;
+use palisade_shared::headers::first_value;
 use palisade_shared::matcher::RequestView;
 use serde_json::{Map, Value};
 
@@ -91,10 +92,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        first_value(self.headers, name)
     }
 
     fn is_cors_preflight(&self) -> bool {

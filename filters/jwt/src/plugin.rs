@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use palisade_shared::contract::{self, Denial};
+use palisade_shared::headers::first_value;
 use palisade_shared::host::{self, Counter, HostSharedData};
 use palisade_shared::matcher::RequestView;
 use palisade_shared::store::{self, SharedStore, UpdateOutcome};
@@ -226,13 +227,7 @@ fn read_headers(config: &Config, whole_map: bool) -> Vec<(String, String)> {
 }
 
 fn request_of<'a>(headers: &'a [(String, String)], route: &'a str) -> Request<'a> {
-    let pseudo = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
+    let pseudo = |name: &str| first_value(headers, name).unwrap_or("");
     Request {
         view: RequestView {
             method: pseudo(":method"),
