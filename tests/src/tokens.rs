@@ -43,9 +43,14 @@ impl TestIssuer {
 
     /// The JWKS holding its public key.
     pub fn jwks(&self) -> Value {
+        json!({"keys": [self.jwk()]})
+    }
+
+    /// Its public key as one JWK, for a JWKS that mixes keys of several kinds.
+    pub fn jwk(&self) -> Value {
         let point = self.key.verifying_key().to_encoded_point(false);
-        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256",
-                         "x": b64url(point.x().unwrap()), "y": b64url(point.y().unwrap())}]})
+        json!({"kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256",
+               "x": b64url(point.x().unwrap()), "y": b64url(point.y().unwrap())})
     }
 
     /// A token for audience `api` with `iss`, `iat` and `exp` (10 minutes)
@@ -55,11 +60,18 @@ impl TestIssuer {
         for (k, v) in claims.as_object().unwrap() {
             all[k] = v.clone();
         }
-        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
+        self.sign(&self.kid, &all)
+    }
+
+    /// A compact JWS of exactly `claims` (nothing added), signed with its
+    /// key, whose header names key id `kid`: another kid than its own makes
+    /// a token whose key the verifier does not know.
+    pub fn sign(&self, kid: &str, claims: &Value) -> String {
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
         let input = format!(
             "{}.{}",
             b64url(header.to_string().as_bytes()),
-            b64url(all.to_string().as_bytes())
+            b64url(claims.to_string().as_bytes())
         );
         let signature: Signature = self.key.sign(input.as_bytes());
         format!("{input}.{}", b64url(&signature.to_bytes()))
