@@ -6,10 +6,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use palisade_e2e::tokens::{b64url, now, TestIssuer};
 use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -73,27 +74,15 @@ lQ0cDsvUDz3mb2QggX6qG6Ow/2x/RCBHrhEAvmvcaJ1z3K7u7QezQpRZwZde8BTm
 2svdn9kcetUQaccOg5uvVLFQYLEdk4gJTVnBV1kzaWtk7eUCAyoVHQv1RYQaGsEe
 4RSykbTHb3nGx+q688P0TA==
 -----END PRIVATE KEY-----";
-const EC_KEY_1: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgg5vDkUhdJDAjp1WI
-BfLObmiqt/bpU9l42C2vYmg0i2yhRANCAARIB2CRjNwDyNr48gogpVtuVpR8jMG1
-D/FejCFwcaemp+A4PcpOt5FetFcSHsR2hxpqOg6fQiGC8Q/ch8ZIuD4o
------END PRIVATE KEY-----";
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+/// The seed of the test-only P-256 key of the ES256 tokens.
+const EC_SEED: u8 = 0x2e;
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A signing key and its public JWK.
+/// A signing key and its public JWK. ES256 keys are the harness's
+/// [`TestIssuer`]; it has no RS256 or EdDSA keys, so those live here.
 enum Key {
     Rsa(Box<rsa::RsaPrivateKey>, &'static str),
-    Ec(p256::ecdsa::SigningKey, &'static str),
+    Ec(TestIssuer),
     Ed(ed25519_dalek::SigningKey, &'static str),
 }
 
@@ -104,8 +93,10 @@ impl Key {
             kid,
         )
     }
-    fn ec(pem: &str, kid: &'static str) -> Key {
-        Key::Ec(p256::ecdsa::SigningKey::from_pkcs8_pem(pem).unwrap(), kid)
+    /// The P-256 key of [`EC_SEED`] with id `kid`. (Its issuer name goes
+    /// unused: [`Key::mint`] signs the claims it is given, `iss` included.)
+    fn ec(kid: &str) -> Key {
+        Key::Ec(TestIssuer::new("", kid, EC_SEED))
     }
     fn ed(seed: u8, kid: &'static str) -> Key {
         Key::Ed(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]), kid)
@@ -115,21 +106,25 @@ impl Key {
         match self {
             Key::Rsa(k, kid) => {
                 let p = k.to_public_key();
-                json!({"kty":"RSA","kid":kid,"use":"sig","n":b64(&p.n().to_bytes_be()),"e":b64(&p.e().to_bytes_be())})
+                json!({"kty":"RSA","kid":kid,"use":"sig","n":b64url(&p.n().to_bytes_be()),"e":b64url(&p.e().to_bytes_be())})
             }
-            Key::Ec(k, kid) => {
-                let point = k.verifying_key().to_encoded_point(false);
-                json!({"kty":"EC","crv":"P-256","kid":kid,"x":b64(point.x().unwrap()),"y":b64(point.y().unwrap())})
+            Key::Ec(issuer) => {
+                // Without `alg`, like the RSA and Ed25519 keys here: the
+                // filter infers ES256 from the key type and curve.
+                let mut jwk = issuer.jwk();
+                jwk.as_object_mut().unwrap().remove("alg");
+                jwk
             }
             Key::Ed(k, kid) => {
-                json!({"kty":"OKP","crv":"Ed25519","kid":kid,"x":b64(k.verifying_key().as_bytes())})
+                json!({"kty":"OKP","crv":"Ed25519","kid":kid,"x":b64url(k.verifying_key().as_bytes())})
             }
         }
     }
 
-    fn kid(&self) -> &'static str {
+    fn kid(&self) -> &str {
         match self {
-            Key::Rsa(_, kid) | Key::Ec(_, kid) | Key::Ed(_, kid) => kid,
+            Key::Rsa(_, kid) | Key::Ed(_, kid) => kid,
+            Key::Ec(issuer) => &issuer.kid,
         }
     }
 
@@ -143,24 +138,23 @@ impl Key {
 
     /// A compact JWS of `claims` with this key (header `kid` overridable).
     fn mint_with_kid(&self, kid: &str, claims: &Value) -> String {
-        let header = json!({"alg": self.alg(), "typ": "JWT", "kid": kid});
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let sig = match self {
-            Key::Rsa(k, _) => {
-                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
-                signer.sign(input.as_bytes()).to_vec()
-            }
-            Key::Ec(k, _) => {
-                let s: p256::ecdsa::Signature = k.sign(input.as_bytes());
-                s.to_bytes().to_vec()
-            }
-            Key::Ed(k, _) => k.sign(input.as_bytes()).to_bytes().to_vec(),
+        let signed = |sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+            let header = json!({"alg": self.alg(), "typ": "JWT", "kid": kid});
+            let input = format!(
+                "{}.{}",
+                b64url(header.to_string().as_bytes()),
+                b64url(claims.to_string().as_bytes())
+            );
+            format!("{input}.{}", b64url(&sign(input.as_bytes())))
         };
-        format!("{input}.{}", b64(&sig))
+        match self {
+            Key::Rsa(k, _) => signed(&|input| {
+                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
+                signer.sign(input).to_vec()
+            }),
+            Key::Ec(issuer) => issuer.sign(kid, claims),
+            Key::Ed(k, _) => signed(&|input| k.sign(input).to_bytes().to_vec()),
+        }
     }
 
     fn mint(&self, claims: &Value) -> String {
@@ -199,7 +193,7 @@ fn echoed(r: &Response) -> Value {
 #[test]
 fn inline_keys_allow_deny_headers_identity_and_metrics() {
     let rsa = Key::rsa(RSA_KEY_1, "r1");
-    let ec = Key::ec(EC_KEY_1, "e1");
+    let ec = Key::ec("e1");
     let ed = Key::ed(7, "d1");
     let upstream = EchoUpstream::start();
     let config = json!({
@@ -286,8 +280,8 @@ fn inline_keys_allow_deny_headers_identity_and_metrics() {
     let forged = Key::rsa(RSA_KEY_2, "r1").mint(&claims("https://idp.example.com"));
     let none = format!(
         "{}.{}.",
-        b64(br#"{"alg":"none"}"#),
-        b64(claims("https://idp.example.com").to_string().as_bytes())
+        b64url(br#"{"alg":"none"}"#),
+        b64url(claims("https://idp.example.com").to_string().as_bytes())
     );
     let cases = [
         (rsa.mint(&expired), "token is expired", "token_expired"),
@@ -469,7 +463,7 @@ fn token_sources_forwarding_and_tolerance() {
 /// still be set, with the client's copies gone.
 #[test]
 fn only_the_token_header_is_read_without_route_rules() {
-    let ec = Key::ec(EC_KEY_1, "e1");
+    let ec = Key::ec("e1");
     let upstream = EchoUpstream::start();
     let config = json!({
         "providers": {"corp": {"issuer": "https://idp.example.com", "audiences": ["api"],
@@ -667,7 +661,7 @@ fn remote_envoy(idp: &FakeIdp, provider: Value, concurrency: u32) -> Envoy {
 #[test]
 fn discovery_rotation_kid_flood_and_outage() {
     let k1 = Key::rsa(RSA_KEY_1, "k1");
-    let k2 = Key::ec(EC_KEY_1, "k2");
+    let k2 = Key::ec("k2");
     let issuer = "https://idp.test";
     let idp = FakeIdp::start(issuer, jwks(&[&k1]));
     let envoy = remote_envoy(
@@ -759,7 +753,7 @@ fn keys_unavailable_is_503_until_the_provider_comes_back() {
 
 #[test]
 fn keys_refresh_before_expiry_and_stay_while_refreshes_fail() {
-    let k = Key::ec(EC_KEY_1, "k");
+    let k = Key::ec("k");
     let issuer = "https://idp3.test";
     let idp = FakeIdp::start(issuer, jwks(&[&k]));
     let envoy = remote_envoy(

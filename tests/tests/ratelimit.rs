@@ -500,46 +500,22 @@ mod identity {
     //! `palisade.identity` filter state, never a header.
 
     use super::*;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use p256::ecdsa::signature::Signer;
-    use p256::ecdsa::{Signature, SigningKey};
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use palisade_e2e::tokens::TestIssuer;
 
     const ISSUER: &str = "https://idp.ratelimit.test";
 
-    fn b64(bytes: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(bytes)
-    }
-
-    /// A test-only P-256 key (a fixed scalar: these tests need no secrecy).
-    fn key() -> SigningKey {
-        SigningKey::from_slice(&[0x3c; 32]).unwrap()
+    /// The issuer of the tokens, with a test-only P-256 key.
+    fn issuer() -> TestIssuer {
+        TestIssuer::new(ISSUER, "rl-1", 0x3c)
     }
 
     fn token(sub: &str, jti: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let claims = json!({"iss": ISSUER, "aud": "api", "sub": sub, "jti": jti,
-                            "iat": now, "exp": now + 600});
-        let header = json!({"alg": "ES256", "typ": "JWT", "kid": "rl-1"});
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let sig: Signature = key().sign(input.as_bytes());
-        format!("{input}.{}", b64(&sig.to_bytes()))
+        issuer().token(json!({"sub": sub, "jti": jti}))
     }
 
     fn jwt_config() -> Value {
-        let point = key().verifying_key().to_encoded_point(false);
         json!({
-            "providers": {"corp": {"issuer": ISSUER, "audiences": ["api"], "jwks": {"keys": [{
-                "kty": "EC", "crv": "P-256", "kid": "rl-1", "alg": "ES256",
-                "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}]}}},
+            "providers": {"corp": {"issuer": ISSUER, "audiences": ["api"], "jwks": issuer().jwks()}},
             "rules": [{"match": {}, "requires": {"provider": "corp"}, "allow_missing": true}]
         })
     }
