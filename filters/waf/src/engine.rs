@@ -11,15 +11,18 @@
 //! runs none.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind as AcMatchKind};
+use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa};
 use regex_automata::meta::{self, Regex};
+use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::Input;
 
 use crate::literals::{self, Required};
 use crate::rules::{Pattern, RuleSpec, Targets};
-use crate::transform::{self, Transform};
+use crate::transform::{self, Transform, TransformSet};
 
 /// A compiled rule's metadata.
 #[derive(Debug, Clone)]
@@ -256,6 +259,61 @@ impl Matcher {
     }
 }
 
+/// Distinct transformation steps (pipelines sharing their prefixes) the
+/// rules may use: the built-in rules use 11.
+const MAX_STEPS: usize = 32;
+
+/// Memory a gate's lazy DFA may use for its states (per gate, per VM).
+const GATE_CACHE_BYTES: usize = 1 << 24;
+
+/// Every automaton of a group in one lazy DFA: one pass over a value tells
+/// whether any of them could match it. Benign values, even those full of
+/// punctuation (user agents, URLs, prose), answer no in that one pass, so
+/// the per-rule automata and the literal prefilter only run on values that
+/// look like an attack.
+#[derive(Debug)]
+struct Gate {
+    dfa: LazyDfa,
+    /// The DFA's states, built as values need them. The filter runs one
+    /// request at a time per VM, so one cache serves them all.
+    cache: RefCell<LazyCache>,
+}
+
+impl Gate {
+    /// A gate over these patterns; `None` when there are none.
+    fn build(patterns: &[&str]) -> Result<Option<Gate>, String> {
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let dfa = LazyDfa::builder()
+            .configure(LazyDfa::config().cache_capacity(GATE_CACHE_BYTES))
+            .syntax(syntax_config())
+            .thompson(thompson::Config::new().utf8(false))
+            .build_many(patterns)
+            .map_err(|e| e.to_string())?;
+        let cache = RefCell::new(dfa.create_cache());
+        Ok(Some(Gate { dfa, cache }))
+    }
+
+    /// Whether any pattern may match `hay`. Says yes when it cannot tell
+    /// (the DFA gave up), so a value is never waved through unseen.
+    fn may_match(&self, hay: &[u8]) -> bool {
+        let Ok(mut cache) = self.cache.try_borrow_mut() else {
+            return true;
+        };
+        !matches!(
+            self.dfa
+                .try_search_fwd(&mut cache, &Input::new(hay).earliest(true)),
+            Ok(None)
+        )
+    }
+}
+
+/// Whether `gate` (when there is one) lets `hay` through to the rules.
+fn wakes(gate: &Option<Gate>, hay: &[u8]) -> bool {
+    gate.as_ref().is_some_and(|g| g.may_match(hay))
+}
+
 /// One automaton: a whole rule, or one top-level branch of a rule's regex
 /// (a rule matches when any of its branches does, and each branch has its
 /// own literals, so a benign value rarely wakes a whole rule).
@@ -282,6 +340,19 @@ pub struct RuleSet {
     /// Units with no usable literal (they run on every value).
     unfiltered: usize,
     prefilter: Prefilter,
+    /// The pipelines as a tree of steps sharing their common prefixes
+    /// (most pipelines start by decoding the same way): step `i` applies
+    /// its transformation to the output of its parent step (`None`: the
+    /// value as sent).
+    steps: Vec<(Option<usize>, Transform)>,
+    /// Per pipeline, its last step (`None` when it has no transformation).
+    pipeline_step: Vec<Option<usize>>,
+    /// A gate over every unit.
+    gate: Option<Gate>,
+    /// Every transformation some pipeline uses.
+    pipeline_transforms: TransformSet,
+    /// Every kind of value some rule inspects.
+    targets: Targets,
 }
 
 /// A rule that matched one value: rule index into [`RuleSet::rules`].
@@ -306,6 +377,8 @@ impl RuleSet {
         let mut pipeline_untracked: Vec<Vec<usize>> = Vec::new();
         let mut pipeline_targets: Vec<Targets> = Vec::new();
         let mut required = Vec::with_capacity(specs.len());
+        // Per unit, its pipeline and the pattern its gate matches.
+        let mut gate_patterns: Vec<String> = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             rules.push(Rule {
                 id: spec.id,
@@ -315,10 +388,18 @@ impl RuleSet {
                 targets: spec.targets,
                 description: spec.description.clone(),
             });
-            let pipeline = match pipelines.iter().position(|p| *p == spec.transforms) {
+            // Every pattern is matched case-insensitively: lower-casing
+            // first would change nothing but the cost.
+            let transforms: Vec<Transform> = spec
+                .transforms
+                .iter()
+                .copied()
+                .filter(|t| *t != Transform::Lowercase)
+                .collect();
+            let pipeline = match pipelines.iter().position(|p| *p == transforms) {
                 Some(p) => p,
                 None => {
-                    pipelines.push(spec.transforms.clone());
+                    pipelines.push(transforms);
                     pipeline_targets.push(Targets::default());
                     pipeline_units.push(Bits::default());
                     pipeline_untracked.push(Vec::new());
@@ -326,8 +407,9 @@ impl RuleSet {
                 }
             };
             pipeline_targets[pipeline] = pipeline_targets[pipeline].or(spec.targets);
-            let mut add = |matcher: Matcher, req: Required| {
+            let mut add = |matcher: Matcher, req: Required, pattern: String| {
                 let u = units.len();
+                gate_patterns.push(pattern);
                 units.push(Unit { rule: i, matcher });
                 required.push(req);
                 if u < TRACKED {
@@ -347,12 +429,16 @@ impl RuleSet {
                     match split {
                         Some(branches) => {
                             for (regex, source) in branches {
-                                add(Matcher::Regex(regex), literals::required(source));
+                                add(
+                                    Matcher::Regex(regex),
+                                    literals::required(source),
+                                    source.to_string(),
+                                );
                             }
                         }
                         None => {
                             let whole = build_regex(re).map_err(|e| (i, e))?;
-                            add(Matcher::Regex(whole), literals::required(re));
+                            add(Matcher::Regex(whole), literals::required(re), re.clone());
                         }
                     }
                 }
@@ -362,14 +448,37 @@ impl RuleSet {
                         .match_kind(AcMatchKind::Standard)
                         .build(list)
                         .map_err(|e| (i, e.to_string()))?;
+                    // The gate ignores word boundaries: it may only say yes
+                    // more often than the rule.
+                    let any_phrase = list
+                        .iter()
+                        .map(|p| regex_syntax::escape(p))
+                        .collect::<Vec<_>>()
+                        .join("|");
                     add(
                         Matcher::Phrases { ac, word: *word },
                         literals::phrases(list),
+                        any_phrase,
                     );
                 }
             }
         }
         let prefilter = Prefilter::build(&required).map_err(|e| (0, e))?;
+        let gate_patterns: Vec<&str> = gate_patterns.iter().map(String::as_str).collect();
+        let gate = Gate::build(&gate_patterns).map_err(|e| (0, e))?;
+        let mut steps: Vec<(Option<usize>, Transform)> = Vec::new();
+        let pipeline_step = pipelines
+            .iter()
+            .map(|pipeline| {
+                pipeline.iter().fold(None, |parent, t| {
+                    let step = (parent, *t);
+                    Some(steps.iter().position(|s| *s == step).unwrap_or_else(|| {
+                        steps.push(step);
+                        steps.len() - 1
+                    }))
+                })
+            })
+            .collect();
         let mut target_units = [Bits::default(); 16];
         for (u, unit) in units.iter().enumerate().take(TRACKED) {
             let targets = rules[unit.rule].targets.0;
@@ -384,7 +493,13 @@ impl RuleSet {
             .enumerate()
             .filter(|(i, r)| *i >= TRACKED || **r == Required::Nothing)
             .count();
+        let pipeline_transforms = TransformSet::of(&pipelines.concat());
+        let targets = rules
+            .iter()
+            .fold(Targets::default(), |all, r| all.or(r.targets));
         Ok(RuleSet {
+            pipeline_transforms,
+            targets,
             rules,
             units,
             pipelines,
@@ -394,6 +509,9 @@ impl RuleSet {
             target_units,
             unfiltered,
             prefilter,
+            steps,
+            pipeline_step,
+            gate,
         })
     }
 
@@ -428,16 +546,22 @@ impl RuleSet {
         filter: &dyn RuleFilter,
         found: &mut dyn FnMut(RuleIndex),
     ) {
-        if value.is_empty() {
+        if value.is_empty() || !self.targets.intersects(target) {
             return;
         }
-        // The tracked units whose rules inspect this kind of value.
-        let mut wanted = Bits::default();
-        for (bit, set) in self.target_units.iter().enumerate() {
-            if target.0 & (1 << bit) != 0 {
-                wanted.or(set);
+        let bytes = value.as_bytes();
+        let may = transform::applicable(bytes);
+        // The tracked units whose rules inspect this kind of value; only
+        // needed once a gate wakes.
+        let wanted = || {
+            let mut wanted = Bits::default();
+            for (bit, set) in self.target_units.iter().enumerate() {
+                if target.0 & (1 << bit) != 0 {
+                    wanted.or(set);
+                }
             }
-        }
+            wanted
+        };
         // Rules already reported for this value (allocated on a first match).
         let mut reported: Vec<usize> = Vec::new();
         let mut run = |units: &mut dyn Iterator<Item = usize>, hay: &[u8], fired: &Bits| {
@@ -465,39 +589,56 @@ impl RuleSet {
                 }
             }
         };
-        // A value no transformation can change is scanned once as sent, for
-        // every pipeline at once.
-        let present = transform::ByteSet::of(value.as_bytes());
-        if !transform::may_change_with(value, &present) {
-            let fired = self.prefilter.fired(value.as_bytes());
-            let candidates = fired.and(&wanted);
+        // A value no pipeline changes is scanned once as sent, for every
+        // pipeline at once.
+        if may.disjoint(self.pipeline_transforms) {
+            if !wakes(&self.gate, bytes) {
+                return;
+            }
+            let fired = self.prefilter.fired(bytes);
+            let candidates = fired.and(&wanted());
             let untracked = self.pipeline_untracked.iter().flatten().copied();
-            run(
-                &mut candidates.iter().chain(untracked),
-                value.as_bytes(),
-                &fired,
-            );
+            run(&mut candidates.iter().chain(untracked), bytes, &fired);
             return;
         }
-        let mut raw_fired: Option<Bits> = None;
-        for (p, pipeline) in self.pipelines.iter().enumerate() {
+        // Each step's output: the step that produced the text (`None`: the
+        // value as sent), and what may still change it.
+        let mut outputs: [(Option<usize>, TransformSet); MAX_STEPS] =
+            [(None, TransformSet::default()); MAX_STEPS];
+        let mut texts: [Option<String>; MAX_STEPS] = [const { None }; MAX_STEPS];
+        for (i, (parent, t)) in self.steps.iter().enumerate().take(MAX_STEPS) {
+            let (source, parent_may) = parent.map_or((None, may), |p| outputs[p]);
+            let text = source
+                .and_then(|s: usize| texts[s].as_deref())
+                .unwrap_or(value);
+            outputs[i] = (source, parent_may);
+            if parent_may.has(*t) {
+                if let Cow::Owned(changed) = transform::apply_one(text, *t) {
+                    outputs[i] = (Some(i), transform::applicable(changed.as_bytes()));
+                    texts[i] = Some(changed);
+                }
+            }
+        }
+        // Whether each distinct text wakes the gate, asked once per text
+        // (slot 0: the value as sent).
+        let mut woken = [None; MAX_STEPS + 1];
+        for (p, step) in self.pipeline_step.iter().enumerate() {
             if !self.pipeline_targets[p].intersects(target) {
                 continue;
             }
-            let v = transform::apply_with(value, present, pipeline);
-            let fired = match &v {
-                Cow::Borrowed(b) => {
-                    *raw_fired.get_or_insert_with(|| self.prefilter.fired(b.as_bytes()))
-                }
-                Cow::Owned(o) => self.prefilter.fired(o.as_bytes()),
-            };
-            let candidates = fired.and(&wanted).and(&self.pipeline_units[p]);
+            let source = step.and_then(|s| outputs[s].0);
+            let hay = source
+                .and_then(|s| texts[s].as_deref())
+                .unwrap_or(value)
+                .as_bytes();
+            let slot = source.map_or(0, |s| s + 1);
+            if !*woken[slot].get_or_insert_with(|| wakes(&self.gate, hay)) {
+                continue;
+            }
+            let fired = self.prefilter.fired(hay);
+            let candidates = fired.and(&wanted()).and(&self.pipeline_units[p]);
             let untracked = self.pipeline_untracked[p].iter().copied();
-            run(
-                &mut candidates.iter().chain(untracked),
-                v.as_bytes(),
-                &fired,
-            );
+            run(&mut candidates.iter().chain(untracked), hay, &fired);
         }
     }
 }
@@ -523,15 +664,18 @@ fn build_regex(pattern: &str) -> Result<Regex, String> {
                 .hybrid_cache_capacity(1 << 18)
                 .auto_prefilter(false),
         )
-        .syntax(
-            syntax::Config::new()
-                .unicode(false)
-                .utf8(false)
-                .case_insensitive(true)
-                .dot_matches_new_line(true),
-        )
+        .syntax(syntax_config())
         .build(pattern)
         .map_err(|e| e.to_string())
+}
+
+/// How every pattern is read (rules and gates alike).
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+        .case_insensitive(true)
+        .dot_matches_new_line(true)
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ impl Waf {
             .rules
             .scan(field.target, &field.value, &filter, &mut |r| {
                 if !matched.iter().any(|(m, _)| *m == r) {
-                    matched.push((r, field.location.to_string()));
+                    matched.push((r, field.location()));
                 }
             });
     }

@@ -78,6 +78,9 @@ impl Metrics {
 struct Loaded {
     waf: Waf,
     metrics: Metrics,
+    /// `palisade.waf` for a request that matched nothing, serialized once:
+    /// it is what nearly every request publishes.
+    clean_allow: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -111,9 +114,16 @@ impl RootContext for WafRoot {
                 config.anomaly_threshold
             ),
         );
+        let clean_allow = serde_json::to_vec(&contract::WafDecision {
+            score: 0,
+            matches: Vec::new(),
+            action: "allowed".into(),
+        })
+        .unwrap_or_default();
         self.loaded = Some(Rc::new(Loaded {
             metrics: Metrics::define(&config),
             waf: Waf::new(config),
+            clean_allow,
         }));
         true
     }
@@ -186,7 +196,19 @@ impl WafFilter {
     fn finish(&mut self, loaded: &Loaded, verdict: &Verdict) -> bool {
         self.done = true;
         loaded.metrics.record(verdict);
-        host::publish_json("palisade_waf", contract::WAF, &verdict.decision);
+        let clean = verdict.decision.score == 0
+            && verdict.decision.matches.is_empty()
+            && verdict.decision.action == "allowed";
+        if clean && !loaded.clean_allow.is_empty() {
+            if let Err(status) = host::set_filter_state(contract::WAF, &loaded.clean_allow) {
+                host::log(
+                    LogLevel::Warn,
+                    &format!("palisade_waf: cannot publish {}: {status:?}", contract::WAF),
+                );
+            }
+        } else {
+            host::publish_json("palisade_waf", contract::WAF, &verdict.decision);
+        }
         if verdict.decision.action != "allowed" {
             let rules: Vec<String> = verdict
                 .decision

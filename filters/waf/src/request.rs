@@ -46,6 +46,17 @@ impl<'a> RequestHead<'a> {
     }
 }
 
+/// Where a value is, for the decision. Spelled out only when a rule
+/// matches: most values match nothing, and a string per value would cost
+/// an allocation each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// Spelled as is: `path`, `json.a.b[0]`.
+    Is(&'a str),
+    /// A kind of place followed by the field's name: `args` gives `args:q`.
+    Named(&'static str),
+}
+
 /// One value to inspect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field<'a> {
@@ -53,10 +64,20 @@ pub struct Field<'a> {
     pub target: Targets,
     /// The parameter, header or cookie name it belongs to (for exclusions).
     pub name: Cow<'a, str>,
-    /// Where it is, for the decision: `args:q`, `header:user-agent`, ...
-    pub location: Cow<'a, str>,
+    /// Where it is (see [`Field::location`]).
+    pub location: Location<'a>,
     /// The value.
     pub value: Cow<'a, str>,
+}
+
+impl Field<'_> {
+    /// Where the value is, for the decision: `args:q`, `header:user-agent`, ...
+    pub fn location(&self) -> String {
+        match self.location {
+            Location::Is(s) => s.to_string(),
+            Location::Named(kind) => format!("{kind}:{}", self.name),
+        }
+    }
 }
 
 /// Headers that are never inspected as `other_headers`: credentials (their
@@ -81,23 +102,23 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
     out.push(Field {
         target: Targets::METHOD,
         name: Cow::Borrowed("method"),
-        location: Cow::Borrowed("method"),
+        location: Location::Is("method"),
         value: Cow::Borrowed(head.method),
     });
     out.push(Field {
         target: Targets::PATH,
         name: Cow::Borrowed("path"),
-        location: Cow::Borrowed("path"),
+        location: Location::Is("path"),
         value: Cow::Borrowed(head.path_only()),
     });
     if let Some(q) = head.query() {
         out.push(Field {
             target: Targets::QUERY,
             name: Cow::Borrowed("query"),
-            location: Cow::Borrowed("query"),
+            location: Location::Is("query"),
             value: Cow::Borrowed(q),
         });
-        form_fields(q, "args", out);
+        form_fields(q, FormSource::Query, out);
     }
     for (name, value) in head.headers {
         if name.starts_with(':') {
@@ -107,18 +128,23 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
             cookie_fields(value, out);
             continue;
         }
-        let lower = name.to_ascii_lowercase();
-        let target = if selected.contains(&lower) {
+        // Envoy gives header names in lower case already.
+        let lower: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name.as_str())
+        };
+        let target = if selected.iter().any(|s| *s == lower) {
             Targets::HEADERS
-        } else if SKIPPED_HEADERS.contains(&lower.as_str()) {
+        } else if SKIPPED_HEADERS.contains(&lower.as_ref()) {
             continue;
         } else {
             Targets::OTHER_HEADERS
         };
         out.push(Field {
             target,
-            location: Cow::Owned(format!("header:{lower}")),
-            name: Cow::Owned(lower),
+            location: Location::Named("header"),
+            name: lower,
             value: Cow::Borrowed(value.as_str()),
         });
     }
@@ -135,22 +161,35 @@ fn cookie_fields<'a>(header: &'a str, out: &mut Vec<Field<'a>>) {
         out.push(Field {
             target: Targets::COOKIE_NAMES,
             name: Cow::Borrowed(name),
-            location: Cow::Owned(format!("cookie_names:{name}")),
+            location: Location::Named("cookie_names"),
             value: Cow::Borrowed(name),
         });
         if !value.is_empty() {
             out.push(Field {
                 target: Targets::COOKIES,
                 name: Cow::Borrowed(name),
-                location: Cow::Owned(format!("cookie:{name}")),
+                location: Location::Named("cookie"),
                 value: form_decode(value),
             });
         }
     }
 }
 
+/// Where form arguments come from: the query string or a form body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormSource {
+    /// `args:name`, `args_names:name`.
+    Query,
+    /// `body:name`, `body_names:name`.
+    Body,
+}
+
 /// Splits `a=1&b=2` into argument names and values (decoded once).
-pub fn form_fields<'a>(query: &'a str, prefix: &str, out: &mut Vec<Field<'a>>) {
+pub fn form_fields<'a>(query: &'a str, source: FormSource, out: &mut Vec<Field<'a>>) {
+    let (names, values) = match source {
+        FormSource::Query => ("args_names", "args"),
+        FormSource::Body => ("body_names", "body"),
+    };
     for pair in query.split('&') {
         if pair.is_empty() {
             continue;
@@ -159,14 +198,14 @@ pub fn form_fields<'a>(query: &'a str, prefix: &str, out: &mut Vec<Field<'a>>) {
         let name = form_decode(raw_name);
         out.push(Field {
             target: Targets::ARG_NAMES,
-            location: Cow::Owned(format!("{prefix}_names:{name}")),
+            location: Location::Named(names),
             name: name.clone(),
             value: name.clone(),
         });
         if !raw_value.is_empty() {
             out.push(Field {
                 target: Targets::ARGS,
-                location: Cow::Owned(format!("{prefix}:{name}")),
+                location: Location::Named(values),
                 name,
                 value: form_decode(raw_value),
             });
@@ -235,7 +274,7 @@ fn boundary(content_type: &str) -> Option<String> {
 pub fn body_fields(kind: &BodyKind, body: &str, emit: &mut dyn FnMut(&Field<'_>)) {
     let mut out = Vec::new();
     match kind {
-        BodyKind::Form => form_fields(body, "body", &mut out),
+        BodyKind::Form => form_fields(body, FormSource::Body, &mut out),
         BodyKind::Json => {
             if !json_fields(body, emit) {
                 // Not JSON after all: inspect what was sent.
@@ -248,7 +287,7 @@ pub fn body_fields(kind: &BodyKind, body: &str, emit: &mut dyn FnMut(&Field<'_>)
             out.push(Field {
                 target: Targets::BODY,
                 name: Cow::Borrowed("body"),
-                location: Cow::Borrowed("body"),
+                location: Location::Is("body"),
                 value: Cow::Borrowed(body),
             });
         }
@@ -271,14 +310,14 @@ fn raw_fields<'a>(body: &'a str, out: &mut Vec<Field<'a>>) {
                 .is_some_and(|(n, _)| !n.is_empty() && !n.contains(' '))
         });
     if looks_like_form {
-        form_fields(trimmed, "body", out);
+        form_fields(trimmed, FormSource::Body, out);
     } else if trimmed.starts_with('<') {
         xml_fields(body, out);
     }
     out.push(Field {
         target: Targets::BODY,
         name: Cow::Borrowed("body"),
-        location: Cow::Borrowed("body"),
+        location: Location::Is("body"),
         value: Cow::Borrowed(body),
     });
 }
@@ -438,7 +477,7 @@ fn json_fields(body: &str, emit: &mut dyn FnMut(&Field<'_>)) -> bool {
                 emit(&Field {
                     target: Targets::ARGS,
                     name,
-                    location: Cow::Borrowed(path.as_str()),
+                    location: Location::Is(path.as_str()),
                     value,
                 });
                 i = next;
@@ -508,7 +547,7 @@ fn json_key<'a>(
     emit(&Field {
         target: Targets::ARG_NAMES,
         name: key.clone(),
-        location: Cow::Borrowed(scratch.as_str()),
+        location: Location::Is(scratch.as_str()),
         value: key.clone(),
     });
     if let Some(frame) = stack.last_mut() {
@@ -578,20 +617,20 @@ fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>)
         out.push(Field {
             target: Targets::ARG_NAMES,
             name: Cow::Borrowed(field),
-            location: Cow::Owned(format!("multipart_names:{field}")),
+            location: Location::Named("multipart_names"),
             value: Cow::Borrowed(field),
         });
         match filename {
             Some(f) => out.push(Field {
                 target: Targets::FILES,
                 name: Cow::Borrowed(field),
-                location: Cow::Owned(format!("files:{field}")),
+                location: Location::Named("files"),
                 value: Cow::Borrowed(f),
             }),
             None => out.push(Field {
                 target: Targets::ARGS,
                 name: Cow::Borrowed(field),
-                location: Cow::Owned(format!("multipart:{field}")),
+                location: Location::Named("multipart"),
                 value: Cow::Borrowed(content),
             }),
         }
@@ -641,7 +680,7 @@ fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
     out.push(Field {
         target: Targets::ARGS,
         name: Cow::Borrowed("xml"),
-        location: Cow::Borrowed("xml"),
+        location: Location::Is("xml"),
         value: Cow::Borrowed(value),
     });
 }
@@ -650,25 +689,25 @@ fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
 mod tests {
     use super::*;
 
-    /// The fields of a body, owned.
-    fn body(kind: &BodyKind, text: &str) -> Vec<Field<'static>> {
+    /// A field as the tests compare it: target, location, value.
+    type Seen = (Targets, String, String);
+
+    fn seen(f: &Field<'_>) -> Seen {
+        (f.target, f.location(), f.value.to_string())
+    }
+
+    /// The fields of a body.
+    fn body(kind: &BodyKind, text: &str) -> Vec<Seen> {
         let mut out = Vec::new();
-        body_fields(kind, text, &mut |f| {
-            out.push(Field {
-                target: f.target,
-                name: Cow::Owned(f.name.to_string()),
-                location: Cow::Owned(f.location.to_string()),
-                value: Cow::Owned(f.value.to_string()),
-            })
-        });
+        body_fields(kind, text, &mut |f| out.push(seen(f)));
         out
     }
 
-    fn values(fields: &[Field<'_>], target: Targets) -> Vec<(String, String)> {
+    fn values(fields: &[Seen], target: Targets) -> Vec<(String, String)> {
         fields
             .iter()
-            .filter(|f| f.target == target)
-            .map(|f| (f.location.to_string(), f.value.to_string()))
+            .filter(|f| f.0 == target)
+            .map(|f| (f.1.clone(), f.2.clone()))
             .collect()
     }
 
@@ -690,6 +729,7 @@ mod tests {
         };
         let mut f = Vec::new();
         head_fields(&head, &["user-agent".to_string()], &mut f);
+        let f: Vec<Seen> = f.iter().map(seen).collect();
         assert_eq!(
             values(&f, Targets::PATH),
             vec![("path".into(), "/a%2fb".into())]
@@ -717,7 +757,7 @@ mod tests {
                 ("cookie:theme".into(), "dark".into())
             ]
         );
-        assert!(f.iter().all(|x| !x.value.contains("secret")));
+        assert!(f.iter().all(|x| !x.2.contains("secret")));
     }
 
     #[test]
@@ -736,8 +776,8 @@ mod tests {
         );
         let names: Vec<String> = f
             .iter()
-            .filter(|x| x.target == Targets::ARG_NAMES)
-            .map(|x| x.value.to_string())
+            .filter(|x| x.0 == Targets::ARG_NAMES)
+            .map(|x| x.2.clone())
             .collect();
         assert_eq!(names, vec!["a", "b", "c", "n", "d"]);
         // Escapes, surrogate pairs, top-level arrays, duplicate keys, depth.

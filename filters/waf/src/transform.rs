@@ -44,83 +44,159 @@ pub enum Transform {
     CmdLine,
 }
 
-/// The set of byte values a value contains: computed in one pass, it tells
-/// which transformations have nothing to do without scanning again.
+/// What one pass over a value tells about it: which classes of bytes
+/// occur, and which pairs of bytes occur side by side. That is enough to
+/// know which transformations have nothing to do, without scanning again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ByteSet([u64; 4]);
-
-impl ByteSet {
-    /// The bytes of `value`.
-    pub fn of(value: &[u8]) -> Self {
-        let mut set = [0u64; 4];
-        for b in value {
-            set[usize::from(b >> 6)] |= 1u64 << (b & 63);
-        }
-        ByteSet(set)
-    }
-
-    /// Whether `b` occurs.
-    pub fn has(&self, b: u8) -> bool {
-        self.0[usize::from(b >> 6)] & (1u64 << (b & 63)) != 0
-    }
-
-    /// Whether an ASCII upper-case letter occurs.
-    pub fn has_upper(&self) -> bool {
-        // 'A' (65) to 'Z' (90) are bits 1 to 26 of the second word.
-        self.0[1] & (((1u64 << 26) - 1) << 1) != 0
-    }
-
-    /// Whether any of `bytes` occurs.
-    pub fn any(&self, bytes: &[u8]) -> bool {
-        bytes.iter().any(|b| self.has(*b))
-    }
+struct Profile {
+    /// The classes (`C_*`) of the bytes that occur.
+    classes: u16,
+    /// The pairs (`P_*`) that occur.
+    pairs: u8,
 }
 
-/// Whitespace other than a plain space, and the lead byte of a
-/// non-breaking space.
-const ODD_SPACE: &[u8] = b"\t\n\r\x0b\x0c\xc2";
+const C_PERCENT: u16 = 1;
+const C_AMP: u16 = 1 << 1;
+const C_BACKSLASH: u16 = 1 << 2;
+const C_UPPER: u16 = 1 << 3;
+/// Whitespace a compression changes even alone: other than a plain space,
+/// and the lead byte of a non-breaking space.
+const C_ODD_SPACE: u16 = 1 << 4;
+const C_HASH: u16 = 1 << 5;
+const C_STAR: u16 = 1 << 6;
+const C_SLASH: u16 = 1 << 7;
+const C_NUL: u16 = 1 << 8;
+/// What a shell drops or splits on besides whitespace: `"`, `'`, `^`, `,`, `$`.
+const C_SHELL: u16 = 1 << 9;
+/// A byte that starts a pair of interest: space, `-`, `/`.
+const C_PAIR_START: u16 = 1 << 10;
 
-fn double_space(value: &[u8], present: &ByteSet) -> bool {
-    present.has(b' ') && value.windows(2).any(|w| w == b"  ")
+const P_SPACES: u8 = 1;
+const P_DASHES: u8 = 1 << 1;
+const P_SLASHES: u8 = 1 << 2;
+/// `/.`, the start of a `./` or `../` segment, or a trailing `/.`.
+const P_SLASH_DOT: u8 = 1 << 3;
+
+/// The class of each byte value.
+const CLASSES: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'%' => C_PERCENT,
+            b'&' => C_AMP,
+            b'\\' => C_BACKSLASH | C_SHELL,
+            b'A'..=b'Z' => C_UPPER,
+            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xc2 => C_ODD_SPACE,
+            b'#' => C_HASH,
+            b'*' => C_STAR,
+            b'/' => C_SLASH | C_PAIR_START,
+            0 => C_NUL,
+            b'"' | b'\'' | b'^' | b',' | b'$' => C_SHELL,
+            b' ' | b'-' => C_PAIR_START,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+impl Profile {
+    fn of(value: &[u8]) -> Self {
+        let mut classes = 0;
+        let mut pairs = 0;
+        let mut prev_class = 0;
+        let mut prev = 0;
+        for &b in value {
+            let class = CLASSES[usize::from(b)];
+            classes |= class;
+            if prev_class & C_PAIR_START != 0 {
+                pairs |= match (prev, b) {
+                    (b' ', b' ') => P_SPACES,
+                    (b'-', b'-') => P_DASHES,
+                    (b'/', b'/') => P_SLASHES,
+                    (b'/', b'.') => P_SLASH_DOT,
+                    _ => 0,
+                };
+            }
+            prev_class = class;
+            prev = b;
+        }
+        Profile { classes, pairs }
+    }
+
+    fn has(&self, classes: u16) -> bool {
+        self.classes & classes != 0
+    }
+
+    fn pair(&self, pairs: u8) -> bool {
+        self.pairs & pairs != 0
+    }
 }
 
 impl Transform {
-    /// Whether this transformation could change a value with these bytes
+    /// Whether this transformation could change a value with this profile
     /// in a way that matters to a case-insensitive match (a cheap test; the
     /// transformation itself still decides).
-    fn may_apply(self, value: &[u8], present: &ByteSet) -> bool {
+    fn may_apply(self, p: &Profile) -> bool {
         match self {
-            Transform::UrlDecode => present.has(b'%'),
-            Transform::HtmlEntityDecode => present.has(b'&'),
-            Transform::UnicodeUnescape => present.any(b"\\%"),
-            Transform::Lowercase => present.has_upper(),
-            Transform::CompressWhitespace => present.any(ODD_SPACE) || double_space(value, present),
+            Transform::UrlDecode => p.has(C_PERCENT),
+            Transform::HtmlEntityDecode => p.has(C_AMP),
+            Transform::UnicodeUnescape => p.has(C_BACKSLASH | C_PERCENT),
+            Transform::Lowercase => p.has(C_UPPER),
+            Transform::CompressWhitespace => p.has(C_ODD_SPACE) || p.pair(P_SPACES),
             Transform::RemoveComments => {
-                present.has(b'#')
-                    || (present.has(b'*') && present.has(b'/'))
-                    || (present.has(b'-') && value.windows(2).any(|w| w == b"--"))
+                p.has(C_HASH) || (p.has(C_STAR) && p.has(C_SLASH)) || p.pair(P_DASHES)
             }
-            Transform::NormalizePath => present.any(b"\\/"),
-            Transform::RemoveNulls => present.has(0),
-            Transform::CmdLine => {
-                present.any(b"\\\"'^,$") || present.any(ODD_SPACE) || double_space(value, present)
-            }
+            Transform::NormalizePath => p.has(C_BACKSLASH) || p.pair(P_SLASHES | P_SLASH_DOT),
+            Transform::RemoveNulls => p.has(C_NUL),
+            Transform::CmdLine => p.has(C_SHELL | C_ODD_SPACE) || p.pair(P_SPACES),
         }
     }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of transformations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransformSet(u16);
+
+impl TransformSet {
+    /// The transformations in `list`.
+    pub fn of(list: &[Transform]) -> Self {
+        TransformSet(list.iter().fold(0, |set, t| set | t.bit()))
+    }
+
+    /// Whether it has none in common with `other`.
+    pub fn disjoint(self, other: TransformSet) -> bool {
+        self.0 & other.0 == 0
+    }
+
+    /// Whether `t` is in it.
+    pub fn has(self, t: Transform) -> bool {
+        self.0 & t.bit() != 0
+    }
+}
+
+/// The transformations that could change `value` (one pass over it; each
+/// transformation still decides).
+pub fn applicable(value: &[u8]) -> TransformSet {
+    let profile = Profile::of(value);
+    TransformSet(
+        ALL.iter()
+            .filter(|t| t.may_apply(&profile))
+            .fold(0, |set, t| set | t.bit()),
+    )
 }
 
 /// Whether any transformation could change `value` in a way that matters
 /// to a case-insensitive match. Most benign values (words, numbers,
 /// identifiers) answer no, and skip every transformation.
 pub fn may_change(value: &str) -> bool {
-    may_change_with(value, &ByteSet::of(value.as_bytes()))
-}
-
-/// [`may_change`] for a value whose bytes are already known.
-pub fn may_change_with(value: &str, present: &ByteSet) -> bool {
     // Lower case never changes a case-insensitive verdict.
-    ALL.iter()
-        .any(|t| *t != Transform::Lowercase && t.may_apply(value.as_bytes(), present))
+    !applicable(value.as_bytes()).disjoint(TransformSet(!Transform::Lowercase.bit()))
 }
 
 /// Every transformation.
@@ -141,20 +217,9 @@ pub const MAX_URL_DECODE_ROUNDS: usize = 3;
 
 /// Applies `transforms` in order.
 pub fn apply<'a>(value: &'a str, transforms: &[Transform]) -> Cow<'a, str> {
-    apply_with(value, ByteSet::of(value.as_bytes()), transforms)
-}
-
-/// [`apply`] for a value whose bytes are already known: transformations
-/// that have nothing to do are skipped without a scan.
-pub fn apply_with<'a>(value: &'a str, present: ByteSet, transforms: &[Transform]) -> Cow<'a, str> {
     let mut current = Cow::Borrowed(value);
-    let mut present = present;
     for t in transforms {
-        if !t.may_apply(current.as_bytes(), &present) {
-            continue;
-        }
         if let Cow::Owned(s) = apply_one(&current, *t) {
-            present = ByteSet::of(s.as_bytes());
             current = Cow::Owned(s);
         }
     }
@@ -545,16 +610,18 @@ fn cmd_line(value: &str) -> Cow<'_, str> {
         // Only case would change, and matching is case-insensitive.
         return Cow::Borrowed(value);
     }
-    let lower = value.to_ascii_lowercase();
+    let mut spaced = value.to_ascii_lowercase();
     // `$IFS`, `${IFS}` and `$IFS$9` are spaces to a shell; `$@` and `$*` are
     // empty in an injected command.
-    let mut spaced = lower
-        .replace("${ifs}", " ")
-        .replace("$ifs$9", " ")
-        .replace("$ifs", " ");
-    for empty in ["$@", "$*"] {
-        if spaced.contains(empty) {
-            spaced = spaced.replace(empty, "");
+    if bytes.contains(&b'$') {
+        spaced = spaced
+            .replace("${ifs}", " ")
+            .replace("$ifs$9", " ")
+            .replace("$ifs", " ");
+        for empty in ["$@", "$*"] {
+            if spaced.contains(empty) {
+                spaced = spaced.replace(empty, "");
+            }
         }
     }
     let mut out = String::with_capacity(spaced.len());
