@@ -7,7 +7,8 @@
 #
 # The config is one of bench/envoy/*.yaml (same placeholders as `make bench`).
 # Extra request headers: BENCH_HEADERS="name: value" (several separated by
-# newlines). Envoy runs with --concurrency 1 under valgrind with
+# newlines); BENCH_METHOD (default GET) and BENCH_BODY_FILE (a file sent as
+# the request body) for requests with a body. Envoy runs with --concurrency 1 under valgrind with
 # instrumentation off until V8 has warmed up (500 requests), then the given
 # number of requests (default 2000) is counted, one keep-alive connection at a
 # time. Needs valgrind and `make build envoy`.
@@ -44,10 +45,15 @@ for line in os.environ.get("BENCH_HEADERS", "").splitlines():
     if ":" in line:
         name, value = line.split(":", 1)
         headers[name.strip()] = value.strip()
+method = os.environ.get("BENCH_METHOD", "GET")
+body = None
+if os.environ.get("BENCH_BODY_FILE"):
+    with open(os.environ["BENCH_BODY_FILE"], "rb") as f:
+        body = f.read()
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 statuses = {}
 for _ in range(n):
-    conn.request("GET", path, headers=headers)
+    conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
     response.read()
     statuses[response.status] = statuses.get(response.status, 0) + 1

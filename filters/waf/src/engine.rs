@@ -286,9 +286,22 @@ impl Gate {
             return Ok(None);
         }
         let dfa = LazyDfa::builder()
-            .configure(LazyDfa::config().cache_capacity(GATE_CACHE_BYTES))
+            .configure(
+                LazyDfa::config()
+                    .cache_capacity(GATE_CACHE_BYTES)
+                    // A value that makes a new state at nearly every byte
+                    // (crafted to) would cost a closure over every rule per
+                    // byte: past a few cache refills the gate gives up on
+                    // it and says "maybe", and the per-rule automata decide.
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10)),
+            )
             .syntax(syntax_config())
-            .thompson(thompson::Config::new().utf8(false))
+            .thompson(
+                thompson::Config::new()
+                    .utf8(false)
+                    .which_captures(thompson::WhichCaptures::None),
+            )
             .build_many(patterns)
             .map_err(|e| e.to_string())?;
         let cache = RefCell::new(dfa.create_cache());
