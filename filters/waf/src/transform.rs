@@ -45,14 +45,15 @@ pub enum Transform {
 }
 
 /// What one pass over a value tells about it: which classes of bytes
-/// occur, and which pairs of bytes occur side by side. That is enough to
+/// occur, and which pairs of them occur side by side. That is enough to
 /// know which transformations have nothing to do, without scanning again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Profile {
     /// The classes (`C_*`) of the bytes that occur.
     classes: u16,
-    /// The pairs (`P_*`) that occur.
-    pairs: u8,
+    /// The pairs that occur side by side: a class bit set here means two
+    /// bytes of that class in a row ([`C_DOT`]: `/.`).
+    pairs: u16,
 }
 
 const C_PERCENT: u16 = 1;
@@ -64,18 +65,15 @@ const C_UPPER: u16 = 1 << 3;
 const C_ODD_SPACE: u16 = 1 << 4;
 const C_HASH: u16 = 1 << 5;
 const C_STAR: u16 = 1 << 6;
-const C_SLASH: u16 = 1 << 7;
-const C_NUL: u16 = 1 << 8;
+const C_NUL: u16 = 1 << 7;
 /// What a shell drops or splits on besides whitespace: `"`, `'`, `^`, `,`, `$`.
-const C_SHELL: u16 = 1 << 9;
-/// A byte that starts a pair of interest: space, `-`, `/`.
-const C_PAIR_START: u16 = 1 << 10;
-
-const P_SPACES: u8 = 1;
-const P_DASHES: u8 = 1 << 1;
-const P_SLASHES: u8 = 1 << 2;
-/// `/.`, the start of a `./` or `../` segment, or a trailing `/.`.
-const P_SLASH_DOT: u8 = 1 << 3;
+const C_SHELL: u16 = 1 << 8;
+const C_SPACE: u16 = 1 << 9;
+const C_DASH: u16 = 1 << 10;
+const C_SLASH: u16 = 1 << 11;
+/// Right after [`C_SLASH`]: a `/` followed by a `.` shows as this bit of
+/// the previous class shifted by one.
+const C_DOT: u16 = C_SLASH << 1;
 
 /// The class of each byte value.
 const CLASSES: [u16; 256] = {
@@ -90,10 +88,12 @@ const CLASSES: [u16; 256] = {
             b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xc2 => C_ODD_SPACE,
             b'#' => C_HASH,
             b'*' => C_STAR,
-            b'/' => C_SLASH | C_PAIR_START,
             0 => C_NUL,
             b'"' | b'\'' | b'^' | b',' | b'$' => C_SHELL,
-            b' ' | b'-' => C_PAIR_START,
+            b' ' => C_SPACE,
+            b'-' => C_DASH,
+            b'/' => C_SLASH,
+            b'.' => C_DOT,
             _ => 0,
         };
         b += 1;
@@ -105,22 +105,14 @@ impl Profile {
     fn of(value: &[u8]) -> Self {
         let mut classes = 0;
         let mut pairs = 0;
-        let mut prev_class = 0;
         let mut prev = 0;
         for &b in value {
             let class = CLASSES[usize::from(b)];
             classes |= class;
-            if prev_class & C_PAIR_START != 0 {
-                pairs |= match (prev, b) {
-                    (b' ', b' ') => P_SPACES,
-                    (b'-', b'-') => P_DASHES,
-                    (b'/', b'/') => P_SLASHES,
-                    (b'/', b'.') => P_SLASH_DOT,
-                    _ => 0,
-                };
-            }
-            prev_class = class;
-            prev = b;
+            // Without a branch: a doubled space, dash or slash keeps its
+            // own bit; `/.` keeps the dot's.
+            pairs |= (prev & class & (C_SPACE | C_DASH | C_SLASH)) | ((prev << 1) & class & C_DOT);
+            prev = class;
         }
         Profile { classes, pairs }
     }
@@ -129,7 +121,7 @@ impl Profile {
         self.classes & classes != 0
     }
 
-    fn pair(&self, pairs: u8) -> bool {
+    fn pair(&self, pairs: u16) -> bool {
         self.pairs & pairs != 0
     }
 }
@@ -144,13 +136,13 @@ impl Transform {
             Transform::HtmlEntityDecode => p.has(C_AMP),
             Transform::UnicodeUnescape => p.has(C_BACKSLASH | C_PERCENT),
             Transform::Lowercase => p.has(C_UPPER),
-            Transform::CompressWhitespace => p.has(C_ODD_SPACE) || p.pair(P_SPACES),
+            Transform::CompressWhitespace => p.has(C_ODD_SPACE) || p.pair(C_SPACE),
             Transform::RemoveComments => {
-                p.has(C_HASH) || (p.has(C_STAR) && p.has(C_SLASH)) || p.pair(P_DASHES)
+                p.has(C_HASH) || (p.has(C_STAR) && p.has(C_SLASH)) || p.pair(C_DASH)
             }
-            Transform::NormalizePath => p.has(C_BACKSLASH) || p.pair(P_SLASHES | P_SLASH_DOT),
+            Transform::NormalizePath => p.has(C_BACKSLASH) || p.pair(C_SLASH | C_DOT),
             Transform::RemoveNulls => p.has(C_NUL),
-            Transform::CmdLine => p.has(C_SHELL | C_ODD_SPACE) || p.pair(P_SPACES),
+            Transform::CmdLine => p.has(C_SHELL | C_ODD_SPACE) || p.pair(C_SPACE),
         }
     }
 
@@ -692,6 +684,13 @@ mod tests {
         assert!(matches!(apply("hello world", &[CmdLine]), Cow::Borrowed(_)));
         assert!(!may_change("hello world 42"));
         assert!(may_change("a%41") && may_change("a  b") && may_change("x'y"));
+        // Pairs: only the ones a transformation acts on.
+        for changes in ["/a/./b", "a//b", "a/..", "1--x", "a\\b", "a\tb"] {
+            assert!(may_change(changes), "{changes:?}");
+        }
+        for stays in ["/api/v1/products", "Mozilla/5.0", "a-b-c", "a b", "x.y/z"] {
+            assert!(!may_change(stays), "{stays:?}");
+        }
     }
 
     #[test]
