@@ -260,7 +260,7 @@ impl Matcher {
 }
 
 /// Distinct transformation steps (pipelines sharing their prefixes) the
-/// rules may use: the built-in rules use 11.
+/// rules may use: the built-in rules use 11. At most 32 (a bit each).
 const MAX_STEPS: usize = 32;
 
 /// Memory a gate's lazy DFA may use for its states (per gate, per VM).
@@ -362,8 +362,9 @@ pub struct RuleSet {
     pipeline_step: Vec<Option<usize>>,
     /// A gate over every unit.
     gate: Option<Gate>,
-    /// Every transformation some pipeline uses.
-    pipeline_transforms: TransformSet,
+    /// Per target bit, the steps (a bit per step) its pipelines need and
+    /// the transformations those use: a value computes only these.
+    target_steps: [(u32, TransformSet); 16],
     /// Every kind of value some rule inspects.
     targets: Targets,
 }
@@ -480,7 +481,7 @@ impl RuleSet {
         let gate_patterns: Vec<&str> = gate_patterns.iter().map(String::as_str).collect();
         let gate = Gate::build(&gate_patterns).map_err(|e| (0, e))?;
         let mut steps: Vec<(Option<usize>, Transform)> = Vec::new();
-        let pipeline_step = pipelines
+        let pipeline_step: Vec<Option<usize>> = pipelines
             .iter()
             .map(|pipeline| {
                 pipeline.iter().fold(None, |parent, t| {
@@ -506,12 +507,29 @@ impl RuleSet {
             .enumerate()
             .filter(|(i, r)| *i >= TRACKED || **r == Required::Nothing)
             .count();
-        let pipeline_transforms = TransformSet::of(&pipelines.concat());
+        // Per target bit: the steps its pipelines need (each step's parents
+        // included) and the transformations they use.
+        let mut target_steps = [(0u32, TransformSet::default()); 16];
+        for (p, pipeline) in pipelines.iter().enumerate() {
+            let mut chain = 0u32;
+            let mut step = pipeline_step[p];
+            while let Some(i) = step {
+                chain |= 1 << i;
+                step = steps.get(i).and_then(|(parent, _)| *parent);
+            }
+            let transforms = TransformSet::of(pipeline);
+            for (bit, plan) in target_steps.iter_mut().enumerate() {
+                if pipeline_targets[p].0 & (1 << bit) != 0 {
+                    plan.0 |= chain;
+                    plan.1 = plan.1.or(transforms);
+                }
+            }
+        }
         let targets = rules
             .iter()
             .fold(Targets::default(), |all, r| all.or(r.targets));
         Ok(RuleSet {
-            pipeline_transforms,
+            target_steps,
             targets,
             rules,
             units,
@@ -602,9 +620,17 @@ impl RuleSet {
                 }
             }
         };
-        // A value no pipeline changes is scanned once as sent, for every
-        // pipeline at once.
-        if may.disjoint(self.pipeline_transforms) {
+        let (needed, transforms) = self
+            .target_steps
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| target.0 & (1 << bit) != 0)
+            .fold((0u32, TransformSet::default()), |(n, t), (_, plan)| {
+                (n | plan.0, t.or(plan.1))
+            });
+        // A value no pipeline of its kind changes is scanned once as sent,
+        // for every pipeline at once.
+        if may.disjoint(transforms) {
             if !wakes(&self.gate, bytes) {
                 return;
             }
@@ -620,6 +646,9 @@ impl RuleSet {
             [(None, TransformSet::default()); MAX_STEPS];
         let mut texts: [Option<String>; MAX_STEPS] = [const { None }; MAX_STEPS];
         for (i, (parent, t)) in self.steps.iter().enumerate().take(MAX_STEPS) {
+            if needed & (1 << i) == 0 {
+                continue;
+            }
             let (source, parent_may) = parent.map_or((None, may), |p| outputs[p]);
             let text = source
                 .and_then(|s: usize| texts[s].as_deref())

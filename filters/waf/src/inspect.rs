@@ -215,30 +215,38 @@ impl Waf {
         if self.config.framing_rules.is_empty() {
             return;
         }
-        let count = |name: &str| {
-            head.headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .count()
-        };
-        let te = head.header("transfer-encoding");
+        // One pass over the headers: the framing headers' counts and the
+        // first header carrying a line break or NUL.
+        let (mut content_length, mut transfer_encoding, mut host) = (0, 0, 0);
+        let mut te: Option<&str> = None;
+        let mut broken: Option<&str> = None;
+        for (name, value) in head.headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length += 1;
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoding += 1;
+                te = te.or(Some(value.as_str()));
+            } else if name.eq_ignore_ascii_case("host") {
+                host += 1;
+            }
+            let breaks = |s: &str| s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
+            if broken.is_none() && (breaks(name) || breaks(value)) {
+                broken = Some(name.as_str());
+            }
+        }
         let mut fired: Vec<(u32, String)> = Vec::new();
-        if te.is_some() && count("content-length") > 0 {
+        if te.is_some() && content_length > 0 {
             fired.push((10001, "header:transfer-encoding".into()));
         }
         if let Some(te) = te {
-            if !te.trim().eq_ignore_ascii_case("chunked") || count("transfer-encoding") > 1 {
+            if !te.trim().eq_ignore_ascii_case("chunked") || transfer_encoding > 1 {
                 fired.push((10002, "header:transfer-encoding".into()));
             }
         }
-        if let Some((name, _)) = head.headers.iter().find(|(n, v)| {
-            n.bytes()
-                .chain(v.bytes())
-                .any(|b| matches!(b, b'\r' | b'\n' | 0))
-        }) {
+        if let Some(name) = broken {
             fired.push((10003, format!("header:{}", name.to_ascii_lowercase())));
         }
-        if count("content-length") > 1 || count("host") > 1 {
+        if content_length > 1 || host > 1 {
             fired.push((10004, "headers".into()));
         }
         for (id, location) in fired {

@@ -151,13 +151,6 @@ struct WafFilter {
 
 impl Context for WafFilter {}
 
-fn pseudo<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 /// Envoy's route name when a route match needs it (the attribute costs a
 /// host call and a serialization per request; most configurations never
 /// match on it).
@@ -178,14 +171,26 @@ impl WafFilter {
     }
 
     fn head<'a>(headers: &'a [(String, String)], route_name: &'a str) -> RequestHead<'a> {
-        let authority = match pseudo(headers, ":authority") {
-            "" => pseudo(headers, "host"),
-            a => a,
-        };
+        // One pass: the pseudo-headers come first, `host` only matters
+        // when there is no `:authority`.
+        let (mut method, mut path, mut authority, mut host) = ("", "", "", "");
+        for (name, value) in headers {
+            match name.as_str() {
+                ":method" if method.is_empty() => method = value,
+                ":path" if path.is_empty() => path = value,
+                ":authority" if authority.is_empty() => authority = value,
+                "host" if host.is_empty() => host = value,
+                _ => {}
+            }
+        }
         RequestHead {
-            method: pseudo(headers, ":method"),
-            path: pseudo(headers, ":path"),
-            authority,
+            method,
+            path,
+            authority: if authority.is_empty() {
+                host
+            } else {
+                authority
+            },
             route_name,
             headers,
         }

@@ -161,6 +161,11 @@ impl TransformSet {
         TransformSet(list.iter().fold(0, |set, t| set | t.bit()))
     }
 
+    /// Both sets.
+    pub fn or(self, other: TransformSet) -> TransformSet {
+        TransformSet(self.0 | other.0)
+    }
+
     /// Whether it has none in common with `other`.
     pub fn disjoint(self, other: TransformSet) -> bool {
         self.0 & other.0 == 0
