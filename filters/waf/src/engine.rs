@@ -620,14 +620,18 @@ impl RuleSet {
                 }
             }
         };
-        let (needed, transforms) = self
-            .target_steps
-            .iter()
-            .enumerate()
-            .filter(|(bit, _)| target.0 & (1 << bit) != 0)
-            .fold((0u32, TransformSet::default()), |(n, t), (_, plan)| {
-                (n | plan.0, t.or(plan.1))
-            });
+        // A value is one kind of request part (one target bit), nearly always.
+        let (needed, transforms) = if target.0.is_power_of_two() {
+            self.target_steps[target.0.trailing_zeros() as usize % 16]
+        } else {
+            self.target_steps
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| target.0 & (1 << bit) != 0)
+                .fold((0u32, TransformSet::default()), |(n, t), (_, plan)| {
+                    (n | plan.0, t.or(plan.1))
+                })
+        };
         // A value no pipeline of its kind changes is scanned once as sent,
         // for every pipeline at once.
         if may.disjoint(transforms) {

@@ -431,7 +431,16 @@ fn entity_at(rest: &[u8]) -> Option<(u32, usize)> {
         }
         return Some((n.min(0x10ffff), j));
     }
+    // Names are compared only when their first letter is the one after `&`
+    // (a query string decoded has an `&` before every argument).
+    let first = rest.first()?.to_ascii_lowercase();
+    if !first.is_ascii_lowercase() {
+        return None;
+    }
     for (name, c) in ENTITIES {
+        if name.as_bytes().first().map(u8::to_ascii_lowercase) != Some(first) {
+            continue;
+        }
         let n = name.len();
         if rest.len() >= n && rest[..n].eq_ignore_ascii_case(name.as_bytes()) {
             let used = if rest.get(n) == Some(&b';') { n + 1 } else { n };
