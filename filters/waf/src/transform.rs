@@ -181,10 +181,19 @@ impl TransformSet {
 /// transformation still decides).
 pub fn applicable(value: &[u8]) -> TransformSet {
     let profile = Profile::of(value);
+    // Spelled out rather than a loop over every transformation: each test compiles to
+    // a bit test or two (this runs for every inspected value).
+    let bit = |t: Transform| if t.may_apply(&profile) { t.bit() } else { 0 };
     TransformSet(
-        ALL.iter()
-            .filter(|t| t.may_apply(&profile))
-            .fold(0, |set, t| set | t.bit()),
+        bit(Transform::UrlDecode)
+            | bit(Transform::HtmlEntityDecode)
+            | bit(Transform::UnicodeUnescape)
+            | bit(Transform::Lowercase)
+            | bit(Transform::CompressWhitespace)
+            | bit(Transform::RemoveComments)
+            | bit(Transform::NormalizePath)
+            | bit(Transform::RemoveNulls)
+            | bit(Transform::CmdLine),
     )
 }
 
@@ -197,6 +206,7 @@ pub fn may_change(value: &str) -> bool {
 }
 
 /// Every transformation.
+#[cfg(test)]
 const ALL: [Transform; 9] = [
     Transform::UrlDecode,
     Transform::HtmlEntityDecode,
