@@ -2,13 +2,18 @@
 //!
 //! Every rule is one `regex-automata` regex (lazy DFA) or one Aho-Corasick
 //! phrase automaton: both run in time linear in the value whatever the
-//! pattern. In front of them sits a prefilter derived from the rules
-//! themselves ([`crate::literals`]): the literals without which a rule
-//! cannot match, merged into one byte table and one Aho-Corasick automaton
-//! over all rules. A value costs one byte pass and one literal scan per
-//! distinct transformation output, and only the rules whose literals occur
-//! run their automaton; a benign value of plain words and digits usually
-//! runs none.
+//! pattern. A value meets three stages, each only if the one before lets
+//! it through:
+//! 1. the gate: every automaton compiled into one lazy DFA, one pass per
+//!    distinct transformation output, answering "could anything match?"
+//!    (benign values, punctuation and all, stop here);
+//! 2. a prefilter derived from the rules themselves ([`crate::literals`]):
+//!    the literals without which a rule cannot match, merged into one byte
+//!    table and one Aho-Corasick automaton;
+//! 3. the automata of the rules whose literals occur.
+//!
+//! Transformations run only when a byte profile of the value says they can
+//! change it, and pipelines share their common steps.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
