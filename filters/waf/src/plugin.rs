@@ -8,6 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
 use palisade_shared::contract;
+use palisade_shared::headers::first_value;
 use palisade_shared::host::{self, Counter};
 
 use crate::config::Config;
@@ -164,33 +165,19 @@ fn route_name(waf: &Waf) -> String {
 
 impl WafFilter {
     fn request_id(&self) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == "x-request-id")
-            .map(|(_, v)| v.clone())
+        first_value(&self.headers, "x-request-id").map(str::to_string)
     }
 
     fn head<'a>(headers: &'a [(String, String)], route_name: &'a str) -> RequestHead<'a> {
-        // One pass: the pseudo-headers come first, `host` only matters
-        // when there is no `:authority`.
-        let (mut method, mut path, mut authority, mut host) = ("", "", "", "");
-        for (name, value) in headers {
-            match name.as_str() {
-                ":method" if method.is_empty() => method = value,
-                ":path" if path.is_empty() => path = value,
-                ":authority" if authority.is_empty() => authority = value,
-                "host" if host.is_empty() => host = value,
-                _ => {}
-            }
-        }
+        let header = |name| first_value(headers, name).unwrap_or("");
+        let authority = match header(":authority") {
+            "" => header("host"),
+            a => a,
+        };
         RequestHead {
-            method,
-            path,
-            authority: if authority.is_empty() {
-                host
-            } else {
-                authority
-            },
+            method: header(":method"),
+            path: header(":path"),
+            authority,
             route_name,
             headers,
         }

@@ -27,12 +27,9 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
-    /// The first header with this (lower-case) name.
+    /// The first header with this name (any case).
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        palisade_shared::headers::first_value(self.headers, name)
     }
 
     /// The path without its query string.
