@@ -574,11 +574,14 @@ impl RuleSet {
     }
 
     /// Scans one value of kind `target`; calls `found` with each rule index
-    /// that matches (a rule at most once per value).
+    /// that matches (a rule at most once per value). `transforms`: the
+    /// transformations that could change the value, when the caller already
+    /// knows them ([`transform::applicable`]); worked out here otherwise.
     pub fn scan(
         &self,
         target: Targets,
         value: &str,
+        transforms: Option<TransformSet>,
         filter: &dyn RuleFilter,
         found: &mut dyn FnMut(RuleIndex),
     ) {
@@ -586,7 +589,7 @@ impl RuleSet {
             return;
         }
         let bytes = value.as_bytes();
-        let may = transform::applicable(bytes);
+        let may = transforms.unwrap_or_else(|| transform::applicable(bytes));
         // The tracked units whose rules inspect this kind of value; only
         // needed once a gate wakes.
         let wanted = || {
@@ -833,7 +836,9 @@ mod tests {
 
     fn ids(set: &RuleSet, target: Targets, value: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        set.scan(target, value, &All, &mut |r| out.push(set.rules()[r].id));
+        set.scan(target, value, None, &All, &mut |r| {
+            out.push(set.rules()[r].id)
+        });
         out.sort_unstable();
         out
     }

@@ -7,7 +7,8 @@ use palisade_shared::matcher::RequestView;
 use crate::config::{BodyLimitAction, Config, Exclusion, Mode};
 use crate::csrf::CsrfViolation;
 use crate::engine::{Rule, RuleFilter};
-use crate::request::{body_fields, head_fields, BodyKind, Field, RequestHead};
+use crate::json;
+use crate::request::{body_fields, head_fields, BodyKind, Field, Location, RequestHead};
 use crate::rules::Targets;
 
 /// At most this many matches are listed in a decision.
@@ -45,6 +46,10 @@ pub struct Verdict {
 pub struct Inspection {
     exclusions: Vec<usize>,
     matched: Vec<(usize, String)>,
+    /// Matches of the body being walked that are in a JSON body: the index
+    /// in `matched` and the offset of the value, to spell its path once the
+    /// walk is over.
+    json_matches: Vec<(usize, usize)>,
     /// Request-framing checks that fired: rule id, score, location.
     framing: Vec<(u32, u32, String)>,
     csrf: Option<CsrfViolation>,
@@ -176,6 +181,17 @@ impl Waf {
         body_fields(&kind, &text, &mut |field| {
             self.scan_field(field, inspection)
         });
+        // Matches in a JSON body know their value's offset: one more walk
+        // spells their paths.
+        if !inspection.json_matches.is_empty() {
+            let (slots, offsets): (Vec<usize>, Vec<usize>) =
+                inspection.json_matches.drain(..).unzip();
+            for (slot, path) in slots.into_iter().zip(json::paths(&text, &offsets)) {
+                if let (Some(m), Some(path)) = (inspection.matched.get_mut(slot), path) {
+                    m.1 = path;
+                }
+            }
+        }
     }
 
     /// Whether the body is worth buffering (an exclusion may turn
@@ -200,13 +216,21 @@ impl Waf {
             field,
         };
         let matched = &mut inspection.matched;
-        self.config
-            .rules
-            .scan(field.target, &field.value, &filter, &mut |r| {
+        let json_matches = &mut inspection.json_matches;
+        self.config.rules.scan(
+            field.target,
+            &field.value,
+            field.transforms,
+            &filter,
+            &mut |r| {
                 if !matched.iter().any(|(m, _)| *m == r) {
+                    if let Location::JsonAt(at) = field.location {
+                        json_matches.push((matched.len(), at));
+                    }
                     matched.push((r, field.location()));
                 }
-            });
+            },
+        );
     }
 
     /// Request smuggling and header-framing signals that are not about a
@@ -446,6 +470,29 @@ mod tests {
                 "{ct}: {v:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_matches_are_located_by_their_path() {
+        let w = waf(r#"{"csrf":{"enabled":false}}"#);
+        let body = r#"{"n":1,"items":[{"note":"ok"},{"note":"<script>alert(1)</script>"}],"login":{"$ne":""},"q":"1' UNION SELECT password FROM users--"}"#;
+        let v = run(
+            &w,
+            "POST",
+            "/api",
+            &[("content-type", "application/json")],
+            Some(body),
+        );
+        let locations: Vec<&str> = v
+            .decision
+            .matches
+            .iter()
+            .map(|m| m.location.as_str())
+            .collect();
+        for want in ["json.items[1].note", "json_names:login.$ne", "json.q"] {
+            assert!(locations.contains(&want), "{want}: {locations:?}");
+        }
+        assert!(locations.iter().all(|l| *l != "json"), "{locations:?}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod config;
 pub mod csrf;
 pub mod engine;
 pub mod inspect;
+pub mod json;
 pub mod literals;
 pub mod request;
 pub mod response;

@@ -7,8 +7,9 @@
 
 use std::borrow::Cow;
 
+use crate::json;
 use crate::rules::Targets;
-use crate::transform::form_decode;
+use crate::transform::{form_decode, TransformSet};
 
 /// The parts of a request the WAF sees before the body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,6 +53,10 @@ pub enum Location<'a> {
     Is(&'a str),
     /// A kind of place followed by the field's name: `args` gives `args:q`.
     Named(&'static str),
+    /// A key or string of a JSON body, by the offset of its opening quote:
+    /// its path is spelled from the body only when a rule matched it
+    /// ([`crate::json::paths`]); until then it reads `json`.
+    JsonAt(usize),
 }
 
 /// One value to inspect.
@@ -65,6 +70,9 @@ pub struct Field<'a> {
     pub location: Location<'a>,
     /// The value.
     pub value: Cow<'a, str>,
+    /// The transformations that could change the value, when the parser
+    /// worked them out while finding it (`None`: the scan does).
+    pub transforms: Option<TransformSet>,
 }
 
 impl Field<'_> {
@@ -73,6 +81,7 @@ impl Field<'_> {
         match self.location {
             Location::Is(s) => s.to_string(),
             Location::Named(kind) => format!("{kind}:{}", self.name),
+            Location::JsonAt(_) => "json".to_string(),
         }
     }
 }
@@ -101,12 +110,14 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
         name: Cow::Borrowed("method"),
         location: Location::Is("method"),
         value: Cow::Borrowed(head.method),
+        transforms: None,
     });
     out.push(Field {
         target: Targets::PATH,
         name: Cow::Borrowed("path"),
         location: Location::Is("path"),
         value: Cow::Borrowed(head.path_only()),
+        transforms: None,
     });
     if let Some(q) = head.query() {
         out.push(Field {
@@ -114,6 +125,7 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
             name: Cow::Borrowed("query"),
             location: Location::Is("query"),
             value: Cow::Borrowed(q),
+            transforms: None,
         });
         form_fields(q, FormSource::Query, out);
     }
@@ -143,6 +155,7 @@ pub fn head_fields<'a>(head: &RequestHead<'a>, selected: &[String], out: &mut Ve
             location: Location::Named("header"),
             name: lower,
             value: Cow::Borrowed(value.as_str()),
+            transforms: None,
         });
     }
 }
@@ -160,6 +173,7 @@ fn cookie_fields<'a>(header: &'a str, out: &mut Vec<Field<'a>>) {
             name: Cow::Borrowed(name),
             location: Location::Named("cookie_names"),
             value: Cow::Borrowed(name),
+            transforms: None,
         });
         if !value.is_empty() {
             out.push(Field {
@@ -167,6 +181,7 @@ fn cookie_fields<'a>(header: &'a str, out: &mut Vec<Field<'a>>) {
                 name: Cow::Borrowed(name),
                 location: Location::Named("cookie"),
                 value: form_decode(value),
+                transforms: None,
             });
         }
     }
@@ -198,6 +213,7 @@ pub fn form_fields<'a>(query: &'a str, source: FormSource, out: &mut Vec<Field<'
             location: Location::Named(names),
             name: name.clone(),
             value: name.clone(),
+            transforms: None,
         });
         if !raw_value.is_empty() {
             out.push(Field {
@@ -205,6 +221,7 @@ pub fn form_fields<'a>(query: &'a str, source: FormSource, out: &mut Vec<Field<'
                 location: Location::Named(values),
                 name,
                 value: form_decode(raw_value),
+                transforms: None,
             });
         }
     }
@@ -273,7 +290,21 @@ pub fn body_fields(kind: &BodyKind, body: &str, emit: &mut dyn FnMut(&Field<'_>)
     match kind {
         BodyKind::Form => form_fields(body, FormSource::Body, &mut out),
         BodyKind::Json => {
-            if !json_fields(body, emit) {
+            let parsed = json::walk(body, &mut |found, stack| {
+                let (target, name) = if found.is_key {
+                    (Targets::ARG_NAMES, found.text.clone())
+                } else {
+                    (Targets::ARGS, json::key_of(stack).clone())
+                };
+                emit(&Field {
+                    target,
+                    name,
+                    location: Location::JsonAt(found.at),
+                    value: found.text,
+                    transforms: Some(found.transforms),
+                });
+            });
+            if !parsed {
                 // Not JSON after all: inspect what was sent.
                 raw_fields(body, &mut out);
             }
@@ -286,6 +317,7 @@ pub fn body_fields(kind: &BodyKind, body: &str, emit: &mut dyn FnMut(&Field<'_>)
                 name: Cow::Borrowed("body"),
                 location: Location::Is("body"),
                 value: Cow::Borrowed(body),
+                transforms: None,
             });
         }
         BodyKind::Raw => raw_fields(body, &mut out),
@@ -316,256 +348,8 @@ fn raw_fields<'a>(body: &'a str, out: &mut Vec<Field<'a>>) {
         name: Cow::Borrowed("body"),
         location: Location::Is("body"),
         value: Cow::Borrowed(body),
+        transforms: None,
     });
-}
-
-/// One open JSON container while walking.
-struct Frame<'a> {
-    object: bool,
-    /// The path's length before this container's members.
-    base: usize,
-    /// The next array index.
-    index: usize,
-    /// The key its string values belong to (arrays inherit it).
-    key: Cow<'a, str>,
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// A JSON string starting after its opening quote: its value and the
-/// index after the closing quote.
-fn json_string(s: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
-    let b = s.as_bytes();
-    let mut i = start;
-    while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
-        if b[i] < 0x20 {
-            return None;
-        }
-        i += 1;
-    }
-    if b.get(i) == Some(&b'"') {
-        return Some((Cow::Borrowed(&s[start..i]), i + 1));
-    }
-    let mut out = String::from(&s[start..i]);
-    while i < b.len() {
-        match b[i] {
-            b'"' => return Some((Cow::Owned(out), i + 1)),
-            b'\\' => {
-                let c = match *b.get(i + 1)? {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'/' => '/',
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
-                    b'u' => {
-                        let hi = hex4(b, i + 2)?;
-                        i += 6;
-                        if (0xd800..0xdc00).contains(&hi)
-                            && b.get(i) == Some(&b'\\')
-                            && b.get(i + 1) == Some(&b'u')
-                        {
-                            if let Some(lo) =
-                                hex4(b, i + 2).filter(|l| (0xdc00..0xe000).contains(l))
-                            {
-                                i += 6;
-                                let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
-                                out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
-                                continue;
-                            }
-                        }
-                        out.push(char::from_u32(hi).unwrap_or('\u{fffd}'));
-                        continue;
-                    }
-                    _ => return None,
-                };
-                out.push(c);
-                i += 2;
-            }
-            c if c < 0x20 => return None,
-            _ => {
-                // Copy the run up to the next quote or escape at once.
-                let run = i;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
-                    i += 1;
-                }
-                out.push_str(&s[run..i]);
-            }
-        }
-    }
-    None
-}
-
-fn hex4(b: &[u8], at: usize) -> Option<u32> {
-    let digits = b.get(at..at + 4)?;
-    digits
-        .iter()
-        .try_fold(0u32, |acc, d| Some(acc * 16 + char::from(*d).to_digit(16)?))
-}
-
-/// A number, `true`, `false` or `null` at `i`: the index after it.
-fn json_scalar(b: &[u8], i: usize) -> Option<usize> {
-    for word in [&b"true"[..], b"false", b"null"] {
-        if b[i..].starts_with(word) {
-            return Some(i + word.len());
-        }
-    }
-    let end = i + b[i..]
-        .iter()
-        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        .count();
-    (end > i && b[i] != b'+').then_some(end)
-}
-
-/// Walks a JSON document in place, calling `emit` with every key
-/// ([`Targets::ARG_NAMES`], location `json_names:a.b`) and every string
-/// value ([`Targets::ARGS`], location `json.a.b[0]`), nested to any depth.
-/// Returns false when the body is not a JSON document.
-fn json_fields(body: &str, emit: &mut dyn FnMut(&Field<'_>)) -> bool {
-    let b = body.as_bytes();
-    let mut path = String::from("json");
-    // The location of a key, rebuilt in place for each key.
-    let mut scratch = String::new();
-    let mut stack: Vec<Frame<'_>> = Vec::new();
-    let mut i = skip_ws(b, 0);
-    // Each turn parses one value at `i`, then what follows it.
-    loop {
-        let Some(&c) = b.get(i) else {
-            return false;
-        };
-        match c {
-            b'{' | b'[' => {
-                let key = stack.last().map_or(Cow::Borrowed(""), |f| f.key.clone());
-                stack.push(Frame {
-                    object: c == b'{',
-                    base: path.len(),
-                    index: 0,
-                    key,
-                });
-                i = skip_ws(b, i + 1);
-                let close = if c == b'{' { b'}' } else { b']' };
-                if b.get(i) == Some(&close) {
-                    stack.pop();
-                    i += 1;
-                } else if c == b'[' {
-                    path.push_str("[0]");
-                    continue;
-                } else {
-                    let Some(next) = json_key(body, i, &mut path, &mut scratch, &mut stack, emit)
-                    else {
-                        return false;
-                    };
-                    i = next;
-                    continue;
-                }
-            }
-            b'"' => {
-                let Some((value, next)) = json_string(body, i + 1) else {
-                    return false;
-                };
-                let name = stack.last().map_or(Cow::Borrowed(""), |f| f.key.clone());
-                emit(&Field {
-                    target: Targets::ARGS,
-                    name,
-                    location: Location::Is(path.as_str()),
-                    value,
-                });
-                i = next;
-            }
-            _ => match json_scalar(b, i) {
-                Some(next) => i = next,
-                None => return false,
-            },
-        }
-        // After a value: the end, or a separator, or a closing bracket.
-        loop {
-            i = skip_ws(b, i);
-            let Some(frame) = stack.last_mut() else {
-                return i == b.len();
-            };
-            let (object, base) = (frame.object, frame.base);
-            match b.get(i) {
-                Some(b',') => {
-                    i = skip_ws(b, i + 1);
-                    path.truncate(base);
-                    if object {
-                        let Some(next) =
-                            json_key(body, i, &mut path, &mut scratch, &mut stack, emit)
-                        else {
-                            return false;
-                        };
-                        i = next;
-                    } else {
-                        frame.index += 1;
-                        path.push('[');
-                        path.push_str(itoa(frame.index, &mut [0u8; 20]));
-                        path.push(']');
-                    }
-                    break;
-                }
-                Some(b'}') if object => {}
-                Some(b']') if !object => {}
-                _ => return false,
-            }
-            path.truncate(base);
-            stack.pop();
-            i += 1;
-        }
-    }
-}
-
-/// An object member's key at `i` and its `:`: emits the key, extends the
-/// path, and returns where the member's value starts.
-fn json_key<'a>(
-    body: &'a str,
-    i: usize,
-    path: &mut String,
-    scratch: &mut String,
-    stack: &mut [Frame<'a>],
-    emit: &mut dyn FnMut(&Field<'_>),
-) -> Option<usize> {
-    let b = body.as_bytes();
-    if b.get(i) != Some(&b'"') {
-        return None;
-    }
-    let (key, next) = json_string(body, i + 1)?;
-    path.push('.');
-    path.push_str(&key);
-    scratch.clear();
-    scratch.push_str("json_names:");
-    scratch.push_str(path.get(5..).unwrap_or(""));
-    emit(&Field {
-        target: Targets::ARG_NAMES,
-        name: key.clone(),
-        location: Location::Is(scratch.as_str()),
-        value: key.clone(),
-    });
-    if let Some(frame) = stack.last_mut() {
-        frame.key = key;
-    }
-    let next = skip_ws(b, next);
-    (b.get(next) == Some(&b':')).then(|| skip_ws(b, next + 1))
-}
-
-/// `n` in decimal, without allocating.
-fn itoa(mut n: usize, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>) {
@@ -616,6 +400,7 @@ fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>)
             name: Cow::Borrowed(field),
             location: Location::Named("multipart_names"),
             value: Cow::Borrowed(field),
+            transforms: None,
         });
         match filename {
             Some(f) => out.push(Field {
@@ -623,12 +408,14 @@ fn multipart_fields<'a>(body: &'a str, boundary: &str, out: &mut Vec<Field<'a>>)
                 name: Cow::Borrowed(field),
                 location: Location::Named("files"),
                 value: Cow::Borrowed(f),
+                transforms: None,
             }),
             None => out.push(Field {
                 target: Targets::ARGS,
                 name: Cow::Borrowed(field),
                 location: Location::Named("multipart"),
                 value: Cow::Borrowed(content),
+                transforms: None,
             }),
         }
     }
@@ -679,6 +466,7 @@ fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
         name: Cow::Borrowed("xml"),
         location: Location::Is("xml"),
         value: Cow::Borrowed(value),
+        transforms: None,
     });
 }
 
@@ -758,53 +546,44 @@ mod tests {
     }
 
     #[test]
-    fn json_is_walked_to_every_key_and_string() {
-        let f = body(
+    fn json_gives_every_key_and_string_named_after_its_key() {
+        // Paths and parsing details: json.rs.
+        let mut f = Vec::new();
+        body_fields(
             &BodyKind::Json,
-            r#"{"a":{"b":["x",{"c":"y"}],"n":1},"d":"z"}"#,
+            r#"{"a":{"b":["x%41",{"c":"y"}],"n":1},"d":"z"}"#,
+            &mut |x| {
+                f.push((
+                    x.target,
+                    x.name.to_string(),
+                    x.value.to_string(),
+                    match x.location {
+                        Location::JsonAt(at) => Some(at),
+                        _ => None,
+                    },
+                    x.transforms,
+                ))
+            },
         );
+        let args: Vec<_> = f.iter().filter(|x| x.0 == Targets::ARGS).collect();
         assert_eq!(
-            values(&f, Targets::ARGS),
-            vec![
-                ("json.a.b[0]".into(), "x".into()),
-                ("json.a.b[1].c".into(), "y".into()),
-                ("json.d".into(), "z".into())
-            ]
+            args.iter()
+                .map(|x| (x.1.as_str(), x.2.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("b", "x%41"), ("c", "y"), ("d", "z")]
         );
-        let names: Vec<String> = f
+        assert_eq!(args[0].3, Some(11));
+        assert_eq!(args[0].4, Some(crate::transform::applicable(b"x%41")));
+        let names: Vec<_> = f
             .iter()
             .filter(|x| x.0 == Targets::ARG_NAMES)
-            .map(|x| x.2.clone())
+            .map(|x| (x.1.as_str(), x.2.as_str()))
             .collect();
-        assert_eq!(names, vec!["a", "b", "c", "n", "d"]);
-        // Escapes, surrogate pairs, top-level arrays, duplicate keys, depth.
-        let f = body(
-            &BodyKind::Json,
-            r#" [ {"k\u0022":"a\nb\ud83d\ude00\u00e9","k\u0022":"2nd"}, true, null, -1.5e3, [] ] "#,
-        );
         assert_eq!(
-            values(&f, Targets::ARGS),
-            vec![
-                ("json[0].k\"".into(), "a\nb\u{1f600}\u{e9}".into()),
-                ("json[0].k\"".into(), "2nd".into())
-            ]
+            names,
+            vec![("a", "a"), ("b", "b"), ("c", "c"), ("n", "n"), ("d", "d")]
         );
-        let deep = format!("{}\"x\"{}", "[".repeat(5000), "]".repeat(5000));
-        let f = body(&BodyKind::Json, &deep);
-        assert_eq!(values(&f, Targets::ARGS).len(), 1);
-        for bad in [
-            "",
-            "{",
-            "{\"a\" 1}",
-            "[1,]x",
-            "{\"a\":tru}",
-            "\"a\\u12\"",
-            "[1] [2]",
-            "{\"a\":\"\u{1}\"}",
-        ] {
-            let f = body(&BodyKind::Json, bad);
-            assert_eq!(values(&f, Targets::BODY).len(), 1, "{bad:?}");
-        }
+        // Not JSON after all: inspected as raw text.
         let f = body(&BodyKind::Json, "{not json");
         assert_eq!(
             values(&f, Targets::BODY),

@@ -74,6 +74,12 @@ const C_SLASH: u16 = 1 << 11;
 /// Right after [`C_SLASH`]: a `/` followed by a `.` shows as this bit of
 /// the previous class shifted by one.
 const C_DOT: u16 = C_SLASH << 1;
+/// `"`: ends a JSON string's plain run (no transformation looks at it).
+const C_QUOTE: u16 = 1 << 13;
+/// A byte below 0x20, which a JSON string may not hold unescaped (no
+/// transformation looks at this bit; the byte's other class bits say what
+/// it is to them).
+const C_CONTROL: u16 = 1 << 14;
 
 /// The class of each byte value.
 const CLASSES: [u16; 256] = {
@@ -85,11 +91,14 @@ const CLASSES: [u16; 256] = {
             b'&' => C_AMP,
             b'\\' => C_BACKSLASH | C_SHELL,
             b'A'..=b'Z' => C_UPPER,
-            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xc2 => C_ODD_SPACE,
+            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => C_ODD_SPACE | C_CONTROL,
+            0xc2 => C_ODD_SPACE,
             b'#' => C_HASH,
             b'*' => C_STAR,
-            0 => C_NUL,
-            b'"' | b'\'' | b'^' | b',' | b'$' => C_SHELL,
+            0 => C_NUL | C_CONTROL,
+            0x01..=0x1f => C_CONTROL,
+            b'"' => C_SHELL | C_QUOTE,
+            b'\'' | b'^' | b',' | b'$' => C_SHELL,
             b' ' => C_SPACE,
             b'-' => C_DASH,
             b'/' => C_SLASH,
@@ -103,18 +112,50 @@ const CLASSES: [u16; 256] = {
 
 impl Profile {
     fn of(value: &[u8]) -> Self {
+        Profile::until(value, 0, 0).1
+    }
+
+    /// The profile of `bytes[start..]` up to the first byte with a class in
+    /// `stop` (none when `stop` is 0), and where that byte is (the length
+    /// when there is none). Inlined so that each caller's `stop` is a
+    /// constant and the loop stays one table lookup per byte.
+    #[inline(always)]
+    fn until(bytes: &[u8], start: usize, stop: u16) -> (usize, Self) {
         let mut classes = 0;
         let mut pairs = 0;
         let mut prev = 0;
-        for &b in value {
+        let mut at = start;
+        while let Some(&b) = bytes.get(at) {
             let class = CLASSES[usize::from(b)];
+            if class & stop != 0 {
+                break;
+            }
             classes |= class;
             // Without a branch: a doubled space, dash or slash keeps its
             // own bit; `/.` keeps the dot's.
             pairs |= (prev & class & (C_SPACE | C_DASH | C_SLASH)) | ((prev << 1) & class & C_DOT);
             prev = class;
+            at += 1;
         }
-        Profile { classes, pairs }
+        (at, Profile { classes, pairs })
+    }
+
+    /// The transformations that could change a value with this profile.
+    fn transforms(&self) -> TransformSet {
+        // Spelled out rather than a loop over every transformation: each
+        // test compiles to a bit test or two (this runs for every value).
+        let bit = |t: Transform| if t.may_apply(self) { t.bit() } else { 0 };
+        TransformSet(
+            bit(Transform::UrlDecode)
+                | bit(Transform::HtmlEntityDecode)
+                | bit(Transform::UnicodeUnescape)
+                | bit(Transform::Lowercase)
+                | bit(Transform::CompressWhitespace)
+                | bit(Transform::RemoveComments)
+                | bit(Transform::NormalizePath)
+                | bit(Transform::RemoveNulls)
+                | bit(Transform::CmdLine),
+        )
     }
 
     fn has(&self, classes: u16) -> bool {
@@ -180,21 +221,18 @@ impl TransformSet {
 /// The transformations that could change `value` (one pass over it; each
 /// transformation still decides).
 pub fn applicable(value: &[u8]) -> TransformSet {
-    let profile = Profile::of(value);
-    // Spelled out rather than a loop over every transformation: each test compiles to
-    // a bit test or two (this runs for every inspected value).
-    let bit = |t: Transform| if t.may_apply(&profile) { t.bit() } else { 0 };
-    TransformSet(
-        bit(Transform::UrlDecode)
-            | bit(Transform::HtmlEntityDecode)
-            | bit(Transform::UnicodeUnescape)
-            | bit(Transform::Lowercase)
-            | bit(Transform::CompressWhitespace)
-            | bit(Transform::RemoveComments)
-            | bit(Transform::NormalizePath)
-            | bit(Transform::RemoveNulls)
-            | bit(Transform::CmdLine),
-    )
+    Profile::of(value).transforms()
+}
+
+/// The plain run of a JSON string from `start` (just inside its opening
+/// quote, or after an escape) up to its closing quote, an escape or a
+/// control byte (which JSON forbids), and the transformations that could
+/// change that run: the parser finds the end of a string and profiles it
+/// in the same pass. Returns where the run stops (the length when it is
+/// not closed).
+pub fn json_string_run(bytes: &[u8], start: usize) -> (usize, TransformSet) {
+    let (end, profile) = Profile::until(bytes, start, C_QUOTE | C_BACKSLASH | C_CONTROL);
+    (end, profile.transforms())
 }
 
 /// Whether any transformation could change `value` in a way that matters
@@ -715,6 +753,24 @@ mod tests {
         for stays in ["/api/v1/products", "Mozilla/5.0", "a-b-c", "a b", "x.y/z"] {
             assert!(!may_change(stays), "{stays:?}");
         }
+    }
+
+    #[test]
+    fn a_json_string_run_is_profiled_as_it_is_found() {
+        for (text, end) in [
+            ("plain\" rest", 5),
+            ("o'b\\n", 3),
+            ("x\u{1}y", 1),
+            ("x\ty", 1),
+            ("a//b%27", 7),
+            ("", 0),
+        ] {
+            let (at, set) = json_string_run(text.as_bytes(), 0);
+            assert_eq!(at, end, "{text:?}");
+            assert_eq!(set, applicable(&text.as_bytes()[..end]), "{text:?}");
+        }
+        // From inside a string, as after an escape.
+        assert_eq!(json_string_run(b"\\n--x\"", 2), (5, applicable(b"--x")));
     }
 
     #[test]
