@@ -50,40 +50,51 @@ pub enum Transform {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Profile {
     /// The classes (`C_*`) of the bytes that occur.
-    classes: u16,
-    /// The pairs that occur side by side: a class bit set here means two
-    /// bytes of that class in a row ([`C_DOT`]: `/.`).
-    pairs: u16,
+    classes: u32,
+    /// The pairs (`PAIR_*`) that occur side by side (other bits are noise).
+    pairs: u32,
 }
 
-const C_PERCENT: u16 = 1;
-const C_AMP: u16 = 1 << 1;
-const C_BACKSLASH: u16 = 1 << 2;
-const C_UPPER: u16 = 1 << 3;
+const C_PERCENT: u32 = 1;
+const C_AMP: u32 = 1 << 1;
+const C_BACKSLASH: u32 = 1 << 2;
+const C_UPPER: u32 = 1 << 3;
 /// Whitespace a compression changes even alone: other than a plain space,
 /// and the lead byte of a non-breaking space.
-const C_ODD_SPACE: u16 = 1 << 4;
-const C_HASH: u16 = 1 << 5;
-const C_STAR: u16 = 1 << 6;
-const C_NUL: u16 = 1 << 7;
+const C_ODD_SPACE: u32 = 1 << 4;
+const C_HASH: u32 = 1 << 5;
+const C_STAR: u32 = 1 << 6;
+const C_NUL: u32 = 1 << 7;
 /// What a shell drops or splits on besides whitespace: `"`, `'`, `^`, `,`, `$`.
-const C_SHELL: u16 = 1 << 8;
-const C_SPACE: u16 = 1 << 9;
-const C_DASH: u16 = 1 << 10;
-const C_SLASH: u16 = 1 << 11;
-/// Right after [`C_SLASH`]: a `/` followed by a `.` shows as this bit of
-/// the previous class shifted by one.
-const C_DOT: u16 = C_SLASH << 1;
+const C_SHELL: u32 = 1 << 8;
+const C_SLASH: u32 = 1 << 9;
 /// `"`: ends a JSON string's plain run (no transformation looks at it).
-const C_QUOTE: u16 = 1 << 13;
+const C_QUOTE: u32 = 1 << 10;
 /// A byte below 0x20, which a JSON string may not hold unescaped (no
 /// transformation looks at this bit; the byte's other class bits say what
 /// it is to them).
-const C_CONTROL: u16 = 1 << 14;
+const C_CONTROL: u32 = 1 << 11;
+
+// Pairs are found without a branch: a byte that can start a pair carries a
+// bit that, shifted left by one, is the bit its second byte carries, so
+// `(previous << 1) & current` is set exactly for the pairs that occur (and
+// the class bits, all below 15, shift into nothing that is read).
+/// Two spaces in a row.
+const PAIR_SPACE: u32 = 1 << 17;
+/// `--`.
+const PAIR_DASH: u32 = 1 << 20;
+/// `//` or `/.`.
+const PAIR_SLASH: u32 = 1 << 23;
+/// What a space, dash and slash carry: the first and the second role.
+const P_SPACE: u32 = PAIR_SPACE | (PAIR_SPACE >> 1);
+const P_DASH: u32 = PAIR_DASH | (PAIR_DASH >> 1);
+const P_SLASH: u32 = PAIR_SLASH | (PAIR_SLASH >> 1);
+/// A dot only ends a pair (after a slash): `./` and `..` are none.
+const P_DOT: u32 = PAIR_SLASH;
 
 /// The class of each byte value.
-const CLASSES: [u16; 256] = {
-    let mut t = [0u16; 256];
+const CLASSES: [u32; 256] = {
+    let mut t = [0u32; 256];
     let mut b = 0;
     while b < 256 {
         t[b] = match b as u8 {
@@ -99,10 +110,10 @@ const CLASSES: [u16; 256] = {
             0x01..=0x1f => C_CONTROL,
             b'"' => C_SHELL | C_QUOTE,
             b'\'' | b'^' | b',' | b'$' => C_SHELL,
-            b' ' => C_SPACE,
-            b'-' => C_DASH,
-            b'/' => C_SLASH,
-            b'.' => C_DOT,
+            b' ' => P_SPACE,
+            b'-' => P_DASH,
+            b'/' => C_SLASH | P_SLASH,
+            b'.' => P_DOT,
             _ => 0,
         };
         b += 1;
@@ -120,7 +131,7 @@ impl Profile {
     /// when there is none). Inlined so that each caller's `stop` is a
     /// constant and the loop stays one table lookup per byte.
     #[inline(always)]
-    fn until(bytes: &[u8], start: usize, stop: u16) -> (usize, Self) {
+    fn until(bytes: &[u8], start: usize, stop: u32) -> (usize, Self) {
         let mut classes = 0;
         let mut pairs = 0;
         let mut prev = 0;
@@ -131,9 +142,7 @@ impl Profile {
                 break;
             }
             classes |= class;
-            // Without a branch: a doubled space, dash or slash keeps its
-            // own bit; `/.` keeps the dot's.
-            pairs |= (prev & class & (C_SPACE | C_DASH | C_SLASH)) | ((prev << 1) & class & C_DOT);
+            pairs |= (prev << 1) & class;
             prev = class;
             at += 1;
         }
@@ -158,11 +167,11 @@ impl Profile {
         )
     }
 
-    fn has(&self, classes: u16) -> bool {
+    fn has(&self, classes: u32) -> bool {
         self.classes & classes != 0
     }
 
-    fn pair(&self, pairs: u16) -> bool {
+    fn pair(&self, pairs: u32) -> bool {
         self.pairs & pairs != 0
     }
 }
@@ -177,13 +186,13 @@ impl Transform {
             Transform::HtmlEntityDecode => p.has(C_AMP),
             Transform::UnicodeUnescape => p.has(C_BACKSLASH | C_PERCENT),
             Transform::Lowercase => p.has(C_UPPER),
-            Transform::CompressWhitespace => p.has(C_ODD_SPACE) || p.pair(C_SPACE),
+            Transform::CompressWhitespace => p.has(C_ODD_SPACE) || p.pair(PAIR_SPACE),
             Transform::RemoveComments => {
-                p.has(C_HASH) || (p.has(C_STAR) && p.has(C_SLASH)) || p.pair(C_DASH)
+                p.has(C_HASH) || (p.has(C_STAR) && p.has(C_SLASH)) || p.pair(PAIR_DASH)
             }
-            Transform::NormalizePath => p.has(C_BACKSLASH) || p.pair(C_SLASH | C_DOT),
+            Transform::NormalizePath => p.has(C_BACKSLASH) || p.pair(PAIR_SLASH),
             Transform::RemoveNulls => p.has(C_NUL),
-            Transform::CmdLine => p.has(C_SHELL | C_ODD_SPACE) || p.pair(C_SPACE),
+            Transform::CmdLine => p.has(C_SHELL | C_ODD_SPACE) || p.pair(PAIR_SPACE),
         }
     }
 
@@ -752,6 +761,33 @@ mod tests {
         }
         for stays in ["/api/v1/products", "Mozilla/5.0", "a-b-c", "a b", "x.y/z"] {
             assert!(!may_change(stays), "{stays:?}");
+        }
+    }
+
+    #[test]
+    fn no_transformation_that_changes_a_value_is_skipped() {
+        // Every string of up to three of these pieces: whatever a
+        // transformation changes (beyond case), `applicable` must name.
+        let pieces = [
+            " ", "-", "/", ".", "\\", "%", "&", "#", "*", "a", "A", "'", "$", "\t", "\0", "2",
+            "7", ";", "x", "u", "\u{a0}", "lt", "IFS", "^", ",", "\"",
+        ];
+        let mut values = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = values
+                .iter()
+                .flat_map(|v| pieces.iter().map(move |p| format!("{v}{p}")))
+                .collect();
+            values.extend(longer);
+        }
+        for value in &values {
+            let may = applicable(value.as_bytes());
+            for t in ALL {
+                let out = apply_one(value, t);
+                if !out.eq_ignore_ascii_case(value) {
+                    assert!(may.has(t), "{t:?} changes {value:?} to {out:?}");
+                }
+            }
         }
     }
 
