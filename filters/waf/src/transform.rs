@@ -769,8 +769,8 @@ mod tests {
         // Every string of up to three of these pieces: whatever a
         // transformation changes (beyond case), `applicable` must name.
         let pieces = [
-            " ", "-", "/", ".", "\\", "%", "&", "#", "*", "a", "A", "'", "$", "\t", "\0", "2",
-            "7", ";", "x", "u", "\u{a0}", "lt", "IFS", "^", ",", "\"",
+            " ", "-", "/", ".", "\\", "%", "&", "#", "*", "a", "A", "'", "$", "\t", "\0", "2", "7",
+            ";", "x", "u", "\u{a0}", "lt", "IFS", "^", ",", "\"",
         ];
         let mut values = vec![String::new()];
         for _ in 0..3 {
