@@ -574,14 +574,14 @@ impl RuleSet {
     }
 
     /// Scans one value of kind `target`; calls `found` with each rule index
-    /// that matches (a rule at most once per value). `transforms`: the
+    /// that matches (a rule at most once per value). `known`: the
     /// transformations that could change the value, when the caller already
     /// knows them ([`transform::applicable`]); worked out here otherwise.
     pub fn scan(
         &self,
         target: Targets,
         value: &str,
-        transforms: Option<TransformSet>,
+        known: Option<TransformSet>,
         filter: &dyn RuleFilter,
         found: &mut dyn FnMut(RuleIndex),
     ) {
@@ -589,7 +589,7 @@ impl RuleSet {
             return;
         }
         let bytes = value.as_bytes();
-        let may = transforms.unwrap_or_else(|| transform::applicable(bytes));
+        let may = known.unwrap_or_else(|| transform::applicable(bytes));
         // The tracked units whose rules inspect this kind of value; only
         // needed once a gate wakes.
         let wanted = || {

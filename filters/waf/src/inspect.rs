@@ -46,9 +46,8 @@ pub struct Verdict {
 pub struct Inspection {
     exclusions: Vec<usize>,
     matched: Vec<(usize, String)>,
-    /// Matches of the body being walked that are in a JSON body: the index
-    /// in `matched` and the offset of the value, to spell its path once the
-    /// walk is over.
+    /// Matches in a JSON body, until their paths are spelled: the index in
+    /// `matched` and the offset of the value's opening quote.
     json_matches: Vec<(usize, usize)>,
     /// Request-framing checks that fired: rule id, score, location.
     framing: Vec<(u32, u32, String)>,

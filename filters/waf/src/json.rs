@@ -27,18 +27,32 @@ pub struct Found<'a> {
 /// One open container.
 #[derive(Debug)]
 pub struct Frame<'a> {
-    object: bool,
+    /// In an object, the current member's key (`None` in an array).
+    key: Option<Cow<'a, str>>,
     /// The current element's index, in an array.
     index: usize,
-    /// In an object, the current member's key; in an array, the key the
-    /// array belongs to (its elements are named after it).
-    key: Cow<'a, str>,
+    /// The innermost object around this container or this object itself
+    /// (its position in the stack): whose key an array's elements are
+    /// named after. Kept per frame so that neither a lookup nor an opening
+    /// bracket costs more with depth.
+    owner: Option<usize>,
 }
 
-/// The key a value at this depth belongs to (`""` at the top level).
-pub fn key_of<'s, 'a>(stack: &'s [Frame<'a>]) -> &'s Cow<'a, str> {
-    const NONE: &Cow<'static, str> = &Cow::Borrowed("");
-    stack.last().map_or(NONE, |f| &f.key)
+impl Frame<'_> {
+    fn is_object(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// The key a value at this depth belongs to: the innermost object's
+/// current key (`""` outside any object).
+pub fn key_of<'s>(stack: &'s [Frame<'_>]) -> &'s str {
+    stack
+        .last()
+        .and_then(|f| f.owner)
+        .and_then(|o| stack.get(o))
+        .and_then(|f| f.key.as_deref())
+        .unwrap_or("")
 }
 
 /// Walks `body`, calling `visit` with each key and string value and the
@@ -56,12 +70,16 @@ fn walk_values<'a>(body: &'a str, visit: &mut dyn FnMut(Found<'a>, &[Frame<'a>])
     loop {
         match *b.get(i)? {
             c @ (b'{' | b'[') => {
-                let key = key_of(&stack).clone();
                 let object = c == b'{';
+                let owner = if object {
+                    Some(stack.len())
+                } else {
+                    stack.last().and_then(|f| f.owner)
+                };
                 stack.push(Frame {
-                    object,
+                    key: object.then_some(Cow::Borrowed("")),
                     index: 0,
-                    key,
+                    owner,
                 });
                 i = skip_ws(b, i + 1);
                 if b.get(i) == Some(if object { &b'}' } else { &b']' }) {
@@ -96,15 +114,15 @@ fn walk_values<'a>(body: &'a str, visit: &mut dyn FnMut(Found<'a>, &[Frame<'a>])
             match *b.get(i)? {
                 b',' => {
                     i = skip_ws(b, i + 1);
-                    if frame.object {
+                    if frame.is_object() {
                         i = member_key(body, i, &mut stack, visit)?;
                     } else {
                         frame.index += 1;
                     }
                     break;
                 }
-                b'}' if frame.object => {}
-                b']' if !frame.object => {}
+                b'}' if frame.is_object() => {}
+                b']' if !frame.is_object() => {}
                 _ => return None,
             }
             stack.pop();
@@ -127,7 +145,7 @@ fn member_key<'a>(
     }
     let (key, transforms, next) = string(body, i + 1)?;
     if let Some(frame) = stack.last_mut() {
-        frame.key = key.clone();
+        frame.key = Some(key.clone());
     }
     let found = Found {
         text: key,
@@ -203,9 +221,8 @@ fn string(s: &str, start: usize) -> Option<(Cow<'_, str>, TransformSet, usize)> 
             c if c < 0x20 => return None,
             _ => {
                 // Copy the run up to the next quote, escape or control byte
-                // at once (its profile is not needed: the decoded whole is
-                // profiled at the end).
-                let (end, _) = transform::json_string_run(b, i);
+                // at once (the decoded whole is profiled at the end).
+                let end = transform::json_string_run_end(b, i);
                 out.push_str(s.get(i..end)?);
                 i = end;
             }
@@ -241,23 +258,32 @@ fn scalar(b: &[u8], i: usize) -> Option<usize> {
 /// for a key. One walk for all of them; `None` for an offset the walk never
 /// visits.
 pub fn paths(body: &str, offsets: &[usize]) -> Vec<Option<String>> {
-    let mut out = vec![None; offsets.len()];
+    let mut sorted: Vec<usize> = offsets.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut found_paths: Vec<Option<String>> = vec![None; sorted.len()];
     walk(body, &mut |found, stack| {
-        for (slot, at) in out.iter_mut().zip(offsets) {
-            if *at == found.at {
-                *slot = Some(path(stack, found.is_key));
+        if let Ok(slot) = sorted.binary_search(&found.at) {
+            if let Some(p) = found_paths.get_mut(slot) {
+                *p = Some(path(stack, found.is_key));
             }
         }
     });
-    out
+    offsets
+        .iter()
+        .map(|at| {
+            let slot = sorted.binary_search(at).ok()?;
+            found_paths.get(slot).cloned().flatten()
+        })
+        .collect()
 }
 
 fn path(stack: &[Frame<'_>], is_key: bool) -> String {
     let mut path = String::new();
     for frame in stack {
-        if frame.object {
+        if let Some(key) = &frame.key {
             path.push('.');
-            path.push_str(&frame.key);
+            path.push_str(key);
         } else {
             path.push('[');
             path.push_str(&frame.index.to_string());
@@ -365,6 +391,25 @@ mod tests {
             names.push(key_of(stack).to_string())
         });
         assert_eq!(names, vec![""]);
+    }
+
+    #[test]
+    fn nesting_costs_no_copy_of_an_escaped_key() {
+        // Every bracket used to copy the enclosing key: a long escaped key
+        // over deep arrays would have needed gigabytes.
+        let body = format!(
+            "{{\"{}\":{}\"v\"{}}}",
+            "\\/".repeat(20_000),
+            "[".repeat(60_000),
+            "]".repeat(60_000)
+        );
+        let mut names = Vec::new();
+        assert!(walk(&body, &mut |found, stack| {
+            if !found.is_key {
+                names.push(key_of(stack).len());
+            }
+        }));
+        assert_eq!(names, vec![20_000]);
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub enum Location<'a> {
     Named(&'static str),
     /// A key or string of a JSON body, by the offset of its opening quote:
     /// its path is spelled from the body only when a rule matched it
-    /// ([`crate::json::paths`]); until then it reads `json`.
+    /// ([`crate::json::paths`], which the inspection calls once the body's
+    /// walk is over). [`Field::location`] alone can only say `json`.
     JsonAt(usize),
 }
 
@@ -76,7 +77,9 @@ pub struct Field<'a> {
 }
 
 impl Field<'_> {
-    /// Where the value is, for the decision: `args:q`, `header:user-agent`, ...
+    /// Where the value is, for the decision: `args:q`, `header:user-agent`,
+    /// ...; `json` for a JSON body's value, whose path needs the body
+    /// ([`Location::JsonAt`]).
     pub fn location(&self) -> String {
         match self.location {
             Location::Is(s) => s.to_string(),
@@ -291,16 +294,17 @@ pub fn body_fields(kind: &BodyKind, body: &str, emit: &mut dyn FnMut(&Field<'_>)
         BodyKind::Form => form_fields(body, FormSource::Body, &mut out),
         BodyKind::Json => {
             let parsed = json::walk(body, &mut |found, stack| {
+                let text: &str = &found.text;
                 let (target, name) = if found.is_key {
-                    (Targets::ARG_NAMES, found.text.clone())
+                    (Targets::ARG_NAMES, text)
                 } else {
-                    (Targets::ARGS, json::key_of(stack).clone())
+                    (Targets::ARGS, json::key_of(stack))
                 };
                 emit(&Field {
                     target,
-                    name,
+                    name: Cow::Borrowed(name),
                     location: Location::JsonAt(found.at),
-                    value: found.text,
+                    value: Cow::Borrowed(text),
                     transforms: Some(found.transforms),
                 });
             });

@@ -49,7 +49,7 @@ pub enum Transform {
 /// know which transformations have nothing to do, without scanning again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Profile {
-    /// The classes (`C_*`) of the bytes that occur.
+    /// The classes (`C_*`, and the pair roles `P_*`) of the bytes that occur.
     classes: u32,
     /// The pairs (`PAIR_*`) that occur side by side (other bits are noise).
     pairs: u32,
@@ -78,7 +78,8 @@ const C_CONTROL: u32 = 1 << 11;
 // Pairs are found without a branch: a byte that can start a pair carries a
 // bit that, shifted left by one, is the bit its second byte carries, so
 // `(previous << 1) & current` is set exactly for the pairs that occur (and
-// the class bits, all below 15, shift into nothing that is read).
+// the class bits, all below the first pair bit once shifted, land on
+// nothing that is read).
 /// Two spaces in a row.
 const PAIR_SPACE: u32 = 1 << 17;
 /// `--`.
@@ -91,6 +92,14 @@ const P_DASH: u32 = PAIR_DASH | (PAIR_DASH >> 1);
 const P_SLASH: u32 = PAIR_SLASH | (PAIR_SLASH >> 1);
 /// A dot only ends a pair (after a slash): `./` and `..` are none.
 const P_DOT: u32 = PAIR_SLASH;
+// The layout above, checked when compiling: shifted class bits stay below
+// the pair bits, and the three pairs' bits (with their shifts) are apart.
+const _: () = assert!(C_CONTROL << 1 < P_SPACE & !PAIR_SPACE);
+const _: () = assert!(
+    (P_SPACE | P_SPACE << 1) & (P_DASH | P_DASH << 1) == 0
+        && (P_DASH | P_DASH << 1) & (P_SLASH | P_SLASH << 1) == 0
+        && (P_SPACE | P_SPACE << 1) & (P_SLASH | P_SLASH << 1) == 0
+);
 
 /// The class of each byte value.
 const CLASSES: [u32; 256] = {
@@ -240,9 +249,23 @@ pub fn applicable(value: &[u8]) -> TransformSet {
 /// in the same pass. Returns where the run stops (the length when it is
 /// not closed).
 pub fn json_string_run(bytes: &[u8], start: usize) -> (usize, TransformSet) {
-    let (end, profile) = Profile::until(bytes, start, C_QUOTE | C_BACKSLASH | C_CONTROL);
+    let (end, profile) = Profile::until(bytes, start, JSON_STRING_STOP);
     (end, profile.transforms())
 }
+
+/// Where [`json_string_run`]'s run ends, when its profile is not needed.
+pub fn json_string_run_end(bytes: &[u8], start: usize) -> usize {
+    bytes
+        .get(start..)
+        .and_then(|rest| {
+            rest.iter()
+                .position(|&b| CLASSES[usize::from(b)] & JSON_STRING_STOP != 0)
+        })
+        .map_or(bytes.len().max(start), |n| start + n)
+}
+
+/// The bytes that end a JSON string's plain run.
+const JSON_STRING_STOP: u32 = C_QUOTE | C_BACKSLASH | C_CONTROL;
 
 /// Whether any transformation could change `value` in a way that matters
 /// to a case-insensitive match. Most benign values (words, numbers,
@@ -412,35 +435,51 @@ pub fn form_decode(value: &str) -> Cow<'_, str> {
 }
 
 const ENTITIES: &[(&str, char)] = &[
-    ("lt", '<'),
-    ("gt", '>'),
     ("amp", '&'),
-    ("quot", '"'),
     ("apos", '\''),
-    ("nbsp", ' '),
-    ("colon", ':'),
-    ("semi", ';'),
-    ("lpar", '('),
-    ("rpar", ')'),
-    ("sol", '/'),
     ("bsol", '\\'),
-    ("tab", '\t'),
-    ("newline", '\n'),
-    ("equals", '='),
-    ("grave", '`'),
-    ("excl", '!'),
-    ("num", '#'),
-    ("period", '.'),
+    ("colon", ':'),
     ("comma", ','),
-    ("lsqb", '['),
-    ("rsqb", ']'),
-    ("lcub", '{'),
-    ("rcub", '}'),
-    ("percnt", '%'),
     ("dollar", '$'),
-    ("quest", '?'),
+    ("equals", '='),
+    ("excl", '!'),
+    ("grave", '`'),
+    ("gt", '>'),
+    ("lcub", '{'),
+    ("lpar", '('),
+    ("lsqb", '['),
+    ("lt", '<'),
+    ("nbsp", ' '),
+    ("newline", '\n'),
+    ("num", '#'),
+    ("percnt", '%'),
+    ("period", '.'),
     ("plus", '+'),
+    ("quest", '?'),
+    ("quot", '"'),
+    ("rcub", '}'),
+    ("rpar", ')'),
+    ("rsqb", ']'),
+    ("semi", ';'),
+    ("sol", '/'),
+    ("tab", '\t'),
 ];
+
+/// Per lower-case first letter, the range of [`ENTITIES`] starting with it
+/// (the table is sorted by name).
+const ENTITIES_BY_LETTER: [(usize, usize); 26] = {
+    let mut ranges = [(0, 0); 26];
+    let mut i = 0;
+    while i < ENTITIES.len() {
+        let letter = (ENTITIES[i].0.as_bytes()[0] - b'a') as usize;
+        if ranges[letter].1 == 0 {
+            ranges[letter].0 = i;
+        }
+        ranges[letter].1 = i + 1;
+        i += 1;
+    }
+    ranges
+};
 
 fn html_entity_decode(value: &str) -> Cow<'_, str> {
     decode_escapes(value, b"&", |rest, out| match entity_at(&rest[1..]) {
@@ -488,16 +527,11 @@ fn entity_at(rest: &[u8]) -> Option<(u32, usize)> {
         }
         return Some((n.min(0x10ffff), j));
     }
-    // Names are compared only when their first letter is the one after `&`
-    // (a query string decoded has an `&` before every argument).
+    // Only the names with the letter after `&` are compared (a query string
+    // has an `&` before every argument).
     let first = rest.first()?.to_ascii_lowercase();
-    if !first.is_ascii_lowercase() {
-        return None;
-    }
-    for (name, c) in ENTITIES {
-        if name.as_bytes().first().map(u8::to_ascii_lowercase) != Some(first) {
-            continue;
-        }
+    let &(start, end) = ENTITIES_BY_LETTER.get(usize::from(first.wrapping_sub(b'a')))?;
+    for (name, c) in ENTITIES.get(start..end)? {
         let n = name.len();
         if rest.len() >= n && rest[..n].eq_ignore_ascii_case(name.as_bytes()) {
             let used = if rest.get(n) == Some(&b';') { n + 1 } else { n };
@@ -765,6 +799,17 @@ mod tests {
     }
 
     #[test]
+    fn every_entity_is_found_by_its_first_letter() {
+        assert!(ENTITIES.windows(2).all(|w| w[0].0 < w[1].0));
+        for (name, c) in ENTITIES {
+            let upper = name.to_ascii_uppercase();
+            for text in [format!("&{name};"), format!("&{upper}")] {
+                assert_eq!(html_entity_decode(&text), c.to_string(), "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn no_transformation_that_changes_a_value_is_skipped() {
         // Every string of up to three of these pieces: whatever a
         // transformation changes (beyond case), `applicable` must name.
@@ -807,6 +852,18 @@ mod tests {
         }
         // From inside a string, as after an escape.
         assert_eq!(json_string_run(b"\\n--x\"", 2), (5, applicable(b"--x")));
+        for (text, start) in [
+            (&b"ab\"c"[..], 0),
+            (b"ab\\c", 1),
+            (b"abc", 1),
+            (b"", 0),
+            (b"a", 1),
+        ] {
+            assert_eq!(
+                json_string_run_end(text, start),
+                json_string_run(text, start).0
+            );
+        }
     }
 
     #[test]
