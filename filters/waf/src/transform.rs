@@ -371,23 +371,37 @@ fn decode_escapes<'a>(
     decode: impl Fn(&[u8], &mut Vec<u8>) -> usize,
 ) -> Cow<'a, str> {
     let bytes = value.as_bytes();
-    if !bytes.iter().any(|b| leads.contains(b)) {
+    // The bytes up to the next lead (or the end) are copied as one run.
+    let run = |from: usize| {
+        let rest = bytes.get(from..).unwrap_or_default();
+        from + rest
+            .iter()
+            .position(|b| leads.contains(b))
+            .unwrap_or(rest.len())
+    };
+    let first = run(0);
+    if first == bytes.len() {
         return Cow::Borrowed(value);
     }
     let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
+    out.extend_from_slice(bytes.get(..first).unwrap_or_default());
+    let mut i = first;
     let mut changed = false;
-    while i < bytes.len() {
-        if leads.contains(&bytes[i]) {
-            let used = decode(&bytes[i..], &mut out);
-            if used > 0 {
+    // Each turn starts at a lead.
+    while let Some(rest) = bytes.get(i..).filter(|r| !r.is_empty()) {
+        match decode(rest, &mut out) {
+            0 => {
+                out.extend_from_slice(&rest[..1]);
+                i += 1;
+            }
+            used => {
                 i += used;
                 changed = true;
-                continue;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
+        let end = run(i);
+        out.extend_from_slice(bytes.get(i..end).unwrap_or_default());
+        i = end;
     }
     if changed {
         Cow::Owned(lossy(out))
