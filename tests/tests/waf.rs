@@ -139,6 +139,13 @@ fn attacks_anywhere_are_refused_with_a_problem_body() {
         assert_eq!(denial["status"], 403);
         assert_eq!(denial["reason"], "attack_detected");
     }
+    // A match in a JSON body is located by its path in the document.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(r#""location":"json.user.name""#)),
+        "{lines:?}"
+    );
     // Attacks in the head never open an upstream stream; for attacks in the
     // body the headers have gone on (Envoy cannot hold them while a Wasm
     // filter reads the body) but the body never does, and the stream is
