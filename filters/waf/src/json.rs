@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use crate::request::bounded_location;
 use crate::transform::{self, TransformSet};
 
 /// A string the walk found: a member's key or a string value.
@@ -290,11 +291,11 @@ fn path(stack: &[Frame<'_>], is_key: bool) -> String {
             path.push(']');
         }
     }
-    if is_key {
+    bounded_location(if is_key {
         format!("json_names:{}", path.strip_prefix('.').unwrap_or(&path))
     } else {
         format!("json{path}")
-    }
+    })
 }
 
 #[cfg(test)]
@@ -410,6 +411,12 @@ mod tests {
             }
         }));
         assert_eq!(names, vec![20_000]);
+        // Its location is bounded however deep and long.
+        let at = body.find("\"v\"").unwrap_or_default();
+        let found = paths(&body, &[at]);
+        let location = found[0].as_deref().unwrap_or_default();
+        assert!(location.starts_with("json./////") && location.ends_with("..."));
+        assert!(location.len() <= crate::request::MAX_LOCATION_BYTES + 3);
     }
 
     #[test]

@@ -82,11 +82,30 @@ impl Field<'_> {
     /// ([`Location::JsonAt`]).
     pub fn location(&self) -> String {
         match self.location {
-            Location::Is(s) => s.to_string(),
-            Location::Named(kind) => format!("{kind}:{}", self.name),
+            Location::Is(s) => bounded_location(s.to_string()),
+            Location::Named(kind) => bounded_location(format!("{kind}:{}", self.name)),
             Location::JsonAt(_) => "json".to_string(),
         }
     }
+}
+
+/// The longest location reported, in bytes: names and JSON paths come from
+/// the client, and the decision carries one location per matched rule into
+/// the access log and the filter state.
+pub const MAX_LOCATION_BYTES: usize = 128;
+
+/// `location`, cut to [`MAX_LOCATION_BYTES`] (at a character boundary) and
+/// marked with `...` when it is longer.
+pub fn bounded_location(mut location: String) -> String {
+    if location.len() > MAX_LOCATION_BYTES {
+        let mut end = MAX_LOCATION_BYTES;
+        while !location.is_char_boundary(end) {
+            end -= 1;
+        }
+        location.truncate(end);
+        location.push_str("...");
+    }
+    location
 }
 
 /// Headers that are never inspected as `other_headers`: credentials (their
@@ -593,6 +612,22 @@ mod tests {
             values(&f, Targets::BODY),
             vec![("body".into(), "{not json".into())]
         );
+    }
+
+    #[test]
+    fn locations_are_bounded() {
+        let name = format!("{}\u{e9}", "n".repeat(MAX_LOCATION_BYTES - 6));
+        let field = Field {
+            target: Targets::ARGS,
+            name: Cow::Borrowed(&name),
+            location: Location::Named("args"),
+            value: Cow::Borrowed("v"),
+            transforms: None,
+        };
+        let location = field.location();
+        assert!(location.starts_with("args:nnn") && location.ends_with("n..."));
+        assert_eq!(location.len(), MAX_LOCATION_BYTES - 1 + 3);
+        assert_eq!(bounded_location("args:q".into()), "args:q");
     }
 
     #[test]
