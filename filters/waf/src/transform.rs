@@ -253,15 +253,10 @@ pub fn json_string_run(bytes: &[u8], start: usize) -> (usize, TransformSet) {
     (end, profile.transforms())
 }
 
-/// Where [`json_string_run`]'s run ends, when its profile is not needed.
+/// Where [`json_string_run`]'s run ends, when its profile is not needed
+/// (the same loop, inlined: the unused profile compiles away).
 pub fn json_string_run_end(bytes: &[u8], start: usize) -> usize {
-    bytes
-        .get(start..)
-        .and_then(|rest| {
-            rest.iter()
-                .position(|&b| CLASSES[usize::from(b)] & JSON_STRING_STOP != 0)
-        })
-        .map_or(bytes.len().max(start), |n| start + n)
+    Profile::until(bytes, start, JSON_STRING_STOP).0
 }
 
 /// The bytes that end a JSON string's plain run.
