@@ -1,0 +1,504 @@
+//! What a stage sees of one request: the [`Exchange`].
+//!
+//! The engine fills it once per request: the request headers are read when
+//! the request starts (the whole map, or only the named headers the stages
+//! declared), pseudo-headers are located once, Envoy attributes are read on
+//! first use and kept, and the decisions of earlier stages are handed on in
+//! memory, typed. A decision made by a module in another VM (a separate
+//! Palisade module earlier in the chain) is read from its filter state on
+//! first use, once.
+
+use std::rc::Rc;
+
+use crate::contract::{self, Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use crate::matcher::RequestView;
+
+use super::host::{HeaderMap, Host, LogLevel};
+
+/// The request headers as read when the request started, with the edits
+/// stages made since.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    headers: Vec<(String, String)>,
+    whole: bool,
+    pseudo: [Option<usize>; 4],
+}
+
+const METHOD: usize = 0;
+const PATH: usize = 1;
+const AUTHORITY: usize = 2;
+const SCHEME: usize = 3;
+
+impl RequestHead {
+    /// A head holding exactly these headers; `whole` says whether they are
+    /// the request's whole map.
+    pub fn new(headers: Vec<(String, String)>, whole: bool) -> Self {
+        let mut head = RequestHead {
+            headers,
+            whole,
+            pseudo: [None; 4],
+        };
+        head.locate_pseudo_headers();
+        head
+    }
+
+    /// Reads the whole map, or the named headers, from the host.
+    pub fn read(host: &dyn Host, names: &[String], whole: bool) -> Self {
+        if whole {
+            return RequestHead::new(host.header_map(HeaderMap::Request), true);
+        }
+        let mut headers = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(value) = host.header(HeaderMap::Request, name) {
+                headers.push((name.clone(), value));
+            }
+        }
+        RequestHead::new(headers, false)
+    }
+
+    fn locate_pseudo_headers(&mut self) {
+        self.pseudo = [None; 4];
+        for (i, (name, _)) in self.headers.iter().enumerate() {
+            let slot = match name.as_str() {
+                ":method" => METHOD,
+                ":path" => PATH,
+                ":authority" => AUTHORITY,
+                ":scheme" => SCHEME,
+                _ => continue,
+            };
+            if self.pseudo[slot].is_none() {
+                self.pseudo[slot] = Some(i);
+            }
+        }
+    }
+
+    fn pseudo(&self, slot: usize) -> &str {
+        self.pseudo[slot]
+            .and_then(|i| self.headers.get(i))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Whether the whole request map was read (else only declared headers).
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// Every header read, in order (the whole map when [`Self::is_whole`]).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first value of a header (any case): one the stages declared, or
+    /// any when the whole map was read.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        crate::headers::first_value(&self.headers, name)
+    }
+
+    /// `:method`, empty when absent.
+    pub fn method(&self) -> &str {
+        self.pseudo(METHOD)
+    }
+
+    /// `:path` with its query, empty when absent.
+    pub fn path(&self) -> &str {
+        self.pseudo(PATH)
+    }
+
+    /// `:authority`, else `host`, empty when neither is there.
+    pub fn authority(&self) -> &str {
+        match self.pseudo(AUTHORITY) {
+            "" => self.header("host").unwrap_or(""),
+            a => a,
+        }
+    }
+
+    /// `:scheme`, empty when absent.
+    pub fn scheme(&self) -> &str {
+        self.pseudo(SCHEME)
+    }
+
+    /// The view the request matchers use.
+    pub fn view<'a>(&'a self, route_name: &'a str) -> RequestView<'a> {
+        RequestView {
+            method: self.method(),
+            host: self.authority(),
+            path: self.path(),
+            route_name,
+        }
+    }
+
+    /// Reads the whole map now, when only some headers were read at the
+    /// start (a stage that found it needs more, such as a CORS preflight).
+    pub fn read_whole(&mut self, host: &dyn Host) {
+        if !self.whole {
+            *self = RequestHead::new(host.header_map(HeaderMap::Request), true);
+        }
+    }
+
+    /// A header, asking the host when it was not read at the start. For
+    /// rarely needed headers (the request id of a refusal); the host can
+    /// only answer while it still holds the request headers.
+    pub fn lookup(&self, host: &dyn Host, name: &str) -> Option<String> {
+        match self.header(name) {
+            Some(v) => Some(v.to_string()),
+            None if self.whole => None,
+            None => host.header(HeaderMap::Request, name),
+        }
+    }
+
+    /// Envoy's `x-request-id`, for replies and logs.
+    pub fn request_id(&self, host: &dyn Host) -> Option<String> {
+        self.lookup(host, "x-request-id").filter(|id| !id.is_empty())
+    }
+
+    /// Sets (replaces) a header toward the upstream.
+    pub fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+        host.set_header(HeaderMap::Request, name, Some(value));
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
+        self.locate_pseudo_headers();
+    }
+
+    /// Removes a header (all its values) toward the upstream.
+    pub fn remove(&mut self, host: &dyn Host, name: &str) {
+        host.set_header(HeaderMap::Request, name, None);
+        let before = self.headers.len();
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if self.headers.len() != before {
+            self.locate_pseudo_headers();
+        }
+    }
+}
+
+/// The response headers, read on first use.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHead {
+    headers: Option<Vec<(String, String)>>,
+}
+
+impl ResponseHead {
+    /// Every response header (read from the host once).
+    pub fn headers(&mut self, host: &dyn Host) -> &[(String, String)] {
+        self.headers
+            .get_or_insert_with(|| host.header_map(HeaderMap::Response))
+    }
+
+    /// One response header: from the map when it was read, else by name.
+    pub fn header(&self, host: &dyn Host, name: &str) -> Option<String> {
+        match &self.headers {
+            Some(all) => crate::headers::first_value(all, name).map(str::to_string),
+            None => host.header(HeaderMap::Response, name),
+        }
+    }
+
+    /// Adds a header toward the client.
+    pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
+        host.add_header(HeaderMap::Response, name, value);
+        if let Some(all) = &mut self.headers {
+            all.push((name.to_string(), value.to_string()));
+        }
+    }
+}
+
+/// The Envoy attributes stages read. Each costs a host call that returns
+/// data (docs/performance.md), so each is read at most once per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribute {
+    /// `xds.route_name`.
+    RouteName,
+    /// `xds.cluster_name`: the upstream cluster.
+    ClusterName,
+    /// `source.address`: the downstream peer, `ip:port`.
+    SourceAddress,
+    /// `destination.address`: the local address the request came in on.
+    DestinationAddress,
+    /// `upstream.address`.
+    UpstreamAddress,
+    /// `request.protocol`: `HTTP/1.1`, `HTTP/2`, ...
+    RequestProtocol,
+    /// `request.total_size`: bytes received (integer).
+    RequestTotalSize,
+    /// `response.total_size`: bytes sent (integer).
+    ResponseTotalSize,
+    /// `response.code_details`.
+    ResponseCodeDetails,
+    /// `connection.tls_version`, on TLS connections.
+    TlsVersion,
+    /// `connection.mtls`: whether the peer presented a certificate (bool).
+    Mtls,
+    /// `connection.subject_peer_certificate`.
+    PeerSubject,
+}
+
+impl Attribute {
+    const COUNT: usize = 12;
+
+    /// The attribute's property path.
+    pub fn path(self) -> &'static [&'static str] {
+        match self {
+            Attribute::RouteName => &["xds", "route_name"],
+            Attribute::ClusterName => &["xds", "cluster_name"],
+            Attribute::SourceAddress => &["source", "address"],
+            Attribute::DestinationAddress => &["destination", "address"],
+            Attribute::UpstreamAddress => &["upstream", "address"],
+            Attribute::RequestProtocol => &["request", "protocol"],
+            Attribute::RequestTotalSize => &["request", "total_size"],
+            Attribute::ResponseTotalSize => &["response", "total_size"],
+            Attribute::ResponseCodeDetails => &["response", "code_details"],
+            Attribute::TlsVersion => &["connection", "tls_version"],
+            Attribute::Mtls => &["connection", "mtls"],
+            Attribute::PeerSubject => &["connection", "subject_peer_certificate"],
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The attributes read so far for one request.
+#[derive(Debug, Clone, Default)]
+pub struct Attributes {
+    values: [Option<Option<Vec<u8>>>; Attribute::COUNT],
+}
+
+impl Attributes {
+    /// The attribute's raw bytes, `None` when absent or unavailable.
+    pub fn bytes(&mut self, host: &dyn Host, attribute: Attribute) -> Option<&[u8]> {
+        let slot = self.values.get_mut(attribute.index())?;
+        slot.get_or_insert_with(|| host.property(attribute.path()))
+            .as_deref()
+    }
+
+    /// The attribute as text, `None` when absent, empty or not UTF-8.
+    pub fn string(&mut self, host: &dyn Host, attribute: Attribute) -> Option<&str> {
+        self.bytes(host, attribute)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// An integer attribute (8 little-endian bytes, as Envoy encodes them).
+    pub fn integer(&mut self, host: &dyn Host, attribute: Attribute) -> Option<i64> {
+        let bytes = self.bytes(host, attribute)?;
+        let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        Some(i64::from_le_bytes(array))
+    }
+
+    /// A boolean attribute (one byte).
+    pub fn flag(&mut self, host: &dyn Host, attribute: Attribute) -> bool {
+        self.bytes(host, attribute)
+            .and_then(|b| b.first().copied())
+            .is_some_and(|b| b != 0)
+    }
+
+    /// The route name, empty when there is none.
+    pub fn route_name(&mut self, host: &dyn Host) -> &str {
+        self.string(host, Attribute::RouteName).unwrap_or("")
+    }
+}
+
+/// The kinds of decision stages hand on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionKind {
+    /// `palisade.identity`.
+    Identity,
+    /// `palisade.mfa`.
+    Mfa,
+    /// `palisade.ratelimit`.
+    RateLimit,
+    /// `palisade.waf`.
+    Waf,
+    /// `palisade.denial`.
+    Denial,
+}
+
+/// A set of [`DecisionKind`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionSet(u8);
+
+impl DecisionSet {
+    /// No decision.
+    pub const NONE: DecisionSet = DecisionSet(0);
+
+    /// The set with these kinds.
+    pub fn of(kinds: &[DecisionKind]) -> Self {
+        kinds.iter().fold(DecisionSet::NONE, |s, k| s.with(*k))
+    }
+
+    /// This set and `kind`.
+    pub const fn with(self, kind: DecisionKind) -> Self {
+        DecisionSet(self.0 | 1 << kind as u8)
+    }
+
+    /// Both sets.
+    pub const fn union(self, other: DecisionSet) -> Self {
+        DecisionSet(self.0 | other.0)
+    }
+
+    /// Whether `kind` is in the set.
+    pub const fn contains(self, kind: DecisionKind) -> bool {
+        self.0 & 1 << kind as u8 != 0
+    }
+}
+
+/// One decision: made in this VM (or known not to be made), or still to be
+/// read from filter state.
+#[derive(Debug, Clone)]
+enum Slot<T> {
+    Unread,
+    Known(Option<T>),
+}
+
+impl<T> Slot<T> {
+    fn new(in_memory: bool) -> Self {
+        if in_memory {
+            Slot::Known(None)
+        } else {
+            Slot::Unread
+        }
+    }
+}
+
+/// The decisions of the stages so far, typed.
+#[derive(Debug, Clone)]
+pub struct Decisions {
+    identity: Slot<Rc<Identity>>,
+    mfa: Slot<MfaDecision>,
+    ratelimit: Slot<RateLimitDecision>,
+    waf: Slot<WafDecision>,
+    denial: Slot<Denial>,
+    unreadable: u32,
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Decisions::new(DecisionSet::NONE)
+    }
+}
+
+fn load<T: serde::de::DeserializeOwned>(
+    host: &dyn Host,
+    name: &str,
+    unreadable: &mut u32,
+) -> Option<T> {
+    let bytes = host.property(&[name]).filter(|b| !b.is_empty())?;
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            *unreadable += 1;
+            host.log(
+                LogLevel::Warn,
+                &format!("palisade: unreadable filter state {name}: {e}"),
+            );
+            None
+        }
+    }
+}
+
+macro_rules! decision_accessors {
+    ($($field:ident, $setter:ident, $ty:ty, $name:expr, $doc:literal;)*) => {
+        $(
+            #[doc = concat!("The ", $doc, ": from this VM's stages, else read once from filter state.")]
+            pub fn $field(&mut self, host: &dyn Host) -> Option<&$ty> {
+                if let Slot::Unread = self.$field {
+                    self.$field = Slot::Known(load(host, $name, &mut self.unreadable));
+                }
+                match &self.$field {
+                    Slot::Known(value) => value.as_ref(),
+                    Slot::Unread => None,
+                }
+            }
+
+            #[doc = concat!("Records the ", $doc, " for the stages after this one.")]
+            pub fn $setter(&mut self, value: $ty) {
+                self.$field = Slot::Known(Some(value));
+            }
+        )*
+    };
+}
+
+impl Decisions {
+    /// Decisions for a request, with the kinds `in_memory` made by stages of
+    /// this VM (so never read from filter state).
+    pub fn new(in_memory: DecisionSet) -> Self {
+        Decisions {
+            identity: Slot::new(in_memory.contains(DecisionKind::Identity)),
+            mfa: Slot::new(in_memory.contains(DecisionKind::Mfa)),
+            ratelimit: Slot::new(in_memory.contains(DecisionKind::RateLimit)),
+            waf: Slot::new(in_memory.contains(DecisionKind::Waf)),
+            denial: Slot::new(in_memory.contains(DecisionKind::Denial)),
+            unreadable: 0,
+        }
+    }
+
+    decision_accessors! {
+        identity, set_identity, Rc<Identity>, contract::IDENTITY, "verified identity";
+        mfa, set_mfa, MfaDecision, contract::MFA, "MFA step-up decision";
+        ratelimit, set_ratelimit, RateLimitDecision, contract::RATELIMIT, "rate-limit decision";
+        waf, set_waf, WafDecision, contract::WAF, "WAF decision";
+        denial, set_denial, Denial, contract::DENIAL, "refusal";
+    }
+
+    /// How many filter-state values could not be read (a producer that
+    /// wrote something else than the contract).
+    pub fn unreadable(&self) -> u32 {
+        self.unreadable
+    }
+}
+
+/// Publishes a decision as filter state (`wasm.<name>` in Envoy): for the
+/// access log and for modules in other VMs. A failure is logged, never
+/// fatal to the request.
+pub fn publish(host: &dyn Host, stage: &str, name: &str, value: &[u8]) {
+    if let Err(status) = host.set_property(name, value) {
+        super::host::log(
+            host,
+            stage,
+            LogLevel::Warn,
+            &format!("cannot publish {name}: {status:?}"),
+        );
+    }
+}
+
+/// Serializes a contract value and publishes it (see [`publish`]).
+pub fn publish_json<T: serde::Serialize>(host: &dyn Host, stage: &str, name: &str, value: &T) {
+    match serde_json::to_vec(value) {
+        Ok(json) => publish(host, stage, name, &json),
+        Err(e) => super::host::log(
+            host,
+            stage,
+            LogLevel::Warn,
+            &format!("cannot serialize {name}: {e}"),
+        ),
+    }
+}
+
+/// What a stage sees of a request, and how it acts on it. The fields are
+/// separate so a stage can hold the request head while it calls the host.
+pub struct Exchange<'a> {
+    /// The proxy.
+    pub host: &'a dyn Host,
+    /// The request headers.
+    pub request: &'a mut RequestHead,
+    /// The response headers (from the response-headers event on).
+    pub response: &'a mut ResponseHead,
+    /// Envoy attributes, read on first use.
+    pub attributes: &'a mut Attributes,
+    /// The decisions of the stages so far.
+    pub decisions: &'a mut Decisions,
+    /// Whether the request headers ended the request (no body follows).
+    pub end_of_stream: bool,
+}
+
+impl Exchange<'_> {
+    /// The request's view for the matchers; reads the route name only
+    /// when `with_route_name` (it costs a host call).
+    pub fn view(&mut self, with_route_name: bool) -> RequestView<'_> {
+        let route_name = if with_route_name {
+            self.attributes.route_name(self.host)
+        } else {
+            ""
+        };
+        self.request.view(route_name)
+    }
+}

@@ -1,0 +1,655 @@
+//! The engine's scenarios against the fake host: stages in order, a
+//! refusal mid-chain, body holding, waiting and waking, deadlines, and
+//! decisions handed on in memory.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::contract::{self, Identity};
+
+use super::fake::FakeHost;
+use super::*;
+
+/// A stage that answers from a script and writes down what it saw.
+struct Scripted {
+    name: &'static str,
+    headers: Step,
+    resume: Step,
+    body: BodyStep,
+    needs: Needs,
+    trace: Rc<RefCell<Vec<String>>>,
+    /// What `on_tick` and call responses answer.
+    wake: Wake,
+}
+
+impl Scripted {
+    fn new(name: &'static str, trace: &Rc<RefCell<Vec<String>>>) -> Self {
+        Scripted {
+            name,
+            headers: Step::Continue,
+            resume: Step::Continue,
+            body: BodyStep::Continue,
+            needs: Needs {
+                request_headers: vec![":path".into()],
+                ..Needs::default()
+            },
+            trace: trace.clone(),
+            wake: Wake::No,
+        }
+    }
+
+    fn headers(mut self, step: Step) -> Self {
+        self.headers = step;
+        self
+    }
+
+    fn resume(mut self, step: Step) -> Self {
+        self.resume = step;
+        self
+    }
+
+    fn body(mut self, step: BodyStep) -> Self {
+        self.body = step;
+        self
+    }
+
+    fn needs(mut self, f: impl FnOnce(&mut Needs)) -> Self {
+        f(&mut self.needs);
+        self
+    }
+
+    fn wake(mut self, wake: Wake) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    fn note(&self, what: String) {
+        self.trace.borrow_mut().push(format!("{}:{what}", self.name));
+    }
+}
+
+impl Stage for Scripted {
+    type Request = ();
+
+    fn needs(&self) -> Needs {
+        self.needs.clone()
+    }
+
+    fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+        self.note(format!("headers {}", cx.request.path()));
+        self.headers.clone()
+    }
+
+    fn on_resume(&self, _: &mut (), _: &mut Exchange<'_>, timed_out: bool) -> Step {
+        self.note(format!("resume timed_out={timed_out}"));
+        self.resume.clone()
+    }
+
+    fn on_request_body(&self, _: &mut (), _: &mut Exchange<'_>, body: &[u8]) -> BodyStep {
+        self.note(format!("body {}", String::from_utf8_lossy(body)));
+        self.body.clone()
+    }
+
+    fn on_response_headers(&self, _: &mut (), _: &mut Exchange<'_>) {
+        self.note("response".into());
+    }
+
+    fn on_log(&self, _: &mut (), cx: &mut Exchange<'_>) {
+        let denial = cx.decisions.denial(cx.host).map(|d| d.filter.clone());
+        self.note(format!("log denial={denial:?}"));
+    }
+
+    fn on_tick(&self, _: &dyn Host) -> Wake {
+        self.note("tick".into());
+        self.wake
+    }
+
+    fn on_http_call_response(&self, token: u32, _: &CallResponse, _: &dyn Host) -> Option<Wake> {
+        (token == 7).then(|| {
+            self.note("call".into());
+            self.wake
+        })
+    }
+}
+
+fn refusal(filter: &'static str, status: u16) -> Refusal {
+    Refusal {
+        filter,
+        reason: "scripted".into(),
+        reply: Reply {
+            status,
+            headers: vec![("x-why".into(), filter.into())],
+            body: b"no".to_vec(),
+        },
+    }
+}
+
+fn trace() -> Rc<RefCell<Vec<String>>> {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn seen(trace: &Rc<RefCell<Vec<String>>>) -> Vec<String> {
+    std::mem::take(&mut *trace.borrow_mut())
+}
+
+fn host() -> FakeHost {
+    FakeHost::new()
+        .with_request("POST", "/orders")
+        .with_request_header("x-request-id", "req-1")
+}
+
+fn three(a: Scripted, b: Scripted, c: Scripted) -> Then<Scripted, Then<Scripted, Scripted>> {
+    Then {
+        first: a,
+        then: Then { first: b, then: c },
+    }
+}
+
+#[test]
+fn stages_run_in_order_on_one_read_of_the_head() {
+    let t = trace();
+    let host = host();
+    let stage = three(
+        Scripted::new("a", &t),
+        Scripted::new("b", &t).needs(|n| n.request_headers.push("x-request-id".into())),
+        Scripted::new("c", &t),
+    );
+    let engine = Engine::new(stage, "test", 1, &host).unwrap();
+    assert!(engine.needs().reads_whole_request_map());
+    let mut slot = None;
+    let action = engine.on_request_headers(2, &mut slot, false, &host);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(host.header_reads(), 1, "the head is read once for every stage");
+    assert_eq!(
+        seen(&t),
+        ["a:headers /orders", "b:headers /orders", "c:headers /orders"]
+    );
+    engine.on_response_headers(2, &mut slot, &host);
+    engine.on_log(2, &mut slot, &host);
+    assert_eq!(
+        seen(&t),
+        [
+            "a:response",
+            "b:response",
+            "c:response",
+            "a:log denial=None",
+            "b:log denial=None",
+            "c:log denial=None"
+        ]
+    );
+    assert!(host.replies().is_empty());
+}
+
+#[test]
+fn one_named_header_is_read_by_name() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(Scripted::new("a", &t), "test", 1, &host).unwrap();
+    assert!(!engine.needs().reads_whole_request_map());
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, true, &host);
+    assert_eq!(seen(&t), ["a:headers /orders"]);
+}
+
+#[test]
+fn a_refusal_mid_chain_stops_later_stages_and_is_published() {
+    let t = trace();
+    let host = host();
+    let stage = three(
+        Scripted::new("a", &t),
+        Scripted::new("b", &t)
+            .headers(Step::Refuse(refusal("b", 429)))
+            .needs(|n| n.provides = DecisionSet::of(&[DecisionKind::Denial])),
+        Scripted::new("c", &t),
+    );
+    let engine = Engine::new(stage, "test", 1, &host).unwrap();
+    let mut slot = None;
+    assert_eq!(
+        engine.on_request_headers(2, &mut slot, true, &host),
+        Action::Pause
+    );
+    let reply = host.last_reply().unwrap();
+    assert_eq!((reply.status, reply.header("x-why")), (429, Some("b")));
+    assert_eq!(reply.body, b"no");
+    let denial = host.property_json(contract::DENIAL).unwrap();
+    assert_eq!(denial["filter"], "b");
+    assert_eq!(denial["status"], 429);
+    assert_eq!(denial["reason"], "scripted");
+    engine.on_log(2, &mut slot, &host);
+    assert_eq!(
+        seen(&t),
+        [
+            "a:headers /orders",
+            "b:headers /orders",
+            "a:log denial=Some(\"b\")",
+            "b:log denial=Some(\"b\")",
+            "c:log denial=Some(\"b\")"
+        ],
+        "c never saw the headers, and every stage's log sees the refusal in memory"
+    );
+}
+
+#[test]
+fn the_body_is_held_until_complete_and_given_to_the_stages_that_asked() {
+    let t = trace();
+    let host = host().with_request_body(b"hello world");
+    let stage = three(
+        Scripted::new("a", &t).headers(Step::ReadBody { max_bytes: 100 }),
+        Scripted::new("b", &t),
+        Scripted::new("c", &t).headers(Step::ReadBody { max_bytes: 4 }),
+    );
+    let engine = Engine::new(stage, "test", 1, &host).unwrap();
+    let mut slot = None;
+    assert_eq!(
+        engine.on_request_headers(2, &mut slot, false, &host),
+        Action::Continue,
+        "headers go on; the body is what is held"
+    );
+    seen(&t);
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 5, false, &host),
+        Action::Pause
+    );
+    assert!(seen(&t).is_empty());
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 11, true, &host),
+        Action::Continue
+    );
+    assert_eq!(
+        seen(&t),
+        ["a:body hello world", "c:body hello"],
+        "c sees one byte past its limit, b nothing"
+    );
+    // Later chunks pass: the body was handed over once.
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 11, true, &host),
+        Action::Continue
+    );
+    assert!(seen(&t).is_empty());
+}
+
+#[test]
+fn a_body_past_the_limit_is_handed_over_without_waiting_for_the_rest() {
+    let t = trace();
+    let host = host().with_request_body(b"0123456789abcdef");
+    let engine = Engine::new(
+        Scripted::new("a", &t).headers(Step::ReadBody { max_bytes: 8 }),
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, false, &host);
+    seen(&t);
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 16, false, &host),
+        Action::Continue
+    );
+    assert_eq!(seen(&t), ["a:body 012345678"]);
+}
+
+#[test]
+fn trailers_hand_over_a_held_body() {
+    let t = trace();
+    let host = host().with_request_body(b"payload");
+    let engine = Engine::new(
+        Scripted::new("a", &t)
+            .headers(Step::ReadBody { max_bytes: 100 })
+            .body(BodyStep::Refuse(refusal("a", 403))),
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, false, &host);
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 7, false, &host),
+        Action::Pause
+    );
+    seen(&t);
+    assert_eq!(
+        engine.on_request_trailers(2, &mut slot, &host),
+        Action::Pause,
+        "the body a stage refuses does not slip past with the trailers"
+    );
+    assert_eq!(seen(&t), ["a:body payload"]);
+    assert_eq!(host.last_reply().unwrap().status, 403);
+}
+
+#[test]
+fn an_unreadable_body_is_refused() {
+    let t = trace();
+    let host = host();
+    host.fail_body_reads();
+    let engine = Engine::new(
+        Scripted::new("a", &t).headers(Step::ReadBody { max_bytes: 100 }),
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, false, &host);
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 3, true, &host),
+        Action::Pause
+    );
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.json()["request_id"], "req-1");
+    assert_eq!(
+        host.property_json(contract::DENIAL).unwrap()["reason"],
+        "body_unreadable"
+    );
+}
+
+fn waiting_chain(t: &Rc<RefCell<Vec<String>>>, wake: Wake) -> Then<Scripted, Scripted> {
+    Then {
+        first: Scripted::new("w", t)
+            .headers(Step::Wait {
+                deadline_ms: 1_700_000_001_000,
+            })
+            .needs(|n| n.tick = Some(Duration::from_millis(250)))
+            .wake(wake),
+        then: Scripted::new("later", t).headers(Step::ReadBody { max_bytes: 10 }),
+    }
+}
+
+#[test]
+fn a_waiting_request_is_parked_then_resumed_when_its_stage_wakes_it() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(waiting_chain(&t, Wake::Waiters), "test", 1, &host).unwrap();
+    assert_eq!(host.tick_period(), Some(Duration::from_millis(250)));
+    let mut slot = None;
+    assert_eq!(
+        engine.on_request_headers(5, &mut slot, false, &host),
+        Action::Pause
+    );
+    assert!(slot.is_none(), "the flow is parked with the engine");
+    assert_eq!(engine.waiting(), 1);
+    assert_eq!(seen(&t), ["w:headers /orders"]);
+    // A call response for another stage's token changes nothing.
+    engine.on_http_call_response(99, 0, &host);
+    assert_eq!(engine.waiting(), 1);
+    // Its own call's response wakes it.
+    engine.on_http_call_response(7, 0, &host);
+    assert_eq!(
+        seen(&t),
+        ["w:call", "w:resume timed_out=false", "later:headers /orders"],
+        "after the resume, the stages after it run their header step"
+    );
+    assert_eq!(host.resumed(), [5]);
+    assert_eq!(engine.waiting(), 0);
+    // The request's context takes its flow back; the body step asked for
+    // by the later stage still applies.
+    assert_eq!(
+        engine.on_request_body(5, &mut slot, 3, false, &host),
+        Action::Pause
+    );
+    assert!(slot.is_some());
+}
+
+#[test]
+fn a_wait_ends_at_its_deadline() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(
+        Then {
+            first: waiting_chain(&t, Wake::No).first.resume(Step::Refuse(refusal("w", 503))),
+            then: Scripted::new("later", &t),
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(5, &mut slot, true, &host);
+    seen(&t);
+    engine.on_tick(&host);
+    assert_eq!(
+        seen(&t),
+        ["w:tick", "later:tick"],
+        "before the deadline, nothing happens"
+    );
+    host.advance_ms(1_000);
+    engine.on_tick(&host);
+    assert_eq!(
+        seen(&t),
+        ["w:tick", "later:tick", "w:resume timed_out=true"]
+    );
+    assert_eq!(host.last_reply().unwrap().status, 503);
+    assert!(host.resumed().is_empty());
+}
+
+#[test]
+fn a_stage_that_waits_again_after_its_deadline_is_refused() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(
+        Then {
+            first: waiting_chain(&t, Wake::No).first.resume(Step::Wait {
+                deadline_ms: i64::MAX,
+            }),
+            then: Scripted::new("later", &t),
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(5, &mut slot, true, &host);
+    host.advance_ms(5_000);
+    engine.on_tick(&host);
+    assert_eq!(host.last_reply().unwrap().status, 503);
+    assert_eq!(engine.waiting(), 0);
+}
+
+#[test]
+fn waiting_without_a_timer_is_refused_at_once() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(
+        Scripted::new("w", &t).headers(Step::Wait { deadline_ms: 0 }),
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    assert_eq!(
+        engine.on_request_headers(5, &mut slot, true, &host),
+        Action::Pause
+    );
+    assert_eq!(host.last_reply().unwrap().status, 503);
+    assert_eq!(engine.waiting(), 0);
+}
+
+#[test]
+fn a_request_gone_while_waiting_is_dropped() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(waiting_chain(&t, Wake::Waiters), "test", 1, &host).unwrap();
+    let (mut a, mut b) = (None, None);
+    engine.on_request_headers(5, &mut a, true, &host);
+    engine.on_request_headers(6, &mut b, true, &host);
+    host.end_request(5);
+    engine.forget(6);
+    seen(&t);
+    engine.on_tick(&host);
+    assert_eq!(
+        seen(&t),
+        ["w:tick", "later:tick"],
+        "neither request is resumed"
+    );
+    assert!(host.resumed().is_empty());
+}
+
+/// A stage that verifies nothing and hands on a fixed identity.
+struct Identifies;
+
+impl Stage for Identifies {
+    type Request = ();
+    fn needs(&self) -> Needs {
+        Needs {
+            provides: DecisionSet::of(&[DecisionKind::Identity]),
+            ..Needs::default()
+        }
+    }
+    fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+        cx.decisions.set_identity(Rc::new(Identity {
+            sub: Some("alice".into()),
+            ..Identity::default()
+        }));
+        Step::Continue
+    }
+}
+
+/// A stage that reads the identity and writes down whose it is.
+struct ReadsIdentity(Rc<RefCell<Vec<String>>>);
+
+impl Stage for ReadsIdentity {
+    type Request = ();
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+    fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+        let sub = cx.decisions.identity(cx.host).and_then(|i| i.sub.clone());
+        self.0.borrow_mut().push(format!("{sub:?}"));
+        Step::Continue
+    }
+}
+
+#[test]
+fn decisions_pass_in_memory_inside_one_vm_and_through_filter_state_across_vms() {
+    let t = trace();
+    // In one VM: no filter state is read (there is none to read).
+    let host = host();
+    let engine = Engine::new(
+        Then {
+            first: Identifies,
+            then: ReadsIdentity(t.clone()),
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    engine.on_request_headers(2, &mut None, true, &host);
+    assert_eq!(seen(&t), ["Some(\"alice\")"]);
+
+    // Alone, the reader finds the identity another module published.
+    let host = FakeHost::new().with_property(&[contract::IDENTITY], br#"{"provider":"p","iss":"i","sub":"bob","aud":[],"scope":[],"amr":[]}"#);
+    let engine = Engine::new(ReadsIdentity(t.clone()), "test", 1, &host).unwrap();
+    engine.on_request_headers(2, &mut None, true, &host);
+    assert_eq!(seen(&t), ["Some(\"bob\")"]);
+
+    // In one VM, filter state someone else wrote is not consulted: the
+    // identity comes only from this VM's verification.
+    let host = FakeHost::new().with_property(&[contract::IDENTITY], br#"{"sub":"mallory"}"#);
+    let engine = Engine::new(
+        Then {
+            first: Scripted::new("no-identity", &trace())
+                .needs(|n| n.provides = DecisionSet::of(&[DecisionKind::Identity])),
+            then: ReadsIdentity(t.clone()),
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    engine.on_request_headers(2, &mut None, true, &host);
+    assert_eq!(seen(&t), ["None"]);
+}
+
+#[test]
+fn unreadable_filter_state_is_counted_not_guessed() {
+    let t = trace();
+    let host = FakeHost::new().with_property(&[contract::IDENTITY], b"{not json");
+    let engine = Engine::new(ReadsIdentity(t.clone()), "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, true, &host);
+    assert_eq!(seen(&t), ["None"]);
+    assert_eq!(slot.unwrap().decisions().unreadable(), 1);
+    assert!(host.logged("unreadable filter state palisade.identity"));
+}
+
+#[test]
+fn header_edits_reach_the_host_and_the_head_other_stages_see() {
+    struct Edits;
+    impl Stage for Edits {
+        type Request = ();
+        fn needs(&self) -> Needs {
+            Needs {
+                whole_request_map: true,
+                ..Needs::default()
+            }
+        }
+        fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+            cx.request.remove(cx.host, "x-request-id");
+            cx.request.set(cx.host, "x-user", "alice");
+            Step::Continue
+        }
+    }
+    let host = host();
+    let t = trace();
+    let engine = Engine::new(
+        Then {
+            first: Edits,
+            then: ReadsHeader(t.clone()),
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    engine.on_request_headers(2, &mut None, true, &host);
+    assert_eq!(seen(&t), ["Some(\"alice\") None"]);
+    let upstream = host.request_headers();
+    assert!(upstream.contains(&("x-user".into(), "alice".into())));
+    assert!(!upstream.iter().any(|(n, _)| n == "x-request-id"));
+}
+
+struct ReadsHeader(Rc<RefCell<Vec<String>>>);
+
+impl Stage for ReadsHeader {
+    type Request = ();
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+    fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+        let line = format!(
+            "{:?} {:?}",
+            cx.request.header("x-user"),
+            cx.request.header("x-request-id")
+        );
+        self.0.borrow_mut().push(line);
+        Step::Continue
+    }
+}
+
+#[test]
+fn attributes_are_read_once() {
+    struct RouteTwice;
+    impl Stage for RouteTwice {
+        type Request = ();
+        fn needs(&self) -> Needs {
+            Needs::default()
+        }
+        fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+            assert_eq!(cx.attributes.route_name(cx.host), "orders");
+            assert_eq!(cx.view(true).route_name, "orders");
+            assert_eq!(cx.view(false).route_name, "");
+            Step::Continue
+        }
+    }
+    let host = host().with_property(&["xds", "route_name"], b"orders");
+    let engine = Engine::new(RouteTwice, "test", 1, &host).unwrap();
+    engine.on_request_headers(2, &mut None, true, &host);
+    assert_eq!(host.property_reads(), 1);
+}
