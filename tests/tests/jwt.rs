@@ -224,7 +224,7 @@ fn inline_keys_allow_deny_headers_identity_and_metrics() {
     assert!(
         envoy
             .envoy_log()
-            .contains("palisade_jwt: RS*/ES* signatures verified by the host"),
+            .contains("palisade.jwt: RS*/ES* signatures verified by the host"),
         "{}",
         envoy.envoy_log()
     );

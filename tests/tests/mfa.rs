@@ -337,7 +337,7 @@ fn a_bad_config_is_refused_with_its_field_path() {
         .wasm_filter("mfa", bad)
         .start_expecting_failure();
     assert!(
-        log.contains("palisade_mfa: invalid configuration at `policies.p.max_age`"),
+        log.contains("palisade.mfa: invalid configuration at `policies.p.max_age`"),
         "{log}"
     );
 }

@@ -12,6 +12,7 @@
 
 use std::hash::{DefaultHasher, Hasher};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use palisade_shared::contract::Identity;
 use palisade_shared::forwarded::{client_address, ip_of};
@@ -126,8 +127,8 @@ pub struct RequestFacts {
     pub forwarded_for: Option<String>,
     /// The request headers the rules name, lower case, when present.
     pub headers: Vec<(String, String)>,
-    /// The verified identity, when a JWT filter in front published one.
-    pub identity: Option<Identity>,
+    /// The verified identity, when the JWT stage (or filter) verified one.
+    pub identity: Option<Rc<Identity>>,
 }
 
 impl RequestFacts {
@@ -253,11 +254,11 @@ mod tests {
             peer_address: Some("10.0.0.9:5555".into()),
             forwarded_for: Some("203.0.113.7, 198.51.100.2".into()),
             headers: vec![("x-api-key".into(), "k1".into())],
-            identity: Some(Identity {
+            identity: Some(Rc::new(Identity {
                 iss: "https://idp".into(),
                 sub: Some("alice".into()),
                 ..Identity::default()
-            }),
+            })),
         }
     }
 

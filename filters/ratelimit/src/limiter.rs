@@ -586,6 +586,32 @@ fn refusal_for(reports: &[RuleReport]) -> Refusal {
     }
 }
 
+/// Creates every slot-table key of `config` that does not exist yet, with
+/// all slots free; returns how many it created. Envoy's CAS token 0 means
+/// "write unconditionally", so updates are exact only on keys that exist:
+/// creating them when the configuration loads, before this worker serves a
+/// request, is what makes every later update a true CAS.
+pub fn create_tables<S: SharedStore + ?Sized>(config: &Config, store: &S) -> Result<u64, String> {
+    let mut created = 0;
+    for rule in &config.rules {
+        let empty = rule.table.empty_value(&rule.bucket);
+        for set in 0..rule.table.sets() {
+            let key = rule.table.key(set);
+            match store.get(&key) {
+                Ok((Some(_), _)) => {}
+                Ok((None, _)) => {
+                    store
+                        .set(&key, &empty, None)
+                        .map_err(|e| format!("cannot create shared-data key {key}: {e:?}"))?;
+                    created += 1;
+                }
+                Err(e) => return Err(format!("cannot read shared-data key {key}: {e:?}")),
+            }
+        }
+    }
+    Ok(created)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,17 +629,7 @@ mod tests {
 
     /// Creates every set key up front, as the adapter does at configuration.
     fn create_tables<S: SharedStore>(config: &Config, store: &S) {
-        for rule in &config.rules {
-            for set in 0..rule.table.sets() {
-                store
-                    .set(
-                        &rule.table.key(set),
-                        &rule.table.empty_value(&rule.bucket),
-                        None,
-                    )
-                    .unwrap();
-            }
-        }
+        super::create_tables(config, store).unwrap();
     }
 
     fn get(path: &str) -> RequestFacts {
@@ -913,11 +929,11 @@ mod tests {
         let store = MemoryStore::new();
         create_tables(&c, &store);
         let as_user = |sub: &str| RequestFacts {
-            identity: Some(Identity {
+            identity: Some(std::rc::Rc::new(Identity {
                 iss: "https://idp".into(),
                 sub: Some(sub.into()),
                 ..Identity::default()
-            }),
+            })),
             ..get("/")
         };
         assert!(allowed(&decide(&c, &store, &as_user("alice"), 0)));
@@ -1115,6 +1131,8 @@ mod tests {
         );
         let store = EnvoyStore::default();
         create_tables(&c, &store);
+        store.gets.set(0);
+        store.sets.set(0);
         let mut cache = WriteCache::new();
         for i in 0..100u64 {
             let d = decide_with(&c, &store, &mut cache, &get("/"), 5 * SEC + i);
@@ -1124,7 +1142,7 @@ mod tests {
         // The created value is too old to trust its token, our first write
         // is not: two reads, then writes only.
         assert_eq!(store.gets.get(), 2);
-        assert_eq!(store.sets.get(), 101);
+        assert_eq!(store.sets.get(), 100);
         let d = decide(&c, &store, &get("/"), 5 * SEC + 100);
         assert_eq!(d.reports[0].remaining, 899);
     }

@@ -91,7 +91,12 @@ impl<A: Stage, B: Stage> Stage for Then<A, B> {
         self.after_first(step, request, cx)
     }
 
-    fn on_resume(&self, request: &mut Self::Request, cx: &mut Exchange<'_>, timed_out: bool) -> Step {
+    fn on_resume(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        timed_out: bool,
+    ) -> Step {
         match request.at {
             At::First => {
                 let step = self.first.on_resume(&mut request.first, cx, timed_out);
@@ -165,7 +170,12 @@ impl<S: Stage> Stage for Option<S> {
         }
     }
 
-    fn on_resume(&self, request: &mut Self::Request, cx: &mut Exchange<'_>, timed_out: bool) -> Step {
+    fn on_resume(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        timed_out: bool,
+    ) -> Step {
         match self {
             Some(s) => s.on_resume(request, cx, timed_out),
             None => Step::Continue,

@@ -387,6 +387,9 @@ impl<S: Stage> Engine<S> {
             *slot = Some(self.new_flow(host, true));
         }
         if let Some(flow) = slot.as_mut() {
+            if self.needs.whole_request_map_at_log {
+                flow.head.read_whole(host);
+            }
             let (request, mut cx) = flow.split(host);
             self.stage.on_log(request, &mut cx);
         }

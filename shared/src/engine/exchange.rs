@@ -148,7 +148,8 @@ impl RequestHead {
 
     /// Envoy's `x-request-id`, for replies and logs.
     pub fn request_id(&self, host: &dyn Host) -> Option<String> {
-        self.lookup(host, "x-request-id").filter(|id| !id.is_empty())
+        self.lookup(host, "x-request-id")
+            .filter(|id| !id.is_empty())
     }
 
     /// Sets (replaces) a header toward the upstream.
@@ -339,6 +340,16 @@ impl DecisionSet {
     pub const fn contains(self, kind: DecisionKind) -> bool {
         self.0 & 1 << kind as u8 != 0
     }
+
+    /// How many kinds the set holds.
+    pub const fn len(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 /// One decision: made in this VM (or known not to be made), or still to be
@@ -367,7 +378,7 @@ pub struct Decisions {
     ratelimit: Slot<RateLimitDecision>,
     waf: Slot<WafDecision>,
     denial: Slot<Denial>,
-    unreadable: u32,
+    unreadable: DecisionSet,
 }
 
 impl Default for Decisions {
@@ -379,13 +390,14 @@ impl Default for Decisions {
 fn load<T: serde::de::DeserializeOwned>(
     host: &dyn Host,
     name: &str,
-    unreadable: &mut u32,
+    kind: DecisionKind,
+    unreadable: &mut DecisionSet,
 ) -> Option<T> {
     let bytes = host.property(&[name]).filter(|b| !b.is_empty())?;
     match serde_json::from_slice(&bytes) {
         Ok(value) => Some(value),
         Err(e) => {
-            *unreadable += 1;
+            *unreadable = unreadable.with(kind);
             host.log(
                 LogLevel::Warn,
                 &format!("palisade: unreadable filter state {name}: {e}"),
@@ -396,12 +408,12 @@ fn load<T: serde::de::DeserializeOwned>(
 }
 
 macro_rules! decision_accessors {
-    ($($field:ident, $setter:ident, $ty:ty, $name:expr, $doc:literal;)*) => {
+    ($($field:ident, $setter:ident, $ty:ty, $kind:expr, $name:expr, $doc:literal;)*) => {
         $(
             #[doc = concat!("The ", $doc, ": from this VM's stages, else read once from filter state.")]
             pub fn $field(&mut self, host: &dyn Host) -> Option<&$ty> {
                 if let Slot::Unread = self.$field {
-                    self.$field = Slot::Known(load(host, $name, &mut self.unreadable));
+                    self.$field = Slot::Known(load(host, $name, $kind, &mut self.unreadable));
                 }
                 match &self.$field {
                     Slot::Known(value) => value.as_ref(),
@@ -427,21 +439,22 @@ impl Decisions {
             ratelimit: Slot::new(in_memory.contains(DecisionKind::RateLimit)),
             waf: Slot::new(in_memory.contains(DecisionKind::Waf)),
             denial: Slot::new(in_memory.contains(DecisionKind::Denial)),
-            unreadable: 0,
+            unreadable: DecisionSet::NONE,
         }
     }
 
     decision_accessors! {
-        identity, set_identity, Rc<Identity>, contract::IDENTITY, "verified identity";
-        mfa, set_mfa, MfaDecision, contract::MFA, "MFA step-up decision";
-        ratelimit, set_ratelimit, RateLimitDecision, contract::RATELIMIT, "rate-limit decision";
-        waf, set_waf, WafDecision, contract::WAF, "WAF decision";
-        denial, set_denial, Denial, contract::DENIAL, "refusal";
+        identity, set_identity, Rc<Identity>, DecisionKind::Identity, contract::IDENTITY, "verified identity";
+        mfa, set_mfa, MfaDecision, DecisionKind::Mfa, contract::MFA, "MFA step-up decision";
+        ratelimit, set_ratelimit, RateLimitDecision, DecisionKind::RateLimit, contract::RATELIMIT, "rate-limit decision";
+        waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
+        denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
     }
 
-    /// How many filter-state values could not be read (a producer that
-    /// wrote something else than the contract).
-    pub fn unreadable(&self) -> u32 {
+    /// The decisions whose filter state was there but could not be read (a
+    /// producer that wrote something else than the contract): a stage that
+    /// depends on one cannot decide, and refuses.
+    pub fn unreadable(&self) -> DecisionSet {
         self.unreadable
     }
 }

@@ -75,7 +75,7 @@ pub struct FakeHost {
     ended: RefCell<Vec<u32>>,
     foreign: RefCell<HashMap<String, Box<dyn Fn(&[u8]) -> Result<Vec<u8>, HostError>>>>,
     header_reads: Cell<u32>,
-    property_reads: Cell<u32>,
+    property_reads: RefCell<Vec<String>>,
 }
 
 fn path_key(path: &[&str]) -> String {
@@ -268,8 +268,13 @@ impl FakeHost {
     }
 
     /// How many property reads were made.
-    pub fn property_reads(&self) -> u32 {
-        self.property_reads.get()
+    pub fn property_reads(&self) -> usize {
+        self.property_reads.borrow().len()
+    }
+
+    /// The properties read, in order (paths joined with `.`).
+    pub fn properties_read(&self) -> Vec<String> {
+        self.property_reads.borrow().clone()
     }
 
     /// How many header-map reads (whole map or by name) were made.
@@ -326,7 +331,7 @@ impl Host for FakeHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.property_reads.set(self.property_reads.get() + 1);
+        self.property_reads.borrow_mut().push(path.join("."));
         self.properties.borrow().get(&path_key(path)).cloned()
     }
 

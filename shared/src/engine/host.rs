@@ -113,8 +113,12 @@ pub trait Host {
     fn body(&self, body: Body, max: usize) -> Result<Vec<u8>, HostError>;
 
     /// Answers the current request with a local reply instead of the upstream.
-    fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8])
-        -> Result<(), HostError>;
+    fn send_reply(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
     /// Makes `context_id` the request later calls act on (from the root
     /// context); `NotFound` when that request has ended.
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;

@@ -48,7 +48,9 @@ pub use exchange::{
     publish, publish_json, Attribute, Attributes, DecisionKind, DecisionSet, Decisions, Exchange,
     RequestHead, ResponseHead,
 };
-pub use host::{log, Body, Counter, Gauge, HeaderMap, Host, HostError, HostStore, LogLevel, MetricKind};
+pub use host::{
+    log, Body, Counter, Gauge, HeaderMap, Host, HostError, HostStore, LogLevel, MetricKind,
+};
 pub use stage::{BodyStep, CallResponse, Needs, Refusal, Reply, Stage, Step, Wake};
 
 use crate::config::ConfigError;

@@ -27,13 +27,21 @@ impl<'a> Sections<'a> {
     /// Splits `document` into its sections; a name outside `known` is
     /// refused, naming it and the known ones. A section must be an object.
     pub fn parse(document: &'a [u8], known: &[&str]) -> Result<Self, ConfigError> {
-        let sections: BTreeMap<String, &'a RawValue> = serde_json::from_slice(document)
-            .map_err(|e| ConfigError::invalid(".", format!("{e}: expected an object with one section per stage")))?;
+        let sections: BTreeMap<String, &'a RawValue> =
+            serde_json::from_slice(document).map_err(|e| {
+                ConfigError::invalid(
+                    ".",
+                    format!("{e}: expected an object with one section per stage"),
+                )
+            })?;
         for (name, value) in &sections {
             if !known.contains(&name.as_str()) {
                 return Err(ConfigError::invalid(
                     name.clone(),
-                    format!("unknown section `{name}`, expected one of: {}", known.join(", ")),
+                    format!(
+                        "unknown section `{name}`, expected one of: {}",
+                        known.join(", ")
+                    ),
                 ));
             }
             if !value.get().trim_start().starts_with('{') {

@@ -104,6 +104,10 @@ pub struct Needs {
     pub request_headers: Vec<String>,
     /// Whether the stage reads (or may read) any request header.
     pub whole_request_map: bool,
+    /// Whether the stage reads every request header when the request ends
+    /// (the audit record): the engine reads the map then, unless it
+    /// already holds it whole, with the edits stages made since.
+    pub whole_request_map_at_log: bool,
     /// Root ticks at this period (or faster, for another stage).
     pub tick: Option<Duration>,
     /// The decisions the stage makes: later stages in the same VM read them
@@ -122,6 +126,7 @@ impl Needs {
             }
         }
         self.whole_request_map |= other.whole_request_map;
+        self.whole_request_map_at_log |= other.whole_request_map_at_log;
         self.tick = match (self.tick, other.tick) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -28,7 +28,10 @@ pub fn start<M: Module>() {
 /// sees what happened in Envoy's log.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let _ = hostcalls::log(types::LogLevel::Critical, &format!("palisade: panic: {info}"));
+        let _ = hostcalls::log(
+            types::LogLevel::Critical,
+            &format!("palisade: panic: {info}"),
+        );
     }));
 }
 
@@ -131,7 +134,11 @@ impl<M: Module> EngineHttp<M> {
 impl<M: Module> Context for EngineHttp<M> {}
 
 impl<M: Module> HttpContext for EngineHttp<M> {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> types::Action {
+    fn on_http_request_headers(
+        &mut self,
+        _num_headers: usize,
+        end_of_stream: bool,
+    ) -> types::Action {
         match &self.engine {
             Some(engine) => action(engine.on_request_headers(
                 self.context_id,
@@ -165,7 +172,11 @@ impl<M: Module> HttpContext for EngineHttp<M> {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
+    fn on_http_response_headers(
+        &mut self,
+        _num_headers: usize,
+        _end_of_stream: bool,
+    ) -> types::Action {
         match &self.engine {
             Some(engine) => {
                 action(engine.on_response_headers(self.context_id, &mut self.flow, &WasmHost))

@@ -1,0 +1,261 @@
+//! The WAF as a stage of the engine: inspects the request head, asks for the
+//! body when the route inspects it, and applies the verdict. Nothing here
+//! decides anything.
+
+use palisade_shared::config::ConfigError;
+use palisade_shared::contract::{self, WafDecision};
+use palisade_shared::engine::{
+    self, BodyStep, Counter, DecisionKind, DecisionSet, Exchange, Host, LogLevel, Module, Needs,
+    Refusal, Reply, Stage, Step,
+};
+use palisade_shared::problem;
+
+use crate::config::Config;
+use crate::inspect::{Action as WafAction, Inspection, Verdict, Waf};
+use crate::request::RequestHead;
+use crate::response;
+
+/// The actions a decision is counted under.
+const ACTIONS: [&str; 6] = [
+    "allowed",
+    "blocked",
+    "detected",
+    "csrf_blocked",
+    "csrf_shadow",
+    "body_too_large",
+];
+
+struct Metrics {
+    /// `palisade.waf.requests.<action>`.
+    actions: Vec<Counter>,
+    /// `palisade.waf.family.<family>.<action>`, per family then per action.
+    families: Vec<(String, Vec<Counter>)>,
+}
+
+impl Metrics {
+    fn define(host: &dyn Host, config: &Config) -> Self {
+        Metrics {
+            actions: ACTIONS
+                .iter()
+                .map(|a| Counter::define(host, &format!("palisade.waf.requests.{a}")))
+                .collect(),
+            families: config
+                .families
+                .iter()
+                .map(|f| {
+                    let counters = ACTIONS
+                        .iter()
+                        .map(|a| Counter::define(host, &format!("palisade.waf.family.{f}.{a}")))
+                        .collect();
+                    (f.clone(), counters)
+                })
+                .collect(),
+        }
+    }
+
+    fn record(&self, host: &dyn Host, verdict: &Verdict) {
+        let Some(i) = ACTIONS.iter().position(|a| *a == verdict.decision.action) else {
+            return;
+        };
+        if let Some(c) = self.actions.get(i) {
+            c.inc(host);
+        }
+        for family in &verdict.families {
+            if let Some((_, counters)) = self.families.iter().find(|(f, _)| f == family) {
+                if let Some(c) = counters.get(i) {
+                    c.inc(host);
+                }
+            }
+        }
+    }
+}
+
+/// The WAF stage.
+pub struct WafStage {
+    waf: Waf,
+    metrics: Metrics,
+    /// `palisade.waf` for a request that matched nothing, serialized once:
+    /// it is what nearly every request publishes.
+    clean_allow: Vec<u8>,
+}
+
+/// The standalone module `palisade_waf.wasm`.
+pub struct WafModule;
+
+impl Module for WafModule {
+    type Stage = WafStage;
+    const NAME: &'static str = "waf";
+
+    fn configure(config: &[u8], host: &dyn Host) -> Result<WafStage, ConfigError> {
+        WafStage::configure(config, host)
+    }
+}
+
+/// What the WAF keeps for one request: the head's evidence, while the body
+/// is on its way.
+#[derive(Debug, Default)]
+pub struct WafRequest {
+    inspection: Option<Inspection>,
+}
+
+impl WafStage {
+    /// Compiles the rules of a configuration and defines the metrics.
+    pub fn configure(config: &[u8], host: &dyn Host) -> Result<Self, ConfigError> {
+        let started = host.now_unix_ms();
+        let config = Config::from_json(config)?;
+        Self::log(
+            host,
+            LogLevel::Info,
+            &format!(
+                "{} rule(s) at paranoia level {} in {} automata ({} without prefilter literals, {} transformation pipeline(s)), compiled in {} ms; mode {:?}, threshold {}",
+                config.rules.rules().len(),
+                config.paranoia_level,
+                config.rules.automaton_count(),
+                config.rules.unfiltered_count(),
+                config.rules.pipeline_count(),
+                host.now_unix_ms().saturating_sub(started),
+                config.mode,
+                config.anomaly_threshold
+            ),
+        );
+        let clean_allow = serde_json::to_vec(&WafDecision {
+            score: 0,
+            matches: Vec::new(),
+            action: "allowed".into(),
+        })
+        .unwrap_or_default();
+        Ok(WafStage {
+            metrics: Metrics::define(host, &config),
+            waf: Waf::new(config),
+            clean_allow,
+        })
+    }
+
+    fn log(host: &dyn Host, level: LogLevel, message: &str) {
+        engine::log(host, WafModule::NAME, level, message);
+    }
+
+    /// Publishes, counts and applies a verdict: the refusal, when it is one.
+    fn finish(&self, cx: &mut Exchange<'_>, verdict: Verdict) -> Option<Refusal> {
+        let host = cx.host;
+        self.metrics.record(host, &verdict);
+        let clean = verdict.decision.score == 0
+            && verdict.decision.matches.is_empty()
+            && verdict.decision.action == "allowed";
+        if clean && !self.clean_allow.is_empty() {
+            engine::publish(host, WafModule::NAME, contract::WAF, &self.clean_allow);
+        } else {
+            engine::publish_json(host, WafModule::NAME, contract::WAF, &verdict.decision);
+        }
+        if verdict.decision.action != "allowed" {
+            let rules: Vec<String> = verdict
+                .decision
+                .matches
+                .iter()
+                .map(|m| format!("{}@{}", m.rule_id, m.location))
+                .collect();
+            Self::log(
+                host,
+                LogLevel::Info,
+                &format!(
+                    "{} (score {}, csrf {:?}): {}",
+                    verdict.decision.action,
+                    verdict.decision.score,
+                    verdict.csrf.map(|c| c.reason()),
+                    rules.join(" ")
+                ),
+            );
+        }
+        let refusal = match &verdict.action {
+            WafAction::Refuse { reason, .. } => response::refusal(
+                &verdict,
+                cx.request.request_id(host),
+                self.waf.config.expose_rule_ids,
+            )
+            .map(|reply| Refusal {
+                filter: WafModule::NAME,
+                reason: reason.clone(),
+                reply: Reply {
+                    status: reply.status,
+                    headers: vec![("content-type".into(), problem::CONTENT_TYPE.into())],
+                    body: reply.body,
+                },
+            }),
+            WafAction::Allow => None,
+        };
+        cx.decisions.set_waf(verdict.decision);
+        refusal
+    }
+
+    fn route_name(&self, cx: &mut Exchange<'_>) -> String {
+        // The attribute costs a host call; most configurations never match on it.
+        if self.waf.config.needs_route_name {
+            cx.attributes.route_name(cx.host).to_string()
+        } else {
+            String::new()
+        }
+    }
+}
+
+fn head<'a>(cx: &'a Exchange<'_>, route_name: &'a str) -> RequestHead<'a> {
+    RequestHead {
+        method: cx.request.method(),
+        path: cx.request.path(),
+        authority: cx.request.authority(),
+        route_name,
+        headers: cx.request.headers(),
+    }
+}
+
+impl Stage for WafStage {
+    type Request = WafRequest;
+
+    fn needs(&self) -> Needs {
+        Needs {
+            whole_request_map: true,
+            provides: DecisionSet::of(&[DecisionKind::Waf, DecisionKind::Denial]),
+            request_body: true,
+            ..Needs::default()
+        }
+    }
+
+    fn on_request_headers(&self, request: &mut WafRequest, cx: &mut Exchange<'_>) -> Step {
+        let route_name = self.route_name(cx);
+        let inspection = self.waf.inspect_head(&head(cx, &route_name));
+        let verdict = self.waf.verdict(&inspection);
+        // Decide now when there is no body, when the head alone is refused,
+        // or when the route inspects no body.
+        if cx.end_of_stream
+            || matches!(verdict.action, WafAction::Refuse { .. })
+            || !self.waf.wants_body(&inspection)
+        {
+            return match self.finish(cx, verdict) {
+                Some(refusal) => Step::Refuse(refusal),
+                None => Step::Continue,
+            };
+        }
+        request.inspection = Some(inspection);
+        Step::ReadBody {
+            max_bytes: self.waf.config.max_body_bytes,
+        }
+    }
+
+    fn on_request_body(
+        &self,
+        request: &mut WafRequest,
+        cx: &mut Exchange<'_>,
+        body: &[u8],
+    ) -> BodyStep {
+        let Some(mut inspection) = request.inspection.take() else {
+            return BodyStep::Continue;
+        };
+        let route_name = self.route_name(cx);
+        self.waf
+            .inspect_body(&head(cx, &route_name), body, &mut inspection);
+        let verdict = self.waf.verdict(&inspection);
+        match self.finish(cx, verdict) {
+            Some(refusal) => BodyStep::Refuse(refusal),
+            None => BodyStep::Continue,
+        }
+    }
+}
