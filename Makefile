@@ -104,8 +104,13 @@ test-unit:
 	cargo test --workspace --exclude palisade-e2e --no-default-features
 	cargo test -p palisade-e2e --lib
 
+# The policy tests run twice: each policy as its own module, then every
+# policy in the bundle (palisade.wasm), from the same test code.
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit waf waf_corpus)
+
 test-e2e: build envoy node-deps registry
 	cargo test -p palisade-e2e --tests
+	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 
 lint: wasm-target
 	cargo fmt --all --check

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::deployment::{deployment, http_filters, ChainFilter, Deployment};
 use crate::echo::EchoUpstream;
 use crate::http::{send, Request, Response};
-use crate::paths::{envoy_bin, module_path};
+use crate::paths::envoy_bin;
 
 /// The access-log line the harness configures by default: the audit record.
 pub const AUDIT_LOG_FORMAT: &str = "%FILTER_STATE(wasm.palisade.audit:PLAIN)%\n";
@@ -21,7 +22,8 @@ pub const AUDIT_LOG_FORMAT: &str = "%FILTER_STATE(wasm.palisade.audit:PLAIN)%\n"
 /// reads as YAML.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
-    filters: Vec<Value>,
+    filters: Vec<ChainFilter>,
+    deployment: Option<Deployment>,
     routes: Option<Value>,
     clusters: Vec<Value>,
     concurrency: u32,
@@ -42,6 +44,7 @@ impl EnvoyConfig {
     pub fn new() -> Self {
         EnvoyConfig {
             filters: Vec::new(),
+            deployment: None,
             routes: None,
             clusters: Vec::new(),
             concurrency: 1,
@@ -52,18 +55,28 @@ impl EnvoyConfig {
         }
     }
 
-    /// Appends a Palisade filter: `filter` is its short name (`audit` loads
-    /// `dist/palisade_audit.wasm` with root id `palisade_audit`), `config`
-    /// its JSON plugin configuration.
+    /// Appends a Palisade policy: `filter` is its short name, `config` its
+    /// JSON configuration. Deployed as this run's [`crate::deployment()`]
+    /// says: `dist/palisade_audit.wasm` with root id `palisade_audit` for
+    /// `audit`, or a section of `dist/palisade.wasm` (root id `palisade`).
     pub fn wasm_filter(mut self, filter: &str, config: Value) -> Self {
-        self.filters
-            .push(wasm_filter_json(filter, &module_path(filter), &config));
+        self.filters.push(ChainFilter::Palisade {
+            stage: filter.to_string(),
+            config,
+        });
+        self
+    }
+
+    /// Deploys the policies this way whatever the run's deployment is (for
+    /// tests that compare the two).
+    pub fn deployment(mut self, deployment: Deployment) -> Self {
+        self.deployment = Some(deployment);
         self
     }
 
     /// Appends any HTTP filter, as Envoy's JSON/YAML (`{"name", "typed_config"}`).
     pub fn native_filter(mut self, filter: Value) -> Self {
-        self.filters.push(filter);
+        self.filters.push(ChainFilter::Native(filter));
         self
     }
 
@@ -133,7 +146,8 @@ impl EnvoyConfig {
                 json!([{ "match": { "prefix": "/" }, "direct_response": { "status": 200, "body": { "inline_string": "ok" } } }])
             }
         });
-        let mut http_filters = self.filters.clone();
+        let deployment = self.deployment.unwrap_or_else(deployment);
+        let mut http_filters = http_filters(&self.filters, deployment);
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
@@ -238,18 +252,18 @@ impl EnvoyConfig {
     }
 }
 
-/// The Envoy filter entry for a Palisade module.
-pub fn wasm_filter_json(filter: &str, module: &Path, config: &Value) -> Value {
-    let id = format!("palisade_{filter}");
+/// The Envoy filter entry for a Palisade module: plugin (and VM) `name`,
+/// `root_id`, the module's path, its JSON configuration.
+pub fn wasm_filter_json(name: &str, root_id: &str, module: &Path, config: &Value) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": id,
-                "root_id": id,
+                "name": name,
+                "root_id": root_id,
                 "vm_config": {
-                    "vm_id": id,
+                    "vm_id": name,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": { "local": { "filename": module.display().to_string() } }
                 },

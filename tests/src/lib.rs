@@ -13,16 +13,22 @@
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
 //!   bytes a test asks for.
 //!
+//! Each test describes its chain of policies once; `PALISADE_E2E_DEPLOYMENT`
+//! says whether it runs as separate modules (default) or in the bundle
+//! ([`deployment`]), so every policy test runs against both.
+//!
 //! Modules come from `$PALISADE_DIST` (set by the Makefile), else `<repo>/dist`;
 //! Envoy from `$ENVOY_BIN`, else `<repo>/.tools/bin/envoy`, else `envoy` on PATH.
 
+pub mod deployment;
 mod echo;
 mod envoy;
 mod http;
 mod paths;
 pub mod tokens;
 
+pub use deployment::{config_error, config_field, deployment, Deployment};
 pub use echo::EchoUpstream;
 pub use envoy::{run_dir, Envoy, EnvoyConfig};
 pub use http::{send, send_raw, Request, Response};
-pub use paths::{dist_dir, envoy_bin, module_path, repo_root, shared_corpora};
+pub use paths::{bundle_path, dist_dir, envoy_bin, module_path, repo_root, shared_corpora};

@@ -1,7 +1,7 @@
 //! The audit filter in a real Envoy: one record per request in the access
 //! log, in each schema, with every secret redacted.
 
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request};
 use serde_json::{json, Value};
 
 fn envoy_with(config: Value) -> (EchoUpstream, Envoy) {
@@ -246,7 +246,7 @@ fn invalid_config_is_refused_at_load_naming_the_field() {
             .wasm_filter("audit", config.clone())
             .start_expecting_failure();
         assert!(
-            log.contains(&format!("invalid configuration at `{field}`")),
+            log.contains(&config_error("audit", field)),
             "{config}: Envoy's log does not name `{field}`:\n{log}"
         );
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use palisade_e2e::tokens::{b64url, now, TestIssuer};
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
@@ -521,7 +521,7 @@ fn invalid_config_is_refused() {
         )
         .start_expecting_failure();
     assert!(
-        log.contains("invalid configuration at `providers.a.jwks`"),
+        log.contains(&config_error("jwt", "providers.a.jwks")),
         "{log}"
     );
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use palisade_e2e::tokens::{now, TestIssuer};
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://idp.mfa.test";
@@ -337,7 +337,7 @@ fn a_bad_config_is_refused_with_its_field_path() {
         .wasm_filter("mfa", bad)
         .start_expecting_failure();
     assert!(
-        log.contains("palisade.mfa: invalid configuration at `policies.p.max_age`"),
+        log.contains(&config_error("mfa", "policies.p.max_age")),
         "{log}"
     );
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
 /// The access-log line these tests read: the published decision and denial.
@@ -489,7 +489,7 @@ fn invalid_config_is_refused_at_load_naming_the_field() {
             .wasm_filter("ratelimit", config.clone())
             .start_expecting_failure();
         assert!(
-            log.contains(&format!("invalid configuration at `{field}`")),
+            log.contains(&config_error("ratelimit", field)),
             "{config}: Envoy's log does not name `{field}`:\n{log}"
         );
     }

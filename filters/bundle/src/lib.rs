@@ -53,7 +53,7 @@ fn section<S>(
 
 impl Module for Bundle {
     type Stage = BundleStage;
-    const NAME: &'static str = "palisade";
+    const NAME: &'static str = "";
 
     fn configure(config: &[u8], host: &dyn Host) -> Result<BundleStage, ConfigError> {
         let text = if config.iter().all(u8::is_ascii_whitespace) {

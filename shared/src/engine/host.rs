@@ -167,10 +167,15 @@ impl SharedStore for HostStore<'_> {
     }
 }
 
-/// Writes `palisade.<stage>: <message>` to the proxy's log: every stage's
-/// lines start the same way, so one grep finds them.
+/// Writes `palisade.<stage>: <message>` to the proxy's log (`palisade:
+/// <message>` for the bundle as a whole, whose name is empty): every line
+/// starts the same way, so one grep finds them.
 pub fn log(host: &dyn Host, stage: &str, level: LogLevel, message: &str) {
-    host.log(level, &format!("palisade.{stage}: {message}"));
+    if stage.is_empty() {
+        host.log(level, &format!("palisade: {message}"));
+    } else {
+        host.log(level, &format!("palisade.{stage}: {message}"));
+    }
 }
 
 /// An Envoy counter, defined once at configuration. Envoy shows it in

@@ -61,7 +61,7 @@ pub trait Module: 'static {
     /// The stage the engine drives.
     type Stage: Stage;
     /// The module's name in log lines (`palisade.<name>: ...`): the
-    /// policy's (`waf`), or `palisade` for the bundle.
+    /// policy's (`waf`), or empty for the bundle (`palisade: ...`).
     const NAME: &'static str;
     /// Builds the stage from the plugin configuration (an empty
     /// configuration reads as `{}`), defining its metrics and shared state
