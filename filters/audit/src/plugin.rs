@@ -10,7 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::AuditConfig;
-use crate::record::{AuditRecord, FilterStates, RequestFacts};
+use crate::record::{AuditRecord, FilterStates, RequestFacts, XFCC};
 use crate::schema;
 
 proxy_wasm::main! {{
@@ -28,6 +28,7 @@ struct Metrics {
     denied: [Counter; FILTERS.len()],
     denied_other: Counter,
     unreadable_state: Counter,
+    client_address_fallback: Counter,
 }
 
 impl Metrics {
@@ -41,6 +42,7 @@ impl Metrics {
             denied,
             denied_other: Counter::define("palisade.audit.denied.other"),
             unreadable_state: Counter::define("palisade.audit.unreadable_filter_state"),
+            client_address_fallback: Counter::define("palisade.audit.client_address_fallback"),
         }
     }
 
@@ -117,12 +119,26 @@ impl HttpContext for AuditFilter {
                 &format!("palisade_audit: cannot publish the record: {status:?}"),
             );
         }
+        let outcome: &[u8] = if record.outcome.is_denied() {
+            b"denied"
+        } else {
+            b"allowed"
+        };
+        if let Err(status) = host::set_filter_state(contract::AUDIT_OUTCOME, outcome) {
+            host::log(
+                LogLevel::Warn,
+                &format!("palisade_audit: cannot publish the outcome: {status:?}"),
+            );
+        }
         if self.config.envoy_log {
             host::log(LogLevel::Info, &format!("palisade.audit {line}"));
         }
         self.metrics.records.inc();
         if let Some(filter) = record.outcome.denied_by() {
             self.metrics.count_denial(filter);
+        }
+        if record.client.address_fallback.is_some() {
+            self.metrics.client_address_fallback.inc();
         }
     }
 }
@@ -172,14 +188,15 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
     // name the record needs.
     let all_request_headers = host::request_headers();
     let find = |name: &str| first_value(&all_request_headers, name);
-    let wanted = ["x-request-id", "user-agent", "referer", "x-forwarded-for"];
+    let forwarding = config.trusted.header.name();
+    let wanted = ["x-request-id", "user-agent", "referer", forwarding, XFCC];
     let mut request_headers: Vec<(String, String)> = Vec::new();
     for name in wanted
         .iter()
         .copied()
         .chain(config.request_headers.iter().map(String::as_str))
     {
-        if name == "x-forwarded-for" && config.xff_trusted_hops == 0 {
+        if name == forwarding && config.trusted.hops == 0 {
             continue;
         }
         if request_headers.iter().any(|(n, _)| n == name) {
@@ -211,7 +228,11 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
     let tls_version = string(&["connection", "tls_version"]);
     let peer_subject = tls_version
         .as_ref()
-        .and_then(|_| string(&["connection", "subject_peer_certificate"]));
+        .and_then(|_| string(&["connection", "subject_peer_certificate"]))
+        .filter(|s| !s.is_empty());
+    let peer_sha256 = peer_subject
+        .as_ref()
+        .and_then(|_| string(&["connection", "sha256_peer_certificate_digest"]));
     RequestFacts {
         start_unix_ms: if started_unix_ms > 0 {
             started_unix_ms
@@ -237,6 +258,7 @@ fn gather_facts(config: &AuditConfig, metrics: &Metrics, started_unix_ms: i64) -
         upstream_host: string(&["upstream", "address"]),
         tls_version,
         peer_subject,
+        peer_sha256,
         states,
     }
 }

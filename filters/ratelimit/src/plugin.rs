@@ -9,6 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use palisade_shared::contract::{self, Identity};
+use palisade_shared::forwarded::TrustedProxies;
 use palisade_shared::host::{self, Counter, HostSharedData};
 use palisade_shared::store::SharedStore;
 
@@ -79,6 +80,7 @@ struct Metrics {
     given_back: Counter,
     slot_claims: Counter,
     slot_evictions: Counter,
+    client_address_fallback: Counter,
 }
 
 impl Metrics {
@@ -113,6 +115,7 @@ impl Metrics {
             given_back: global("given_back"),
             slot_claims: global("slot_claims"),
             slot_evictions: global("slot_evictions"),
+            client_address_fallback: global("client_address_fallback"),
         }
     }
 
@@ -153,6 +156,9 @@ impl Metrics {
         }
         if refused {
             self.denied.inc();
+        }
+        if d.client_address_fallback.is_some() {
+            self.client_address_fallback.inc();
         }
         let c = &d.counts;
         if c.cas_retries > 0 {
@@ -351,7 +357,7 @@ struct RateLimitFilter {
 impl Context for RateLimitFilter {}
 
 /// Reads what the rules need from the request, and nothing else.
-fn gather(needs: &Needs, xff_trusted_hops: u32) -> RequestFacts {
+fn gather(needs: &Needs, trusted: &TrustedProxies) -> RequestFacts {
     let header = |name: &str| host::request_header(name).unwrap_or_default();
     let mut facts = RequestFacts::default();
     if needs.method {
@@ -368,8 +374,8 @@ fn gather(needs: &Needs, xff_trusted_hops: u32) -> RequestFacts {
     }
     if needs.client_address {
         facts.peer_address = host::property_string(&["source", "address"]);
-        if xff_trusted_hops > 0 {
-            facts.forwarded_for = host::request_header("x-forwarded-for");
+        if trusted.hops > 0 {
+            facts.forwarded = host::request_header(trusted.header.name());
         }
     }
     for name in &needs.headers {
@@ -446,7 +452,7 @@ impl HttpContext for RateLimitFilter {
         if config.rules.is_empty() {
             return Action::Continue;
         }
-        let facts = gather(&config.needs, config.client_address.xff_trusted_hops);
+        let facts = gather(&config.needs, &config.client_address.trusted);
         let decision = loaded.decide(&facts);
         loaded.metrics.record(&decision);
         if !loaded.ticking {
