@@ -11,11 +11,14 @@
 //! - [`Envoy`]: send requests, read stats and the access log; dropping it kills
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
-//!   bytes a test asks for.
+//!   bytes a test asks for;
+//! - [`audit_schemas`]: checkers of audit records against the official ECS and
+//!   OCSF definitions, which the harness runs on every audit record.
 //!
 //! Modules come from `$PALISADE_DIST` (set by the Makefile), else `<repo>/dist`;
 //! Envoy from `$ENVOY_BIN`, else `<repo>/.tools/bin/envoy`, else `envoy` on PATH.
 
+pub mod audit_schemas;
 mod echo;
 mod envoy;
 mod http;

@@ -146,7 +146,7 @@ pub(super) fn render(r: &AuditRecord) -> Value {
     if let Value::Object(map) = &mut unmapped {
         map.insert("tls".into(), json!(tls_unmapped));
     }
-    prune(json!({
+    let mut event = prune(json!({
         "class_uid": CLASS_UID,
         "class_name": "HTTP Activity",
         "category_uid": CATEGORY_UID,
@@ -207,7 +207,13 @@ pub(super) fn render(r: &AuditRecord) -> Value {
         "actor": actor,
         "tls": tls,
         "unmapped": { "route": r.route, "service": r.service, "palisade": unmapped },
-    }))
+    }));
+    // HTTP Activity needs a request or a response, even when nothing is
+    // known of either (a stream reset before its headers).
+    if event.get("http_request").is_none() && event.get("http_response").is_none() {
+        event["http_request"] = json!({});
+    }
+    event
 }
 
 #[cfg(test)]
