@@ -153,6 +153,14 @@ pub fn parse_socket_address(address: &str) -> Option<(IpAddr, Option<u16>)> {
         .map(|ip| (ip.to_canonical(), None))
 }
 
+/// The connection's peer as Envoy's `source.address` gives it: `ip:port`, or
+/// an address Envoy's connection manager took from `X-Forwarded-For` (with
+/// `use_remote_address: false` or `xff_num_trusted_hops`), whose port it
+/// writes as 0: no port is known then.
+pub fn parse_peer_address(address: &str) -> Option<(IpAddr, Option<u16>)> {
+    parse_socket_address(address).map(|(ip, port)| (ip, port.filter(|p| *p != 0)))
+}
+
 /// One `X-Forwarded-For` entry (trimmed).
 pub fn parse_xff_entry(entry: &str) -> Node {
     if entry.eq_ignore_ascii_case("unknown") {
@@ -406,7 +414,7 @@ pub fn client_address_from(
     trusted_hops: u32,
 ) -> Option<ClientAddress> {
     let from_peer = |fallback: Option<Fallback>| {
-        peer.and_then(parse_socket_address)
+        peer.and_then(parse_peer_address)
             .map(|(ip, port)| ClientAddress {
                 ip,
                 port,
@@ -778,6 +786,14 @@ mod tests {
         );
         assert_eq!(parse_socket_address("::1"), Some((v4("::1"), None)));
         assert_eq!(parse_socket_address("/run/envoy.sock"), None);
+        assert_eq!(
+            parse_peer_address("203.0.113.5:0"),
+            Some((v4("203.0.113.5"), None))
+        );
+        assert_eq!(
+            parse_peer_address("203.0.113.5:80"),
+            Some((v4("203.0.113.5"), Some(80)))
+        );
     }
 
     #[test]

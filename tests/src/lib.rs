@@ -23,6 +23,7 @@ mod echo;
 mod envoy;
 mod http;
 mod paths;
+pub mod tls;
 pub mod tokens;
 
 pub use echo::EchoUpstream;

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use palisade_shared::contract::{Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
 use palisade_shared::forwarded::{
-    client_address_from, hops, parse_socket_address, AddressSource, ClientAddress, Forwarding, Node,
+    client_address_from, hops, parse_peer_address, AddressSource, ClientAddress, Forwarding, Node,
 };
 use palisade_shared::headers::first_value;
 use palisade_shared::time::rfc3339_millis;
@@ -278,7 +278,9 @@ pub struct ClientPart {
     /// vouch for (see `palisade_shared::forwarded`). Always an IP address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// The peer of the downstream connection, `ip:port`.
+    /// Envoy's downstream address (`source.address`, `ip:port`): the
+    /// connection's peer, or the address Envoy's connection manager took
+    /// from `X-Forwarded-For` (then with port 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     /// The forwarding header's hops as written, left to right, when proxies
@@ -373,21 +375,25 @@ impl ClientPart {
             Some(Some(_)) => Forwarding::Nodes(&nodes),
         };
         let resolved = client_address_from(peer, forwarding, trusted.hops);
-        let peer_ip = peer.and_then(parse_socket_address);
+        let peer_ip = peer.and_then(parse_peer_address);
         let forwarded_for = match parsed {
             Some(Some(hops)) => hops.into_iter().map(|h| h.text).collect(),
             _ => Vec::new(),
         };
-        let intermediate_ips = match resolved {
+        let mut intermediate_ips: Vec<IpAddr> = match resolved {
             Some(c) if c.source == AddressSource::Header => nodes
                 .get(nodes.len().saturating_sub(c.hops_to_the_right)..)
                 .unwrap_or(&[])
                 .iter()
                 .filter_map(Node::ip)
                 .chain(peer_ip.map(|(ip, _)| ip))
+                .filter(|ip| *ip != c.ip)
                 .collect(),
             _ => Vec::new(),
         };
+        // Envoy's `source.address` may be the last hop itself (see
+        // `parse_peer_address`): one proxy, once.
+        intermediate_ips.dedup();
         let hop_ips = nodes.iter().filter_map(Node::ip).collect();
         ClientPart {
             address: resolved.map(|c| c.ip.to_string()),

@@ -237,11 +237,15 @@ fn check_addresses_and_domains(record: &Value, errors: &mut Vec<String>) {
             continue;
         };
         if address.parse::<std::net::SocketAddr>().is_ok() {
-            errors.push(format!("`{set}.address` {address} holds a port: it goes to `{set}.port`"));
+            errors.push(format!(
+                "`{set}.address` {address} holds a port: it goes to `{set}.port`"
+            ));
         } else if let Ok(ip) = address.parse::<IpAddr>() {
             let dup = lookup(record, &format!("{set}.ip")).and_then(Value::as_str);
             if dup.and_then(|d| d.parse::<IpAddr>().ok()) != Some(ip) {
-                errors.push(format!("`{set}.address` {address} is an IP: `{set}.ip` must repeat it"));
+                errors.push(format!(
+                    "`{set}.address` {address} is an IP: `{set}.ip` must repeat it"
+                ));
             }
         }
     }
@@ -259,7 +263,9 @@ fn check_addresses_and_domains(record: &Value, errors: &mut Vec<String>) {
             None => match domain.parse::<IpAddr>() {
                 Ok(IpAddr::V6(_)) => {
                     if path == "url.domain" {
-                        errors.push(format!("`{path}` {domain:?}: an IPv6 literal keeps its brackets"));
+                        errors.push(format!(
+                            "`{path}` {domain:?}: an IPv6 literal keeps its brackets"
+                        ));
                     }
                     continue;
                 }
@@ -270,7 +276,9 @@ fn check_addresses_and_domains(record: &Value, errors: &mut Vec<String>) {
             },
         };
         if !port.is_empty() {
-            errors.push(format!("`{path}` {domain:?} holds a port ({host} + {port})"));
+            errors.push(format!(
+                "`{path}` {domain:?} holds a port ({host} + {port})"
+            ));
         }
     }
 }
@@ -278,7 +286,11 @@ fn check_addresses_and_domains(record: &Value, errors: &mut Vec<String>) {
 fn collect_domains(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
     if let Value::Object(map) = v {
         for (k, child) in map {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             if CUSTOM_FIELD_SETS.contains(&p.as_str()) {
                 continue;
             }

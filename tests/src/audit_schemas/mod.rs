@@ -92,7 +92,9 @@ pub fn check_line(line: &str) -> Result<(), String> {
 /// Checks a record against the schema it claims; every violation is listed.
 pub fn check_record(record: &Value) -> Result<(), Vec<String>> {
     let errors = match schema_of(record) {
-        None => vec!["no schema: neither `ecs.version`, `class_uid` nor `schema: palisade/…`".into()],
+        None => {
+            vec!["no schema: neither `ecs.version`, `class_uid` nor `schema: palisade/…`".into()]
+        }
         Some(RecordSchema::Palisade) => check_palisade(record),
         Some(RecordSchema::Ecs) => match schemas() {
             Some(s) => s.ecs.check(record),

@@ -61,8 +61,8 @@ pub struct OcsfSchema {
 }
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
@@ -191,15 +191,18 @@ impl OcsfSchema {
             .unwrap_or_default()
             .to_string();
         let dictionary = read_json(&root.join("dictionary.json"));
-        let dict_attrs = dictionary["attributes"].as_object().cloned().unwrap_or_default();
+        let dict_attrs = dictionary["attributes"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let types = dictionary["types"]["attributes"]
             .as_object()
             .into_iter()
             .flatten()
             .map(|(name, t)| {
-                let range = t["range"].as_array().and_then(|r| {
-                    Some((r.first()?.as_f64()?, r.get(1)?.as_f64()?))
-                });
+                let range = t["range"]
+                    .as_array()
+                    .and_then(|r| Some((r.first()?.as_f64()?, r.get(1)?.as_f64()?)));
                 (
                     name.clone(),
                     DataType {
@@ -294,14 +297,18 @@ impl OcsfSchema {
             let class_uid = category_uid * 1000 + uid;
             let caption = event["caption"].as_str().unwrap_or_default().to_string();
             let mut item = compile(name, raw, &constraints);
-            let one = |k: i64, caption: String| Some(BTreeMap::from([(k.to_string(), (caption, false))]));
+            let one =
+                |k: i64, caption: String| Some(BTreeMap::from([(k.to_string(), (caption, false))]));
             if let Some(a) = item.attrs.get_mut("class_uid") {
                 a.enumeration = one(class_uid, caption.clone());
             }
             if let Some(a) = item.attrs.get_mut("category_uid") {
                 a.enumeration = one(
                     category_uid,
-                    category_def["caption"].as_str().unwrap_or_default().to_string(),
+                    category_def["caption"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 );
             }
             let activities = item
@@ -315,7 +322,10 @@ impl OcsfSchema {
                         .iter()
                         .filter_map(|(k, (c, d))| {
                             let id: i64 = k.parse().ok()?;
-                            Some(((class_uid * 100 + id).to_string(), (format!("{caption}: {c}"), *d)))
+                            Some((
+                                (class_uid * 100 + id).to_string(),
+                                (format!("{caption}: {c}"), *d),
+                            ))
                         })
                         .collect(),
                 );
@@ -338,7 +348,10 @@ impl OcsfSchema {
             return vec!["`class_uid` is missing or not an integer".into()];
         };
         let Some(class) = self.classes.get(&class_uid) else {
-            return vec![format!("no OCSF {} class has uid {class_uid}", self.version)];
+            return vec![format!(
+                "no OCSF {} class has uid {class_uid}",
+                self.version
+            )];
         };
         let declared: Vec<String> = match &event["metadata"]["profiles"] {
             Value::Array(list) => list
@@ -371,7 +384,10 @@ impl OcsfSchema {
             event["type_uid"].as_i64(),
         ) {
             if t != c * 100 + a {
-                errors.push(format!("type_uid {t} is not class_uid * 100 + activity_id = {}", c * 100 + a));
+                errors.push(format!(
+                    "type_uid {t} is not class_uid * 100 + activity_id = {}",
+                    c * 100 + a
+                ));
             }
         }
         errors
@@ -381,7 +397,9 @@ impl OcsfSchema {
 /// `host:port` or `[v6]:port` (a bare IPv6 address holds no port).
 fn holds_a_port(s: &str) -> bool {
     match s.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').is_some_and(|(_, tail)| !tail.is_empty()),
+        Some(rest) => rest
+            .split_once(']')
+            .is_some_and(|(_, tail)| !tail.is_empty()),
         None => s.parse::<IpAddr>().is_err() && s.contains(':'),
     }
 }
@@ -508,7 +526,9 @@ impl Checker<'_> {
             if *deprecated {
                 errors.push(format!("`{p}`: value {v} is deprecated"));
             }
-            let Some(sibling) = &attr.sibling else { continue };
+            let Some(sibling) = &attr.sibling else {
+                continue;
+            };
             let sibling_value = match (&parent.get(sibling), attr.is_array) {
                 (Some(Value::Array(list)), true) => list.get(i),
                 (s, false) => *s,
@@ -557,7 +577,9 @@ impl Checker<'_> {
         let range = t.range.or_else(|| base_type.and_then(|b| b.range));
         if let (Some((lo, hi)), Some(n)) = (range, v.as_f64()) {
             if n < lo || n > hi {
-                errors.push(format!("`{path}`: {v} is outside {kind}'s range {lo}..{hi}"));
+                errors.push(format!(
+                    "`{path}`: {v} is outside {kind}'s range {lo}..{hi}"
+                ));
             }
         }
         if let Some(s) = v.as_str() {
@@ -580,7 +602,10 @@ impl Checker<'_> {
                 errors.push(format!("`{path}`: {v} holds a port"));
             }
         }
-        let values = t.values.as_ref().or_else(|| base_type.and_then(|b| b.values.as_ref()));
+        let values = t
+            .values
+            .as_ref()
+            .or_else(|| base_type.and_then(|b| b.values.as_ref()));
         if let Some(values) = values {
             if !values.contains(v) {
                 errors.push(format!("`{path}`: {v} is not one of {kind}'s values"));

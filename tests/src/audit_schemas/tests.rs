@@ -25,16 +25,19 @@ fn errors(record: &Value) -> Vec<String> {
 /// Envoy would send with it.
 fn client_certificate() -> (String, String) {
     let pem = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/audit/tests/fixtures/client-cert.pem"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../filters/audit/tests/fixtures/client-cert.pem"),
     )
     .unwrap();
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     use base64::Engine;
-    let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
-    let digest: String = Sha256::digest(&der).iter().map(|b| format!("{b:02x}")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let digest: String = Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let encoded: String = pem
         .bytes()
         .map(|b| match b {
@@ -64,7 +67,10 @@ fn scenarios() -> Vec<(&'static str, RequestFacts, &'static str)> {
         request_headers: vec![
             ("user-agent".into(), "curl/8".into()),
             ("x-tenant".into(), "acme".into()),
-            ("referer".into(), "https://app.example.com/cb?code=SECRET".into()),
+            (
+                "referer".into(),
+                "https://app.example.com/cb?code=SECRET".into(),
+            ),
         ],
         response_headers: vec![("x-served-by".into(), "a".into())],
         route_name: Some("orders".into()),
@@ -91,8 +97,16 @@ fn scenarios() -> Vec<(&'static str, RequestFacts, &'static str)> {
         "x-forwarded-for".into(),
         "evil, unknown, 198.51.100.9:4711, 203.0.113.5".into(),
     ));
-    out.push(("X-Forwarded-For, 2 hops", xff.clone(), r#""xff_trusted_hops":2"#));
-    out.push(("X-Forwarded-For, 3 hops: unknown", xff.clone(), r#""xff_trusted_hops":3"#));
+    out.push((
+        "X-Forwarded-For, 2 hops",
+        xff.clone(),
+        r#""xff_trusted_hops":2"#,
+    ));
+    out.push((
+        "X-Forwarded-For, 3 hops: unknown",
+        xff.clone(),
+        r#""xff_trusted_hops":3"#,
+    ));
     out.push(("X-Forwarded-For, 9 hops", xff, r#""xff_trusted_hops":9"#));
     let mut fwd = base.clone();
     fwd.request_headers.push((
@@ -157,7 +171,11 @@ fn every_record_the_core_renders_conforms() {
     for (name, facts, extra) in scenarios() {
         for schema in ["ecs", "ocsf", "palisade"] {
             let record = rendered(&facts, &format!(r#"{{"schema":"{schema}",{extra}}}"#));
-            assert_eq!(errors(&record), Vec::<String>::new(), "{schema}, {name}: {record}");
+            assert_eq!(
+                errors(&record),
+                Vec::<String>::new(),
+                "{schema}, {name}: {record}"
+            );
         }
     }
 }
@@ -169,18 +187,41 @@ fn the_defects_are_caught() {
     if schemas().is_none() {
         return;
     }
-    let good_ecs = rendered(&scenarios()[4].1, r#"{"schema":"ecs","xff_trusted_hops":2,"request_headers":["x-tenant"]}"#);
+    let good_ecs = rendered(
+        &scenarios()[4].1,
+        r#"{"schema":"ecs","xff_trusted_hops":2,"request_headers":["x-tenant"]}"#,
+    );
     assert_eq!(errors(&good_ecs), Vec::<String>::new());
     let ecs_cases: [(&str, Value, &str); 9] = [
-        ("http.request.headers.x-tenant", json!("acme"), "not an ECS 8.11.0 field"),
+        (
+            "http.request.headers.x-tenant",
+            json!("acme"),
+            "not an ECS 8.11.0 field",
+        ),
         ("source.ip", json!("unknown"), "not of ECS type `ip`"),
-        ("network.forwarded_ip", json!("198.51.100.9:4711"), "not of ECS type `ip`"),
+        (
+            "network.forwarded_ip",
+            json!("198.51.100.9:4711"),
+            "not of ECS type `ip`",
+        ),
         ("url.domain", json!("2001:db8::1"), "keeps its brackets"),
-        ("destination.address", json!("127.0.0.1:18080"), "holds a port"),
+        (
+            "destination.address",
+            json!("127.0.0.1:18080"),
+            "holds a port",
+        ),
         ("user.domain", json!("https://idp.example"), "is a URL"),
-        ("event.type", json!(["access", "installation"]), "expected by none"),
+        (
+            "event.type",
+            json!(["access", "installation"]),
+            "expected by none",
+        ),
         ("event.outcome", json!("blocked"), "not an allowed value"),
-        ("http.response.status_code", json!("200"), "not of ECS type `long`"),
+        (
+            "http.response.status_code",
+            json!("200"),
+            "not of ECS type `long`",
+        ),
     ];
     for (path, value, message) in ecs_cases {
         let mut bad = good_ecs.clone();
@@ -190,19 +231,49 @@ fn the_defects_are_caught() {
     }
     let mut no_time = good_ecs.clone();
     no_time.as_object_mut().unwrap().remove("@timestamp");
-    assert!(errors(&no_time).iter().any(|e| e.contains("`@timestamp` is missing")));
+    assert!(errors(&no_time)
+        .iter()
+        .any(|e| e.contains("`@timestamp` is missing")));
 
     let good_ocsf = rendered(&scenarios()[9].1, r#"{"schema":"ocsf"}"#);
     assert_eq!(errors(&good_ocsf), Vec::<String>::new());
     let ocsf_cases: [(&str, Value, &str); 9] = [
-        ("metadata.profiles", json!(["datetime", "host"]), "profile `security_control`"),
-        ("metadata.profiles", json!(["security_control", "host"]), "profile `datetime`"),
-        ("metadata.profiles", json!(["security_control", "datetime"]), "profile `host`"),
-        ("http_request.http_method", json!("PURGE"), "not a value of enum `http_method`"),
+        (
+            "metadata.profiles",
+            json!(["datetime", "host"]),
+            "profile `security_control`",
+        ),
+        (
+            "metadata.profiles",
+            json!(["security_control", "host"]),
+            "profile `datetime`",
+        ),
+        (
+            "metadata.profiles",
+            json!(["security_control", "datetime"]),
+            "profile `host`",
+        ),
+        (
+            "http_request.http_method",
+            json!("PURGE"),
+            "not a value of enum `http_method`",
+        ),
         ("src_endpoint.ip", json!("unknown"), "not an IP address"),
-        ("http_request.x_forwarded_for", json!(["198.51.100.9:4711"]), "not an IP address"),
-        ("http_request.url.hostname", json!("api.example.com:8443"), "holds a port"),
-        ("tls", json!({"version": "TLSv1.3", "certificate": {"subject": "CN=a"}}), "`tls.certificate.issuer` is missing"),
+        (
+            "http_request.x_forwarded_for",
+            json!(["198.51.100.9:4711"]),
+            "not an IP address",
+        ),
+        (
+            "http_request.url.hostname",
+            json!("api.example.com:8443"),
+            "holds a port",
+        ),
+        (
+            "tls",
+            json!({"version": "TLSv1.3", "certificate": {"subject": "CN=a"}}),
+            "`tls.certificate.issuer` is missing",
+        ),
         ("activity_name", json!("Post"), "is \"Get\""),
     ];
     for (path, value, message) in ocsf_cases {
@@ -217,19 +288,29 @@ fn the_defects_are_caught() {
     set(&mut other, "type_name", json!("HTTP Activity: Other"));
     set(&mut other, "activity_name", json!("Other"));
     assert!(
-        errors(&other).iter().any(|e| e.contains("source's own name")),
+        errors(&other)
+            .iter()
+            .any(|e| e.contains("source's own name")),
         "{:?}",
         errors(&other)
     );
     set(&mut other, "activity_name", json!("PURGE"));
     set(&mut other, "http_request.http_method", Value::Null);
-    other["http_request"].as_object_mut().unwrap().remove("http_method");
+    other["http_request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("http_method");
     assert_eq!(errors(&other), Vec::<String>::new());
     set(&mut other, "type_uid", json!(400203));
     assert!(errors(&other).iter().any(|e| e.contains("type_uid 400203")));
     let mut no_profiles = good_ocsf.clone();
-    no_profiles["metadata"].as_object_mut().unwrap().remove("profiles");
-    assert!(errors(&no_profiles).iter().any(|e| e.contains("`time_dt` belongs to profile `datetime`")));
+    no_profiles["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("profiles");
+    assert!(errors(&no_profiles)
+        .iter()
+        .any(|e| e.contains("`time_dt` belongs to profile `datetime`")));
 }
 
 /// Sets a value at a dotted path, creating objects on the way.

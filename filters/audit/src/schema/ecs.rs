@@ -3,13 +3,15 @@
 //! [`super::custom_fields`]) or under `labels.*` (keyword values).
 //!
 //! Addresses have one meaning each:
-//! - `source.*` is the peer of Envoy's downstream connection (a proxy, when
-//!   there are trusted proxies in front);
-//! - `client.*` is the client, the peer or the hop the trusted proxies vouch
-//!   for (`palisade_shared::forwarded`);
-//! - `network.forwarded_ip` is that client address when it came from the
-//!   forwarding header, that is when `source` is a proxy (ECS: "host IP
-//!   address when the source IP address is the proxy");
+//! - `source.*` is Envoy's downstream address (`source.address`): the
+//!   connection's peer, or the address Envoy's connection manager took from
+//!   `X-Forwarded-For` (its port unknown, so absent);
+//! - `client.*` is the client: that address, or the hop the trusted proxies
+//!   vouch for (`palisade_shared::forwarded`); never anything but an IP;
+//! - `network.forwarded_ip` is the client address when it came from the
+//!   forwarding header and differs from `source.ip`, that is when `source`
+//!   is a proxy (ECS: "host IP address when the source IP address is the
+//!   proxy");
 //! - `destination.*` is the upstream host Envoy sent the request to.
 
 use serde_json::{json, Value};
@@ -41,6 +43,7 @@ pub(super) fn render(r: &AuditRecord) -> Value {
     let client = r.client.resolved;
     let forwarded_ip = client
         .filter(|c| c.source == AddressSource::Header)
+        .filter(|c| peer.is_none_or(|(ip, _)| ip != c.ip))
         .map(|c| c.ip.to_string());
     let upstream = r
         .upstream
