@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry oci token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps oci token run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -74,6 +74,17 @@ registry:
 	  echo "installing docker-registry (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
 
+# The OTLP receiver of the audit-shipping end-to-end test (tests/otlp_receiver.py)
+# is built on the official OpenTelemetry protobuf definitions and gRPC, pinned
+# here and installed into .tools/otlp.
+OTLP_PIP := opentelemetry-proto==1.45.2 grpcio==1.85.3
+otlp-deps:
+	@if ! $(TOOLS)/otlp/bin/python -c 'import grpc, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc' 2>/dev/null; then \
+	  echo "installing $(OTLP_PIP) into $(TOOLS)/otlp"; \
+	  python3 -m venv $(TOOLS)/otlp; \
+	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
+	fi
+
 # Pushes every module as a Wasm OCI image (and its compat variant) to
 # $(OCI_REGISTRY), then writes dist/istio/ WasmPlugin manifests pinned to the
 # image digests. OCI_TAG defaults to the crate version.
@@ -100,7 +111,7 @@ test-unit:
 	cargo test --workspace --exclude palisade-e2e --no-default-features
 	cargo test -p palisade-e2e --lib
 
-test-e2e: build envoy node-deps registry
+test-e2e: build envoy node-deps registry otlp-deps
 	cargo test -p palisade-e2e --tests
 
 lint: wasm-target

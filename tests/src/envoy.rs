@@ -408,6 +408,14 @@ impl Envoy {
         found.unwrap_or_else(|| panic!("no listener {name} in {listeners}"))
     }
 
+    /// Declares that this Envoy's `access.log` (in [`Envoy::dir`]) holds audit
+    /// records, for an Envoy started with [`Envoy::run`] on a config of its
+    /// own: they are checked against their schemas like those of
+    /// [`EnvoyConfig::start`].
+    pub fn audit_log_in_dir(&mut self) {
+        self.audit_log = true;
+    }
+
     /// Envoy's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

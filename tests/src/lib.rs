@@ -12,6 +12,8 @@
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
 //!   bytes a test asks for;
+//! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
+//!   protobuf definitions, recording the log records and spans Envoy sends;
 //! - [`audit_schemas`]: checkers of audit records against the official ECS and
 //!   OCSF definitions, which the harness runs on every audit record.
 //!
@@ -22,11 +24,13 @@ pub mod audit_schemas;
 mod echo;
 mod envoy;
 mod http;
+mod otlp;
 mod paths;
 pub mod tls;
 pub mod tokens;
 
 pub use echo::EchoUpstream;
-pub use envoy::{run_dir, Envoy, EnvoyConfig};
+pub use envoy::{run_dir, wasm_filter_json, Envoy, EnvoyConfig, AUDIT_LOG_FORMAT};
 pub use http::{send, send_raw, Request, Response};
+pub use otlp::OtlpReceiver;
 pub use paths::{dist_dir, envoy_bin, module_path, repo_root, shared_corpora};
