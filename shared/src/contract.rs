@@ -15,7 +15,7 @@
 //! | `palisade.waf` | waf | [`WafDecision`] |
 //! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
 //! | `palisade.audit` | audit | the finished audit record |
-//! | `palisade.audit.outcome` | audit | `allowed` or `denied` (plain text, for access-log attributes) |
+//! | `palisade.audit.outcome` | audit, with `publish_outcome` | `allowed` or `denied` (plain text, for access-log attributes) |
 
 use serde::{Deserialize, Serialize};
 

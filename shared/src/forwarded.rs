@@ -600,12 +600,8 @@ mod tests {
         use ForwardedHeader::{Forwarded, XForwardedFor as Xff};
         let peer = "10.0.0.9:5555";
         // (header value, trusted hops, kind) -> (ip, port, source, fallback)
-        let cases: [(
-            Option<&str>,
-            u32,
-            ForwardedHeader,
-            (&str, Option<u16>, AddressSource, Option<Fallback>),
-        ); 17] = [
+        type Want = (&'static str, Option<u16>, AddressSource, Option<Fallback>);
+        let cases: [(Option<&str>, u32, ForwardedHeader, Want); 17] = [
             (None, 0, Xff, ("10.0.0.9", Some(5555), Peer, None)),
             (
                 Some("1.1.1.1, 2.2.2.2"),

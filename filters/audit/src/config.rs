@@ -60,6 +60,7 @@ pub struct AuditConfigJson {
     xff_trusted_hops: u32,
     forwarded_header: ForwardedHeader,
     envoy_log: bool,
+    publish_outcome: bool,
     service_name: Option<String>,
 }
 
@@ -74,6 +75,7 @@ impl Default for AuditConfigJson {
             xff_trusted_hops: 0,
             forwarded_header: ForwardedHeader::default(),
             envoy_log: false,
+            publish_outcome: false,
             service_name: None,
         }
     }
@@ -96,6 +98,10 @@ pub struct AuditConfig {
     pub trusted: TrustedProxies,
     /// Also write each record to Envoy's log (info level).
     pub envoy_log: bool,
+    /// Also publish the outcome (`allowed` / `denied`) as filter state
+    /// `palisade.audit.outcome`, for access-log attributes (one more host
+    /// call per request).
+    pub publish_outcome: bool,
     /// The service name to put in the record, if any.
     pub service_name: Option<String>,
 }
@@ -145,6 +151,7 @@ impl AuditConfig {
                 header: raw.forwarded_header,
             },
             envoy_log: raw.envoy_log,
+            publish_outcome: raw.publish_outcome,
             service_name: raw.service_name.filter(|s| !s.is_empty()),
         })
     }
@@ -160,6 +167,7 @@ impl Default for AuditConfig {
             redacted_params: BTreeSet::new(),
             trusted: TrustedProxies::default(),
             envoy_log: false,
+            publish_outcome: false,
             service_name: None,
         })
     }

@@ -119,16 +119,18 @@ impl HttpContext for AuditFilter {
                 &format!("palisade_audit: cannot publish the record: {status:?}"),
             );
         }
-        let outcome: &[u8] = if record.outcome.is_denied() {
-            b"denied"
-        } else {
-            b"allowed"
-        };
-        if let Err(status) = host::set_filter_state(contract::AUDIT_OUTCOME, outcome) {
-            host::log(
-                LogLevel::Warn,
-                &format!("palisade_audit: cannot publish the outcome: {status:?}"),
-            );
+        if self.config.publish_outcome {
+            let outcome: &[u8] = if record.outcome.is_denied() {
+                b"denied"
+            } else {
+                b"allowed"
+            };
+            if let Err(status) = host::set_filter_state(contract::AUDIT_OUTCOME, outcome) {
+                host::log(
+                    LogLevel::Warn,
+                    &format!("palisade_audit: cannot publish the outcome: {status:?}"),
+                );
+            }
         }
         if self.config.envoy_log {
             host::log(LogLevel::Info, &format!("palisade.audit {line}"));

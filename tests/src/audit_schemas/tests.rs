@@ -145,8 +145,10 @@ fn scenarios() -> Vec<(&'static str, RequestFacts, &'static str)> {
     let mut tls = base.clone();
     tls.tls_version = Some("TLSv1.2".into());
     out.push(("TLS", tls, ""));
-    let mut bare = RequestFacts::default();
-    bare.source_address = Some("/run/envoy.sock".into());
+    let bare = RequestFacts {
+        source_address: Some("/run/envoy.sock".into()),
+        ..RequestFacts::default()
+    };
     out.push(("nothing known, a Unix socket", bare, ""));
     out.into_iter()
         .map(|(name, facts, extra)| {
