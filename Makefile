@@ -57,7 +57,9 @@ envoy:
 	  mkdir -p $(TOOLS)/bin; \
 	  ln -sf "$$(find $(TOOLS)/envoy/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $(TOOLS)/bin/envoy; \
 	fi
-	@"$(ENVOY_BIN)" --version 2>&1 | grep -m1 version
+	@# Envoy prints more than one line: grep -m1 on a pipe would stop reading
+	@# early and fail the target with SIGPIPE under pipefail.
+	@v=$$("$(ENVOY_BIN)" --version 2>&1); grep -m1 version <<< "$$v"
 
 # The identity provider of the JWT end-to-end tests: the npm package
 # oidc-provider, pinned by tests/package-lock.json.
