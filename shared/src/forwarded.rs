@@ -449,17 +449,6 @@ pub fn client_address_from(
     from_peer(Some(Fallback::NotAnAddress))
 }
 
-/// The IP of an `ip:port` or `[v6]:port` socket address (unchanged when there is no port).
-pub fn ip_of(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match address.rsplit_once(':') {
-        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
-        _ => address,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,13 +779,5 @@ mod tests {
             parse_peer_address("203.0.113.5:80"),
             Some((v4("203.0.113.5"), Some(80)))
         );
-    }
-
-    #[test]
-    fn ip_of_strips_ports() {
-        assert_eq!(ip_of("127.0.0.1:5555"), "127.0.0.1");
-        assert_eq!(ip_of("[::1]:80"), "::1");
-        assert_eq!(ip_of("::1"), "::1");
-        assert_eq!(ip_of("10.1.1.1"), "10.1.1.1");
     }
 }
