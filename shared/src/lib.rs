@@ -8,7 +8,8 @@
 //! - [`contract`]: the filter-state properties the filters publish for each
 //!   other and for the audit log (`palisade.identity`, `palisade.waf`, ...);
 //! - [`problem`]: RFC 9457 problem bodies for local replies;
-//! - [`forwarded`]: the client address behind trusted proxies (`X-Forwarded-For`);
+//! - [`forwarded`]: the client address behind trusted proxies (`X-Forwarded-For`
+//!   or RFC 7239 `Forwarded`), parsed as real proxies write it;
 //! - [`headers`]: header lookup in a header map read whole;
 //! - [`store`]: compare-and-swap updates over proxy-wasm shared data;
 //! - [`time`]: RFC 3339 timestamps without a clock (time comes in as an argument);

@@ -311,6 +311,9 @@ pub struct Envoy {
     dir: PathBuf,
     admin: SocketAddr,
     listener: SocketAddr,
+    /// The access log holds audit records ([`AUDIT_LOG_FORMAT`]): each is
+    /// checked against its schema when read and when Envoy stops.
+    audit_log: bool,
 }
 
 impl Envoy {
@@ -325,7 +328,9 @@ impl Envoy {
             serde_json::to_vec_pretty(&bootstrap).expect("serialize"),
         )
         .expect("write the Envoy config");
-        Self::run(&dir, &config_path, config.concurrency, &config.extra_args)
+        let mut envoy = Self::run(&dir, &config_path, config.concurrency, &config.extra_args);
+        envoy.audit_log = config.access_log_format == AUDIT_LOG_FORMAT;
+        envoy
     }
 
     /// Starts Envoy on a config file whose admin and listeners use port 0.
@@ -366,6 +371,7 @@ impl Envoy {
             dir: dir.to_path_buf(),
             admin: "127.0.0.1:1".parse().expect("placeholder address"),
             listener: "127.0.0.1:1".parse().expect("placeholder address"),
+            audit_log: false,
         };
         envoy.wait_ready(&admin_file);
         envoy
@@ -414,6 +420,14 @@ impl Envoy {
                     .ok()
             });
         found.unwrap_or_else(|| panic!("no listener {name} in {listeners}"))
+    }
+
+    /// Declares that this Envoy's `access.log` (in [`Envoy::dir`]) holds audit
+    /// records, for an Envoy started with [`Envoy::run`] on a config of its
+    /// own: they are checked against their schemas like those of
+    /// [`EnvoyConfig::start`].
+    pub fn audit_log_in_dir(&mut self) {
+        self.audit_log = true;
     }
 
     /// Envoy's process id.
@@ -473,8 +487,15 @@ impl Envoy {
         self.admin_get("/stats/prometheus").text()
     }
 
-    /// The access log's lines so far.
+    /// The access log's lines so far. Audit records are checked against
+    /// the schema they claim (see [`crate::audit_schemas`]).
     pub fn access_log(&self) -> Vec<String> {
+        let lines = self.read_access_log();
+        self.check_audit_records(&lines);
+        lines
+    }
+
+    fn read_access_log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("access.log"))
             .unwrap_or_default()
             .lines()
@@ -482,13 +503,26 @@ impl Envoy {
             .collect()
     }
 
+    /// Fails the test on an audit record that does not follow its schema.
+    fn check_audit_records(&self, lines: &[String]) {
+        if !self.audit_log {
+            return;
+        }
+        let violations: Vec<String> = lines
+            .iter()
+            .filter_map(|l| crate::audit_schemas::check_line(l).err())
+            .collect();
+        assert!(violations.is_empty(), "{}", violations.join("\n\n"));
+    }
+
     /// Waits (up to 10 s) until the access log has at least `n` lines, and returns them.
     /// Envoy flushes access logs on a timer, so a line can lag its response.
     pub fn wait_access_log(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let lines = self.access_log();
+            let lines = self.read_access_log();
             if lines.len() >= n || Instant::now() > deadline {
+                self.check_audit_records(&lines);
                 return lines;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -512,6 +546,10 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every audit record of the run, also those the test never read.
+        if !std::thread::panicking() {
+            self.check_audit_records(&self.read_access_log());
+        }
         if std::thread::panicking() {
             eprintln!(
                 "---- Envoy log ({}) ----\n{}\n---- end of Envoy log ----",

@@ -28,6 +28,7 @@
 //! assert!(!json.contains("hunter2"));
 //! ```
 
+pub mod certificate;
 pub mod config;
 pub mod record;
 pub mod redact;

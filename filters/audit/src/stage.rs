@@ -11,7 +11,7 @@ use palisade_shared::engine::{
 };
 
 use crate::config::AuditConfig;
-use crate::record::{AuditRecord, FilterStates, RequestFacts};
+use crate::record::{AuditRecord, FilterStates, RequestFacts, XFCC};
 use crate::schema;
 
 /// The stages whose refusals are counted separately.
@@ -22,6 +22,7 @@ struct Metrics {
     denied: [Counter; FILTERS.len()],
     denied_other: Counter,
     unreadable_state: Counter,
+    client_address_fallback: Counter,
 }
 
 impl Metrics {
@@ -31,6 +32,10 @@ impl Metrics {
             denied: FILTERS.map(|f| Counter::define(host, &format!("palisade.audit.denied.{f}"))),
             denied_other: Counter::define(host, "palisade.audit.denied.other"),
             unreadable_state: Counter::define(host, "palisade.audit.unreadable_filter_state"),
+            client_address_fallback: Counter::define(
+                host,
+                "palisade.audit.client_address_fallback",
+            ),
         }
     }
 
@@ -94,14 +99,15 @@ impl AuditStage {
                 .add(host, u64::from(unreadable));
         }
         let head = &*cx.request;
-        let wanted = ["x-request-id", "user-agent", "referer", "x-forwarded-for"];
+        let forwarding = config.trusted.header.name();
+        let wanted = ["x-request-id", "user-agent", "referer", forwarding, XFCC];
         let mut request_headers: Vec<(String, String)> = Vec::new();
         for name in wanted
             .iter()
             .copied()
             .chain(config.request_headers.iter().map(String::as_str))
         {
-            if name == "x-forwarded-for" && config.xff_trusted_hops == 0 {
+            if name == forwarding && config.trusted.hops == 0 {
                 continue;
             }
             if request_headers.iter().any(|(n, _)| n == name) {
@@ -136,7 +142,13 @@ impl AuditStage {
         let tls_version = string(Attribute::TlsVersion);
         let peer_subject = tls_version
             .as_ref()
-            .and_then(|_| string(Attribute::PeerSubject));
+            .and_then(|_| string(Attribute::PeerSubject))
+            .filter(|s| !s.is_empty());
+        // The certificate's digest, to trust a forwarded copy of it only when
+        // it is the one this connection presented.
+        let peer_sha256 = peer_subject
+            .as_ref()
+            .and_then(|_| string(Attribute::PeerSha256));
         let protocol = string(Attribute::RequestProtocol);
         let code_details = string(Attribute::ResponseCodeDetails);
         let source_address = string(Attribute::SourceAddress);
@@ -176,6 +188,7 @@ impl AuditStage {
             upstream_host,
             tls_version,
             peer_subject,
+            peer_sha256,
             states,
         }
     }
@@ -202,12 +215,23 @@ impl Stage for AuditStage {
         let record = AuditRecord::build(&facts, &self.config);
         let line = schema::render(&record, &self.config);
         engine::publish(host, AuditModule::NAME, contract::AUDIT, line.as_bytes());
+        if self.config.publish_outcome {
+            let outcome: &[u8] = if record.outcome.is_denied() {
+                b"denied"
+            } else {
+                b"allowed"
+            };
+            engine::publish(host, AuditModule::NAME, contract::AUDIT_OUTCOME, outcome);
+        }
         if self.config.envoy_log {
             host.log(LogLevel::Info, &format!("palisade.audit {line}"));
         }
         self.metrics.records.inc(host);
         if let Some(filter) = record.outcome.denied_by() {
             self.metrics.count_denial(host, filter);
+        }
+        if record.client.address_fallback.is_some() {
+            self.metrics.client_address_fallback.inc(host);
         }
     }
 }

@@ -25,9 +25,10 @@ use palisade_shared::store::{SharedStore, UpdateOutcome};
 
 use crate::bucket::{seconds_ceil, BucketState};
 use crate::config::{Config, FailureMode, Rule, WhenKeyMissing};
-use crate::key::{key_hash, missing_key_hash, RequestFacts};
+use crate::key::{client_key, key_hash, missing_key_hash, ClientKey, RequestFacts};
 use crate::optimistic::{self, Guess, Read, Target, WriteCache};
 use crate::table::{evaluate, give_back, written_after_ns, Ask, Verdict};
+use palisade_shared::forwarded::Fallback;
 
 /// What happened to one matching rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,10 @@ pub struct Decision {
     pub reports: Vec<RuleReport>,
     /// Store activity.
     pub counts: StoreCounts,
+    /// Set when a rule keys on the client address and the trusted hop was
+    /// no address (or missing): a nearer trusted hop or the peer was used
+    /// (see [`crate::key::ClientKey::fallback`]). Counted by the adapter.
+    pub client_address_fallback: Option<Fallback>,
 }
 
 impl Decision {
@@ -257,7 +262,11 @@ impl Active<'_> {
 }
 
 /// The rules that apply to a request, with their client keys.
-fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>> {
+fn active_rules<'a>(
+    config: &'a Config,
+    facts: &RequestFacts,
+    client: &ClientKey,
+) -> Vec<Active<'a>> {
     let view = facts.view();
     let mut active = Vec::with_capacity(config.rules.len());
     for (index, rule) in config.rules.iter().enumerate() {
@@ -266,7 +275,7 @@ fn active_rules<'a>(config: &'a Config, facts: &RequestFacts) -> Vec<Active<'a>>
         }
         let computed = match rule.fixed_key_hash {
             Some(fixed) => Some(fixed),
-            None => key_hash(&rule.key, facts, &config.client_address),
+            None => key_hash(&rule.key, facts, client),
         };
         let hash = match computed {
             Some(h) => h,
@@ -310,8 +319,17 @@ pub fn decide_with<S: SharedStore + ?Sized>(
     facts: &RequestFacts,
     now_ns: u64,
 ) -> Decision {
-    let active = active_rules(config, facts);
-    let mut decision = Decision::default();
+    // The client address is resolved once, for every rule that keys on it.
+    let client = if config.needs.client_address {
+        client_key(&config.client_address, facts)
+    } else {
+        ClientKey::default()
+    };
+    let active = active_rules(config, facts, &client);
+    let mut decision = Decision {
+        client_address_fallback: client.fallback,
+        ..Decision::default()
+    };
     if active.is_empty() {
         return decision;
     }
@@ -691,6 +709,51 @@ mod tests {
         // 10 s later one token is back, and only one.
         assert!(allowed(&decide(&c, &store, &get("/"), 10 * SEC)));
         assert!(!allowed(&decide(&c, &store, &get("/"), 10 * SEC)));
+    }
+
+    /// 50 clients behind a trusted CDN edge that writes `unknown` for each
+    /// of them (`X-Forwarded-For: unknown, <edge>`, two trusted hops): they
+    /// spend from one bucket, the edge's, which is what the proxies vouch
+    /// for; every one of their requests reports the fallback (the adapter
+    /// counts `palisade.ratelimit.client_address_fallback`). A client the
+    /// edge names, and the clients of another edge, keep their own buckets.
+    #[test]
+    fn clients_a_trusted_proxy_calls_unknown_share_its_bucket_and_are_counted() {
+        let c = config(
+            r#"{"client_address":{"xff_trusted_hops":2},
+                "rules":[{"name":"ip","key":["client_address"],"slots":64,
+                "token_bucket":{"max_tokens":5,"fill_interval":"1h"}}]}"#,
+        );
+        let store = MemoryStore::new();
+        create_tables(&c, &store);
+        let via = |xff: String| RequestFacts {
+            forwarded: Some(xff),
+            ..from("10.0.0.2")
+        };
+        let mut allowed_n = 0;
+        let mut fallbacks = 0;
+        for i in 0..50 {
+            // Each client also writes its own garbage further left.
+            let d = decide(
+                &c,
+                &store,
+                &via(format!("client-{i}, unknown, 192.0.2.10")),
+                0,
+            );
+            allowed_n += usize::from(allowed(&d));
+            fallbacks += usize::from(d.client_address_fallback == Some(Fallback::NotAnAddress));
+        }
+        assert_eq!(allowed_n, 5, "one bucket of 5 for every hidden client");
+        assert_eq!(fallbacks, 50, "every hidden client is reported");
+        let named = decide(&c, &store, &via("198.51.100.7, 192.0.2.10".into()), 0);
+        assert!(allowed(&named));
+        assert_eq!(named.client_address_fallback, None);
+        let other_edge = decide(&c, &store, &via("unknown, 192.0.2.11".into()), 0);
+        assert!(allowed(&other_edge));
+        assert_eq!(
+            other_edge.client_address_fallback,
+            Some(Fallback::NotAnAddress)
+        );
     }
 
     #[test]

@@ -72,6 +72,7 @@ struct Metrics {
     given_back: Counter,
     slot_claims: Counter,
     slot_evictions: Counter,
+    client_address_fallback: Counter,
 }
 
 impl Metrics {
@@ -101,6 +102,7 @@ impl Metrics {
             given_back: global("given_back"),
             slot_claims: global("slot_claims"),
             slot_evictions: global("slot_evictions"),
+            client_address_fallback: global("client_address_fallback"),
         }
     }
 
@@ -141,6 +143,9 @@ impl Metrics {
         }
         if refused {
             self.denied.inc(host);
+        }
+        if d.client_address_fallback.is_some() {
+            self.client_address_fallback.inc(host);
         }
         let c = &d.counts;
         for (counter, n) in [
@@ -270,8 +275,9 @@ impl RateLimitStage {
                 .attributes
                 .string(host, Attribute::SourceAddress)
                 .map(str::to_string);
-            if self.config.client_address.xff_trusted_hops > 0 {
-                facts.forwarded_for = cx.request.header("x-forwarded-for").map(str::to_string);
+            let trusted = &self.config.client_address.trusted;
+            if trusted.hops > 0 {
+                facts.forwarded = cx.request.header(trusted.header.name()).map(str::to_string);
             }
         }
         for name in &needs.headers {
@@ -331,15 +337,13 @@ impl Stage for RateLimitStage {
 
     fn needs(&self) -> Needs {
         let n = &self.config.needs;
+        let trusted = &self.config.client_address.trusted;
         let mut headers: Vec<String> = Vec::new();
         for (wanted, name) in [
             (n.method, ":method"),
             (n.host, ":authority"),
             (n.path, ":path"),
-            (
-                n.client_address && self.config.client_address.xff_trusted_hops > 0,
-                "x-forwarded-for",
-            ),
+            (n.client_address && trusted.hops > 0, trusted.header.name()),
         ] {
             if wanted {
                 headers.push(name.to_string());

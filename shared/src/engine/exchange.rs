@@ -229,10 +229,12 @@ pub enum Attribute {
     Mtls,
     /// `connection.subject_peer_certificate`.
     PeerSubject,
+    /// `connection.sha256_peer_certificate_digest`.
+    PeerSha256,
 }
 
 impl Attribute {
-    const COUNT: usize = 12;
+    const COUNT: usize = 13;
 
     /// The attribute's property path.
     pub fn path(self) -> &'static [&'static str] {
@@ -249,6 +251,7 @@ impl Attribute {
             Attribute::TlsVersion => &["connection", "tls_version"],
             Attribute::Mtls => &["connection", "mtls"],
             Attribute::PeerSubject => &["connection", "subject_peer_certificate"],
+            Attribute::PeerSha256 => &["connection", "sha256_peer_certificate_digest"],
         }
     }
 
