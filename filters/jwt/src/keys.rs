@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use palisade_shared::engine::{Host, HostStore};
+use palisade_shared::engine::{Body, CallResponse, Host, HostStore};
 use palisade_shared::store::{self, SharedStore, UpdateOutcome};
 
 use crate::config::{Config, KeySource, RemoteSpec};
@@ -231,15 +231,20 @@ impl RemoteKeySets {
         &mut self,
         config: &Config,
         token: u32,
-        status: Option<&str>,
-        body: &[u8],
-        body_size: usize,
+        response: &CallResponse,
         host: &dyn Host,
         events: &mut Vec<FetchEvent>,
     ) {
         let Some((p, discovery_step)) = self.calls.remove(&token) else {
             return;
         };
+        let body = host
+            .body(
+                Body::CallResponse,
+                response.body_size.min(remote::MAX_DOCUMENT_BYTES + 1),
+            )
+            .unwrap_or_default();
+        let body = body.as_slice();
         let now_ms = host.now_unix_ms();
         let Some(provider) = config.providers.get(p) else {
             return;
@@ -247,7 +252,7 @@ impl RemoteKeySets {
         let KeySource::Remote(spec) = &provider.keys else {
             return;
         };
-        let checked = remote::check_response(status, body_size);
+        let checked = remote::check_response(response.status.as_deref(), response.body_size);
         if discovery_step {
             match checked.and_then(|()| remote::jwks_location(body, &provider.claims.issuer)) {
                 Ok((authority, path)) => {

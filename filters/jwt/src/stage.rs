@@ -9,8 +9,8 @@ use std::time::Duration;
 use palisade_shared::config::ConfigError;
 use palisade_shared::contract;
 use palisade_shared::engine::{
-    self, Body, CallResponse, Counter, DecisionKind, DecisionSet, Exchange, Host, HostStore,
-    LogLevel, Module, Needs, Refusal, Stage, Step, Wake,
+    self, CallResponse, Counter, DecisionKind, DecisionSet, Exchange, Host, HostStore, LogLevel,
+    Module, Needs, Refusal, Stage, Step, Wake,
 };
 use palisade_shared::store::{self, UpdateOutcome};
 
@@ -529,22 +529,10 @@ impl Stage for JwtStage {
         if !worker.keys.owns_call(token) {
             return None;
         }
-        let body = host
-            .body(
-                Body::CallResponse,
-                response.body_size.min(remote::MAX_DOCUMENT_BYTES + 1),
-            )
-            .unwrap_or_default();
         let mut events = Vec::new();
-        worker.keys.on_call_response(
-            &self.config,
-            token,
-            response.status.as_deref(),
-            &body,
-            response.body_size,
-            host,
-            &mut events,
-        );
+        worker
+            .keys
+            .on_call_response(&self.config, token, response, host, &mut events);
         self.report(host, events);
         Some(self.sync(&mut worker, host))
     }

@@ -51,6 +51,9 @@ pub struct DispatchedCall {
     pub timeout: Duration,
 }
 
+/// A foreign function the fake host answers with.
+type ForeignFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, HostError>>;
+
 /// A host in memory. Every method takes `&self`, like the trait.
 #[derive(Default)]
 pub struct FakeHost {
@@ -73,7 +76,7 @@ pub struct FakeHost {
     effective: Cell<u32>,
     resumed: RefCell<Vec<u32>>,
     ended: RefCell<Vec<u32>>,
-    foreign: RefCell<HashMap<String, Box<dyn Fn(&[u8]) -> Result<Vec<u8>, HostError>>>>,
+    foreign: RefCell<HashMap<String, ForeignFunction>>,
     header_reads: Cell<u32>,
     property_reads: RefCell<Vec<String>>,
 }

@@ -7,6 +7,9 @@
 //! of them); its stages are the policy crates it depends on. A stage acts on
 //! an event when its code implements the engine's method for it.
 
+// Test code: a manifest that cannot be read must stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use palisade_trim::declared_callbacks;
