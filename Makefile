@@ -21,10 +21,15 @@ export PALISADE_DIST := $(CURDIR)/$(DIST)
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
+# The demo's deployment: bundle (every policy in palisade.wasm,
+# envoy/bundle.yaml) or modules (the policies chained as separate modules,
+# envoy/demo.yaml).
+DEMO ?= bundle
+DEMO_CONFIG := $(if $(filter modules,$(DEMO)),envoy/demo.yaml,envoy/bundle.yaml)
 
 help:
 	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
-	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901)"
+	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901); DEMO=modules for separate modules"
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
@@ -98,7 +103,7 @@ OCI_TAG ?=
 oci: build
 	cargo run --release -q -p palisade-oci -- push --registry "$(OCI_REGISTRY)" $(if $(OCI_TAG),--tag $(OCI_TAG))
 
-# A demo access token for envoy/demo.yaml's `demo` provider, with MFA claims
+# A demo access token for the demo's `demo` provider, with MFA claims
 # unless MFA=none; ACR, AMR, AGE, SUB, SCOPE, TTL adjust it (scripts/demo-token.sh).
 token:
 	@bash scripts/demo-token.sh
@@ -106,7 +111,7 @@ token:
 run: build envoy
 	cargo build --release -p palisade-e2e --bin echo-upstream
 	@mkdir -p .run
-	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' envoy/demo.yaml > .run/demo.yaml
+	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' $(DEMO_CONFIG) > .run/demo.yaml
 	scripts/demo.sh .run/demo.yaml
 
 # Unit tests of every core without the proxy-wasm SDK, then the end-to-end
