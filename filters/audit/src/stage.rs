@@ -135,7 +135,7 @@ impl AuditStage {
             (status, wanted)
         };
         let pseudo = |value: &str| (!value.is_empty()).then(|| value.to_string());
-        let now_ms = host.now_unix_ms();
+        let now_ms = cx.now_ms();
         let a = &mut *cx.attributes;
         let mut string = |attribute| a.string(host, attribute).map(str::to_string);
         // TLS attributes only exist on TLS connections; skip a call otherwise.
@@ -205,7 +205,7 @@ impl Stage for AuditStage {
     }
 
     fn on_request_headers(&self, request: &mut AuditRequest, cx: &mut Exchange<'_>) -> Step {
-        request.started_unix_ms = cx.host.now_unix_ms();
+        request.started_unix_ms = cx.now_ms();
         Step::Continue
     }
 

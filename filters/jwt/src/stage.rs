@@ -291,7 +291,7 @@ impl JwtStage {
 
     fn handle(&self, cx: &mut Exchange<'_>, attempt: Attempt) -> Step {
         let host = cx.host;
-        let now_ms = host.now_unix_ms();
+        let now_ms = cx.now_ms();
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             // Not reachable: the engine never runs a stage inside itself.
             return self.deny(cx, &keys_unavailable());
@@ -356,28 +356,26 @@ impl JwtStage {
                 cache_hits,
             } => {
                 drop(worker);
-                let request = Request {
-                    view: cx.request.view(&route_name),
-                    headers: cx.request.headers(),
-                };
-                let edits = decide::upstream_edits(&self.config, &request, &verified);
-                let remove: Vec<String> = edits.remove.iter().map(|n| n.to_string()).collect();
-                let set: Vec<(String, String)> = edits
-                    .set
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect();
-                let (path, cookie) = (edits.path, edits.cookie);
-                for name in &remove {
+                // The edits borrow the configuration and the verified
+                // tokens, not the request: the head is free to change.
+                let edits = decide::upstream_edits(
+                    &self.config,
+                    &Request {
+                        view: cx.request.view(&route_name),
+                        headers: cx.request.headers(),
+                    },
+                    &verified,
+                );
+                for name in &edits.remove {
                     cx.request.remove(host, name);
                 }
-                for (name, value) in &set {
+                for (name, value) in &edits.set {
                     cx.request.set(host, name, value);
                 }
-                if let Some(path) = &path {
+                if let Some(path) = &edits.path {
                     cx.request.set(host, ":path", path);
                 }
-                match &cookie {
+                match &edits.cookie {
                     Some(Some(cookie)) => cx.request.set(host, "cookie", cookie),
                     Some(None) => cx.request.remove(host, "cookie"),
                     None => {}

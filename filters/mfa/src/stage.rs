@@ -153,7 +153,7 @@ impl Stage for MfaStage {
             },
             identity,
             client_certificate,
-            now_unix_ms: host.now_unix_ms(),
+            now_unix_ms: cx.now_ms(),
         };
         match decide::decide(config, Some(policy), &request) {
             Decision::NoPolicy => {

@@ -160,8 +160,12 @@ impl RequestHead {
         self.locate_pseudo_headers();
     }
 
-    /// Removes a header (all its values) toward the upstream.
+    /// Removes a header (all its values) toward the upstream. Knowing the
+    /// whole map, a header the request does not have costs no host call.
     pub fn remove(&mut self, host: &dyn Host, name: &str) {
+        if self.whole && self.header(name).is_none() {
+            return;
+        }
         host.set_header(HeaderMap::Request, name, None);
         let before = self.headers.len();
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
@@ -504,9 +508,24 @@ pub struct Exchange<'a> {
     pub decisions: &'a mut Decisions,
     /// Whether the request headers ended the request (no body follows).
     pub end_of_stream: bool,
+    /// The host clock, read at most once per event for every stage.
+    pub(super) now_ms: std::cell::Cell<Option<i64>>,
 }
 
 impl Exchange<'_> {
+    /// The host's wall clock (ms since the epoch), read once per event: the
+    /// stages of one event see the same time, for one host call.
+    pub fn now_ms(&self) -> i64 {
+        match self.now_ms.get() {
+            Some(now) => now,
+            None => {
+                let now = self.host.now_unix_ms();
+                self.now_ms.set(Some(now));
+                now
+            }
+        }
+    }
+
     /// The request's view for the matchers; reads the route name only
     /// when `with_route_name` (it costs a host call).
     pub fn view(&mut self, with_route_name: bool) -> RequestView<'_> {

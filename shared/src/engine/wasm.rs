@@ -194,8 +194,11 @@ impl<M: Module> HttpContext for EngineHttp<M> {
 
 impl<M: Module> Drop for EngineHttp<M> {
     fn drop(&mut self) {
+        // Only a request that waited can have left anything with the engine.
         if let Some(engine) = &self.engine {
-            engine.forget(self.context_id);
+            if self.flow.is_none() || engine.waiting() > 0 {
+                engine.forget(self.context_id);
+            }
         }
     }
 }
