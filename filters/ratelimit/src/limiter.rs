@@ -335,17 +335,29 @@ pub fn decide_with<S: SharedStore + ?Sized>(
     }
 
     // Step 1: with several buckets, check them all before spending any. The
-    // readings serve the first spending attempt of step 2.
+    // readings serve the first spending attempt of step 2. A bucket this
+    // worker wrote last is checked from its remembered value, without a
+    // read: step 2 then spends it with one presumed-token write, which fails
+    // (and reads) if anyone else wrote it since. A refusal is never decided
+    // from a remembered value: it is checked with a read.
     let mut readings: Vec<Option<Read>> = Vec::new();
     let checked: Vec<Option<Verdict>> = if active.len() > 1 {
         let verdicts: Vec<Option<Verdict>> = active
             .iter()
             .map(|a| {
-                match cache
-                    .take_read(a.id())
-                    .map_or_else(|| store.get(&a.key), Ok)
-                {
+                let kept = cache.take_read(a.id());
+                if kept.is_none() {
+                    if let Some(copy) = cache.peek(a.id(), now_ns) {
+                        let verdict = evaluate(Some(copy), &a.ask(now_ns)).0;
+                        if matches!(verdict, Verdict::Spend { .. } | Verdict::Unmetered) {
+                            readings.push(None);
+                            return Some(verdict);
+                        }
+                    }
+                }
+                match kept.map_or_else(|| store.get(&a.key), Ok) {
                     Ok(read) => {
+                        cache.observe_read(&read, written_after_ns, now_ns);
                         let verdict = evaluate(read.0.as_deref(), &a.ask(now_ns)).0;
                         readings.push(Some(read));
                         Some(verdict)
@@ -1211,6 +1223,52 @@ mod tests {
     }
 
     #[test]
+    fn one_worker_checks_and_spends_several_buckets_with_writes_only() {
+        let c = config(
+            r#"{"rules":[
+                {"name":"global","token_bucket":{"max_tokens":1000,"fill_interval":"1h"}},
+                {"name":"per_client","key":["client_address"],"token_bucket":{"max_tokens":1000,"fill_interval":"1h"}}]}"#,
+        );
+        let store = EnvoyStore::default();
+        create_tables(&c, &store);
+        let mut cache = WriteCache::new();
+        for i in 0..3u64 {
+            assert!(allowed(&decide_with(
+                &c,
+                &store,
+                &mut cache,
+                &from("10.0.0.1"),
+                5 * SEC + i
+            )));
+        }
+        let (gets, sets) = (store.gets.get(), store.sets.get());
+        for i in 3..53u64 {
+            let d = decide_with(&c, &store, &mut cache, &from("10.0.0.1"), 5 * SEC + i);
+            assert!(allowed(&d));
+        }
+        assert_eq!(
+            store.gets.get(),
+            gets,
+            "checked from this worker's last writes"
+        );
+        assert_eq!(store.sets.get(), sets + 100, "one write per bucket");
+        // Another writer in between: the presumed write misses, the bucket
+        // is read, and the counts stay exact.
+        let other = decide(&c, &store, &from("10.0.0.1"), 5 * SEC + 60);
+        assert!(allowed(&other));
+        let d = decide_with(&c, &store, &mut cache, &from("10.0.0.1"), 5 * SEC + 61);
+        assert!(allowed(&d));
+        assert_eq!(d.counts.guess_missed, 1, "{d:?}");
+        let probe = decide(&c, &store, &from("10.0.0.1"), 5 * SEC + 62);
+        assert_eq!(
+            probe.reports[0].remaining,
+            1000 - 56,
+            "53 + 1 + 1 + this probe"
+        );
+        assert_eq!(probe.reports[1].remaining, 1000 - 56);
+    }
+
+    #[test]
     fn a_refusal_at_the_tick_time_is_decided_again_at_the_clock_time() {
         let c = config(
             r#"{"rules":[
@@ -1239,14 +1297,20 @@ mod tests {
         assert_eq!(clock_reads.get(), 1);
         // Still at the tick time the bucket is empty, and at the clock's
         // time too: refused with the exact wait (50 ms, rounded up to 1 s),
-        // and nothing was spent from `global` by the refusals. The second
-        // decision reads nothing: it starts from the first one's readings.
+        // and nothing was spent from `global` by the refusals. Only the
+        // refusing bucket is read (`global` is checked from this worker's
+        // last write), and the second decision reads nothing: it starts from
+        // the first one's reading.
         let gets = store.gets.get();
         let d = at_tick(tick + 150 * SEC / 1000);
         assert_eq!(d.refusal.as_ref().unwrap().retry_after, 1);
         assert_eq!(d.reports[1].outcome, RuleOutcome::Limited);
         assert_eq!(clock_reads.get(), 2);
-        assert_eq!(store.gets.get(), gets + 2, "one reading per bucket");
+        assert_eq!(
+            store.gets.get(),
+            gets + 1,
+            "one reading, of the refusing bucket"
+        );
         let probe = config(
             r#"{"rules":[{"name":"global","token_bucket":{"max_tokens":100,"fill_interval":"1h"}}]}"#,
         );
