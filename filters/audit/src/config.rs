@@ -33,6 +33,15 @@ pub const NEVER_LOGGED_HEADERS: &[&str] = &[
     "proxy-authorization",
     "cookie",
     "set-cookie",
+    // Credentials by another name: API keys, session and access tokens, the
+    // cloud providers' security tokens, DPoP proofs.
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "dpop",
 ];
 
 /// The record layout.

@@ -235,3 +235,68 @@ impl Stage for AuditStage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The audit stage in the engine against the fake host: alone, it reads
+    //! the other modules' decisions from filter state, once each, and
+    //! Envoy's attributes, and writes one redacted record.
+
+    use palisade_shared::contract;
+    use palisade_shared::engine::fake::FakeHost;
+    use palisade_shared::engine::{Engine, Module};
+
+    use super::*;
+
+    #[test]
+    fn one_record_from_filter_state_and_attributes() {
+        // An API key is a credential: refused like Authorization.
+        let err =
+            AuditModule::configure(br#"{"request_headers": ["X-Api-Key"]}"#, &FakeHost::new())
+                .err()
+                .unwrap();
+        assert_eq!(err.path, "request_headers[0]");
+        let host = FakeHost::new()
+            .with_request("GET", "/login?user=bob&password=hunter2")
+            .with_request_header("x-tenant", "acme")
+            .with_request_header("x-request-id", "req-9")
+            .with_property(&["source", "address"], b"192.0.2.7:5000")
+            .with_property(&["request", "protocol"], b"HTTP/1.1")
+            .with_property(
+                &[contract::DENIAL],
+                br#"{"filter":"ratelimit","status":429,"reason":"limited"}"#,
+            )
+            .with_property(&[contract::WAF], b"{not json");
+        host.set_response_headers(&[(":status", "429")]);
+        let stage = AuditModule::configure(br#"{"request_headers": ["x-tenant"]}"#, &host).unwrap();
+        let engine = Engine::new(stage, AuditModule::NAME, 1, &host).unwrap();
+        let mut slot = None;
+        engine.on_request_headers(2, &mut slot, true, &host);
+        assert_eq!(
+            host.header_reads(),
+            0,
+            "nothing read before the request ends"
+        );
+        engine.on_log(2, &mut slot, &host);
+        let record = host.property_json(contract::AUDIT).unwrap();
+        assert_eq!(record["outcome"], "denied", "{record}");
+        assert_eq!(record["denied_by"], "ratelimit");
+        assert_eq!(record["response"]["status"], 429);
+        assert_eq!(record["request"]["protocol"], "HTTP/1.1");
+        assert_eq!(record["request_id"], "req-9");
+        let text = record.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(record["request"]["headers"]["x-tenant"], "acme");
+        assert_eq!(host.metric("palisade.audit.records_written"), 1);
+        assert_eq!(host.metric("palisade.audit.denied.ratelimit"), 1);
+        assert_eq!(host.metric("palisade.audit.unreadable_filter_state"), 1);
+        let reads = host.properties_read();
+        for state in [contract::IDENTITY, contract::WAF, contract::DENIAL] {
+            assert_eq!(
+                reads.iter().filter(|p| *p == state).count(),
+                1,
+                "{state}: {reads:?}"
+            );
+        }
+    }
+}

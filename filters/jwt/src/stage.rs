@@ -535,3 +535,6 @@ impl Stage for JwtStage {
         Some(self.sync(&mut worker, host))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -218,3 +218,77 @@ impl Stage for MfaStage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The MFA stage in the engine against the fake host: the identity from
+    //! another module's filter state, unreadable state, client copies of the
+    //! upstream headers.
+
+    use palisade_shared::contract;
+    use palisade_shared::engine::fake::FakeHost;
+    use palisade_shared::engine::{Action, Engine, Module};
+
+    use super::*;
+
+    const CONFIG: &[u8] = br#"{
+        "acr_ranking": ["pwd", "mfa"],
+        "upstream_headers": {"acr": "x-auth-acr"},
+        "policies": {"admin": {"acr_values": ["mfa"]}},
+        "rules": [{"match": {"path": {"prefix": "/admin"}}, "policy": "admin"}]
+    }"#;
+
+    fn run(host: &FakeHost) -> Action {
+        let stage = MfaModule::configure(CONFIG, host).unwrap();
+        let engine = Engine::new(stage, MfaModule::NAME, 1, host).unwrap();
+        engine.on_request_headers(2, &mut None, true, host)
+    }
+
+    #[test]
+    fn a_strong_identity_from_the_jwt_module_passes_and_forged_headers_are_dropped() {
+        let host = FakeHost::new()
+            .with_request("GET", "/admin")
+            .with_request_header("x-auth-acr", "phr")
+            .with_property(&[contract::IDENTITY], br#"{"provider":"corp","iss":"i","sub":"a","aud":[],"scope":[],"acr":"mfa","amr":[]}"#);
+        assert_eq!(run(&host), Action::Continue);
+        let upstream = host.request_headers();
+        let acr: Vec<&str> = upstream
+            .iter()
+            .filter(|(n, _)| n == "x-auth-acr")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            acr,
+            ["mfa"],
+            "the client's copy is replaced by the verified value"
+        );
+        assert_eq!(
+            host.property_json(contract::MFA).unwrap()["outcome"],
+            "passed"
+        );
+        assert_eq!(host.metric("palisade.mfa.policy.admin.passed"), 1);
+    }
+
+    #[test]
+    fn an_unreadable_identity_is_refused_closed() {
+        let host = FakeHost::new()
+            .with_request("GET", "/admin")
+            .with_property(&[contract::IDENTITY], br#"{"acr": 2}"#);
+        assert_eq!(run(&host), Action::Pause);
+        assert_eq!(host.last_reply().unwrap().status, 500);
+        assert_eq!(host.metric("palisade.mfa.identity_unreadable"), 1);
+        assert_eq!(
+            host.property_json(contract::DENIAL).unwrap()["reason"],
+            "identity_unreadable"
+        );
+    }
+
+    #[test]
+    fn no_identity_is_a_plain_challenge() {
+        let host = FakeHost::new().with_request("GET", "/admin");
+        assert_eq!(run(&host), Action::Pause);
+        let reply = host.last_reply().unwrap();
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    }
+}

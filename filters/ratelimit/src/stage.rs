@@ -403,3 +403,65 @@ impl Stage for RateLimitStage {
         Wake::No
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rate-limit stage in the engine against the fake host: buckets in
+    //! shared data, the RateLimit fields on the response, the refusal.
+
+    use palisade_shared::contract;
+    use palisade_shared::engine::fake::FakeHost;
+    use palisade_shared::engine::{Action, Engine, Module};
+
+    use super::*;
+
+    #[test]
+    fn a_bucket_of_two_allows_two_then_refuses_with_its_fields() {
+        let host = FakeHost::new()
+            .with_request("GET", "/")
+            .with_property(&["source", "address"], b"10.0.0.1:4000");
+        let stage = RateLimitModule::configure(
+            br#"{"rate_limit_headers": "always", "rules": [{"name": "two", "key": ["client_address"],
+                 "token_bucket": {"max_tokens": 2, "fill_interval": "3600s"}}]}"#,
+            &host,
+        )
+        .unwrap();
+        let engine = Engine::new(stage, RateLimitModule::NAME, 1, &host).unwrap();
+        assert_eq!(host.tick_period(), Some(TICK_PERIOD));
+        // One token per hour: the bucket is full again an hour per token spent.
+        for (remaining, full_in) in [(1, 3600), (0, 7200)] {
+            host.set_response_headers(&[(":status", "200")]);
+            let mut slot = None;
+            assert_eq!(
+                engine.on_request_headers(2, &mut slot, true, &host),
+                Action::Continue
+            );
+            engine.on_response_headers(2, &mut slot, &host);
+            let fields: Vec<(String, String)> = host.response_headers();
+            assert!(
+                fields.contains(&(
+                    "ratelimit".into(),
+                    format!("\"two\";r={remaining};t={full_in}")
+                )),
+                "{fields:?}"
+            );
+            assert_eq!(
+                host.property_json(contract::RATELIMIT).unwrap()["remaining"],
+                remaining
+            );
+        }
+        assert_eq!(
+            engine.on_request_headers(2, &mut None, true, &host),
+            Action::Pause
+        );
+        let reply = host.last_reply().unwrap();
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.header("retry-after"), Some("3600"));
+        assert_eq!(host.metric("palisade.ratelimit.denied"), 1);
+        assert_eq!(host.metric("palisade.ratelimit.rule.two.limited"), 1);
+        // Allowed requests are counted in the VM and reach Envoy at the tick.
+        assert_eq!(host.metric("palisade.ratelimit.rule.two.allowed"), 0);
+        engine.on_tick(&host);
+        assert_eq!(host.metric("palisade.ratelimit.rule.two.allowed"), 2);
+    }
+}

@@ -259,3 +259,78 @@ impl Stage for WafStage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The WAF stage in the engine against the fake host: a body held and
+    //! inspected before it reaches the upstream, and a head refused at once.
+
+    use palisade_shared::contract;
+    use palisade_shared::engine::fake::FakeHost;
+    use palisade_shared::engine::{Action, Engine, Module};
+
+    use super::*;
+
+    fn engine(host: &FakeHost) -> Engine<WafStage> {
+        let stage = WafModule::configure(br#"{"paranoia_level": 1}"#, host).unwrap();
+        Engine::new(stage, WafModule::NAME, 1, host).unwrap()
+    }
+
+    #[test]
+    fn a_json_body_is_held_and_refused_before_the_upstream_sees_it() {
+        let host = FakeHost::new().with_request("POST", "/api/items");
+        host.set_request(
+            &[
+                (":method", "POST"),
+                (":path", "/api/items"),
+                ("content-type", "application/json"),
+            ],
+            br#"{"name": "x' OR 1=1--"}"#,
+        );
+        let engine = engine(&host);
+        let mut slot = None;
+        assert_eq!(
+            engine.on_request_headers(2, &mut slot, false, &host),
+            Action::Continue
+        );
+        assert!(
+            host.property_text(contract::WAF).is_none(),
+            "no verdict before the body"
+        );
+        assert_eq!(
+            engine.on_request_body(2, &mut slot, 10, false, &host),
+            Action::Pause
+        );
+        assert_eq!(
+            engine.on_request_body(2, &mut slot, 24, true, &host),
+            Action::Pause
+        );
+        let reply = host.last_reply().unwrap();
+        assert_eq!(reply.status, 403);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
+        let waf = host.property_json(contract::WAF).unwrap();
+        assert_eq!(waf["action"], "blocked");
+        assert_eq!(waf["matches"][0]["location"], "json.name");
+        assert_eq!(host.metric("palisade.waf.requests.blocked"), 1);
+    }
+
+    #[test]
+    fn a_clean_get_publishes_the_allow_without_reading_a_body() {
+        let host = FakeHost::new().with_request("GET", "/search?q=shoes");
+        let engine = engine(&host);
+        let mut slot = None;
+        assert_eq!(
+            engine.on_request_headers(2, &mut slot, true, &host),
+            Action::Continue
+        );
+        assert_eq!(
+            host.property_text(contract::WAF).unwrap(),
+            r#"{"score":0,"matches":[],"action":"allowed"}"#
+        );
+        assert_eq!(host.metric("palisade.waf.requests.allowed"), 1);
+        assert!(host.replies().is_empty());
+    }
+}
