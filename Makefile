@@ -33,7 +33,7 @@ help:
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
-	@echo "make oci     push Wasm OCI images to OCI_REGISTRY and write dist/istio/ WasmPlugin manifests"
+	@echo "make oci     push Wasm OCI images to OCI_REGISTRY, write WasmPlugin manifests: dist/istio-bundle/ (bundle), dist/istio/ (modules)"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
 
 wasm-target:
@@ -96,9 +96,12 @@ otlp-deps:
 	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
 	fi
 
-# Pushes every module as a Wasm OCI image (and its compat variant) to
-# $(OCI_REGISTRY), then writes dist/istio/ WasmPlugin manifests pinned to the
-# image digests. OCI_TAG defaults to the crate version.
+# Pushes every module (palisade.wasm as `bundle`, each palisade_<filter>.wasm
+# as `<filter>`) as a Wasm OCI image (and its compat variant) to
+# $(OCI_REGISTRY), then writes the WasmPlugin manifests pinned to the image
+# digests: dist/istio-bundle/ for the bundle, dist/istio/ for the separate
+# modules, each with its own kustomization (apply one, never both).
+# OCI_TAG defaults to the crate version.
 OCI_TAG ?=
 oci: build
 	cargo run --release -q -p palisade-oci -- push --registry "$(OCI_REGISTRY)" $(if $(OCI_TAG),--tag $(OCI_TAG))
