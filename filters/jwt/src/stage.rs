@@ -517,7 +517,7 @@ impl Stage for JwtStage {
         }
     }
 
-    fn on_http_call_response(
+    fn on_root_call_response(
         &self,
         token: u32,
         response: &CallResponse,

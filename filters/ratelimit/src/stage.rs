@@ -9,7 +9,7 @@ use palisade_shared::config::ConfigError;
 use palisade_shared::contract;
 use palisade_shared::engine::{
     self, Attribute, Counter, DecisionKind, DecisionSet, Exchange, Host, HostStore, LogLevel,
-    Module, Needs, Refusal, Stage, Step, Wake,
+    Module, Needs, Refusal, ResponseStep, Stage, Step, Wake,
 };
 
 use crate::clock::MonotonicClock;
@@ -391,10 +391,15 @@ impl Stage for RateLimitStage {
         Step::Continue
     }
 
-    fn on_response_headers(&self, request: &mut RateLimitRequest, cx: &mut Exchange<'_>) {
+    fn on_response_headers(
+        &self,
+        request: &mut RateLimitRequest,
+        cx: &mut Exchange<'_>,
+    ) -> ResponseStep {
         for (name, value) in std::mem::take(&mut request.response_headers) {
             cx.response.add(cx.host, &name, &value);
         }
+        ResponseStep::Continue
     }
 
     fn on_tick(&self, host: &dyn Host) -> Wake {

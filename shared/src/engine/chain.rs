@@ -6,7 +6,9 @@
 
 use super::exchange::Exchange;
 use super::host::Host;
-use super::stage::{BodyStep, CallResponse, Needs, Stage, Step, Wake};
+use super::stage::{
+    BodyStep, CallResponse, Needs, ResponseBodyStep, ResponseStep, Stage, Step, Wake,
+};
 
 /// `first`, then `then`.
 #[derive(Debug)]
@@ -36,6 +38,9 @@ pub struct ThenRequest<A, B> {
     /// The body size each stage asked for, when it did.
     first_body: Option<usize>,
     then_body: Option<usize>,
+    /// What each stage asked of the response.
+    first_response: Option<ResponseStep>,
+    then_response: Option<ResponseStep>,
 }
 
 impl<A, B> ThenRequest<A, B> {
@@ -58,6 +63,7 @@ impl<A: Stage, B: Stage> Then<A, B> {
     ) -> Step {
         match step {
             Step::Refuse(r) => return Step::Refuse(r),
+            Step::Respond(r) => return Step::Respond(r),
             Step::Wait { deadline_ms } => return Step::Wait { deadline_ms },
             Step::ReadBody { max_bytes } => request.first_body = Some(max_bytes),
             Step::Continue => {}
@@ -115,22 +121,90 @@ impl<A: Stage, B: Stage> Stage for Then<A, B> {
         cx: &mut Exchange<'_>,
         body: &[u8],
     ) -> BodyStep {
+        // The second stage sees the body as the first one left it.
+        let mut replaced: Option<Vec<u8>> = None;
         if let Some(max) = request.first_body {
             let seen = body.get(..max.saturating_add(1)).unwrap_or(body);
-            if let BodyStep::Refuse(r) = self.first.on_request_body(&mut request.first, cx, seen) {
-                return BodyStep::Refuse(r);
+            match self.first.on_request_body(&mut request.first, cx, seen) {
+                BodyStep::Refuse(r) => return BodyStep::Refuse(r),
+                BodyStep::Replace(b) => replaced = Some(b),
+                BodyStep::Continue => {}
             }
         }
         if let Some(max) = request.then_body {
-            let seen = body.get(..max.saturating_add(1)).unwrap_or(body);
-            return self.then.on_request_body(&mut request.then, cx, seen);
+            let current = replaced.as_deref().unwrap_or(body);
+            let seen = current.get(..max.saturating_add(1)).unwrap_or(current);
+            match self.then.on_request_body(&mut request.then, cx, seen) {
+                BodyStep::Continue => {}
+                other => return other,
+            }
         }
-        BodyStep::Continue
+        replaced.map_or(BodyStep::Continue, BodyStep::Replace)
     }
 
-    fn on_response_headers(&self, request: &mut Self::Request, cx: &mut Exchange<'_>) {
-        self.first.on_response_headers(&mut request.first, cx);
-        self.then.on_response_headers(&mut request.then, cx);
+    fn on_response_headers(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+    ) -> ResponseStep {
+        let first = self.first.on_response_headers(&mut request.first, cx);
+        let then = self.then.on_response_headers(&mut request.then, cx);
+        request.first_response = (first != ResponseStep::Continue).then_some(first);
+        request.then_response = (then != ResponseStep::Continue).then_some(then);
+        first.and(then)
+    }
+
+    fn on_response_body(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        body: &[u8],
+        complete: bool,
+    ) -> ResponseBodyStep {
+        let mut replaced: Option<Vec<u8>> = None;
+        if request.first_response.is_some() {
+            if let ResponseBodyStep::Replace(b) =
+                self.first
+                    .on_response_body(&mut request.first, cx, body, complete)
+            {
+                replaced = Some(b);
+            }
+        }
+        if request.then_response.is_some() {
+            let current = replaced.as_deref().unwrap_or(body);
+            if let ResponseBodyStep::Replace(b) =
+                self.then
+                    .on_response_body(&mut request.then, cx, current, complete)
+            {
+                replaced = Some(b);
+            }
+        }
+        replaced.map_or(ResponseBodyStep::Continue, ResponseBodyStep::Replace)
+    }
+
+    fn on_call_response(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        token: u32,
+        response: &CallResponse,
+    ) -> Option<Step> {
+        if let Some(step) = self
+            .first
+            .on_call_response(&mut request.first, cx, token, response)
+        {
+            return Some(match request.at {
+                At::First => self.after_first(step, request, cx),
+                At::Then => step,
+            });
+        }
+        let step = self
+            .then
+            .on_call_response(&mut request.then, cx, token, response)?;
+        Some(match request.at {
+            At::Then => self.after_then(step, request),
+            At::First => step,
+        })
     }
 
     fn on_log(&self, request: &mut Self::Request, cx: &mut Exchange<'_>) {
@@ -143,15 +217,15 @@ impl<A: Stage, B: Stage> Stage for Then<A, B> {
         first.or(self.then.on_tick(host))
     }
 
-    fn on_http_call_response(
+    fn on_root_call_response(
         &self,
         token: u32,
         response: &CallResponse,
         host: &dyn Host,
     ) -> Option<Wake> {
         self.first
-            .on_http_call_response(token, response, host)
-            .or_else(|| self.then.on_http_call_response(token, response, host))
+            .on_root_call_response(token, response, host)
+            .or_else(|| self.then.on_root_call_response(token, response, host))
     }
 }
 
@@ -194,10 +268,39 @@ impl<S: Stage> Stage for Option<S> {
         }
     }
 
-    fn on_response_headers(&self, request: &mut Self::Request, cx: &mut Exchange<'_>) {
-        if let Some(s) = self {
-            s.on_response_headers(request, cx);
+    fn on_response_headers(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+    ) -> ResponseStep {
+        match self {
+            Some(s) => s.on_response_headers(request, cx),
+            None => ResponseStep::Continue,
         }
+    }
+
+    fn on_response_body(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        body: &[u8],
+        complete: bool,
+    ) -> ResponseBodyStep {
+        match self {
+            Some(s) => s.on_response_body(request, cx, body, complete),
+            None => ResponseBodyStep::Continue,
+        }
+    }
+
+    fn on_call_response(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        token: u32,
+        response: &CallResponse,
+    ) -> Option<Step> {
+        self.as_ref()
+            .and_then(|s| s.on_call_response(request, cx, token, response))
     }
 
     fn on_log(&self, request: &mut Self::Request, cx: &mut Exchange<'_>) {
@@ -210,13 +313,13 @@ impl<S: Stage> Stage for Option<S> {
         self.as_ref().map_or(Wake::No, |s| s.on_tick(host))
     }
 
-    fn on_http_call_response(
+    fn on_root_call_response(
         &self,
         token: u32,
         response: &CallResponse,
         host: &dyn Host,
     ) -> Option<Wake> {
         self.as_ref()
-            .and_then(|s| s.on_http_call_response(token, response, host))
+            .and_then(|s| s.on_root_call_response(token, response, host))
     }
 }

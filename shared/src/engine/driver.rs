@@ -15,7 +15,10 @@ use crate::problem::{self, Problem};
 
 use super::exchange::{publish_json, Attributes, Decisions, Exchange, RequestHead, ResponseHead};
 use super::host::{log, Body, HeaderMap, Host, LogLevel};
-use super::stage::{BodyStep, CallResponse, Needs, Refusal, Reply, Stage, Step, Wake};
+use super::stage::{
+    BodyStep, CallResponse, Needs, Refusal, Reply, ResponseBodyStep, ResponseStep, Stage, Step,
+    Wake,
+};
 
 /// What the proxy should do with the stream after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,19 @@ enum BodyState {
     Done,
 }
 
+/// What the stages asked of the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseBodyState {
+    /// Nothing.
+    NotWanted,
+    /// Held until complete (or this many bytes), then handed over once.
+    Wanted(usize),
+    /// Each chunk shown as it passes.
+    Observed,
+    /// Handed over.
+    Done,
+}
+
 /// Everything the engine keeps for one request.
 pub struct Flow<R> {
     request: R,
@@ -46,7 +62,10 @@ pub struct Flow<R> {
     attributes: Attributes,
     decisions: Decisions,
     body: BodyState,
+    response_body: ResponseBodyState,
     end_of_stream: bool,
+    /// Parked by a wait: its request is paused until resumed.
+    paused: bool,
 }
 
 impl<R: Default> Flow<R> {
@@ -58,7 +77,9 @@ impl<R: Default> Flow<R> {
             attributes: Attributes::default(),
             decisions,
             body: BodyState::NotWanted,
+            response_body: ResponseBodyState::NotWanted,
             end_of_stream,
+            paused: false,
         }
     }
 }
@@ -183,7 +204,8 @@ impl<S: Stage> Engine<S> {
                     context_id,
                     deadline_ms,
                 });
-                if let Some(flow) = slot.take() {
+                if let Some(mut flow) = slot.take() {
+                    flow.paused = true;
                     self.parked.borrow_mut().insert(context_id, flow);
                 }
                 Action::Pause
@@ -208,6 +230,10 @@ impl<S: Stage> Engine<S> {
             }
             Step::Refuse(refusal) => {
                 self.refuse(flow, &refusal, host);
+                Applied::Go(Action::Pause)
+            }
+            Step::Respond(reply) => {
+                self.send(&reply, self.name, host);
                 Applied::Go(Action::Pause)
             }
             Step::Wait { deadline_ms } if self.needs.tick.is_some() && !timed_out => {
@@ -270,21 +296,22 @@ impl<S: Stage> Engine<S> {
         };
         publish_json(host, refusal.filter, contract::DENIAL, &denial);
         flow.decisions.set_denial(denial);
-        let headers: Vec<(&str, &str)> = refusal
-            .reply
+        self.send(&refusal.reply, refusal.filter, host);
+    }
+
+    /// Sends a local reply; a failure is logged under `stage`.
+    fn send(&self, reply: &Reply, stage: &str, host: &dyn Host) {
+        let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        if let Err(status) = host.send_reply(refusal.reply.status, &headers, &refusal.reply.body) {
+        if let Err(status) = host.send_reply(reply.status, &headers, &reply.body) {
             log(
                 host,
-                refusal.filter,
+                stage,
                 LogLevel::Error,
-                &format!(
-                    "could not send the {} refusal: {status:?}",
-                    refusal.reply.status
-                ),
+                &format!("could not send the {} reply: {status:?}", reply.status),
             );
         }
     }
@@ -308,7 +335,7 @@ impl<S: Stage> Engine<S> {
         if !end_of_stream && body_size <= max {
             return Action::Pause;
         }
-        self.hand_body(flow, body_size.min(max.saturating_add(1)), host)
+        self.hand_body(flow, body_size, max, host)
     }
 
     /// The request trailers: a body still held (a stream that ends with
@@ -326,12 +353,20 @@ impl<S: Stage> Engine<S> {
         let BodyState::Wanted(max) = flow.body else {
             return Action::Continue;
         };
-        self.hand_body(flow, max.saturating_add(1), host)
+        self.hand_body(flow, usize::MAX, max, host)
     }
 
-    fn hand_body(&self, flow: &mut Flow<S::Request>, read: usize, host: &dyn Host) -> Action {
+    /// Hands the held body (`held` bytes, as far as known) to the stages
+    /// that asked, reading at most one byte past `max`.
+    fn hand_body(
+        &self,
+        flow: &mut Flow<S::Request>,
+        held: usize,
+        max: usize,
+        host: &dyn Host,
+    ) -> Action {
         flow.body = BodyState::Done;
-        let body = match host.body(Body::Request, read) {
+        let body = match host.body(Body::Request, held.min(max.saturating_add(1))) {
             Ok(body) => body,
             Err(status) => {
                 // A body that cannot be inspected does not pass unseen.
@@ -359,6 +394,30 @@ impl<S: Stage> Engine<S> {
         };
         match step {
             BodyStep::Continue => Action::Continue,
+            BodyStep::Replace(new_body) => {
+                let held = if held == usize::MAX { body.len() } else { held };
+                if let Err(status) = host.replace_body(Body::Request, held, &new_body) {
+                    // The body cannot become what the stage decided: it
+                    // does not go on as it was.
+                    log(
+                        host,
+                        self.name,
+                        LogLevel::Error,
+                        &format!("cannot replace the request body ({status:?}); refusing"),
+                    );
+                    let refusal = self.engine_refusal(
+                        flow,
+                        host,
+                        500,
+                        "Internal Server Error",
+                        "body_unchangeable",
+                        "the request body could not be rewritten",
+                    );
+                    self.refuse(flow, &refusal, host);
+                    return Action::Pause;
+                }
+                Action::Continue
+            }
             BodyStep::Refuse(refusal) => {
                 self.refuse(flow, &refusal, host);
                 Action::Pause
@@ -374,10 +433,152 @@ impl<S: Stage> Engine<S> {
         host: &dyn Host,
     ) -> Action {
         if let Some(flow) = self.reclaim(context_id, slot) {
-            let (request, mut cx) = flow.split(host);
-            self.stage.on_response_headers(request, &mut cx);
+            let step = {
+                let (request, mut cx) = flow.split(host);
+                self.stage.on_response_headers(request, &mut cx)
+            };
+            flow.response_body = match step {
+                ResponseStep::Continue => ResponseBodyState::NotWanted,
+                ResponseStep::ReadBody { max_bytes } => ResponseBodyState::Wanted(max_bytes),
+                ResponseStep::ObserveBody => ResponseBodyState::Observed,
+            };
         }
         Action::Continue
+    }
+
+    /// A chunk of the response body: held until complete for stages that
+    /// read it whole, shown as it passes to stages that observe it.
+    pub fn on_response_body(
+        &self,
+        context_id: u32,
+        slot: &mut Slot<S::Request>,
+        body_size: usize,
+        end_of_stream: bool,
+        host: &dyn Host,
+    ) -> Action {
+        let Some(flow) = self.reclaim(context_id, slot) else {
+            return Action::Continue;
+        };
+        match flow.response_body {
+            ResponseBodyState::Wanted(max) if !end_of_stream && body_size <= max => Action::Pause,
+            ResponseBodyState::Wanted(max) => {
+                flow.response_body = ResponseBodyState::Done;
+                let complete = end_of_stream && body_size <= max;
+                self.hand_response_body(flow, body_size, max, complete, host);
+                Action::Continue
+            }
+            ResponseBodyState::Observed => {
+                let chunk = host.body(Body::Response, body_size).unwrap_or_default();
+                let (request, mut cx) = flow.split(host);
+                // An observer sees; it does not change a body it did not hold.
+                let _ = self
+                    .stage
+                    .on_response_body(request, &mut cx, &chunk, end_of_stream);
+                Action::Continue
+            }
+            ResponseBodyState::NotWanted | ResponseBodyState::Done => Action::Continue,
+        }
+    }
+
+    /// The response trailers: a response body still held is handed over.
+    pub fn on_response_trailers(
+        &self,
+        context_id: u32,
+        slot: &mut Slot<S::Request>,
+        host: &dyn Host,
+    ) -> Action {
+        let Some(flow) = self.reclaim(context_id, slot) else {
+            return Action::Continue;
+        };
+        if let ResponseBodyState::Wanted(max) = flow.response_body {
+            flow.response_body = ResponseBodyState::Done;
+            self.hand_response_body(flow, usize::MAX, max, true, host);
+        }
+        Action::Continue
+    }
+
+    fn hand_response_body(
+        &self,
+        flow: &mut Flow<S::Request>,
+        held: usize,
+        max: usize,
+        complete: bool,
+        host: &dyn Host,
+    ) {
+        let body = host
+            .body(Body::Response, held.min(max.saturating_add(1)))
+            .unwrap_or_default();
+        let step = {
+            let (request, mut cx) = flow.split(host);
+            self.stage
+                .on_response_body(request, &mut cx, &body, complete)
+        };
+        if let ResponseBodyStep::Replace(new_body) = step {
+            let held = if held == usize::MAX { body.len() } else { held };
+            if let Err(status) = host.replace_body(Body::Response, held, &new_body) {
+                log(
+                    host,
+                    self.name,
+                    LogLevel::Error,
+                    &format!("cannot replace the response body ({status:?})"),
+                );
+            }
+        }
+    }
+
+    /// The response to a call a stage made while deciding this request.
+    pub fn on_request_call_response(
+        &self,
+        context_id: u32,
+        slot: &mut Slot<S::Request>,
+        token: u32,
+        response: &CallResponse,
+        host: &dyn Host,
+    ) {
+        let Some(flow) = self.reclaim(context_id, slot) else {
+            return;
+        };
+        let step = {
+            let (request, mut cx) = flow.split(host);
+            self.stage
+                .on_call_response(request, &mut cx, token, response)
+        };
+        let Some(step) = step else {
+            log(
+                host,
+                self.name,
+                LogLevel::Warn,
+                &format!("response to an unknown call (token {token})"),
+            );
+            return;
+        };
+        let was_paused = std::mem::replace(&mut flow.paused, false);
+        if let Ok(mut waiters) = self.waiters.try_borrow_mut() {
+            waiters.retain(|w| w.context_id != context_id);
+        }
+        match self.apply(step, flow, host, false) {
+            Applied::Go(Action::Continue) if was_paused => {
+                if let Err(status) = host.resume_request() {
+                    log(
+                        host,
+                        self.name,
+                        LogLevel::Warn,
+                        &format!("cannot resume a request: {status:?}"),
+                    );
+                }
+            }
+            Applied::Go(_) => {}
+            Applied::Wait(deadline_ms) => {
+                self.waiters.borrow_mut().push(Waiter {
+                    context_id,
+                    deadline_ms,
+                });
+                if let Some(mut flow) = slot.take() {
+                    flow.paused = true;
+                    self.parked.borrow_mut().insert(context_id, flow);
+                }
+            }
+        }
     }
 
     /// The end of the request (access-log time).
@@ -417,15 +618,36 @@ impl<S: Stage> Engine<S> {
     pub fn on_http_call_response(&self, token: u32, body_size: usize, host: &dyn Host) {
         let response = CallResponse {
             status: host.header(HeaderMap::CallResponse, ":status"),
+            grpc_status: None,
             body_size,
         };
-        match self.stage.on_http_call_response(token, &response, host) {
+        self.on_root_call_response(token, &response, host);
+    }
+
+    /// The response to a gRPC call a stage made from the root context.
+    pub fn on_grpc_call_response(
+        &self,
+        token: u32,
+        status_code: u32,
+        body_size: usize,
+        host: &dyn Host,
+    ) {
+        let response = CallResponse {
+            status: None,
+            grpc_status: Some(status_code),
+            body_size,
+        };
+        self.on_root_call_response(token, &response, host);
+    }
+
+    fn on_root_call_response(&self, token: u32, response: &CallResponse, host: &dyn Host) {
+        match self.stage.on_root_call_response(token, response, host) {
             Some(wake) => self.serve_waiters(host, wake),
             None => log(
                 host,
                 self.name,
                 LogLevel::Warn,
-                &format!("response to an unknown HTTP call (token {token})"),
+                &format!("response to an unknown call (token {token})"),
             ),
         }
     }
@@ -463,6 +685,7 @@ impl<S: Stage> Engine<S> {
                 let (request, mut cx) = flow.split(host);
                 self.stage.on_resume(request, &mut cx, timed_out)
             };
+            flow.paused = false;
             match self.apply(step, &mut flow, host, timed_out) {
                 Applied::Go(Action::Continue) => {
                     if let Err(status) = host.resume_request() {
@@ -475,10 +698,13 @@ impl<S: Stage> Engine<S> {
                     }
                 }
                 Applied::Go(Action::Pause) => {}
-                Applied::Wait(deadline_ms) => self.waiters.borrow_mut().push(Waiter {
-                    context_id,
-                    deadline_ms,
-                }),
+                Applied::Wait(deadline_ms) => {
+                    flow.paused = true;
+                    self.waiters.borrow_mut().push(Waiter {
+                        context_id,
+                        deadline_ms,
+                    });
+                }
             }
             self.parked.borrow_mut().insert(context_id, flow);
         }

@@ -54,6 +54,23 @@ pub struct DispatchedCall {
 /// A foreign function the fake host answers with.
 type ForeignFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, HostError>>;
 
+/// A gRPC call the fake host was asked to dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedGrpcCall {
+    /// Its token.
+    pub token: u32,
+    /// The cluster.
+    pub cluster: String,
+    /// `package.Service`.
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// The request message.
+    pub message: Vec<u8>,
+    /// The timeout.
+    pub timeout: Duration,
+}
+
 /// A host in memory. Every method takes `&self`, like the trait.
 #[derive(Default)]
 pub struct FakeHost {
@@ -64,7 +81,9 @@ pub struct FakeHost {
     response_headers: RefCell<Vec<(String, String)>>,
     call_response_headers: RefCell<Vec<(String, String)>>,
     request_body: RefCell<Vec<u8>>,
+    response_body: RefCell<Vec<u8>>,
     call_response_body: RefCell<Vec<u8>>,
+    grpc_calls: RefCell<Vec<DispatchedGrpcCall>>,
     body_unreadable: Cell<bool>,
     properties: RefCell<HashMap<String, Vec<u8>>>,
     shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
@@ -155,6 +174,26 @@ impl FakeHost {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
+    }
+
+    /// Sets the response body (held or passing).
+    pub fn set_response_body(&self, body: &[u8]) {
+        *self.response_body.borrow_mut() = body.to_vec();
+    }
+
+    /// The request body as the upstream would get it.
+    pub fn request_body(&self) -> Vec<u8> {
+        self.request_body.borrow().clone()
+    }
+
+    /// The response body as the client would get it.
+    pub fn response_body(&self) -> Vec<u8> {
+        self.response_body.borrow().clone()
+    }
+
+    /// The gRPC calls dispatched so far.
+    pub fn grpc_calls(&self) -> Vec<DispatchedGrpcCall> {
+        self.grpc_calls.borrow().clone()
     }
 
     /// Makes reading the request body fail.
@@ -373,10 +412,21 @@ impl Host for FakeHost {
         }
         let source = match body {
             Body::Request => self.request_body.borrow(),
-            Body::CallResponse => self.call_response_body.borrow(),
-            Body::Response => return Err(HostError::NotFound),
+            Body::Response => self.response_body.borrow(),
+            Body::CallResponse | Body::GrpcResponse => self.call_response_body.borrow(),
         };
         Ok(source[..source.len().min(max)].to_vec())
+    }
+
+    fn replace_body(&self, body: Body, old_len: usize, value: &[u8]) -> Result<(), HostError> {
+        let mut target = match body {
+            Body::Request => self.request_body.borrow_mut(),
+            Body::Response => self.response_body.borrow_mut(),
+            Body::CallResponse | Body::GrpcResponse => return Err(HostError::BadArgument),
+        };
+        let end = old_len.min(target.len());
+        target.splice(..end, value.iter().copied());
+        Ok(())
     }
 
     fn send_reply(
@@ -444,6 +494,28 @@ impl Host for FakeHost {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
+            timeout,
+        });
+        Ok(token)
+    }
+
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service_name: &str,
+        method_name: &str,
+        _metadata: &[(&str, &[u8])],
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        self.grpc_calls.borrow_mut().push(DispatchedGrpcCall {
+            token,
+            cluster: cluster.to_string(),
+            service: service_name.to_string(),
+            method: method_name.to_string(),
+            message: message.to_vec(),
             timeout,
         });
         Ok(token)

@@ -63,6 +63,8 @@ pub enum Body {
     Response,
     /// The body of the response to an HTTP call.
     CallResponse,
+    /// The message of the response to a gRPC call.
+    GrpcResponse,
 }
 
 /// Kinds of metric.
@@ -111,6 +113,9 @@ pub trait Host {
     fn add_header(&self, map: HeaderMap, name: &str, value: &str);
     /// Up to `max` bytes of a body, from the start.
     fn body(&self, body: Body, max: usize) -> Result<Vec<u8>, HostError>;
+    /// Replaces the first `old_len` bytes of a request or response body
+    /// being held (all of it, when `old_len` is its length) with `value`.
+    fn replace_body(&self, body: Body, old_len: usize, value: &[u8]) -> Result<(), HostError>;
 
     /// Answers the current request with a local reply instead of the upstream.
     fn send_reply(
@@ -133,12 +138,24 @@ pub trait Host {
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
 
     /// Sends an HTTP request to an Envoy cluster; the answer comes to
-    /// `on_http_call_response` with the returned token.
+    /// the stage's call-response callback with the returned token.
     fn dispatch_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError>;
+    /// Sends a unary gRPC call through an Envoy cluster: the service and
+    /// method names, initial metadata and the request message. The answer
+    /// comes to the stage's call-response callback with the returned token.
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service_name: &str,
+        method_name: &str,
+        metadata: &[(&str, &[u8])],
+        message: &[u8],
         timeout: Duration,
     ) -> Result<u32, HostError>;
     /// Calls a function the host registered (Envoy: `verify_signature`, ...).

@@ -51,7 +51,10 @@ pub use exchange::{
 pub use host::{
     log, Body, Counter, Gauge, HeaderMap, Host, HostError, HostStore, LogLevel, MetricKind,
 };
-pub use stage::{BodyStep, CallResponse, Needs, Refusal, Reply, Stage, Step, Wake};
+pub use stage::{
+    BodyStep, CallResponse, Needs, Refusal, Reply, ResponseBodyStep, ResponseStep, Stage, Step,
+    Wake,
+};
 
 use crate::config::ConfigError;
 

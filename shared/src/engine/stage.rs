@@ -43,6 +43,10 @@ pub enum Step {
     },
     /// Refuse the request; no later stage runs.
     Refuse(Refusal),
+    /// Answer the request locally, as a service and not a refusal (a
+    /// metadata document the stage serves, say): no later stage runs, and no
+    /// `palisade.denial` is published.
+    Respond(Reply),
     /// Hold the request until the stage wakes it ([`Wake::Waiters`] from a
     /// root event) or until `deadline_ms` (host wall clock) passes; then
     /// [`Stage::on_resume`] answers for it. Only a stage that asked for
@@ -58,8 +62,56 @@ pub enum Step {
 pub enum BodyStep {
     /// The body may go on.
     Continue,
+    /// The body goes on changed to this. The stage removed `content-length`
+    /// when it answered the headers (the upstream request's headers are on
+    /// their way before the body is decided).
+    Replace(Vec<u8>),
     /// Refuse the request.
     Refuse(Refusal),
+}
+
+/// What a stage answers to the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseStep {
+    /// Nothing more to see of the response.
+    Continue,
+    /// Hold the response body until it has all arrived (or `max_bytes`
+    /// plus one byte), then hand it to [`Stage::on_response_body`], which
+    /// may replace it.
+    ReadBody {
+        /// The most the stage wants to see.
+        max_bytes: usize,
+    },
+    /// Show each chunk of the response body to [`Stage::on_response_body`]
+    /// as it passes, without holding it (a stream).
+    ObserveBody,
+}
+
+impl ResponseStep {
+    /// What two stages' answers ask of the engine together: holding wins
+    /// over observing (an observer then sees the whole body at once).
+    pub fn and(self, other: ResponseStep) -> ResponseStep {
+        use ResponseStep::*;
+        match (self, other) {
+            (ReadBody { max_bytes: a }, ReadBody { max_bytes: b }) => ReadBody {
+                max_bytes: a.max(b),
+            },
+            (r @ ReadBody { .. }, _) | (_, r @ ReadBody { .. }) => r,
+            (ObserveBody, _) | (_, ObserveBody) => ObserveBody,
+            (Continue, Continue) => Continue,
+        }
+    }
+}
+
+/// What a stage answers to (a chunk of) the response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseBodyStep {
+    /// The body goes on as it is.
+    Continue,
+    /// The body goes on changed to this (only for a body the stage held
+    /// with [`ResponseStep::ReadBody`]; the stage removed `content-length`
+    /// when it answered the response headers).
+    Replace(Vec<u8>),
 }
 
 /// Whether a root event (a tick, a call's response) changed something the
@@ -83,13 +135,15 @@ impl Wake {
     }
 }
 
-/// The response to an HTTP call a stage dispatched.
+/// The response to an HTTP or gRPC call a stage dispatched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallResponse {
-    /// `:status`, when the call got an answer.
+    /// `:status` of an HTTP call, when it got an answer.
     pub status: Option<String>,
+    /// The gRPC status code of a gRPC call (0 is OK).
+    pub grpc_status: Option<u32>,
     /// The body's size; the stage reads as much of it as it wants with
-    /// `host.body(Body::CallResponse, ..)`.
+    /// `host.body(Body::CallResponse, ..)` (`Body::GrpcResponse` for gRPC).
     pub body_size: usize,
 }
 
@@ -113,7 +167,7 @@ pub struct Needs {
     /// The decisions the stage makes: later stages in the same VM read them
     /// from memory instead of filter state.
     pub provides: DecisionSet,
-    /// Whether the stage may read the body ([`Step::ReadBody`]).
+    /// Whether the stage may read the request body ([`Step::ReadBody`]).
     pub request_body: bool,
 }
 
@@ -189,13 +243,46 @@ pub trait Stage: 'static {
     }
 
     /// The response headers are on their way to the client.
-    fn on_response_headers(&self, request: &mut Self::Request, cx: &mut Exchange<'_>) {
+    fn on_response_headers(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+    ) -> ResponseStep {
         let _ = (request, cx);
+        ResponseStep::Continue
+    }
+
+    /// The response body a stage asked for at the response headers: all of
+    /// it at once (`complete` false when it passed the stage's limit), or,
+    /// observed, chunk by chunk (`complete` on the last).
+    fn on_response_body(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        body: &[u8],
+        complete: bool,
+    ) -> ResponseBodyStep {
+        let _ = (request, cx, body, complete);
+        ResponseBodyStep::Continue
     }
 
     /// The request is over (Envoy's access-log time).
     fn on_log(&self, request: &mut Self::Request, cx: &mut Exchange<'_>) {
         let _ = (request, cx);
+    }
+
+    /// The response to a call this stage made while deciding this request
+    /// (it waited for it with [`Step::Wait`]): what to do with the request
+    /// now. `None` when the token is not one of this stage's calls.
+    fn on_call_response(
+        &self,
+        request: &mut Self::Request,
+        cx: &mut Exchange<'_>,
+        token: u32,
+        response: &CallResponse,
+    ) -> Option<Step> {
+        let _ = (request, cx, token, response);
+        None
     }
 
     /// The root context's timer.
@@ -206,7 +293,7 @@ pub trait Stage: 'static {
 
     /// The response to an HTTP call; `None` when the token is not one of
     /// this stage's calls.
-    fn on_http_call_response(
+    fn on_root_call_response(
         &self,
         token: u32,
         response: &CallResponse,

@@ -93,8 +93,9 @@ impl Stage for Scripted {
         self.body.clone()
     }
 
-    fn on_response_headers(&self, _: &mut (), _: &mut Exchange<'_>) {
+    fn on_response_headers(&self, _: &mut (), _: &mut Exchange<'_>) -> ResponseStep {
         self.note("response".into());
+        ResponseStep::Continue
     }
 
     fn on_log(&self, _: &mut (), cx: &mut Exchange<'_>) {
@@ -107,7 +108,7 @@ impl Stage for Scripted {
         self.wake
     }
 
-    fn on_http_call_response(&self, token: u32, _: &CallResponse, _: &dyn Host) -> Option<Wake> {
+    fn on_root_call_response(&self, token: u32, _: &CallResponse, _: &dyn Host) -> Option<Wake> {
         (token == 7).then(|| {
             self.note("call".into());
             self.wake
@@ -675,4 +676,276 @@ fn attributes_are_read_once() {
     let engine = Engine::new(RouteTwice, "test", 1, &host).unwrap();
     engine.on_request_headers(2, &mut None, true, &host);
     assert_eq!(host.property_reads(), 1);
+}
+
+/// A stage that answers some requests itself, rewrites bodies, and reads or
+/// watches the response body.
+struct Rewrites {
+    trace: Rc<RefCell<Vec<String>>>,
+    response: ResponseStep,
+}
+
+impl Stage for Rewrites {
+    type Request = ();
+    fn needs(&self) -> Needs {
+        Needs {
+            whole_request_map: true,
+            request_body: true,
+            ..Needs::default()
+        }
+    }
+    fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+        if cx.request.path() == "/.well-known/thing" {
+            return Step::Respond(Reply {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: br#"{"thing":true}"#.to_vec(),
+            });
+        }
+        cx.request.remove(cx.host, "content-length");
+        Step::ReadBody { max_bytes: 100 }
+    }
+    fn on_request_body(&self, _: &mut (), _: &mut Exchange<'_>, body: &[u8]) -> BodyStep {
+        BodyStep::Replace(String::from_utf8_lossy(body).to_uppercase().into_bytes())
+    }
+    fn on_response_headers(&self, _: &mut (), _: &mut Exchange<'_>) -> ResponseStep {
+        self.response
+    }
+    fn on_response_body(
+        &self,
+        _: &mut (),
+        _: &mut Exchange<'_>,
+        body: &[u8],
+        complete: bool,
+    ) -> ResponseBodyStep {
+        self.trace.borrow_mut().push(format!(
+            "response body {} complete={complete}",
+            String::from_utf8_lossy(body)
+        ));
+        ResponseBodyStep::Replace(b"[filtered]".to_vec())
+    }
+}
+
+fn rewrites(t: &Rc<RefCell<Vec<String>>>, response: ResponseStep) -> Then<Rewrites, Scripted> {
+    Then {
+        first: Rewrites {
+            trace: t.clone(),
+            response,
+        },
+        then: Scripted::new("later", t).headers(Step::ReadBody { max_bytes: 100 }),
+    }
+}
+
+#[test]
+fn a_stage_may_answer_a_request_itself_without_a_refusal() {
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/.well-known/thing");
+    let engine = Engine::new(rewrites(&t, ResponseStep::Continue), "test", 1, &host).unwrap();
+    assert_eq!(
+        engine.on_request_headers(2, &mut None, true, &host),
+        Action::Pause
+    );
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.json()["thing"].clone()),
+        (200, json_true())
+    );
+    assert!(
+        host.property_text(contract::DENIAL).is_none(),
+        "not a refusal"
+    );
+    assert!(seen(&t).is_empty(), "no later stage ran");
+}
+
+fn json_true() -> serde_json::Value {
+    serde_json::Value::Bool(true)
+}
+
+#[test]
+fn a_stage_may_rewrite_the_request_body_and_later_stages_see_the_new_one() {
+    let t = trace();
+    let host = FakeHost::new()
+        .with_request("POST", "/api")
+        .with_request_header("content-length", "5")
+        .with_request_body(b"hello");
+    let engine = Engine::new(rewrites(&t, ResponseStep::Continue), "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, false, &host);
+    assert!(!host
+        .request_headers()
+        .iter()
+        .any(|(n, _)| n == "content-length"));
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 5, true, &host),
+        Action::Continue
+    );
+    assert_eq!(host.request_body(), b"HELLO");
+    assert_eq!(seen(&t), ["later:headers /api", "later:body HELLO"]);
+}
+
+#[test]
+fn a_held_response_body_is_handed_over_whole_and_may_be_replaced() {
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/list");
+    let engine = Engine::new(
+        rewrites(&t, ResponseStep::ReadBody { max_bytes: 100 }),
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, true, &host);
+    engine.on_response_headers(2, &mut slot, &host);
+    host.set_response_body(b"{\"tools\":");
+    assert_eq!(
+        engine.on_response_body(2, &mut slot, 9, false, &host),
+        Action::Pause
+    );
+    host.set_response_body(b"{\"tools\":[1,2]}");
+    assert_eq!(
+        engine.on_response_body(2, &mut slot, 15, true, &host),
+        Action::Continue
+    );
+    assert_eq!(host.response_body(), b"[filtered]");
+    let lines = seen(&t);
+    assert!(
+        lines.contains(&"response body {\"tools\":[1,2]} complete=true".to_string()),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_observed_response_body_passes_chunk_by_chunk_unchanged() {
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/stream");
+    let engine = Engine::new(rewrites(&t, ResponseStep::ObserveBody), "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, true, &host);
+    engine.on_response_headers(2, &mut slot, &host);
+    seen(&t);
+    for (chunk, last) in [(&b"data: 1\n\n"[..], false), (b"data: 2\n\n", true)] {
+        host.set_response_body(chunk);
+        assert_eq!(
+            engine.on_response_body(2, &mut slot, chunk.len(), last, &host),
+            Action::Continue,
+            "never held"
+        );
+        assert_eq!(
+            host.response_body(),
+            chunk,
+            "an observer does not change the stream"
+        );
+    }
+    assert_eq!(
+        seen(&t),
+        [
+            "response body data: 1\n\n complete=false",
+            "response body data: 2\n\n complete=true"
+        ]
+    );
+}
+
+/// A stage that asks a service before it decides: a gRPC call per request.
+struct AsksService;
+
+impl Stage for AsksService {
+    type Request = Option<u32>;
+    fn needs(&self) -> Needs {
+        Needs {
+            tick: Some(Duration::from_millis(250)),
+            ..Needs::default()
+        }
+    }
+    fn on_request_headers(&self, call: &mut Option<u32>, cx: &mut Exchange<'_>) -> Step {
+        match cx.host.dispatch_grpc_call(
+            "rls",
+            "pkg.Service",
+            "Check",
+            &[],
+            b"question",
+            Duration::from_millis(100),
+        ) {
+            Ok(token) => {
+                *call = Some(token);
+                Step::Wait {
+                    deadline_ms: cx.now_ms() + 1_000,
+                }
+            }
+            Err(_) => Step::Continue,
+        }
+    }
+    fn on_call_response(
+        &self,
+        call: &mut Option<u32>,
+        cx: &mut Exchange<'_>,
+        token: u32,
+        response: &CallResponse,
+    ) -> Option<Step> {
+        if *call != Some(token) {
+            return None;
+        }
+        let answer = cx.host.body(Body::GrpcResponse, response.body_size).ok()?;
+        Some(match (response.grpc_status, answer.as_slice()) {
+            (Some(0), b"yes") => Step::Continue,
+            _ => Step::Refuse(Refusal {
+                filter: "asks",
+                reason: "said_no".into(),
+                reply: Reply {
+                    status: 429,
+                    ..Reply::default()
+                },
+            }),
+        })
+    }
+}
+
+#[test]
+fn a_request_waits_for_its_own_call_and_goes_on_by_its_answer() {
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/");
+    let engine = Engine::new(
+        Then {
+            first: AsksService,
+            then: Scripted::new("later", &t),
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    assert_eq!(
+        engine.on_request_headers(2, &mut slot, true, &host),
+        Action::Pause
+    );
+    let call = host.grpc_calls().pop().unwrap();
+    assert_eq!(
+        (call.service.as_str(), call.message.as_slice()),
+        ("pkg.Service", &b"question"[..])
+    );
+    assert!(seen(&t).is_empty(), "the later stage waits too");
+    // The answer comes to the request's own context (the SDK makes it the
+    // effective one before the callback).
+    host.set_call_response("200", b"yes");
+    host.set_effective_context(2).unwrap();
+    let response = CallResponse {
+        grpc_status: Some(0),
+        body_size: 3,
+        ..CallResponse::default()
+    };
+    engine.on_request_call_response(2, &mut slot, call.token, &response, &host);
+    assert_eq!(seen(&t), ["later:headers /"]);
+    assert_eq!(host.resumed(), [2]);
+    assert_eq!(engine.waiting(), 0);
+
+    // Another request, refused by the answer.
+    let mut slot = None;
+    engine.on_request_headers(3, &mut slot, true, &host);
+    let call = host.grpc_calls().pop().unwrap();
+    host.set_call_response("200", b"no");
+    host.set_effective_context(3).unwrap();
+    engine.on_request_call_response(3, &mut slot, call.token, &response, &host);
+    assert_eq!(host.last_reply().unwrap().status, 429);
+    assert_eq!(host.resumed(), [2]);
 }

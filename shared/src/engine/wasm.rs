@@ -16,6 +16,7 @@ use proxy_wasm::types::{self, BufferType, ContextType, MapType, MetricType, Stat
 
 use super::driver::{Action, Engine, Slot};
 use super::host::{log, Body, HeaderMap, Host, HostError, LogLevel, MetricKind};
+use super::stage::CallResponse;
 use super::{Module, Stage};
 
 /// Runs module `M` in this VM: call it from `proxy_wasm::main!`.
@@ -57,6 +58,12 @@ impl<M: Module> Context for EngineRoot<M> {
     ) {
         if let Some(engine) = &self.engine {
             engine.on_http_call_response(token, body_size, &WasmHost);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+        if let Some(engine) = &self.engine {
+            engine.on_grpc_call_response(token, status_code, response_size, &WasmHost);
         }
     }
 }
@@ -131,7 +138,49 @@ impl<M: Module> EngineHttp<M> {
     }
 }
 
-impl<M: Module> Context for EngineHttp<M> {}
+/// Calls a stage made while deciding a request answer to its HTTP context.
+impl<M: Module> Context for EngineHttp<M> {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(engine) = &self.engine {
+            let host = &WasmHost;
+            let response = CallResponse {
+                status: host.header(HeaderMap::CallResponse, ":status"),
+                grpc_status: None,
+                body_size,
+            };
+            engine.on_request_call_response(
+                self.context_id,
+                &mut self.flow,
+                token,
+                &response,
+                host,
+            );
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+        if let Some(engine) = &self.engine {
+            let response = CallResponse {
+                status: None,
+                grpc_status: Some(status_code),
+                body_size: response_size,
+            };
+            engine.on_request_call_response(
+                self.context_id,
+                &mut self.flow,
+                token,
+                &response,
+                &WasmHost,
+            );
+        }
+    }
+}
 
 impl<M: Module> HttpContext for EngineHttp<M> {
     fn on_http_request_headers(
@@ -185,6 +234,28 @@ impl<M: Module> HttpContext for EngineHttp<M> {
         }
     }
 
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
+        match &self.engine {
+            Some(engine) => action(engine.on_response_body(
+                self.context_id,
+                &mut self.flow,
+                body_size,
+                end_of_stream,
+                &WasmHost,
+            )),
+            None => types::Action::Continue,
+        }
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> types::Action {
+        match &self.engine {
+            Some(engine) => {
+                action(engine.on_response_trailers(self.context_id, &mut self.flow, &WasmHost))
+            }
+            None => types::Action::Continue,
+        }
+    }
+
     fn on_log(&mut self) {
         if let Some(engine) = &self.engine {
             engine.on_log(self.context_id, &mut self.flow, &WasmHost);
@@ -201,6 +272,16 @@ impl<M: Module> Drop for EngineHttp<M> {
             }
         }
     }
+}
+
+/// `envoy.config.core.v3.GrpcService { envoy_grpc { cluster_name } }`,
+/// serialized, as the host's gRPC call takes it. The SDK passes it as text:
+/// a cluster name shorter than 126 bytes keeps every byte below 0x80.
+fn grpc_service(cluster: &str) -> Option<String> {
+    let name = u8::try_from(cluster.len()).ok().filter(|n| *n < 126)?;
+    let mut bytes = vec![0x0a, name + 2, 0x0a, name];
+    bytes.extend_from_slice(cluster.as_bytes());
+    String::from_utf8(bytes).ok()
 }
 
 /// The proxy, through proxy-wasm host calls.
@@ -314,6 +395,7 @@ impl Host for WasmHost {
             Body::Request => BufferType::HttpRequestBody,
             Body::Response => BufferType::HttpResponseBody,
             Body::CallResponse => BufferType::HttpCallResponseBody,
+            Body::GrpcResponse => BufferType::GrpcReceiveBuffer,
         };
         hostcalls::get_buffer(buffer, 0, max)
             .map(Option::unwrap_or_default)
@@ -355,6 +437,36 @@ impl Host for WasmHost {
     ) -> Result<u32, HostError> {
         hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
             .map_err(host_error)
+    }
+
+    fn replace_body(&self, body: Body, old_len: usize, value: &[u8]) -> Result<(), HostError> {
+        let buffer = match body {
+            Body::Request => BufferType::HttpRequestBody,
+            Body::Response => BufferType::HttpResponseBody,
+            Body::CallResponse | Body::GrpcResponse => return Err(HostError::BadArgument),
+        };
+        hostcalls::set_buffer(buffer, 0, old_len, value).map_err(host_error)
+    }
+
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service_name: &str,
+        method_name: &str,
+        metadata: &[(&str, &[u8])],
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let service = grpc_service(cluster).ok_or(HostError::BadArgument)?;
+        hostcalls::dispatch_grpc_call(
+            &service,
+            service_name,
+            method_name,
+            metadata.to_vec(),
+            Some(message),
+            timeout,
+        )
+        .map_err(host_error)
     }
 
     fn call_foreign_function(&self, name: &str, args: &[u8]) -> Result<Vec<u8>, HostError> {

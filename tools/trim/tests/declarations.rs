@@ -17,13 +17,17 @@ use palisade_trim::declared_callbacks;
 /// The engine's stage methods and the proxy-wasm callbacks that deliver
 /// them. The request body also needs the trailers: a stream that ends with
 /// trailers hands its held body over there.
-const STAGE_EVENTS: [(&str, &[&str]); 4] = [
+const STAGE_EVENTS: [(&str, &[&str]); 5] = [
     ("on_request_headers", &["on_http_request_headers"]),
     (
         "on_request_body",
         &["on_http_request_body", "on_http_request_trailers"],
     ),
     ("on_response_headers", &["on_http_response_headers"]),
+    (
+        "on_response_body",
+        &["on_http_response_body", "on_http_response_trailers"],
+    ),
     ("on_log", &["on_log"]),
 ];
 
