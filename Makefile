@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps oci token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls oci token run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -96,6 +96,23 @@ otlp-deps:
 	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
 	fi
 
+# The global rate-limit backend of the tests, the demo and the benchmarks:
+# Redis (Debian's redis-server, started on loopback by the tests, the demo
+# and the bench runner) and palisade-rls (services/rls: Envoy's RLS API over
+# limitador). Building it runs bindgen (libclang) and links Debian's
+# librocksdb-dev instead of compiling RocksDB (.cargo/config.toml).
+RLS_APT := redis-server librocksdb-dev libsnappy-dev libclang-dev libssl-dev pkg-config
+rls-deps:
+	@missing=$$(for p in $(RLS_APT); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing" $$missing "(Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+rls: rls-deps
+	cargo build -p palisade-rls
+
 # Pushes every module (palisade.wasm as `bundle`, each palisade_<filter>.wasm
 # as `<filter>`) as a Wasm OCI image (and its compat variant) to
 # $(OCI_REGISTRY), then writes the WasmPlugin manifests pinned to the image
@@ -111,7 +128,7 @@ oci: build
 token:
 	@bash scripts/demo-token.sh
 
-run: build envoy
+run: build envoy rls
 	cargo build --release -p palisade-e2e --bin echo-upstream
 	@mkdir -p .run
 	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' $(DEMO_CONFIG) > .run/demo.yaml
@@ -121,23 +138,24 @@ run: build envoy
 # tests against a real Envoy running the built modules.
 test: test-unit test-e2e
 
-test-unit:
+test-unit: rls-deps
 	cargo test --workspace --exclude palisade-e2e --no-default-features
 	cargo test -p palisade-e2e --lib
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit ratelimit_global waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps
+test-e2e: build envoy node-deps registry otlp-deps rls
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 
-lint: wasm-target
+# The rate-limit service (palisade-rls) is a native server: not for wasm32.
+lint: wasm-target rls-deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --exclude palisade-e2e --all-targets --no-default-features -- -D warnings
-	cargo clippy --workspace --exclude palisade-e2e --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --workspace --exclude palisade-e2e --exclude palisade-rls --target $(WASM_TARGET) -- -D warnings
 
 fmt:
 	cargo fmt --all
@@ -145,7 +163,7 @@ fmt:
 # wrk comes from Debian's package; the runner reads bench/scenarios/*.json.
 # The do-nothing module (bench/noop) is built beside the filters, trimmed the
 # same way, as the floor of any wasm filter's cost.
-bench: build envoy
+bench: build envoy rls
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	cargo build --release --target $(WASM_TARGET) -p palisade-bench-noop
 	@mkdir -p $(DIST)/bench

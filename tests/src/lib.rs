@@ -12,6 +12,8 @@
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
 //!   bytes a test asks for;
+//! - [`rls`]: Redis and the rate-limit service (`palisade-rls`) of the
+//!   global rate-limit tests;
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
 //!   protobuf definitions, recording the log records and spans Envoy sends;
 //! - [`audit_schemas`]: checkers of audit records against the official ECS and
@@ -31,6 +33,7 @@ mod envoy;
 mod http;
 mod otlp;
 mod paths;
+pub mod rls;
 pub mod tls;
 pub mod tokens;
 

@@ -566,7 +566,11 @@ fn compile_rule(
         ));
     }
     if bucket.is_none() && (r.slots.is_some() || r.on_table_full.is_some()) {
-        let field = if r.slots.is_some() { "slots" } else { "on_table_full" };
+        let field = if r.slots.is_some() {
+            "slots"
+        } else {
+            "on_table_full"
+        };
         return Err(ConfigError::invalid(
             field_path(at, field),
             "sizes the local bucket table: only with `token_bucket`",
@@ -898,13 +902,19 @@ mod tests {
         assert_eq!(config.client_address.ipv6_prefix, 64);
         let rule = &config.rules[0];
         assert_eq!(rule.cost, 2);
-        assert_eq!(rule.local.as_ref().unwrap().bucket, BucketSpec::new(5, 1, 12_000_000_000));
+        assert_eq!(
+            rule.local.as_ref().unwrap().bucket,
+            BucketSpec::new(5, 1, 12_000_000_000)
+        );
         assert_eq!(rule.local.as_ref().unwrap().table.slots(), 104);
         assert_eq!(
             rule.local.as_ref().unwrap().table.key(3),
             format!("{}3", table_key_prefix("api", "login"))
         );
-        assert_eq!(rule.local.as_ref().unwrap().on_table_full, TableFullAction::Evict);
+        assert_eq!(
+            rule.local.as_ref().unwrap().on_table_full,
+            TableFullAction::Evict
+        );
         assert_eq!(rule.when_key_missing, WhenKeyMissing::SkipRule);
         assert!(rule.shadow);
         assert_eq!(rule.key.len(), 8);
@@ -940,11 +950,21 @@ mod tests {
         let all = &config.rules[0];
         assert_eq!(all.cost, 1);
         assert_eq!(all.local.as_ref().unwrap().bucket.refill_tokens(), 1);
-        assert_eq!(all.local.as_ref().unwrap().table.slots(), 1, "a constant key needs one slot");
-        assert_eq!(all.local.as_ref().unwrap().on_table_full, TableFullAction::Deny);
+        assert_eq!(
+            all.local.as_ref().unwrap().table.slots(),
+            1,
+            "a constant key needs one slot"
+        );
+        assert_eq!(
+            all.local.as_ref().unwrap().on_table_full,
+            TableFullAction::Deny
+        );
         assert_eq!(all.when_key_missing, WhenKeyMissing::SharedBucket);
         assert!(!all.shadow);
-        assert_eq!(config.rules[1].local.as_ref().unwrap().table.slots(), u64::from(DEFAULT_SLOTS));
+        assert_eq!(
+            config.rules[1].local.as_ref().unwrap().table.slots(),
+            u64::from(DEFAULT_SLOTS)
+        );
         // A key that is the same for every request is hashed once, here.
         let facts = RequestFacts {
             path: "/x".into(),
@@ -1072,30 +1092,98 @@ mod tests {
     fn global_errors_name_the_field() {
         const SERVICE: &str = r#""global_service":{"cluster":"rls"}"#;
         let cases = [
-            (r#"{"rules":[{"name":"g","backend":"global"}]}"#.to_string(), "rules[0].backend"),
-            (r#"{"rules":[{"name":"l"}]}"#.to_string(), "rules[0].token_bucket"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"l",{BUCKET},"global":{{}}}}]}}"#), "rules[0].global"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"timeout":"0ms"}}}}]}}"#), "rules[0].global.timeout"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"timeout":"11s"}}}}]}}"#), "rules[0].global.timeout"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"mode":"async"}}}}]}}"#), "rules[0].global.local_share"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":5,"global":{{"mode":"async","local_share":4}}}}]}}"#), "rules[0].global.local_share"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"local_share":4}}}}]}}"#), "rules[0].global.local_share"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":0}}]}}"#), "rules[0].cost"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":4294967296}}]}}"#), "rules[0].cost"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global",{BUCKET},"cost":11}}]}}"#), "rules[0].cost"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","slots":8}}]}}"#), "rules[0].slots"),
-            (format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","on_table_full":"allow"}}]}}"#), "rules[0].on_table_full"),
-            (r#"{"global_service":{"cluster":""}}"#.to_string(), "global_service.cluster"),
-            (r#"{"global_service":{"cluster":"c","domain":""}}"#.to_string(), "global_service.domain"),
-            (r#"{"global_service":{"cluster":"c","max_async_keys":0}}"#.to_string(), "global_service.max_async_keys"),
+            (
+                r#"{"rules":[{"name":"g","backend":"global"}]}"#.to_string(),
+                "rules[0].backend",
+            ),
+            (
+                r#"{"rules":[{"name":"l"}]}"#.to_string(),
+                "rules[0].token_bucket",
+            ),
+            (
+                format!(r#"{{{SERVICE},"rules":[{{"name":"l",{BUCKET},"global":{{}}}}]}}"#),
+                "rules[0].global",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"timeout":"0ms"}}}}]}}"#
+                ),
+                "rules[0].global.timeout",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"timeout":"11s"}}}}]}}"#
+                ),
+                "rules[0].global.timeout",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"mode":"async"}}}}]}}"#
+                ),
+                "rules[0].global.local_share",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":5,"global":{{"mode":"async","local_share":4}}}}]}}"#
+                ),
+                "rules[0].global.local_share",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"local_share":4}}}}]}}"#
+                ),
+                "rules[0].global.local_share",
+            ),
+            (
+                format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":0}}]}}"#),
+                "rules[0].cost",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":4294967296}}]}}"#
+                ),
+                "rules[0].cost",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global",{BUCKET},"cost":11}}]}}"#
+                ),
+                "rules[0].cost",
+            ),
+            (
+                format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","slots":8}}]}}"#),
+                "rules[0].slots",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","on_table_full":"allow"}}]}}"#
+                ),
+                "rules[0].on_table_full",
+            ),
+            (
+                r#"{"global_service":{"cluster":""}}"#.to_string(),
+                "global_service.cluster",
+            ),
+            (
+                r#"{"global_service":{"cluster":"c","domain":""}}"#.to_string(),
+                "global_service.domain",
+            ),
+            (
+                r#"{"global_service":{"cluster":"c","max_async_keys":0}}"#.to_string(),
+                "global_service.max_async_keys",
+            ),
         ];
         for (json, path) in cases {
             assert_eq!(err(&json).path, path, "{json}");
         }
         for json in [
             format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"remote"}}]}}"#),
-            format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"retries":1}}}}]}}"#),
-            format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"header_values":"salted"}}}}]}}"#),
+            format!(
+                r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"retries":1}}}}]}}"#
+            ),
+            format!(
+                r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"header_values":"salted"}}}}]}}"#
+            ),
             r#"{"global_service":{"domain":"d"}}"#.to_string(),
         ] {
             assert!(Config::from_json(json.as_bytes()).is_err(), "{json}");

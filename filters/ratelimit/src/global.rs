@@ -79,8 +79,10 @@ pub fn client_for_global(config: &Config, facts: &RequestFacts) -> ClientKey {
 /// Why a call brought no verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// No answer within the rule's timeout (gRPC `DEADLINE_EXCEEDED`, or
-    /// the request's deadline passed first).
+    /// No answer within the rule's timeout: gRPC `DEADLINE_EXCEEDED`, an
+    /// error at or after the timeout (Envoy ends a call at its timeout with
+    /// `UNAVAILABLE`: its HTTP timeout is a 504), or the request's deadline
+    /// passed first.
     Timeout,
     /// The call ended with this gRPC status (`UNAVAILABLE` when the service
     /// or its store is down).
@@ -339,10 +341,18 @@ mod tests {
             peer_address: Some("[2001:db8:1:2:3:4:5:6]:443".into()),
             ..RequestFacts::default()
         };
-        let value = |f: &RequestFacts| asks(&c, f, &client_for_global(&c, f))[0].entries[1].1.clone();
+        let value = |f: &RequestFacts| {
+            asks(&c, f, &client_for_global(&c, f))[0].entries[1]
+                .1
+                .clone()
+        };
         assert_eq!(value(&f), "2001:db8:1:2::/64");
         f.peer_address = Some("[::ffff:10.1.2.3]:80".into());
-        assert_eq!(value(&f), "10.1.2.3", "an IPv4 client behind an IPv6 socket");
+        assert_eq!(
+            value(&f),
+            "10.1.2.3",
+            "an IPv4 client behind an IPv6 socket"
+        );
         f.peer_address = Some("/run/envoy.sock".into());
         assert_eq!(value(&f), "/run/envoy.sock");
     }
@@ -464,13 +474,20 @@ mod tests {
         // One refuses: the request is refused, Retry-After its reset.
         let refused = combine(
             local.clone(),
-            vec![report(&c, 2, &status(Code::OverLimit, 50, Some(60), 0, 30_000))],
+            vec![report(
+                &c,
+                2,
+                &status(Code::OverLimit, 50, Some(60), 0, 30_000),
+            )],
         );
         let refusal = refused.refusal.unwrap();
         assert_eq!(refusal.reason, RefusalReason::RateLimited);
         assert_eq!(refusal.retry_after, 30);
         // A closed failure refuses with its own reason.
-        let failed = combine(local, vec![report(&c, 2, &Answer::Failed(Failure::Timeout))]);
+        let failed = combine(
+            local,
+            vec![report(&c, 2, &Answer::Failed(Failure::Timeout))],
+        );
         let refusal = failed.refusal.unwrap();
         assert_eq!(refusal.reason, RefusalReason::ServiceFailure);
         assert_eq!(refusal.retry_after, 1);

@@ -238,7 +238,9 @@ fn descriptor_value<'a>(
     Some(match d {
         Descriptor::ClientAddress => (1, client.bytes.as_deref()?.into()),
         Descriptor::Header(name) => (2, facts.header(name)?.as_bytes().into()),
-        Descriptor::Identity(claim) => (3, claim.value(facts.identity.as_ref()?)?.as_bytes().into()),
+        Descriptor::Identity(claim) => {
+            (3, claim.value(facts.identity.as_ref()?)?.as_bytes().into())
+        }
         Descriptor::Path => {
             let path = facts.path.split('?').next().unwrap_or(&facts.path);
             (4, path.as_bytes().into())

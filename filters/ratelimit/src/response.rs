@@ -142,9 +142,8 @@ pub fn refusal_reply(
             RefusalReason::StoreFailure => Problem::new(config.status, status_title(config.status))
                 .with_detail("The rate limiter could not read or update its buckets; retry later."),
             RefusalReason::ServiceFailure => {
-                Problem::new(config.status, status_title(config.status)).with_detail(
-                    "The rate-limit service did not answer in time; retry later.",
-                )
+                Problem::new(config.status, status_title(config.status))
+                    .with_detail("The rate-limit service did not answer in time; retry later.")
             }
         }
         .with_request_id(request_id);

@@ -353,7 +353,8 @@ mod tests {
     /// and fields this decoder ignores (a response header, raw_body).
     #[test]
     fn a_response_decodes_with_unknown_fields_skipped() {
-        let status: &[u8] = b"\x08\x02\x12\x04\x08\x0a\x10\x02\x18\x00\x22\x06\x08\x0c\x10\xc0\x84\x3d";
+        let status: &[u8] =
+            b"\x08\x02\x12\x04\x08\x0a\x10\x02\x18\x00\x22\x06\x08\x0c\x10\xc0\x84\x3d";
         let mut bytes = vec![0x08, 0x02, 0x12, status.len() as u8];
         bytes.extend_from_slice(status);
         bytes.extend_from_slice(b"\x1a\x05\x0a\x01a\x12\x00"); // response_headers_to_add
@@ -404,7 +405,11 @@ mod tests {
             assert_eq!(unit_seconds(unit), seconds, "{unit}");
         }
         assert_eq!(decode_duration_ms(b"\x08\x05").unwrap(), 5000);
-        assert_eq!(decode_duration_ms(b"\x10\x01").unwrap(), 1, "1 ns rounds up");
+        assert_eq!(
+            decode_duration_ms(b"\x10\x01").unwrap(),
+            1,
+            "1 ns rounds up"
+        );
         assert_eq!(decode_duration_ms(b"").unwrap(), 0);
         // seconds = -1 (ten-byte varint): no time at all.
         let negative = b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
@@ -420,7 +425,10 @@ mod tests {
             (b"\x08", DecodeError::Truncated),
             (b"\x12\x05\x08\x01", DecodeError::Truncated),
             (b"\x12\x02\x12\x05", DecodeError::Truncated),
-            (b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", DecodeError::BadVarint),
+            (
+                b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+                DecodeError::BadVarint,
+            ),
             (b"\x0b", DecodeError::BadWireType),
             (b"\x0e\x00", DecodeError::BadWireType),
         ];

@@ -14,12 +14,15 @@
 //! synchronous rule's, and its answer renews the share.
 //!
 //! What this gives: a request within the share costs no round trip, and the
-//! service still counts every admitted request (late by up to a tick and a
-//! round trip). What it costs: before the service's answer reaches them,
-//! every worker of every proxy may admit its whole share, so the global
-//! limit can be exceeded by up to `local_share` × workers × proxies per
-//! reconciliation (about 250 ms plus the round trip); refusals start up to
-//! that late. Use it where a small, bounded overshoot buys latency.
+//! service counts admitted requests late by up to a tick and a round trip.
+//! What it costs: a worker never holds more than its share of hits the
+//! service has not confirmed (granted, pending and in flight together), but
+//! every worker of every proxy may hold its whole share when the limit is
+//! reached, so the global limit can be exceeded by up to `local_share` ×
+//! workers × proxies in a window (a report over the limit is refused whole
+//! and the worker then refuses the key until the window resets); refusals
+//! start up to a tick and a round trip late. Use it where a small, bounded
+//! overshoot buys latency.
 //!
 //! Memory is bounded: at most `max_async_keys` keys per worker; a new key
 //! takes the place of the least recently used idle one (nothing pending,
@@ -265,9 +268,11 @@ impl ShareTable {
             remaining: u64::from(s.limit_remaining),
             reset_at_ms,
         });
-        // What this worker admitted since the call was sent is not in the
-        // answer's `remaining` yet.
-        entry.since_answer = entry.pending;
+        // What this worker admitted since the call was sent (and, for a
+        // request's own call, what a report still in flight carries) is
+        // not in the answer's `remaining` yet.
+        let unconfirmed = entry.pending.saturating_add(entry.in_flight);
+        entry.since_answer = unconfirmed;
         match code {
             Code::OverLimit => {
                 entry.granted = 0;
@@ -278,7 +283,9 @@ impl ShareTable {
                 let remaining = status
                     .as_ref()
                     .map_or(share, |s| u64::from(s.limit_remaining));
-                entry.granted = share.min(remaining).saturating_sub(entry.pending);
+                // At any moment a worker holds at most `share` tokens the
+                // service has not confirmed: granted + pending + in flight.
+                entry.granted = share.min(remaining).saturating_sub(unconfirmed);
             }
         }
     }
@@ -364,6 +371,27 @@ mod tests {
     }
 
     #[test]
+    fn a_request_answer_counts_the_report_in_flight() {
+        let mut t = ShareTable::new(8);
+        let k = key("a");
+        for _ in 0..4 {
+            assert!(admitted(&t.admit(&k, 1, 4, false, 0)));
+        }
+        assert_eq!(t.due(10), vec![(k.clone(), 4)]);
+        // A request asks (the share is spent) and its answer says 50 are
+        // left: the 4 in flight are not in them, so nothing more is granted.
+        assert_eq!(t.admit(&k, 1, 4, false, 1), Admission::Ask);
+        t.learn(&k, 4, &answer(Code::Ok, 50, 60_000), false, 2);
+        assert_eq!(t.admit(&k, 1, 4, false, 2), Admission::Ask);
+        // The report's answer confirms them: a whole share again.
+        t.learn(&k, 4, &answer(Code::Ok, 45, 60_000), true, 3);
+        for _ in 0..4 {
+            assert!(admitted(&t.admit(&k, 1, 4, false, 3)));
+        }
+        assert_eq!(t.admit(&k, 1, 4, false, 3), Admission::Ask);
+    }
+
+    #[test]
     fn over_limit_refuses_until_the_reset() {
         let mut t = ShareTable::new(8);
         let k = key("a");
@@ -373,7 +401,10 @@ mod tests {
         let Admission::Refused(r) = t.admit(&k, 1, 5, false, 1_000) else {
             panic!("refused")
         };
-        assert_eq!((r.outcome, r.reset, r.remaining), (RuleOutcome::Limited, 3, 0));
+        assert_eq!(
+            (r.outcome, r.reset, r.remaining),
+            (RuleOutcome::Limited, 3, 0)
+        );
         assert!(r.refuses());
         // A shadow rule's refusal is only a would-have.
         let Admission::Refused(r) = t.admit(&k, 1, 5, true, 1_000) else {

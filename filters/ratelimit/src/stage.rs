@@ -30,6 +30,8 @@ const TICK_PERIOD: Duration = Duration::from_millis(250);
 /// failure mode once Envoy ends the call at the rule's timeout; the
 /// engine's deadline, checked on ticks, is a backstop one tick later.
 const DEADLINE_MARGIN_MS: i64 = 250;
+/// How much earlier than its timeout a failed call still counts as timed out.
+const TIMEOUT_SLACK_MS: u64 = 5;
 /// The most background reports one worker sends per tick.
 const MAX_REPORTS_PER_TICK: usize = 256;
 /// The largest answer read from the rate-limit service.
@@ -94,7 +96,8 @@ struct ServiceMetrics {
 
 impl ServiceMetrics {
     fn define(host: &dyn Host) -> Self {
-        let name = |what: &str| Counter::define(host, &format!("palisade.ratelimit.service_{what}"));
+        let name =
+            |what: &str| Counter::define(host, &format!("palisade.ratelimit.service_{what}"));
         ServiceMetrics {
             calls: name("calls"),
             errors: name("errors"),
@@ -143,9 +146,15 @@ impl Metrics {
                         table_full: Counter::define(host, &name("table_full")),
                         unmetered: Counter::define(host, &name("unmetered")),
                         service: r.global.map(|_| ServiceRuleMetrics {
-                            failure_allowed: Counter::define(host, &name("service_failure_allowed")),
+                            failure_allowed: Counter::define(
+                                host,
+                                &name("service_failure_allowed"),
+                            ),
                             failure_denied: Counter::define(host, &name("service_failure_denied")),
-                            admitted_from_share: Batched::define(host, &name("admitted_from_share")),
+                            admitted_from_share: Batched::define(
+                                host,
+                                &name("admitted_from_share"),
+                            ),
                         }),
                     }
                 })
@@ -240,8 +249,9 @@ pub struct RateLimitStage {
     service_metrics: Option<ServiceMetrics>,
     /// This worker's shares of the asynchronous global rules.
     shares: RefCell<ShareTable>,
-    /// Background reports in flight: call token, and the key reported.
-    reports: RefCell<HashMap<u32, ShareKey>>,
+    /// Background reports in flight: call token, the key reported and
+    /// when (host clock, ms).
+    reports: RefCell<HashMap<u32, (ShareKey, i64)>>,
     /// When this worker last warned that the service fails.
     service_warned_ms: Cell<i64>,
     clock: MonotonicClock,
@@ -292,6 +302,9 @@ struct Waiting {
 struct PendingCall {
     token: u32,
     rule: usize,
+    /// When it was sent (host clock, ms): a call that fails at its timeout
+    /// or later timed out.
+    sent_ms: i64,
     /// For an asynchronous rule, the descriptor, to renew its share.
     share_key: Option<ShareKey>,
 }
@@ -531,7 +544,12 @@ impl RateLimitStage {
             };
             match admission {
                 Admission::Admitted(report) => {
-                    if let Some(s) = self.metrics.rules.get(ask.rule).and_then(|m| m.service.as_ref()) {
+                    if let Some(s) = self
+                        .metrics
+                        .rules
+                        .get(ask.rule)
+                        .and_then(|m| m.service.as_ref())
+                    {
                         s.admitted_from_share.inc();
                     }
                     reports.push(report);
@@ -568,6 +586,7 @@ impl RateLimitStage {
                     calls.push(PendingCall {
                         token,
                         rule: ask.rule,
+                        sent_ms: now_ms,
                         share_key,
                     });
                 }
@@ -623,10 +642,28 @@ impl RateLimitStage {
         })
     }
 
-    /// What a call brought: the decoded verdict, or why there is none.
-    fn read_answer(&self, host: &dyn Host, response: &CallResponse) -> Answer {
+    /// Whether a call of rule `rule` that took `elapsed_ms` reached its
+    /// timeout: Envoy ends such a call with `UNAVAILABLE` (its HTTP timeout
+    /// is a 504), not `DEADLINE_EXCEEDED`. Both times are whole
+    /// milliseconds of the host's clock, and Envoy's timer may fire a
+    /// little before the clock shows the full timeout: a few milliseconds
+    /// short still count.
+    fn timed_out(&self, rule: usize, elapsed_ms: i64) -> bool {
+        let timeout_ms = self
+            .config
+            .rules
+            .get(rule)
+            .and_then(|r| r.global)
+            .map_or(0, |g| g.timeout_ms);
+        u64::try_from(elapsed_ms).is_ok_and(|ms| ms.saturating_add(TIMEOUT_SLACK_MS) >= timeout_ms)
+    }
+
+    /// What a call brought: the decoded verdict, or why there is none
+    /// (`at_timeout`: the call ended when its timeout was reached).
+    fn read_answer(&self, host: &dyn Host, response: &CallResponse, at_timeout: bool) -> Answer {
         match response.grpc_status {
             Some(0) => {}
+            Some(_) if at_timeout => return Answer::Failed(Failure::Timeout),
             Some(code) => return Answer::Failed(Failure::of_status(code)),
             None => return Answer::Failed(Failure::BadAnswer),
         }
@@ -685,7 +722,7 @@ impl RateLimitStage {
                         m.reports.inc(host);
                     }
                     if let Ok(mut reports) = self.reports.try_borrow_mut() {
-                        reports.insert(token, key);
+                        reports.insert(token, (key, now_ms));
                     }
                 }
                 Err(answer) => {
@@ -773,7 +810,8 @@ impl Stage for RateLimitStage {
         let waiting = request.waiting.as_mut()?;
         let at = waiting.calls.iter().position(|c| c.token == token)?;
         let call = waiting.calls.swap_remove(at);
-        let answer = self.read_answer(cx.host, response);
+        let elapsed_ms = cx.now_ms().saturating_sub(call.sent_ms);
+        let answer = self.read_answer(cx.host, response, self.timed_out(call.rule, elapsed_ms));
         self.answered(cx.host, &call, &answer, cx.now_ms());
         waiting
             .reports
@@ -841,15 +879,17 @@ impl Stage for RateLimitStage {
         response: &CallResponse,
         host: &dyn Host,
     ) -> Option<Wake> {
-        let key = self.reports.try_borrow_mut().ok()?.remove(&token)?;
-        let answer = self.read_answer(host, response);
+        let (key, sent_ms) = self.reports.try_borrow_mut().ok()?.remove(&token)?;
+        let now_ms = host.now_unix_ms();
+        let at_timeout = self.timed_out(key.rule, now_ms.saturating_sub(sent_ms));
+        let answer = self.read_answer(host, response, at_timeout);
         if let Some(m) = &self.service_metrics {
             m.failed(host, &answer);
         }
-        self.warn_service_failure(host, &answer, host.now_unix_ms());
+        self.warn_service_failure(host, &answer, now_ms);
         if let Some(share) = self.share_of(key.rule) {
             if let Ok(mut shares) = self.shares.try_borrow_mut() {
-                shares.learn(&key, share, &answer, true, host.now_unix_ms());
+                shares.learn(&key, share, &answer, true, now_ms);
             }
         }
         Some(Wake::No)
@@ -1026,7 +1066,10 @@ mod global_tests {
             fields.contains(&("ratelimit".into(), "\"per_client\";r=9;t=60".into())),
             "{fields:?}"
         );
-        assert_eq!(host.property_json(contract::RATELIMIT).unwrap()["remaining"], 9);
+        assert_eq!(
+            host.property_json(contract::RATELIMIT).unwrap()["remaining"],
+            9
+        );
         assert_eq!(host.metric("palisade.ratelimit.service_calls"), 1);
         engine.on_tick(&host);
         assert_eq!(host.metric("palisade.ratelimit.rule.per_client.allowed"), 1);
@@ -1073,7 +1116,10 @@ mod global_tests {
             let engine = engine(config, &host);
             host.set_request(&[(":method", "GET"), (":path", "/closed")], b"");
             let mut slot = None;
-            assert_eq!(engine.on_request_headers(2, &mut slot, true, &host), Action::Pause);
+            assert_eq!(
+                engine.on_request_headers(2, &mut slot, true, &host),
+                Action::Pause
+            );
             respond(&engine, &host, &mut slot, response.clone(), body);
             let reply = host.last_reply().unwrap();
             assert_eq!(reply.status, 503);
@@ -1100,6 +1146,24 @@ mod global_tests {
             assert_eq!(host.metric("palisade.ratelimit.service_errors"), errors);
             assert!(host.logged("the rate-limit service (cluster `ratelimit`) failed"));
         }
+    }
+
+    #[test]
+    fn an_error_at_the_timeout_is_a_timeout() {
+        // Envoy ends a call at its timeout with UNAVAILABLE (a 504 inside).
+        let host = host();
+        let engine = engine(SYNC, &host);
+        let mut slot = None;
+        engine.on_request_headers(2, &mut slot, true, &host);
+        host.advance_ms(30);
+        respond(&engine, &host, &mut slot, failed(14), b"");
+        assert_eq!(host.metric("palisade.ratelimit.service_errors"), 1);
+        let mut slot = None;
+        engine.on_request_headers(2, &mut slot, true, &host);
+        host.advance_ms(39);
+        respond(&engine, &host, &mut slot, failed(14), b"");
+        assert_eq!(host.metric("palisade.ratelimit.service_timeouts"), 1);
+        assert_eq!(host.metric("palisade.ratelimit.service_errors"), 1);
     }
 
     #[test]
@@ -1135,7 +1199,10 @@ mod global_tests {
         let engine = engine(config, &host);
         for _ in 0..2 {
             let mut slot = None;
-            assert_eq!(engine.on_request_headers(2, &mut slot, true, &host), Action::Pause);
+            assert_eq!(
+                engine.on_request_headers(2, &mut slot, true, &host),
+                Action::Pause
+            );
             let body = answer(1, 5, 60);
             respond(&engine, &host, &mut slot, ok(body.len()), &body);
         }
@@ -1143,11 +1210,17 @@ mod global_tests {
         assert_eq!(host.metric("palisade.ratelimit.service_calls"), 2);
         // The tier is empty: refused without a call, with the tier's numbers.
         let mut slot = None;
-        assert_eq!(engine.on_request_headers(2, &mut slot, true, &host), Action::Pause);
+        assert_eq!(
+            engine.on_request_headers(2, &mut slot, true, &host),
+            Action::Pause
+        );
         assert_eq!(host.metric("palisade.ratelimit.service_calls"), 2);
         let reply = host.last_reply().unwrap();
         assert_eq!(reply.status, 429);
-        assert_eq!(reply.header("ratelimit-policy"), Some("\"tiered\";q=2;w=7200"));
+        assert_eq!(
+            reply.header("ratelimit-policy"),
+            Some("\"tiered\";q=2;w=7200")
+        );
     }
 
     #[test]
@@ -1174,10 +1247,16 @@ mod global_tests {
             rls::encode_request("default", &[vec![("rule", "fast")]], 4)
         );
         assert_eq!(host.metric("palisade.ratelimit.service_reports"), 1);
-        assert_eq!(host.metric("palisade.ratelimit.rule.fast.admitted_from_share"), 2);
+        assert_eq!(
+            host.metric("palisade.ratelimit.rule.fast.admitted_from_share"),
+            2
+        );
         // Beyond the share, before the answer: the request asks and waits.
         let mut slot = None;
-        assert_eq!(engine.on_request_headers(3, &mut slot, true, &host), Action::Pause);
+        assert_eq!(
+            engine.on_request_headers(3, &mut slot, true, &host),
+            Action::Pause
+        );
         let asked = host.grpc_calls().pop().unwrap();
         assert_eq!(
             asked.message,
@@ -1193,14 +1272,24 @@ mod global_tests {
         assert_eq!(host.last_reply().unwrap().status, 429);
         // Later requests are refused in the worker, without a call.
         let mut slot = None;
-        assert_eq!(engine.on_request_headers(4, &mut slot, true, &host), Action::Pause);
-        assert_eq!(host.grpc_calls().len(), 2, "the report and the one that asked");
+        assert_eq!(
+            engine.on_request_headers(4, &mut slot, true, &host),
+            Action::Pause
+        );
+        assert_eq!(
+            host.grpc_calls().len(),
+            2,
+            "the report and the one that asked"
+        );
         let reply = host.last_reply().unwrap();
         assert_eq!(reply.header("retry-after"), Some("20"));
         // After the reset, the key asks again and a fresh share follows.
         host.advance_ms(21_000);
         let mut slot = None;
-        assert_eq!(engine.on_request_headers(5, &mut slot, true, &host), Action::Pause);
+        assert_eq!(
+            engine.on_request_headers(5, &mut slot, true, &host),
+            Action::Pause
+        );
         let body = answer(1, 8, 60);
         let call = host.grpc_calls().pop().unwrap();
         host.set_call_response("200", &body);

@@ -50,7 +50,10 @@ impl RateLimitService {
                 Err(Status::unavailable("rate-limit storage unavailable"))
             }
             Err(_) => {
-                eprintln!("palisade-rls: storage did not answer within {:?}", self.call_timeout);
+                eprintln!(
+                    "palisade-rls: storage did not answer within {:?}",
+                    self.call_timeout
+                );
                 Err(Status::unavailable("rate-limit storage too slow"))
             }
         }
