@@ -468,3 +468,31 @@ fn envoys_own_ratelimit_filter_speaks_to_the_same_service() {
     assert_eq!(wasm.get("/").status, 200);
     assert_eq!(wasm.get("/").status, 429);
 }
+
+#[test]
+fn a_cluster_envoy_does_not_have_is_a_failure_not_a_crash() {
+    let upstream = EchoUpstream::start();
+    let config = json!({
+        "global_service": {"cluster": "no_such_cluster"},
+        "rules": [
+            {"name": "closed", "backend": "global", "match": {"path": {"prefix": "/closed"}}},
+            {"name": "open", "backend": "global", "match": {"path": {"prefix": "/open"}},
+             "global": {"on_failure": "allow"}}
+        ]
+    });
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("ratelimit", config)
+        .upstream(&upstream)
+        .access_log_format(DECISION_LOG)
+        .start();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let closed = envoy.get("/closed");
+        assert_eq!(closed.status, 429, "{}", closed.text());
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(envoy.get("/open").status, 200);
+    }
+    let failed = counter(&envoy, "palisade.ratelimit.service_errors")
+        + counter(&envoy, "palisade.ratelimit.service_timeouts");
+    assert_eq!(failed, 6);
+}
