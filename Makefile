@@ -138,8 +138,12 @@ run: build envoy rls
 # tests against a real Envoy running the built modules.
 test: test-unit test-e2e
 
+# palisade-rls is tested on its own: built beside the other crates, its
+# dependencies (tokio, tower, hyper) would take the workspace's features and
+# be compiled a second time for `make rls`; alone they are compiled once.
 test-unit: rls-deps
-	cargo test --workspace --exclude palisade-e2e --no-default-features
+	cargo test --workspace --exclude palisade-e2e --exclude palisade-rls --no-default-features
+	cargo test -p palisade-rls
 	cargo test -p palisade-e2e --lib
 
 # The policy tests run twice: each policy as its own module, then every
