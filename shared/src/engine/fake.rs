@@ -98,6 +98,7 @@ pub struct FakeHost {
     foreign: RefCell<HashMap<String, ForeignFunction>>,
     header_reads: Cell<u32>,
     property_reads: RefCell<Vec<String>>,
+    route_after_path_edit: RefCell<Option<String>>,
 }
 
 fn path_key(path: &[&str]) -> String {
@@ -194,6 +195,12 @@ impl FakeHost {
     /// The gRPC calls dispatched so far.
     pub fn grpc_calls(&self) -> Vec<DispatchedGrpcCall> {
         self.grpc_calls.borrow().clone()
+    }
+
+    /// Makes an edit of `:path` pick this route (as Envoy picks the route
+    /// again after a request-header edit).
+    pub fn route_after_path_edit(&self, route: &str) {
+        *self.route_after_path_edit.borrow_mut() = Some(route.to_string());
     }
 
     /// Makes reading the request body fail.
@@ -393,6 +400,11 @@ impl Host for FakeHost {
     }
 
     fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>) {
+        if map == HeaderMap::Request && name == ":path" {
+            if let Some(route) = self.route_after_path_edit.borrow().as_deref() {
+                self.set_property_raw(&["xds", "route_name"], route.as_bytes());
+            }
+        }
         let mut headers = self.map(map).borrow_mut();
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         if let Some(value) = value {
