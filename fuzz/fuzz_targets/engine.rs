@@ -21,7 +21,7 @@ use palisade::{Bundle, BundleStage};
 use palisade_fuzz::Header;
 use palisade_jwt::jws::b64url_encode;
 use palisade_shared::engine::fake::FakeHost;
-use palisade_shared::engine::{Engine, Host, Module, Slot, Stage};
+use palisade_shared::engine::{Engine, FlowSlot, Host, Module, Stage};
 
 const NOW_S: i64 = 1_700_000_000;
 
@@ -206,7 +206,7 @@ fn worker(config_index: u8) -> Rc<Worker> {
 fuzz_target!(|input: Input| {
     let worker = worker(input.config);
     let (host, engine) = (&worker.host, &worker.engine);
-    let mut slots: HashMap<u32, Slot<Request>> = HashMap::new();
+    let mut slots: HashMap<u32, FlowSlot<Request>> = HashMap::new();
     let methods = ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
     for event in input.events.into_iter().take(64) {
         match event {
@@ -278,7 +278,7 @@ fuzz_target!(|input: Input| {
                 };
                 let status = if status % 4 == 0 { 200 } else { status };
                 host.set_call_response(&status.to_string(), &body);
-                engine.on_http_call_response(dispatched.token, body.len(), host);
+                engine.on_http_call_response(dispatched.token, 1, body.len(), host);
             }
             Event::Ended { ctx } => {
                 let ctx = 2 + u32::from(ctx % 4);
