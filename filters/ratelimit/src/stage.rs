@@ -27,8 +27,10 @@ use crate::share::{Admission, ShareKey, ShareTable};
 /// tick clock is read, and asynchronous global rules report their hits.
 const TICK_PERIOD: Duration = Duration::from_millis(250);
 /// A request waiting for the rate-limit service is decided by its rule's
-/// failure mode once Envoy ends the call at the rule's timeout; the
-/// engine's deadline, checked on ticks, is a backstop one tick later.
+/// failure mode once Envoy ends the call at the rule's timeout (Envoy
+/// answers every call). The engine's deadline, checked on ticks, is a
+/// backstop one tick later: should Envoy not end a call, the engine
+/// refuses the request (503) rather than hold it.
 const DEADLINE_MARGIN_MS: i64 = 250;
 /// How much earlier than its timeout a failed call still counts as timed out.
 const TIMEOUT_SLACK_MS: u64 = 5;
@@ -295,6 +297,17 @@ struct Waiting {
     calls: Vec<PendingCall>,
     /// When the engine stops waiting regardless.
     deadline_ms: i64,
+}
+
+impl Waiting {
+    /// Waiting for the first call not answered yet; `None` when every call
+    /// has answered.
+    fn await_next(&self) -> Option<Step> {
+        self.calls.first().map(|call| Step::AwaitCall {
+            token: call.token,
+            deadline_ms: self.deadline_ms,
+        })
+    }
 }
 
 /// A call a request waits for.
@@ -596,19 +609,20 @@ impl RateLimitStage {
                 }
             }
         }
-        if calls.is_empty() {
-            return self.finish(request, cx, global::combine(local, reports));
-        }
         let deadline_ms = now_ms
             .saturating_add(i64::try_from(longest_ms).unwrap_or(i64::MAX))
             .saturating_add(DEADLINE_MARGIN_MS);
-        request.waiting = Some(Box::new(Waiting {
+        let waiting = Waiting {
             local,
             reports,
             calls,
             deadline_ms,
-        }));
-        Step::Wait { deadline_ms }
+        };
+        let Some(step) = waiting.await_next() else {
+            return self.finish(request, cx, global::combine(waiting.local, waiting.reports));
+        };
+        request.waiting = Some(Box::new(waiting));
+        step
     }
 
     /// Sends one `ShouldRateLimit` call; a call the host refuses is a failure.
@@ -816,10 +830,10 @@ impl Stage for RateLimitStage {
         waiting
             .reports
             .push(global::report(&self.config, call.rule, &answer));
-        if !waiting.calls.is_empty() {
-            return Some(Step::Wait {
-                deadline_ms: waiting.deadline_ms,
-            });
+        // The engine resumes the request on the answer it awaits; the
+        // others arrive as news. Either way, one outstanding call is next.
+        if let Some(step) = waiting.await_next() {
+            return Some(step);
         }
         let waiting = request.waiting.take()?;
         let decision = global::combine(waiting.local, waiting.reports);
@@ -836,14 +850,15 @@ impl Stage for RateLimitStage {
             return Step::Continue;
         };
         if !timed_out {
-            // Another stage's root event woke every waiting request: this
-            // one still waits for its calls.
-            let deadline_ms = waiting.deadline_ms;
-            request.waiting = Some(waiting);
-            return Step::Wait { deadline_ms };
+            // Only calls are awaited, so no root event concerns this
+            // request: it still waits for them.
+            if let Some(step) = waiting.await_next() {
+                request.waiting = Some(waiting);
+                return step;
+            }
         }
-        // Envoy did not end the calls at their timeout: decide them as
-        // timed out (a late answer finds no request waiting for it).
+        // Calls still outstanding at the deadline are decided as timed out
+        // (a late answer finds no request waiting for it).
         let answer = Answer::Failed(Failure::Timeout);
         for call in std::mem::take(&mut waiting.calls) {
             self.answered(cx.host, &call, &answer, cx.now_ms());
@@ -1100,6 +1115,49 @@ mod global_tests {
     }
 
     #[test]
+    fn a_request_with_two_global_rules_waits_for_both_answers_in_any_order() {
+        let config = r#"{"global_service": {"cluster": "ratelimit"}, "rules": [
+            {"name": "first", "backend": "global"},
+            {"name": "second", "backend": "global"}]}"#;
+        // (which call answers first, the second call's verdict, the status)
+        for (second_answers_first, verdict, status) in [
+            (false, 1, None),
+            (true, 1, None),
+            (false, 2, Some(429)),
+            (true, 2, Some(429)),
+        ] {
+            let host = host();
+            let engine = engine(config, &host);
+            let mut slot = None;
+            assert_eq!(
+                engine.on_request_headers(2, &mut slot, true, &host),
+                Action::Pause
+            );
+            let calls = host.grpc_calls();
+            assert_eq!(calls.len(), 2);
+            let mut order = [(calls[0].token, 1), (calls[1].token, verdict)];
+            if second_answers_first {
+                order.reverse();
+            }
+            for (at, (token, code)) in order.into_iter().enumerate() {
+                let body = answer(code, 5, 60);
+                host.set_call_response("200", &body);
+                host.set_effective_context(2).unwrap();
+                engine.on_request_call_response(2, &mut slot, token, &ok(body.len()), &host);
+                if at == 0 {
+                    // One answer is not a decision, whichever it is.
+                    assert_eq!(engine.waiting(), 1);
+                    assert!(host.resumed().is_empty() && host.last_reply().is_none());
+                }
+            }
+            assert_eq!(engine.waiting(), 0);
+            assert_eq!(host.last_reply().map(|r| r.status), status);
+            let resumed = if status.is_none() { vec![2] } else { vec![] };
+            assert_eq!(host.resumed(), resumed);
+        }
+    }
+
+    #[test]
     fn failure_modes_hold_and_are_counted() {
         let config = r#"{"status": 503, "global_service": {"cluster": "ratelimit"}, "rules": [
             {"name": "closed", "backend": "global", "match": {"path": {"prefix": "/closed"}}},
@@ -1167,7 +1225,7 @@ mod global_tests {
     }
 
     #[test]
-    fn a_call_envoy_never_ends_is_decided_at_the_deadline() {
+    fn a_call_envoy_never_ends_is_refused_at_the_deadline() {
         let host = host();
         let engine = engine(SYNC, &host);
         let mut slot = None;
@@ -1177,11 +1235,12 @@ mod global_tests {
         host.advance_ms(100);
         engine.on_tick(&host);
         assert_eq!(engine.waiting(), 1);
+        // Past it: the engine refuses the request (Envoy answers every
+        // call, so only a call it never ended gets here).
         host.advance_ms(200);
         engine.on_tick(&host);
         assert_eq!(engine.waiting(), 0);
-        assert_eq!(host.last_reply().unwrap().status, 429);
-        assert_eq!(host.metric("palisade.ratelimit.service_timeouts"), 1);
+        assert_eq!(host.last_reply().unwrap().status, 503);
         // The late answer finds no request waiting for it.
         let call = host.grpc_calls().pop().unwrap();
         host.set_call_response("200", &answer(1, 9, 60));
