@@ -10,7 +10,9 @@
 
 use std::rc::Rc;
 
-use crate::contract::{self, Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use crate::contract::{
+    self, Denial, Identity, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
+};
 use crate::matcher::RequestView;
 
 use super::host::{HeaderMap, Host, LogLevel};
@@ -203,6 +205,15 @@ impl ResponseHead {
             all.push((name.to_string(), value.to_string()));
         }
     }
+
+    /// Sets (replaces) a header toward the client.
+    pub fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+        host.set_header(HeaderMap::Response, name, Some(value));
+        if let Some(all) = &mut self.headers {
+            all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            all.push((name.to_string(), value.to_string()));
+        }
+    }
 }
 
 /// The Envoy attributes stages read. Each costs a host call that returns
@@ -235,10 +246,16 @@ pub enum Attribute {
     PeerSubject,
     /// `connection.sha256_peer_certificate_digest`.
     PeerSha256,
+    /// `connection.requested_server_name`: the SNI.
+    RequestedServerName,
+    /// `connection.uri_san_peer_certificate`: the first URI SAN.
+    PeerUriSan,
+    /// `connection.dns_san_peer_certificate`: the first DNS SAN.
+    PeerDnsSan,
 }
 
 impl Attribute {
-    const COUNT: usize = 13;
+    const COUNT: usize = 16;
 
     /// The attribute's property path.
     pub fn path(self) -> &'static [&'static str] {
@@ -256,6 +273,9 @@ impl Attribute {
             Attribute::Mtls => &["connection", "mtls"],
             Attribute::PeerSubject => &["connection", "subject_peer_certificate"],
             Attribute::PeerSha256 => &["connection", "sha256_peer_certificate_digest"],
+            Attribute::RequestedServerName => &["connection", "requested_server_name"],
+            Attribute::PeerUriSan => &["connection", "uri_san_peer_certificate"],
+            Attribute::PeerDnsSan => &["connection", "dns_san_peer_certificate"],
         }
     }
 
@@ -318,6 +338,8 @@ pub enum DecisionKind {
     Waf,
     /// `palisade.denial`.
     Denial,
+    /// `palisade.tls`.
+    Tls,
 }
 
 /// A set of [`DecisionKind`]s.
@@ -385,6 +407,7 @@ pub struct Decisions {
     ratelimit: Slot<RateLimitDecision>,
     waf: Slot<WafDecision>,
     denial: Slot<Denial>,
+    tls: Slot<TlsDecision>,
     unreadable: DecisionSet,
 }
 
@@ -446,6 +469,7 @@ impl Decisions {
             ratelimit: Slot::new(in_memory.contains(DecisionKind::RateLimit)),
             waf: Slot::new(in_memory.contains(DecisionKind::Waf)),
             denial: Slot::new(in_memory.contains(DecisionKind::Denial)),
+            tls: Slot::new(in_memory.contains(DecisionKind::Tls)),
             unreadable: DecisionSet::NONE,
         }
     }
@@ -456,6 +480,7 @@ impl Decisions {
         ratelimit, set_ratelimit, RateLimitDecision, DecisionKind::RateLimit, contract::RATELIMIT, "rate-limit decision";
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
+        tls, set_tls, TlsDecision, DecisionKind::Tls, contract::TLS, "transport decision";
     }
 
     /// The decisions whose filter state was there but could not be read (a
