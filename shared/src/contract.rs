@@ -178,6 +178,15 @@ pub struct TlsDecision {
     /// The SHA-256 of its DER encoding, lower-case hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_sha256: Option<String>,
+    /// Its serial number, upper-case hex, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_serial_number: Option<String>,
+    /// Its `notBefore`, seconds since the epoch, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_not_before: Option<i64>,
+    /// Its `notAfter`, seconds since the epoch, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_not_after: Option<i64>,
 }
 
 /// A request refused by a filter: which one, with what status, and why.

@@ -410,7 +410,6 @@ fn escape_value(value: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,5 +164,4 @@ mod tests {
         assert_eq!(e[0][3], ("URI".into(), String::new()));
         assert_eq!(e[1], vec![("Hash".into(), "2".into())]);
     }
-
 }

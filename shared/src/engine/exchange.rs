@@ -248,10 +248,14 @@ pub enum Attribute {
     PeerSha256,
     /// `connection.requested_server_name`: the SNI.
     RequestedServerName,
-    /// `connection.uri_san_peer_certificate`: the first URI SAN.
-    PeerUriSan,
-    /// `connection.dns_san_peer_certificate`: the first DNS SAN.
-    PeerDnsSan,
+    /// `connection.peer_certificate`: the client certificate, PEM (every
+    /// SAN and the issuer are only in it: `connection.uri_san_peer_certificate`
+    /// and `dns_san_peer_certificate` give the first SAN alone).
+    PeerCertificate,
+    /// `filter_state["palisade.tls_cipher"]`: Envoy has no cipher attribute;
+    /// its `set_filter_state` HTTP filter writes `%DOWNSTREAM_TLS_CIPHER%`
+    /// there (`envoy/tls.yaml`). Filter state, so no client can set it.
+    TlsCipher,
 }
 
 impl Attribute {
@@ -274,8 +278,8 @@ impl Attribute {
             Attribute::PeerSubject => &["connection", "subject_peer_certificate"],
             Attribute::PeerSha256 => &["connection", "sha256_peer_certificate_digest"],
             Attribute::RequestedServerName => &["connection", "requested_server_name"],
-            Attribute::PeerUriSan => &["connection", "uri_san_peer_certificate"],
-            Attribute::PeerDnsSan => &["connection", "dns_san_peer_certificate"],
+            Attribute::PeerCertificate => &["connection", "peer_certificate"],
+            Attribute::TlsCipher => &["filter_state", "palisade.tls_cipher"],
         }
     }
 
