@@ -127,7 +127,7 @@ test-unit:
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit transport waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit sender_constrained transport waf waf_corpus)
 
 test-e2e: build envoy node-deps registry otlp-deps
 	cargo test -p palisade-e2e --tests
