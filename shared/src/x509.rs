@@ -64,7 +64,7 @@ pub fn hex(bytes: &[u8], upper: bool) -> String {
 /// Hex (either case) as bytes; `None` when it is not an even number of hex digits.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -343,7 +343,13 @@ mod tests {
         );
         let first = proof(&k, "a", None);
         assert_eq!(
-            run("dpop", jkt.clone(), true, &[first.clone()], &mut ctx),
+            run(
+                "dpop",
+                jkt.clone(),
+                true,
+                std::slice::from_ref(&first),
+                &mut ctx
+            ),
             Ok(())
         );
         assert_eq!(

@@ -226,7 +226,13 @@ fn run_row(
                 .map_err(|e| format!("{token_file}: {e}"))?;
             let warm = dir.join("dpop-warm.lua");
             let measured = dir.join("dpop.lua");
-            write_dpop_lua(&warm, &url, &request.path, token.trim(), 2 * PROOFS_PER_SECOND)?;
+            write_dpop_lua(
+                &warm,
+                &url,
+                &request.path,
+                token.trim(),
+                2 * PROOFS_PER_SECOND,
+            )?;
             write_dpop_lua(
                 &measured,
                 &url,
