@@ -508,17 +508,17 @@ impl JwtStage {
                     &verified,
                 );
                 for name in &edits.remove {
-                    cx.request.remove(host, name);
+                    cx.remove_request_header(name);
                 }
                 for (name, value) in &edits.set {
-                    cx.request.set(host, name, value);
+                    cx.set_request_header(name, value);
                 }
                 if let Some(path) = &edits.path {
-                    cx.request.set(host, ":path", path);
+                    cx.set_request_header(":path", path);
                 }
                 match &edits.cookie {
-                    Some(Some(cookie)) => cx.request.set(host, "cookie", cookie),
-                    Some(None) => cx.request.remove(host, "cookie"),
+                    Some(Some(cookie)) => cx.set_request_header("cookie", cookie),
+                    Some(None) => cx.remove_request_header("cookie"),
                     None => {}
                 }
                 if let Some(v) = verified.first() {

@@ -119,7 +119,7 @@ impl Stage for MfaStage {
         // Client copies of the headers this stage sets never reach the upstream.
         for name in config.upstream_headers.names() {
             if cx.request.header(name).is_some() {
-                cx.request.remove(host, name);
+                cx.remove_request_header(name);
             }
         }
         let route_name = if config.needs_route_name {
@@ -166,7 +166,7 @@ impl Stage for MfaStage {
                 state,
             } => {
                 for (name, value) in &headers {
-                    cx.request.set(host, name, value);
+                    cx.set_request_header(name, value);
                 }
                 engine::publish_json(host, MfaModule::NAME, contract::MFA, &state);
                 cx.decisions.set_mfa(state);

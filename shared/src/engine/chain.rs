@@ -26,7 +26,7 @@ enum At {
     #[default]
     First,
     /// The first stage is done with the headers; the second is running.
-    Then,
+    Second,
 }
 
 /// Per-request state of a [`Then`].
@@ -65,10 +65,13 @@ impl<A: Stage, B: Stage> Then<A, B> {
             Step::Refuse(r) => return Step::Refuse(r),
             Step::Respond(r) => return Step::Respond(r),
             Step::Wait { deadline_ms } => return Step::Wait { deadline_ms },
+            Step::AwaitCall { token, deadline_ms } => {
+                return Step::AwaitCall { token, deadline_ms }
+            }
             Step::ReadBody { max_bytes } => request.first_body = Some(max_bytes),
             Step::Continue => {}
         }
-        request.at = At::Then;
+        request.at = At::Second;
         let step = self.then.on_request_headers(&mut request.then, cx);
         self.after_then(step, request)
     }
@@ -108,7 +111,7 @@ impl<A: Stage, B: Stage> Stage for Then<A, B> {
                 let step = self.first.on_resume(&mut request.first, cx, timed_out);
                 self.after_first(step, request, cx)
             }
-            At::Then => {
+            At::Second => {
                 let step = self.then.on_resume(&mut request.then, cx, timed_out);
                 self.after_then(step, request)
             }
@@ -195,14 +198,14 @@ impl<A: Stage, B: Stage> Stage for Then<A, B> {
         {
             return Some(match request.at {
                 At::First => self.after_first(step, request, cx),
-                At::Then => step,
+                At::Second => step,
             });
         }
         let step = self
             .then
             .on_call_response(&mut request.then, cx, token, response)?;
         Some(match request.at {
-            At::Then => self.after_then(step, request),
+            At::Second => self.after_then(step, request),
             At::First => step,
         })
     }

@@ -17,6 +17,22 @@ use crate::matcher::RequestView;
 
 use super::host::{HeaderMap, Host, LogLevel};
 
+/// What an event may do with a header map by name. Envoy holds the request
+/// map during the request-headers event (and while the request waits), the
+/// response map during the response-headers event, and lets both be read
+/// when the request ends; at other times a lookup or an edit by name is an
+/// error the SDK would panic on. Reading a whole map never fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MapAccess {
+    /// Neither read nor edited by name: answers come from what was read.
+    #[default]
+    None,
+    /// Read by name.
+    Read,
+    /// Read and edited.
+    Edit,
+}
+
 /// The request headers as read when the request started, with the edits
 /// stages made since.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +40,7 @@ pub struct RequestHead {
     headers: Vec<(String, String)>,
     whole: bool,
     pseudo: [Option<usize>; 4],
+    access: MapAccess,
 }
 
 const METHOD: usize = 0;
@@ -39,6 +56,7 @@ impl RequestHead {
             headers,
             whole,
             pseudo: [None; 4],
+            access: MapAccess::None,
         };
         head.locate_pseudo_headers();
         head
@@ -133,17 +151,24 @@ impl RequestHead {
     /// start (a stage that found it needs more, such as a CORS preflight).
     pub fn read_whole(&mut self, host: &dyn Host) {
         if !self.whole {
+            let access = self.access;
             *self = RequestHead::new(host.header_map(HeaderMap::Request), true);
+            self.access = access;
         }
     }
 
-    /// A header, asking the host when it was not read at the start. For
-    /// rarely needed headers (the request id of a refusal); the host can
-    /// only answer while it still holds the request headers.
+    /// What this event may do with the map (set by the engine).
+    pub(crate) fn set_access(&mut self, access: MapAccess) {
+        self.access = access;
+    }
+
+    /// A header, asking the host when it was not read at the start and the
+    /// host still holds the map. For rarely needed headers (the request id
+    /// of a refusal).
     pub fn lookup(&self, host: &dyn Host, name: &str) -> Option<String> {
         match self.header(name) {
             Some(v) => Some(v.to_string()),
-            None if self.whole => None,
+            None if self.whole || self.access == MapAccess::None => None,
             None => host.header(HeaderMap::Request, name),
         }
     }
@@ -154,8 +179,21 @@ impl RequestHead {
             .filter(|id| !id.is_empty())
     }
 
+    fn editable(&self, host: &dyn Host, name: &str) -> bool {
+        if self.access != MapAccess::Edit {
+            host.log(
+                LogLevel::Warn,
+                &format!("palisade: request header `{name}` not edited: the headers have gone on"),
+            );
+        }
+        self.access == MapAccess::Edit
+    }
+
     /// Sets (replaces) a header toward the upstream.
-    pub fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+    pub(crate) fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
+            return;
+        }
         host.set_header(HeaderMap::Request, name, Some(value));
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.push((name.to_string(), value.to_string()));
@@ -164,8 +202,8 @@ impl RequestHead {
 
     /// Removes a header (all its values) toward the upstream. Knowing the
     /// whole map, a header the request does not have costs no host call.
-    pub fn remove(&mut self, host: &dyn Host, name: &str) {
-        if self.whole && self.header(name).is_none() {
+    pub(crate) fn remove(&mut self, host: &dyn Host, name: &str) {
+        if self.whole && self.header(name).is_none() || !self.editable(host, name) {
             return;
         }
         host.set_header(HeaderMap::Request, name, None);
@@ -181,33 +219,59 @@ impl RequestHead {
 #[derive(Debug, Clone, Default)]
 pub struct ResponseHead {
     headers: Option<Vec<(String, String)>>,
+    access: MapAccess,
 }
 
 impl ResponseHead {
+    /// What this event may do with the map (set by the engine).
+    pub(crate) fn set_access(&mut self, access: MapAccess) {
+        self.access = access;
+    }
+
     /// Every response header (read from the host once).
     pub fn headers(&mut self, host: &dyn Host) -> &[(String, String)] {
         self.headers
             .get_or_insert_with(|| host.header_map(HeaderMap::Response))
     }
 
-    /// One response header: from the map when it was read, else by name.
+    /// One response header: from the map when it was read, else by name
+    /// while the host holds the map.
     pub fn header(&self, host: &dyn Host, name: &str) -> Option<String> {
         match &self.headers {
             Some(all) => crate::headers::first_value(all, name).map(str::to_string),
+            None if self.access == MapAccess::None => None,
             None => host.header(HeaderMap::Response, name),
         }
     }
 
-    /// Adds a header toward the client.
+    fn editable(&self, host: &dyn Host, name: &str) -> bool {
+        if self.access != MapAccess::Edit {
+            host.log(
+                LogLevel::Warn,
+                &format!("palisade: response header `{name}` not edited: the headers have gone on"),
+            );
+        }
+        self.access == MapAccess::Edit
+    }
+
+    /// Adds a header toward the client (only while the response headers
+    /// are being answered).
     pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
+            return;
+        }
         host.add_header(HeaderMap::Response, name, value);
         if let Some(all) = &mut self.headers {
             all.push((name.to_string(), value.to_string()));
         }
     }
 
-    /// Sets (replaces) a header toward the client.
+    /// Sets (replaces) a header toward the client (only while the response
+    /// headers are being answered).
     pub fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
+            return;
+        }
         host.set_header(HeaderMap::Response, name, Some(value));
         if let Some(all) = &mut self.headers {
             all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
@@ -327,6 +391,16 @@ impl Attributes {
     pub fn route_name(&mut self, host: &dyn Host) -> &str {
         self.string(host, Attribute::RouteName).unwrap_or("")
     }
+
+    /// Forgets the route and cluster read so far: a request-header edit
+    /// makes Envoy pick the route again.
+    pub(crate) fn forget_route(&mut self) {
+        for attribute in [Attribute::RouteName, Attribute::ClusterName] {
+            if let Some(slot) = self.values.get_mut(attribute.index()) {
+                *slot = None;
+            }
+        }
+    }
 }
 
 /// The kinds of decision stages hand on.
@@ -388,17 +462,17 @@ impl DecisionSet {
 /// One decision: made in this VM (or known not to be made), or still to be
 /// read from filter state.
 #[derive(Debug, Clone)]
-enum Slot<T> {
+enum Decided<T> {
     Unread,
     Known(Option<T>),
 }
 
-impl<T> Slot<T> {
+impl<T> Decided<T> {
     fn new(in_memory: bool) -> Self {
         if in_memory {
-            Slot::Known(None)
+            Decided::Known(None)
         } else {
-            Slot::Unread
+            Decided::Unread
         }
     }
 }
@@ -406,12 +480,12 @@ impl<T> Slot<T> {
 /// The decisions of the stages so far, typed.
 #[derive(Debug, Clone)]
 pub struct Decisions {
-    identity: Slot<Rc<Identity>>,
-    mfa: Slot<MfaDecision>,
-    ratelimit: Slot<RateLimitDecision>,
-    waf: Slot<WafDecision>,
-    denial: Slot<Denial>,
-    tls: Slot<TlsDecision>,
+    identity: Decided<Rc<Identity>>,
+    mfa: Decided<MfaDecision>,
+    ratelimit: Decided<RateLimitDecision>,
+    waf: Decided<WafDecision>,
+    denial: Decided<Denial>,
+    tls: Decided<TlsDecision>,
     unreadable: DecisionSet,
 }
 
@@ -446,18 +520,18 @@ macro_rules! decision_accessors {
         $(
             #[doc = concat!("The ", $doc, ": from this VM's stages, else read once from filter state.")]
             pub fn $field(&mut self, host: &dyn Host) -> Option<&$ty> {
-                if let Slot::Unread = self.$field {
-                    self.$field = Slot::Known(load(host, $name, $kind, &mut self.unreadable));
+                if let Decided::Unread = self.$field {
+                    self.$field = Decided::Known(load(host, $name, $kind, &mut self.unreadable));
                 }
                 match &self.$field {
-                    Slot::Known(value) => value.as_ref(),
-                    Slot::Unread => None,
+                    Decided::Known(value) => value.as_ref(),
+                    Decided::Unread => None,
                 }
             }
 
             #[doc = concat!("Records the ", $doc, " for the stages after this one.")]
             pub fn $setter(&mut self, value: $ty) {
-                self.$field = Slot::Known(Some(value));
+                self.$field = Decided::Known(Some(value));
             }
         )*
     };
@@ -468,12 +542,15 @@ impl Decisions {
     /// this VM (so never read from filter state).
     pub fn new(in_memory: DecisionSet) -> Self {
         Decisions {
-            identity: Slot::new(in_memory.contains(DecisionKind::Identity)),
-            mfa: Slot::new(in_memory.contains(DecisionKind::Mfa)),
-            ratelimit: Slot::new(in_memory.contains(DecisionKind::RateLimit)),
-            waf: Slot::new(in_memory.contains(DecisionKind::Waf)),
-            denial: Slot::new(in_memory.contains(DecisionKind::Denial)),
-            tls: Slot::new(in_memory.contains(DecisionKind::Tls)),
+            identity: Decided::new(in_memory.contains(DecisionKind::Identity)),
+            mfa: Decided::new(in_memory.contains(DecisionKind::Mfa)),
+            ratelimit: Decided::new(in_memory.contains(DecisionKind::RateLimit)),
+            waf: Decided::new(in_memory.contains(DecisionKind::Waf)),
+            // A refusal is looked for in filter state when none was made in
+            // this VM: a Palisade module beside it may have refused first
+            // (it feeds only the audit record, never a decision).
+            denial: Decided::Unread,
+            tls: Decided::new(in_memory.contains(DecisionKind::Tls)),
             unreadable: DecisionSet::NONE,
         }
     }
@@ -542,6 +619,20 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// Sets (replaces) a request header toward the upstream. Envoy then picks
+    /// the route again, so the route read so far is forgotten.
+    pub fn set_request_header(&mut self, name: &str, value: &str) {
+        self.request.set(self.host, name, value);
+        self.attributes.forget_route();
+    }
+
+    /// Removes a request header toward the upstream (see
+    /// [`Exchange::set_request_header`]).
+    pub fn remove_request_header(&mut self, name: &str) {
+        self.request.remove(self.host, name);
+        self.attributes.forget_route();
+    }
+
     /// The host's wall clock (ms since the epoch), read once per event: the
     /// stages of one event see the same time, for one host call.
     pub fn now_ms(&self) -> i64 {

@@ -98,6 +98,7 @@ pub struct FakeHost {
     foreign: RefCell<HashMap<String, ForeignFunction>>,
     header_reads: Cell<u32>,
     property_reads: RefCell<Vec<String>>,
+    route_after_path_edit: RefCell<Option<String>>,
 }
 
 fn path_key(path: &[&str]) -> String {
@@ -196,6 +197,12 @@ impl FakeHost {
         self.grpc_calls.borrow().clone()
     }
 
+    /// Makes an edit of `:path` pick this route (as Envoy picks the route
+    /// again after a request-header edit).
+    pub fn route_after_path_edit(&self, route: &str) {
+        *self.route_after_path_edit.borrow_mut() = Some(route.to_string());
+    }
+
     /// Makes reading the request body fail.
     pub fn fail_body_reads(&self) {
         self.body_unreadable.set(true);
@@ -227,6 +234,20 @@ impl FakeHost {
     /// Marks a request as ended: `set_effective_context` fails for it.
     pub fn end_request(&self, context_id: u32) {
         self.ended.borrow_mut().push(context_id);
+    }
+
+    /// Forgets the replies sent, the lines logged, the calls dispatched,
+    /// the requests resumed or ended and the reads counted so far; keeps the
+    /// configuration, clock, shared data, properties and metrics. A host
+    /// that serves many scenarios in a row (a fuzz target's) stays small.
+    pub fn clear_records(&self) {
+        self.replies.borrow_mut().clear();
+        self.logs.borrow_mut().clear();
+        self.calls.borrow_mut().clear();
+        self.resumed.borrow_mut().clear();
+        self.ended.borrow_mut().clear();
+        self.property_reads.borrow_mut().clear();
+        self.header_reads.set(0);
     }
 
     /// The replies sent so far.
@@ -393,6 +414,11 @@ impl Host for FakeHost {
     }
 
     fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>) {
+        if map == HeaderMap::Request && name == ":path" {
+            if let Some(route) = self.route_after_path_edit.borrow().as_deref() {
+                self.set_property_raw(&["xds", "route_name"], route.as_bytes());
+            }
+        }
         let mut headers = self.map(map).borrow_mut();
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         if let Some(value) = value {

@@ -43,10 +43,10 @@ pub mod wasm;
 mod tests;
 
 pub use chain::{Then, ThenRequest};
-pub use driver::{Action, Engine, Flow, Slot};
+pub use driver::{Action, Engine, Flow, FlowSlot, Waiting};
 pub use exchange::{
     publish, publish_json, Attribute, Attributes, DecisionKind, DecisionSet, Decisions, Exchange,
-    RequestHead, ResponseHead,
+    MapAccess, RequestHead, ResponseHead,
 };
 pub use host::{
     log, Body, Counter, Gauge, HeaderMap, Host, HostError, HostStore, LogLevel, MetricKind,

@@ -9,10 +9,14 @@
 //! assert_eq!(sections.get("jwt"), None);
 //! let err = Sections::parse(br#"{"wafs": {}}"#, &["waf"]).unwrap_err();
 //! assert_eq!(err.path, "wafs");
+//! let err = Sections::parse(br#"{"waf": {}, "waf": {"paranoia_level": 4}}"#, &["waf"]).unwrap_err();
+//! assert!(err.message.contains("given twice"));
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::config::{field_path, ConfigError};
@@ -27,13 +31,21 @@ impl<'a> Sections<'a> {
     /// Splits `document` into its sections; a name outside `known` is
     /// refused, naming it and the known ones. A section must be an object.
     pub fn parse(document: &'a [u8], known: &[&str]) -> Result<Self, ConfigError> {
-        let sections: BTreeMap<String, &'a RawValue> =
-            serde_json::from_slice(document).map_err(|e| {
-                ConfigError::invalid(
-                    ".",
-                    format!("{e}: expected an object with one section per stage"),
-                )
-            })?;
+        let entries: Entries<'a> = serde_json::from_slice(document).map_err(|e| {
+            ConfigError::invalid(
+                ".",
+                format!("{e}: expected an object with one section per stage"),
+            )
+        })?;
+        let mut sections = BTreeMap::new();
+        for (name, value) in entries.0 {
+            if sections.insert(name.clone(), value).is_some() {
+                return Err(ConfigError::invalid(
+                    name.clone(),
+                    format!("section `{name}` is given twice"),
+                ));
+            }
+        }
         for (name, value) in &sections {
             if !known.contains(&name.as_str()) {
                 return Err(ConfigError::invalid(
@@ -62,6 +74,30 @@ impl<'a> Sections<'a> {
     /// The names present.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sections.keys().map(String::as_str)
+    }
+}
+
+/// An object's members in document order, duplicates kept (a map would
+/// keep only the last).
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor)
     }
 }
 

@@ -27,6 +27,21 @@ pub struct Refusal {
     pub reply: Reply,
 }
 
+impl Refusal {
+    /// 503 with `Retry-After: 5`: the stage cannot decide now (closed).
+    pub fn unavailable(filter: &'static str, reason: &str) -> Self {
+        Refusal {
+            filter,
+            reason: reason.to_string(),
+            reply: Reply {
+                status: 503,
+                headers: vec![("retry-after".into(), "5".into())],
+                body: Vec::new(),
+            },
+        }
+    }
+}
+
 /// What a stage answers to the request headers (or, after waiting, when
 /// woken).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +62,23 @@ pub enum Step {
     /// metadata document the stage serves, say): no later stage runs, and no
     /// `palisade.denial` is published.
     Respond(Reply),
-    /// Hold the request until the stage wakes it ([`Wake::Waiters`] from a
-    /// root event) or until `deadline_ms` (host wall clock) passes; then
-    /// [`Stage::on_resume`] answers for it. Only a stage that asked for
-    /// ticks ([`Needs::tick`]) may wait: the ticks enforce the deadline.
+    /// Hold the request until the stage's root side wakes it
+    /// ([`Wake::Waiters`] from a root event) or until `deadline_ms` (host
+    /// wall clock) passes; then [`Stage::on_resume`] answers for it. Only
+    /// in a module that ticks ([`Needs::tick`]): the ticks enforce the
+    /// deadline.
     Wait {
+        /// When waiting ends regardless, ms since the epoch.
+        deadline_ms: i64,
+    },
+    /// Hold the request until the answer to the call `token` (HTTP or gRPC,
+    /// made while deciding it) arrives: [`Stage::on_call_response`] answers
+    /// for it then. Envoy answers every call (a failure or its timeout
+    /// included); `deadline_ms`, enforced when the module ticks, refuses
+    /// the request (503) if the answer is later still.
+    AwaitCall {
+        /// The call's token.
+        token: u32,
         /// When waiting ends regardless, ms since the epoch.
         deadline_ms: i64,
     },
@@ -219,7 +246,8 @@ pub trait Stage: 'static {
 
     /// A request this stage held with [`Step::Wait`] is woken: by the stage
     /// (`timed_out` false) or by its deadline (`timed_out` true, and the
-    /// stage must not wait again).
+    /// stage must not wait again). A stage that waits must answer here; the
+    /// default refuses (503), so a wait never ends open.
     fn on_resume(
         &self,
         request: &mut Self::Request,
@@ -227,7 +255,7 @@ pub trait Stage: 'static {
         timed_out: bool,
     ) -> Step {
         let _ = (request, cx, timed_out);
-        Step::Continue
+        Step::Refuse(Refusal::unavailable("palisade", "stage_cannot_resume"))
     }
 
     /// The body a stage asked for with [`Step::ReadBody`]: all of it, or
@@ -271,9 +299,11 @@ pub trait Stage: 'static {
         let _ = (request, cx);
     }
 
-    /// The response to a call this stage made while deciding this request
-    /// (it waited for it with [`Step::Wait`]): what to do with the request
-    /// now. `None` when the token is not one of this stage's calls.
+    /// The response to a call this stage made while deciding this request:
+    /// what to do with the request now. The engine acts on the answer only
+    /// when the request waits for this call ([`Step::AwaitCall`]); for a
+    /// call the stage did not wait for, it is only news. `None` when the
+    /// token is not one of this stage's calls.
     fn on_call_response(
         &self,
         request: &mut Self::Request,

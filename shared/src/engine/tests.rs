@@ -384,10 +384,10 @@ fn a_waiting_request_is_parked_then_resumed_when_its_stage_wakes_it() {
     assert_eq!(engine.waiting(), 1);
     assert_eq!(seen(&t), ["w:headers /orders"]);
     // A call response for another stage's token changes nothing.
-    engine.on_http_call_response(99, 0, &host);
+    engine.on_http_call_response(99, 1, 0, &host);
     assert_eq!(engine.waiting(), 1);
     // Its own call's response wakes it.
-    engine.on_http_call_response(7, 0, &host);
+    engine.on_http_call_response(7, 1, 0, &host);
     assert_eq!(
         seen(&t),
         [
@@ -868,7 +868,8 @@ impl Stage for AsksService {
         ) {
             Ok(token) => {
                 *call = Some(token);
-                Step::Wait {
+                Step::AwaitCall {
+                    token,
                     deadline_ms: cx.now_ms() + 1_000,
                 }
             }
@@ -948,4 +949,322 @@ fn a_request_waits_for_its_own_call_and_goes_on_by_its_answer() {
     engine.on_request_call_response(3, &mut slot, call.token, &response, &host);
     assert_eq!(host.last_reply().unwrap().status, 429);
     assert_eq!(host.resumed(), [2]);
+}
+
+#[test]
+fn a_failed_call_has_no_status_and_reads_no_header() {
+    let t = trace();
+    let host = host();
+    let engine = Engine::new(waiting_chain(&t, Wake::No), "test", 1, &host).unwrap();
+    let reads = host.header_reads();
+    // Envoy reports a reset or a timed-out call with no headers: reading one
+    // by name then would be an error the SDK panics on.
+    engine.on_http_call_response(7, 0, 0, &host);
+    assert_eq!(host.header_reads(), reads);
+    assert_eq!(seen(&t), ["w:call"]);
+}
+
+#[test]
+fn a_waiting_request_stays_paused_whatever_body_events_arrive() {
+    let t = trace();
+    let host = host().with_request_body(b"payload");
+    let engine = Engine::new(waiting_chain(&t, Wake::Waiters), "test", 1, &host).unwrap();
+    let mut slot = None;
+    assert_eq!(
+        engine.on_request_headers(5, &mut slot, false, &host),
+        Action::Pause
+    );
+    // With Envoy's allow_on_headers_stop_iteration, body and trailers
+    // events reach a paused filter: they must not let the request go.
+    assert_eq!(
+        engine.on_request_body(5, &mut slot, 7, true, &host),
+        Action::Pause
+    );
+    assert_eq!(
+        engine.on_request_trailers(5, &mut slot, &host),
+        Action::Pause
+    );
+    assert!(slot.is_none(), "still parked");
+    assert_eq!(engine.waiting(), 1);
+    seen(&t);
+    engine.on_http_call_response(7, 1, 0, &host);
+    assert_eq!(
+        seen(&t),
+        [
+            "w:call",
+            "w:resume timed_out=false",
+            "later:headers /orders"
+        ]
+    );
+    // The body then goes to the stage that asked for it.
+    assert_eq!(
+        engine.on_request_body(5, &mut slot, 7, true, &host),
+        Action::Continue
+    );
+    assert_eq!(seen(&t), ["later:body payload"]);
+}
+
+#[test]
+fn a_request_waiting_for_its_call_is_refused_when_the_call_never_answers() {
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/");
+    let engine = Engine::new(
+        Then {
+            first: Scripted::new("ticks", &t)
+                .needs(|n| n.tick = Some(Duration::from_millis(250)))
+                .wake(Wake::Waiters),
+            then: AsksService,
+        },
+        "test",
+        1,
+        &host,
+    )
+    .unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, true, &host);
+    // Another stage waking its waiters does not wake a request that waits
+    // for its own call.
+    engine.on_tick(&host);
+    assert!(host.resumed().is_empty());
+    assert!(host.replies().is_empty());
+    assert_eq!(engine.waiting(), 1);
+    // Past the deadline: 503, never on without the answer.
+    host.advance_ms(2_000);
+    engine.on_tick(&host);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.header("retry-after")),
+        (503, Some("5"))
+    );
+    assert!(host.resumed().is_empty());
+    assert_eq!(
+        host.property_json(contract::DENIAL).unwrap()["reason"],
+        "call_timed_out"
+    );
+    // The late answer changes nothing.
+    let response = CallResponse {
+        grpc_status: Some(0),
+        ..CallResponse::default()
+    };
+    let call = host.grpc_calls().pop().unwrap();
+    engine.on_request_call_response(2, &mut slot, call.token, &response, &host);
+    assert!(host.resumed().is_empty());
+}
+
+#[test]
+fn an_answer_to_a_call_the_request_does_not_wait_for_leaves_it_waiting() {
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/");
+    let engine = Engine::new(AsksService, "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, true, &host);
+    let call = host.grpc_calls().pop().unwrap();
+    // An unknown token and another call's answer: the request keeps waiting.
+    let response = CallResponse {
+        grpc_status: Some(0),
+        body_size: 3,
+        ..CallResponse::default()
+    };
+    host.set_call_response("200", b"yes");
+    engine.on_request_call_response(2, &mut slot, call.token + 100, &response, &host);
+    assert!(slot.is_none() && engine.waiting() == 1, "still parked");
+    assert!(host.logged("response to an unknown call"));
+    // Its own answer lets it go.
+    engine.on_request_call_response(2, &mut slot, call.token, &response, &host);
+    assert_eq!(engine.waiting(), 0);
+    assert!(slot.is_some());
+    let _ = t;
+}
+
+/// A stage whose root side wakes its waiters, and which then asks a service
+/// (from the root context) before it decides.
+struct ResumesWithACall;
+
+impl Stage for ResumesWithACall {
+    type Request = Option<u32>;
+    fn needs(&self) -> Needs {
+        Needs {
+            tick: Some(Duration::from_millis(250)),
+            ..Needs::default()
+        }
+    }
+    fn on_request_headers(&self, _: &mut Option<u32>, _: &mut Exchange<'_>) -> Step {
+        Step::Wait {
+            deadline_ms: i64::MAX,
+        }
+    }
+    fn on_resume(&self, call: &mut Option<u32>, cx: &mut Exchange<'_>, _: bool) -> Step {
+        match cx
+            .host
+            .dispatch_http_call("svc", &[], None, Duration::from_millis(100))
+        {
+            Ok(token) => {
+                *call = Some(token);
+                Step::AwaitCall {
+                    token,
+                    deadline_ms: i64::MAX,
+                }
+            }
+            Err(_) => Step::Continue,
+        }
+    }
+    fn on_call_response(
+        &self,
+        call: &mut Option<u32>,
+        _: &mut Exchange<'_>,
+        token: u32,
+        _: &CallResponse,
+    ) -> Option<Step> {
+        (*call == Some(token)).then_some(Step::Continue)
+    }
+    fn on_tick(&self, _: &dyn Host) -> Wake {
+        Wake::Waiters
+    }
+}
+
+#[test]
+fn a_call_made_while_resuming_in_the_root_context_still_reaches_its_request() {
+    let host = FakeHost::new().with_request("GET", "/");
+    let engine = Engine::new(ResumesWithACall, "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(4, &mut slot, true, &host);
+    engine.on_tick(&host);
+    let call = host.calls().pop().expect("the call made while resuming");
+    assert!(host.resumed().is_empty(), "waits for the call now");
+    // The SDK delivers a call made in the root context to the root context.
+    engine.on_http_call_response(call.token, 1, 0, &host);
+    assert_eq!(host.resumed(), [4]);
+}
+
+#[test]
+fn a_stage_that_waits_without_answering_its_resume_is_refused() {
+    struct WaitsForever;
+    impl Stage for WaitsForever {
+        type Request = ();
+        fn needs(&self) -> Needs {
+            Needs {
+                tick: Some(Duration::from_millis(250)),
+                ..Needs::default()
+            }
+        }
+        fn on_request_headers(&self, _: &mut (), _: &mut Exchange<'_>) -> Step {
+            Step::Wait {
+                deadline_ms: i64::MAX,
+            }
+        }
+        fn on_tick(&self, _: &dyn Host) -> Wake {
+            Wake::Waiters
+        }
+    }
+    let host = FakeHost::new().with_request("GET", "/");
+    let engine = Engine::new(WaitsForever, "test", 1, &host).unwrap();
+    engine.on_request_headers(4, &mut None, true, &host);
+    engine.on_tick(&host);
+    assert_eq!(host.last_reply().unwrap().status, 503);
+    assert!(
+        host.resumed().is_empty(),
+        "the default resume never lets it go"
+    );
+}
+
+#[test]
+fn headers_are_edited_only_while_the_host_holds_them() {
+    struct EditsLate;
+    impl Stage for EditsLate {
+        type Request = ();
+        fn needs(&self) -> Needs {
+            Needs {
+                request_headers: vec![":path".into()],
+                ..Needs::default()
+            }
+        }
+        fn on_request_headers(&self, _: &mut (), _: &mut Exchange<'_>) -> Step {
+            Step::ReadBody { max_bytes: 10 }
+        }
+        fn on_request_body(&self, _: &mut (), cx: &mut Exchange<'_>, _: &[u8]) -> BodyStep {
+            cx.set_request_header("x-late", "1");
+            assert_eq!(cx.request.lookup(cx.host, "x-request-id"), None);
+            BodyStep::Continue
+        }
+    }
+    let host = host().with_request_body(b"abc");
+    let engine = Engine::new(EditsLate, "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, false, &host);
+    let reads = host.header_reads();
+    engine.on_request_body(2, &mut slot, 3, true, &host);
+    assert_eq!(
+        host.header_reads(),
+        reads,
+        "no lookup by name after the headers went on"
+    );
+    assert!(!host.request_headers().iter().any(|(n, _)| n == "x-late"));
+    assert!(host.logged("request header `x-late` not edited"));
+}
+
+#[test]
+fn a_refusal_by_a_module_beside_the_bundle_still_reaches_the_audit() {
+    struct ReadsDenial(Rc<RefCell<Vec<String>>>);
+    impl Stage for ReadsDenial {
+        type Request = ();
+        fn needs(&self) -> Needs {
+            Needs {
+                provides: DecisionSet::of(&[DecisionKind::Denial]),
+                ..Needs::default()
+            }
+        }
+        fn on_log(&self, _: &mut (), cx: &mut Exchange<'_>) {
+            let filter = cx.decisions.denial(cx.host).map(|d| d.filter.clone());
+            self.0.borrow_mut().push(format!("{filter:?}"));
+        }
+    }
+    let t = trace();
+    let host = FakeHost::new().with_request("GET", "/").with_property(
+        &[contract::DENIAL],
+        br#"{"filter":"jwt","status":401,"reason":"token_missing"}"#,
+    );
+    let engine = Engine::new(ReadsDenial(t.clone()), "test", 1, &host).unwrap();
+    engine.on_log(2, &mut None, &host);
+    assert_eq!(seen(&t), ["Some(\"jwt\")"]);
+}
+
+#[test]
+fn a_body_over_the_limit_cannot_be_rewritten_and_is_refused() {
+    let t = trace();
+    let host = FakeHost::new()
+        .with_request("POST", "/api")
+        .with_request_body(&[b'x'; 300]);
+    let engine = Engine::new(rewrites(&t, ResponseStep::Continue), "test", 1, &host).unwrap();
+    let mut slot = None;
+    engine.on_request_headers(2, &mut slot, false, &host);
+    assert_eq!(
+        engine.on_request_body(2, &mut slot, 300, false, &host),
+        Action::Pause
+    );
+    assert_eq!(host.last_reply().unwrap().status, 500);
+    assert_eq!(host.request_body().len(), 300, "left as it was");
+}
+
+#[test]
+fn an_edit_makes_the_route_read_again() {
+    struct EditsThenReads;
+    impl Stage for EditsThenReads {
+        type Request = ();
+        fn needs(&self) -> Needs {
+            Needs::default()
+        }
+        fn on_request_headers(&self, _: &mut (), cx: &mut Exchange<'_>) -> Step {
+            assert_eq!(cx.attributes.route_name(cx.host), "before");
+            cx.set_request_header(":path", "/elsewhere");
+            assert_eq!(cx.attributes.route_name(cx.host), "after");
+            Step::Continue
+        }
+    }
+    let host = FakeHost::new()
+        .with_request("GET", "/")
+        .with_property(&["xds", "route_name"], b"before");
+    // Envoy picks the route again after an edit of the request headers.
+    host.route_after_path_edit("after");
+    let engine = Engine::new(EditsThenReads, "test", 1, &host).unwrap();
+    engine.on_request_headers(2, &mut None, true, &host);
 }

@@ -14,7 +14,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, BufferType, ContextType, MapType, MetricType, Status};
 
-use super::driver::{Action, Engine, Slot};
+use super::driver::{call_status, Action, Engine, FlowSlot};
 use super::host::{log, Body, HeaderMap, Host, HostError, LogLevel, MetricKind};
 use super::stage::CallResponse;
 use super::{Module, Stage};
@@ -52,12 +52,12 @@ impl<M: Module> Context for EngineRoot<M> {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
         if let Some(engine) = &self.engine {
-            engine.on_http_call_response(token, body_size, &WasmHost);
+            engine.on_http_call_response(token, num_headers, body_size, &WasmHost);
         }
     }
 
@@ -114,7 +114,7 @@ struct EngineHttp<M: Module> {
     /// `None` when the configuration was refused: Envoy should not send
     /// requests then, and any that comes is refused (closed).
     engine: Option<Rc<Engine<M::Stage>>>,
-    flow: Slot<<M::Stage as Stage>::Request>,
+    flow: FlowSlot<<M::Stage as Stage>::Request>,
 }
 
 fn action(action: Action) -> types::Action {
@@ -143,14 +143,14 @@ impl<M: Module> Context for EngineHttp<M> {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
         if let Some(engine) = &self.engine {
             let host = &WasmHost;
             let response = CallResponse {
-                status: host.header(HeaderMap::CallResponse, ":status"),
+                status: call_status(host, num_headers),
                 grpc_status: None,
                 body_size,
             };
@@ -267,7 +267,7 @@ impl<M: Module> Drop for EngineHttp<M> {
     fn drop(&mut self) {
         // Only a request that waited can have left anything with the engine.
         if let Some(engine) = &self.engine {
-            if self.flow.is_none() || engine.waiting() > 0 {
+            if self.flow.is_none() {
                 engine.forget(self.context_id);
             }
         }
@@ -278,7 +278,9 @@ impl<M: Module> Drop for EngineHttp<M> {
 /// serialized, as the host's gRPC call takes it. The SDK passes it as text:
 /// a cluster name shorter than 126 bytes keeps every byte below 0x80.
 fn grpc_service(cluster: &str) -> Option<String> {
-    let name = u8::try_from(cluster.len()).ok().filter(|n| *n < 126)?;
+    let name = u8::try_from(cluster.len())
+        .ok()
+        .filter(|n| (1..126).contains(n))?;
     let mut bytes = vec![0x0a, name + 2, 0x0a, name];
     bytes.extend_from_slice(cluster.as_bytes());
     String::from_utf8(bytes).ok()

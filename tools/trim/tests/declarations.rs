@@ -16,8 +16,11 @@ use palisade_trim::declared_callbacks;
 
 /// The engine's stage methods and the proxy-wasm callbacks that deliver
 /// them. The request body also needs the trailers: a stream that ends with
-/// trailers hands its held body over there.
-const STAGE_EVENTS: [(&str, &[&str]); 5] = [
+/// trailers hands its held body over there. A stage that waits needs the
+/// body and trailers callbacks too: with Envoy's
+/// `allow_on_headers_stop_iteration`, they reach a paused request, which the
+/// engine keeps paused only if it is called.
+const STAGE_EVENTS: [(&str, &[&str]); 7] = [
     ("on_request_headers", &["on_http_request_headers"]),
     (
         "on_request_body",
@@ -29,6 +32,14 @@ const STAGE_EVENTS: [(&str, &[&str]); 5] = [
         &["on_http_response_body", "on_http_response_trailers"],
     ),
     ("on_log", &["on_log"]),
+    (
+        "on_resume",
+        &["on_http_request_body", "on_http_request_trailers"],
+    ),
+    (
+        "on_call_response",
+        &["on_http_request_body", "on_http_request_trailers"],
+    ),
 ];
 
 fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -83,7 +83,7 @@ impl Setup {
         let call = self.host.calls().last().cloned().expect("a call");
         self.host.set_call_response(status, body.as_bytes());
         self.engine
-            .on_http_call_response(call.token, body.len(), &self.host);
+            .on_http_call_response(call.token, 1, body.len(), &self.host);
     }
 }
 
