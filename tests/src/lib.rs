@@ -14,6 +14,8 @@
 //!   bytes a test asks for;
 //! - [`rls`]: Redis and the rate-limit service (`palisade-rls`) of the
 //!   global rate-limit tests;
+//! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
+//!   or HTTPS (certificate-bound and DPoP-bound tokens);
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
 //!   protobuf definitions, recording the log records and spans Envoy sends;
 //! - [`audit_schemas`]: checkers of audit records against the official ECS and
@@ -31,6 +33,7 @@ pub mod deployment;
 mod echo;
 mod envoy;
 mod http;
+pub mod oidc;
 mod otlp;
 mod paths;
 pub mod rls;
