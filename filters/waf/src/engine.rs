@@ -701,9 +701,13 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Whether a phrase found at `start..end` is not part of a longer word: a
+/// boundary is checked at an end of the phrase that is a word byte (as
+/// `\b` does), so `@@version` and `db_name(` may follow or precede anything.
 fn at_word_boundaries(hay: &[u8], start: usize, end: usize) -> bool {
-    let before = start == 0 || !is_word_byte(hay[start - 1]);
-    let after = end >= hay.len() || !is_word_byte(hay[end]);
+    let edge = |i: usize| hay.get(i).copied().is_some_and(is_word_byte);
+    let before = start == 0 || !edge(start) || !edge(start - 1);
+    let after = end >= hay.len() || end == start || !edge(end - 1) || !edge(end);
     before && after
 }
 

@@ -342,7 +342,7 @@ fn defs() -> Vec<Def> {
             1,
             ALL,
             SHELL,
-            r"\$\(\(|\$\[|[<>]\((?:[^)]|$)|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,:@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|<<<|(?:^|[=:\s'\x22])\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|`[^`]*`\s*\w|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|\$\{?[0-9]+\}?[a-z]|\|\|\s*[a-z]+\s*\|\|",
+            r"\$\(\(|\$\[|(?:^|[\s;|&])[<>]\(\s*[a-z/]|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,:@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|<<<|(?:^|[=:])\s*\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|(?:^|[a-z/])\$\{?[0-9]+\}?[a-z]|\|\|\s*[a-z]+\s*\|\|",
             "command injection: shell expansion or globbing evasion",
         ),
         rx(
@@ -433,7 +433,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_HEADERS,
             TEXT,
-            r"<\?(?:php|=|\s|$|xml\s*(?:[^v\s]|$))|\[[/\\]?php\]|\?>\s*$|<script\s+language\s*=\s*['\x22]?php",
+            r"<\?(?:php|=|\s|$|xml\s*(?:[^v\s]|$))|[\[{][/\\]?php[\]}]|\?>\s*$|<script\s+language\s*=\s*['\x22]?php",
             "PHP: an opening or closing code tag",
         ),
         rx(
@@ -478,7 +478,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             SQL,
-            r#"\$+[a-z_\x7f-\xff][\w\x7f-\xff]*(?:\s*(?:\[[^\]]*\]+|\{[^}]*\}))*\s*(?:/\*.*?\*/\s*)*\(|\$\s*\{\s*['\x22]?\w*['\x22]?\s*\}|\$\s*\{\s*(?:\$|@|['\x22])|\$\{[^}]*\}\s*\(|\(\s*['\x22][a-z_]+['\x22]\s*(?:\.\s*['\x22][a-z_]*['\x22]\s*)+\)\s*\(|['\x22][a-z_]+['\x22]\s*\.\s*['\x22][a-z_]+['\x22]\s*\(|\(\s*\[\s*[a-z_]+\s*\]\s*\[\s*\d+\s*\]\s*\)|\[\s*(?:system|exec|passthru|shell_exec|eval|assert|popen|proc_open)\s*\]"#,
+            r#"\$+[a-z_\x7f-\xff][\w\x7f-\xff]*(?:\s*(?:\[[^\]]*\]+|\{[^}]*\}))*\s*(?:/\*.*?\*/\s*)*\(|\$\s*\{\s*['\x22]?\w*['\x22]?\s*\}|\$\s*\{\s*(?:\$|@|['\x22])|\$\{[^}]*\}\s*\(|\(\s*['\x22][a-z_]+['\x22]\s*(?:\.\s*['\x22][a-z_]*['\x22]\s*)+\)\s*\(|['\x22][a-z_]+['\x22]\s*\.\s*['\x22][a-z_]+['\x22]\s*\(|\(\s*\[\s*[a-z_]+\s*\]\s*\[\s*\d+\s*\]\s*\)|\[\s*(?:system|exec|passthru|shell_exec|eval|assert|popen|proc_open)\s*\]|\)\s*(?:\[\s*\d+\s*\]\s*)*\(\s*['\x22][a-z]+['\x22]\s*\)\s*;"#,
             "PHP: a variable function call or string-built function name",
         ),
         rx(
@@ -654,7 +654,7 @@ fn defs() -> Vec<Def> {
             1,
             XSS_TARGETS,
             SQL,
-            r"\bdocument\s*\.\s*(?:cookie|write|writeln|domain|location|body|createelement|queryselector(?:all)?|getelementby\w+|forms|images|scripts|implementation|documentelement)\b|\bwindow\s*\.\s*(?:location|open|name|eval|execscript|opener|parent|top|frames)\b|\b(?:self|window|top|parent|this|globalthis|frames|document)\s*\)?\s*\[\s*['\x22`]|\b(?:settimeout|setinterval|setimmediate|execscript|btoa|atob)\s*\(|(?:\+|!)\s*!?\s*\[\]\s*(?:\+|\)|\]|$)|\.innerhtml\s*=|\.outerhtml\s*=|\.parentnode\b|\btop\s*\.\s*(?:frame|location)|\b(?:alert|prompt|confirm)\s*(?:\(|`)|string\s*\.\s*fromcharcode|\batob\s*\(|\[\s*\]\s*\.\s*(?:sort|map|filter|constructor)|\bself\s*\[|\bwindow\s*\[|\bfetch\s*\(\s*['\x22`]|\$\.getscript|\bimport\s*\(\s*['\x22`]|<!--|-->|<!\[cdata\[|\]\]>",
+            r"\bdocument\s*\.\s*(?:cookie|write|writeln|domain|location|body|createelement|queryselector(?:all)?|getelementby\w+|forms|images|scripts|implementation|documentelement)\b|\bwindow\s*\.\s*(?:location|open|name|eval|execscript|opener|parent|top|frames)\b|\b(?:self|window|top|parent|this|globalthis|frames|document)\s*\)?\s*\[\s*['\x22]|\b(?:self|window|top|parent|this|globalthis|frames|document)\)?\[`|\b(?:settimeout|setinterval|setimmediate|execscript|btoa|atob)\s*\(|(?:\+|!)\s*!?\s*\[\]\s*(?:\+|\)|\]|$)|\.innerhtml\s*=|\.outerhtml\s*=|\.parentnode\b|\btop\s*\.\s*(?:frame|location)|\b(?:alert|prompt|confirm)\s*(?:\(|`)|string\s*\.\s*fromcharcode|\batob\s*\(|\[\s*\]\s*\.\s*(?:sort|map|filter|constructor)|\bself\s*\[|\bwindow\s*\[|\bfetch\s*\(\s*['\x22`]|\$\.getscript|\bimport\s*\(\s*['\x22`]|<!--|-->|<!\[cdata\[|\]\]>",
             "XSS: a JavaScript sink or DOM access",
         ),
         rx(
@@ -718,7 +718,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r"\bwaitfor\s+(?:delay|time)\s+['\x22\d@]|\bpg_sleep\b|\)\s*like\s*\(|::\s*(?:double\s+precision|float\d?|real|date|timestamp\w*|char|varchar|regproc\w*|oid|name|xml)\b|\b\d+\.e\s*(?:\(|\.[a-z]|,)|\b\d+\s+as\s+['\x22`]\w+['\x22`]\s+from\b|[\x22`]\s*(?:regexp|rlike)\b|;\s*(?:truncate\s*(?:table\b|\[|\w+\s*$)|drop\s+(?:table|database|schema|user|view|index)\b|shutdown\s*(?:$|\bwith\b)|alter\s+(?:table|user|database|system)\b|create\s+(?:table|user|database|function|procedure|trigger)\b|delete\s+from\b|insert\s+into\b|update\s+\w+\s+set\b)",
+            r"\bwaitfor\s+(?:delay|time)\s+['\x22\d@]|\bpg_sleep\b|\)\s*like\s*\(|::\s*(?:double\s+precision|float\d?|real|date|timestamp\w*|char|varchar|regproc\w*|oid|name|xml)\b|\b\d+\.e\s*(?:\(|\.[a-z]|,)|\b\d+\s+as\s+['\x22`]\w+['\x22`]\s+from\b|[\x22`]\s*(?:regexp|rlike)\b|`\s*as\s*`[^`]+`\s*from\b|;\s*(?:truncate\s*(?:table\b|\[|\w+\s*$)|drop\s+(?:table|database|schema|user|view|index)\b|shutdown\s*(?:$|\bwith\b)|alter\s+(?:table|user|database|system)\b|create\s+(?:table|user|database|function|procedure|trigger)\b|delete\s+from\b|insert\s+into\b|update\s+\w+\s+set\b)",
             "SQL injection: delays, casts and operators typical of injected queries",
         ),
         rx(
@@ -733,7 +733,7 @@ fn defs() -> Vec<Def> {
                 RemoveNulls,
                 CompressWhitespace,
             ],
-            r"['\x22`]\s*\)*\s*(?:;\s*)?(?:--[\s-]*$|--[^\s\w]|#|/\*|;\s*$|%00)|['\x22`]--|['\x22`]\s*\)*\s*(?:or|and)\s+[\w'\x22]+\s*(?:--|#|/\*)|^\s*['\x22`]\s*\)*\s*(?:or|and|\|\||&&|union|order|group|limit|having|procedure|into|;)\b|^\s*\d+\s*['\x22`)]\s*(?:or|and|\|\||&&|;)|\b(?:or|and)\s+(?:not\s+)?(?:true|false|null|\d+)\s*(?:--|#|/\*|;|$)",
+            r"(?:^\s*|[\w)\]@.])['\x22`]\s*\)*\s*(?:;\s*)?(?:--[\s-]*$|--[^\s\w]|#\s*$|%00)|(?:^\s*|[\w)@.])['\x22`]\)*/\*|^[^'\x22`]*[\w@.)]['\x22`]\s*\)*\s*;\s*$|(?:^|[\w)])['\x22`]--|['\x22`]\s*\)*\s*(?:or|and)\s+[\w'\x22]+\s*(?:--|#|/\*)|^\s*['\x22`][\s)]*[\s)](?:or|and|\|\||&&|union|order|group|limit|having|procedure|into)\b|^\s*['\x22`]\s*\)*\s*;|^\s*\d+\s*['\x22`)]\s*(?:or|and|\|\||&&|;)|\b(?:or|and)\s+(?:not\s+)?(?:true|false|null|\d+)\s*(?:--|#|/\*|;)",
             "SQL injection: a quote closing the string, then a comment or operator",
         ),
         rx(
@@ -767,7 +767,6 @@ fn defs() -> Vec<Def> {
                 "sys.columns",
                 "sysobjects",
                 "syscolumns",
-                "sysusers",
                 "systables",
                 "msysobjects",
                 "msysaccessobjects",
@@ -801,7 +800,7 @@ fn defs() -> Vec<Def> {
                 "pg_proc",
                 "pg_class",
             ],
-            false,
+            true,
             "SQL injection: a system catalog",
         ),
         rx(
@@ -810,7 +809,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             SQL,
-            r"\binsert\s+into\s+[\w.`\x22\[\]]+\s*(?:\(|values\b|select\b|set\b)|\bdelete\s+from\s+[\w.`\x22\[\]]+\s*(?:where\b|;|$)|\bdrop\s+(?:table|database|schema|view|user|function|procedure|trigger|index)\s+(?:if\s+exists\s+)?[\w.`\x22\[\]]+\s*(?:;|$|\bcascade\b|\bpurge\b)|\btruncate\s+table\s|\balter\s+(?:table|user|database)\s+[\w.`\x22\[\]]+\s+\w|\bcreate\s+(?:table|user|function|procedure|trigger|database|view)\s+[\w.`\x22\[\]]+\s*[\s(]|\bupdate\s+[\w.`\x22\[\]]+\s+set\s+[\w.`\x22\[\]]+\s*=|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|\(|immediate\b)|\bdeclare\s+@|\bload\s+data\s+(?:local\s+)?infile\b|\binto\s+(?:out|dump)file\b|^\s*/?\s*create\s+(?:table|user|database)\s+\w+\s*$|\bgrant\s+(?:all|select|insert|update|delete|execute)\b.*\bto\b|\bshutdown\s+with\s+nowait\b",
+            r"\binsert\s+into\s+[\w.`\x22\[\]]+\s*(?:\(|values\b|select\b|set\b)|(?:^|;)\s*replace\s+(?:into\s+)?[\w.`\x22\[\]]+\s*\([^)]*\)\s*values\s*\(|\bdelete\s+from\s+[\w.`\x22\[\]]+\s*(?:where\b|;|$)|\bdrop\s+(?:table|database|schema|view|user|function|procedure|trigger|index)\s+(?:if\s+exists\s+)?[\w.`\x22\[\]]+\s*(?:;|$|\bcascade\b|\bpurge\b)|\btruncate\s+table\s|\balter\s+(?:table|user|database)\s+[\w.`\x22\[\]]+\s+\w|\bcreate\s+(?:table|user|function|procedure|trigger|database|view)\s+[\w.`\x22\[\]]+\s*[\s(]|\bupdate\s+[\w.`\x22\[\]]+\s+set\s+[\w.`\x22\[\]]+\s*=|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|\(|immediate\b)|\bdeclare\s+@|\bload\s+data\s+(?:local\s+)?infile\b|\binto\s+(?:out|dump)file\b|^\s*/?\s*create\s+(?:table|user|database)\s+\w+\s*$|\bgrant\s+(?:all|select|insert|update|delete|execute)\b.*\bto\b|\bshutdown\s+with\s+nowait\b",
             "SQL injection: a data-changing or administrative statement",
         ),
         rx(
@@ -872,15 +871,28 @@ fn defs() -> Vec<Def> {
     d
 }
 
+/// The Unix commands an injected command line runs (after a separator).
+macro_rules! unix_commands {
+    () => {
+        "whoami|uname|ifconfig|ipconfig|wget|curl|ncat|netcat|nc|socat|telnet|nmap|bash|zsh|ksh|csh|tcsh|dash|busybox|python[23]?|perl|ruby|php[57]?|lua|node|tclsh|gcc|chmod|chown|chgrp|chattr|useradd|usermod|passwd|sudo|su|crontab|ssh|scp|sftp|tftp|ftp|rsync|base64|xxd|openssl|mkfifo|mknod|nohup|setsid|xargs|awk|gawk|nawk|sed|dd|tar|gzip|gunzip|bzip2|zip|unzip|rm|rmdir|mv|cp|ls|cat|hexdump|strings|head|tail|more|less|grep|egrep|fgrep|find|locate|ps|pstree|kill|pkill|killall|netstat|ss|lsof|id|groups|lastlog|env|printenv|export|echo|printf|sleep|ping|ping6|traceroute|nslookup|dig|hostname|getent|systemctl|service|iptables|mount|umount|insmod|modprobe|shutdown|reboot|halt|poweroff|history|uptime|df|du|who|finger|pwd|touch|wc|sort|uniq|cut|tr|diff|stat|readlink|realpath|which|whereis|eval|exec|timeout|time|docker|kubectl|mysql|psql|sqlite3|mongo|redis-cli|vi|vim|nano|emacs|man|apt|apt-get|yum|dnf|apk|pip|pip3|npm|gem|java|javac|jshell|git|svn|cmake|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|dpkg|rpm|sh|ldd|strace|ltrace|gdb|nproc|lscpu|lsblk|lsmod|dmesg|journalctl|unset|ulimit|umask|tee|shred|wipe|chroot|runuser|pkexec|doas|tmux|sqlplus|mongosh|7z|xz|zcat|bzcat|zgrep|base32|basenc|shuf|iconv|rvim|vimdiff|rview|ncftp|lftp|lynx|w3m|elinks|aria2c|axel|fetch"
+    };
+}
+
 fn const_format_unix_sep() -> &'static str {
     // Separator, optional prefixes (sudo, time, env, a path), then a command
-    // followed by something that is clearly an argument or the end.
+    // followed by something that is clearly an argument or the end. A
+    // backtick is a separator too, but prose puts code in backticks
+    // (`` `sudo` ``, `` `git push` ``): there the command must come with a
+    // shell argument, or close the value (`` `id` ``).
     concat!(
-        r"(?:[;&|\n\r`{]|\$\(|[<>]\(|\|\||&&)\s*(?:(?:sudo|time|nohup|env|exec|command|builtin|nice|timeout\s+\d+)\s+)*(?:[\w.~-]*/)*",
+        r"(?:[;&|\n\r]|\$\(|[<>]\(|\|\||&&)\s*(?:(?:sudo|time|nohup|env|exec|command|builtin|nice|timeout\s+\d+)\s+)*(?:[\w.~-]*/)*",
         "(?:",
-        "whoami|uname|ifconfig|ipconfig|wget|curl|ncat|netcat|nc|socat|telnet|nmap|bash|zsh|ksh|csh|tcsh|dash|busybox|python[23]?|perl|ruby|php[57]?|lua|node|tclsh|gcc|chmod|chown|chgrp|chattr|useradd|usermod|passwd|sudo|su|crontab|ssh|scp|sftp|tftp|ftp|rsync|base64|xxd|openssl|mkfifo|mknod|nohup|setsid|xargs|awk|gawk|nawk|sed|dd|tar|gzip|gunzip|bzip2|zip|unzip|rm|rmdir|mv|cp|ls|cat|hexdump|strings|head|tail|more|less|grep|egrep|fgrep|find|locate|ps|pstree|kill|pkill|killall|netstat|ss|lsof|id|groups|lastlog|env|printenv|export|echo|printf|sleep|ping|ping6|traceroute|nslookup|dig|hostname|getent|systemctl|service|iptables|mount|umount|insmod|modprobe|shutdown|reboot|halt|poweroff|history|uptime|df|du|who|finger|pwd|touch|wc|sort|uniq|cut|tr|diff|stat|readlink|realpath|which|whereis|eval|exec|timeout|time|docker|kubectl|mysql|psql|sqlite3|mongo|redis-cli|vi|vim|nano|emacs|man|apt|apt-get|yum|dnf|apk|pip|pip3|npm|gem|java|javac|jshell|git|svn|cmake|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|dpkg|rpm|sh|ldd|strace|ltrace|gdb|nproc|lscpu|lsblk|lsmod|dmesg|journalctl|unset|ulimit|umask|tee|shred|wipe|chroot|runuser|pkexec|doas|tmux|sqlplus|mongosh|7z|xz|zcat|bzcat|zgrep|base32|basenc|shuf|iconv|rvim|vimdiff|rview|ncftp|lftp|lynx|w3m|elinks|aria2c|axel|fetch",
+        unix_commands!(),
         ")",
         r"(?:\s*$|\s*[;&|<>`)}\n]|\s+[-/.~$*?\d{+\x22'@%:\\]|\s+[a-z_][\w.-]*\s*(?:$|[;&|<>`)}\n]|\s+[-/.~$*?\d])|\s+(?:https?|ftp)://)",
+        r"|`\s*(?:(?:sudo|time|nohup|env|exec)\s+)*(?:[\w.~-]*/)*(?:",
+        unix_commands!(),
+        r")(?:\s*`\s*(?:$|[;&|<>)}\n])|\s*[;&|<>)}\n]|\s+[-/.~$*?\d{+@%:\\]|\s+(?:https?|ftp)://)",
     )
 }
 
