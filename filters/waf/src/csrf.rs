@@ -157,9 +157,80 @@ impl CsrfPolicy {
     }
 }
 
+/// Whether the request comes from somewhere other than its own site: no
+/// `Referer`, one that is not a URL, or one naming a host other than the
+/// request's own or one of its subdomains. (Session fixation: a session id
+/// in the parameters is planted by a link or another site, not sent by the
+/// application's own pages.)
+pub fn referer_is_foreign(head: &RequestHead<'_>) -> bool {
+    let Some((_, host)) = head.header("referer").and_then(origin_of) else {
+        return true;
+    };
+    let own = strip_default_port(head.authority);
+    let bare = |h: &str| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string();
+    let (host, own_name) = (bare(&host), bare(&own));
+    own.is_empty()
+        || !(host == own_name
+            || host
+                .strip_suffix(own_name.as_str())
+                .is_some_and(|sub| sub.ends_with('.')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_referer_from_the_site_itself_is_not_foreign() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            ("app.example.com", None, true),
+            (
+                "app.example.com",
+                Some("https://app.example.com/login"),
+                false,
+            ),
+            (
+                "app.example.com",
+                Some("https://eu.app.example.com/"),
+                false,
+            ),
+            (
+                "app.example.com:8443",
+                Some("https://app.example.com:8443/x"),
+                false,
+            ),
+            (
+                "localhost",
+                Some("https://localhost.attackersite.com/"),
+                true,
+            ),
+            (
+                "app.example.com",
+                Some("https://attacker.example.com/"),
+                true,
+            ),
+            ("example.com", Some("https://evilexample.com/"), true),
+            ("app.example.com", Some("not a url"), true),
+        ];
+        for (authority, referer, foreign) in cases {
+            let headers: Vec<(String, String)> = referer
+                .iter()
+                .map(|r| ("referer".to_string(), r.to_string()))
+                .collect();
+            let head = RequestHead {
+                method: "GET",
+                path: "/",
+                authority,
+                route_name: "",
+                headers: &headers,
+            };
+            assert_eq!(
+                referer_is_foreign(&head),
+                *foreign,
+                "{authority} {referer:?}"
+            );
+        }
+    }
 
     fn policy(allowed: &[&str], require: bool) -> CsrfPolicy {
         CsrfPolicy {

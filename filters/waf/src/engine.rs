@@ -26,7 +26,7 @@ use regex_automata::util::syntax;
 use regex_automata::Input;
 
 use crate::literals::{self, Required};
-use crate::rules::{Pattern, RuleSpec, Targets};
+use crate::rules::{Condition, Pattern, RuleSpec, Targets};
 use crate::transform::{self, Transform, TransformSet};
 
 /// A compiled rule's metadata.
@@ -42,6 +42,8 @@ pub struct Rule {
     pub score: u32,
     /// What it inspects.
     pub targets: Targets,
+    /// When a match counts.
+    pub condition: Condition,
     /// One line for operators.
     pub description: String,
 }
@@ -405,6 +407,7 @@ impl RuleSet {
                 paranoia: spec.paranoia,
                 score: spec.score,
                 targets: spec.targets,
+                condition: spec.condition,
                 description: spec.description.clone(),
             });
             // Every pattern is matched case-insensitively: lower-casing
@@ -759,6 +762,7 @@ mod tests {
             targets: Targets::ARGS,
             transforms: vec![Transform::UrlDecode, Transform::Lowercase],
             pattern,
+            condition: Condition::Always,
             description: String::new(),
         }
     }

@@ -5,11 +5,11 @@ use palisade_shared::contract::{WafDecision, WafMatch};
 use palisade_shared::matcher::RequestView;
 
 use crate::config::{BodyLimitAction, Config, Exclusion, Mode};
-use crate::csrf::CsrfViolation;
+use crate::csrf::{self, CsrfViolation};
 use crate::engine::{Rule, RuleFilter};
 use crate::json;
 use crate::request::{body_fields, head_fields, BodyKind, Field, Location, RequestHead};
-use crate::rules::Targets;
+use crate::rules::{Condition, Targets};
 
 /// At most this many matches are listed in a decision.
 pub const MAX_LISTED_MATCHES: usize = 32;
@@ -54,6 +54,9 @@ pub struct Inspection {
     csrf: Option<CsrfViolation>,
     csrf_exempt: bool,
     body_too_large: bool,
+    /// No `Referer` from the request's own site (rules with
+    /// [`Condition::ForeignReferer`] count only then).
+    foreign_referer: bool,
 }
 
 impl Inspection {
@@ -72,6 +75,7 @@ struct FieldFilter<'a> {
     config: &'a Config,
     exclusions: &'a [usize],
     field: &'a Field<'a>,
+    foreign_referer: bool,
 }
 
 impl FieldFilter<'_> {
@@ -104,6 +108,9 @@ impl RuleFilter for FieldFilter<'_> {
     }
 
     fn rule_enabled(&self, rule: &Rule) -> bool {
+        if rule.condition == Condition::ForeignReferer && !self.foreign_referer {
+            return false;
+        }
         !self.exclusions.iter().any(|i| {
             let e = &self.config.exclusions[*i];
             e.covers(rule.id, &rule.family) && (!e.is_targeted() || self.names_field(e))
@@ -146,6 +153,7 @@ impl Waf {
                 .filter(|(_, e)| e.matcher.matches(&view))
                 .map(|(i, _)| i)
                 .collect(),
+            foreign_referer: csrf::referer_is_foreign(head),
             ..Inspection::default()
         };
         if let Some(csrf) = &self.config.csrf {
@@ -213,6 +221,7 @@ impl Waf {
             config: &self.config,
             exclusions: &inspection.exclusions,
             field,
+            foreign_referer: inspection.foreign_referer,
         };
         let matched = &mut inspection.matched;
         let json_matches = &mut inspection.json_matches;

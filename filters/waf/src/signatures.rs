@@ -9,7 +9,7 @@
 //! 25xxx templates and code injection, 26xxx NoSQL, 27xxx XXE, 30xxx XSS,
 //! 40xxx SQL injection. Ids from 100000 up are free for custom rules.
 
-use crate::rules::{Family, Pattern, RuleSpec, Severity, Targets};
+use crate::rules::{Condition, Family, Pattern, RuleSpec, Severity, Targets};
 use crate::transform::Transform::{self, *};
 
 /// Decoded text: URL (repeated), HTML entities, `\u` escapes, no NULs, one space per run.
@@ -29,6 +29,8 @@ const SQL: &[Transform] = &[
     RemoveComments,
     CompressWhitespace,
 ];
+/// Decoded, line breaks kept (they are the evidence of header injection).
+const LINES: &[Transform] = &[UrlDecode, HtmlEntityDecode, UnicodeUnescape, RemoveNulls];
 /// Decoded, not normalized (the `../` are the evidence).
 const PATH: &[Transform] = &[UrlDecode, UnicodeUnescape, RemoveNulls];
 /// Decoded and path-normalized.
@@ -50,6 +52,10 @@ const INPUT: Targets = Targets::INPUT;
 const INPUT_PATH: Targets = Targets::INPUT.or(Targets::PATH);
 /// Injection places plus every other header.
 const INPUT_HEADERS: Targets = Targets::INPUT.or(Targets::OTHER_HEADERS);
+/// Names that never hold a line break: argument and cookie names, cookie values.
+const NAMES_AND_COOKIES: Targets = Targets::ARG_NAMES
+    .or(Targets::COOKIE_NAMES)
+    .or(Targets::COOKIES);
 /// Where an uploaded file's name arrives.
 const UPLOADS: Targets = Targets::FILES
     .or(Targets::OTHER_HEADERS)
@@ -76,6 +82,7 @@ struct Def {
     regex: &'static str,
     phrases: &'static [&'static str],
     word: bool,
+    condition: Condition,
     description: &'static str,
 }
 
@@ -98,6 +105,7 @@ const fn rx(
         regex,
         phrases: &[],
         word: false,
+        condition: Condition::Always,
         description,
     }
 }
@@ -124,27 +132,70 @@ const fn sev(mut d: Def, severity: Severity) -> Def {
     d
 }
 
+const fn when(mut d: Def, condition: Condition) -> Def {
+    d.condition = condition;
+    d
+}
+
 fn defs() -> Vec<Def> {
     use Family::*;
     let mut d = vec![
         // ---- protocol ----------------------------------------------------
+        // A line break is CR, LF, or the UTF-8 of U+560A / U+560D, which
+        // servers that keep the low byte of each character turn into one.
         rx(
             10010,
             Protocol,
             1,
-            INPUT_PATH,
-            TEXT,
-            r"[\r\n]\s*(?:set-cookie|location|content-(?:type|length|disposition)|refresh|x-[a-z-]+|access-control-[a-z-]+|transfer-encoding|host|cookie)\s*:",
-            "header injection: CR/LF followed by a header in a value (response splitting)",
+            INPUT_PATH.or(Targets::OTHER_HEADERS),
+            LINES,
+            r"(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*(?:set-cookie2?|content-(?:type|length|disposition|security-policy|encoding|location|language)|transfer-encoding|x-xss-protection|x-frame-options|x-content-type-options|access-control-[a-z-]+|strict-transport-security|(?:www|proxy)-authenticate|x-forwarded-[a-z-]+|remote-addr|x-real-ip|x-original-url|x-rewrite-url|x-accel-redirect|x-sendfile|p3p)[ \t\r]*:|(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*location[ \t]*:[ \t]*(?:[a-z][\w+.-]*:|//|/|\\)|(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*refresh[ \t]*:[ \t]*(?:\d|[\w-]+\.[\w.-]+)|(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*(?:set-)?cookie[ \t]*:[ \t]*[^\s=;]+=|(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*link[ \t]*:[ \t]*<|(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*host[ \t]*:[ \t]*[\w.-]+(?::\d+)?[ \t]*(?:$|[\r\n])|(?:[\r\n]|\xe5\x98[\x8a\x8d])[ \t]*http/\d(?:\.\d)?[ \t]+\d{3}\b|\r[ \t]*[a-z][\w-]{0,40}[ \t\r]*:",
+            "header injection: a line break followed by a response header or status line (response splitting)",
         ),
         rx(
             10011,
             Protocol,
             1,
             INPUT,
-            TEXT,
-            r"(?:^|[\r\n])\s*(?:get|post|put|delete|head|options|patch|trace|connect)\s+[^\s]+\s+http/\d(?:\.\d)?\s*[\r\n]",
+            LINES,
+            r"(?:^|[\r\n])[ \t]*(?:get|post|put|delete|head|options|patch|trace|connect|propfind)[ \t]+\S+[ \t]+http/\d(?:\.\d)?[ \t]*(?:$|[\r\n])|(?:get|post|put|delete|head|options|patch|trace|connect)[ \t]+\S+[ \t]+http/\d(?:\.\d)?\r?\n[\w-]+[ \t]*:",
             "request smuggling: an HTTP request line inside a value",
+        ),
+        rx(
+            10014,
+            Protocol,
+            1,
+            NAMES_AND_COOKIES,
+            PATH,
+            r"[\r\n]",
+            "header injection: CR or LF in an argument name or a cookie",
+        ),
+        rx(
+            10015,
+            Protocol,
+            2,
+            INPUT.or(Targets::OTHER_HEADERS),
+            LINES,
+            r"[\r\n][ \t]*[a-z][a-z\d]*-[\w-]+[ \t]*:[ \t]*\S",
+            "header injection: a line break followed by a header-like name (paranoid)",
+        ),
+        rx(
+            10020,
+            Protocol,
+            1,
+            INPUT,
+            LINES,
+            r"[\r\n][ \t]*(?:b?cc|resent-(?:to|cc|bcc|from))[ \t]*:[^\r\n]*@|^\s*[^\s@]+@[^\s@]+\s*[\r\n]+[ \t]*(?:to|from|reply-to|sender|subject|return-path|bcc|cc|content-type|mime-version)[ \t]*:|[\r\n][ \t]*(?:rcpt[ \t]+to|mail[ \t]+from)[ \t]*:|[\r\n]\.\r?\n[ \t]*(?:mail|rcpt|data|quit|rset|helo|ehlo)\b",
+            "mail header injection: a Bcc/Cc header, a header after an address, or an SMTP command",
+        ),
+        rx(
+            10021,
+            Protocol,
+            2,
+            INPUT,
+            LINES,
+            r"[\r\n][ \t]*(?:to|from|reply-to|sender|return-path|subject)[ \t]*:[^\r\n]*@",
+            "mail header injection: a recipient or sender header in a value (paranoid)",
         ),
         rx(
             10012,
@@ -226,7 +277,7 @@ fn defs() -> Vec<Def> {
             1,
             ALL,
             PATH,
-            r"(?:\.{2,3}[\\/;]+[^\\/;]{0,40}?){2,}|\.{2,3}\\|\.{2,3};|(?:^|[\\/=:])\.{2,3}/+(?:etc|proc|sys|var|usr|root|home|windows|winnt|boot|dev|tmp|opt|\.)|[\\/]\.{2,3}\s*$|^\s*\.{2,}\s*$",
+            r#"(?:\.{2,3}[\\/;]+[^\\/;]{0,40}?){2,}|(?:^|[^\w.])\.{2,3}\\|(?:^|[\\/])\.{2,3};|(?:^|[\\/=:])\.{2,3}/+(?:etc|proc|sys|var|usr|root|home|windows|winnt|boot|dev|tmp|opt|\.)|[\\/]\.{2,3}\s*$|^\s*\.{2,}\s*$"#,
             "path traversal: `../` or `..\\`",
         ),
         rx(
@@ -250,7 +301,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_HEADERS,
             PATH,
-            r"(?:^|[^\w.-])(?:/+|\\+|file:/+|[a-z]:[\\/]+)?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|dev[\\/]+(?:tcp|udp|shm|mem|kmem|port|null|zero|random|urandom|stdin|stdout|stderr|fd)[\\/]?|var[\\/]+(?:log|lib|run|mail|spool|www|backups|cache|tmp)[\\/]|usr[\\/]+(?:local[\\/]+)?(?:etc|apache2?|conf|lib|share|bin|sbin)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|\w*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))",
+            r#"(?:^\s*['\x22(]?|[=:'\x22(<>|;&\[{]\s*)(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))|(?:^|[^\w.-])(?:etc[\\/]+(?:shadow|gshadow|master\.passwd|sudoers)|proc[\\/]+self[\\/]+environ|(?:windows|winnt)[\\/]+(?:system32[\\/]+config|win\.ini)|boot\.ini|\.aws[\\/]+credentials|\.git-credentials|wp-config\.php)"#,
             "a sensitive system or configuration file named in a value",
         ),
         rx(
@@ -460,7 +511,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r#"(?:^|[^\w.>$-])(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|eval|assert|assert_options|create_function|call_user_func(?:_array)?|array_map|array_filter|array_walk|usort|uasort|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|fopen|fwrite|fputs|readfile|file|show_source|highlight_file|php_uname|phpinfo|getenv|putenv|ini_set|ini_get|set_time_limit|ignore_user_abort|unserialize|serialize|include|include_once|require|require_once|move_uploaded_file|copy|unlink|rmdir|mkdir|chmod|symlink|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mail|header|ob_start|posix_\w+|dl|extract|parse_str|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|glob|scandir|opendir|readdir|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|gethostbyname|apache_\w+|openlog|syslog|unpack|strip_tags|intval|printf|sprintf|filegroup|fileowner|fileperms|is_array|strrev|file_exists|is_file|is_dir|is_readable|is_writable|lstat|tempnam|tmpfile|getcwd|chdir|chroot|get_current_user|getmypid|getmyuid|gzopen|bzopen|readgzfile|zlib_decode|bzdecompress|gzdecode|get_defined_functions|get_defined_constants|func_get_args|array_reverse|str_replace|implode|explode|array_merge|in_array|strlen|strtolower|strtoupper|ucfirst)\s*(?:/\*.*?\*/\s*)*\(|(?:base64_(?:de|en)code|gzinflate|gzdecode|gzuncompress|bzdecompress|zlib_decode|str_rot13|call_user_func(?:_array)?|fsockopen|shell_exec|proc_open|passthru|pcntl_exec|get_defined_(?:functions|vars|constants)|file_(?:get|put)_contents|create_function|preg_replace|assert_options|phpinfo|php_uname|posix_\w+|move_uploaded_file|highlight_file|show_source)\s*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|posix_\w+|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
+            r#"(?:^\s*@?|[;{}()=&|!?\[/]\s*@?|['\x22]\s*@?|<\?php\s*|\?>\s*)(?:system|exec|popen|eval|assert|array_map|array_filter|array_walk|usort|uasort|fopen|fwrite|fputs|readfile|file|getenv|putenv|ini_set|ini_get|set_time_limit|ignore_user_abort|unserialize|serialize|copy|unlink|rmdir|mkdir|chmod|symlink|mail|header|ob_start|dl|extract|parse_str|glob|scandir|opendir|readdir|gethostbyname|openlog|syslog|unpack|strip_tags|intval|printf|sprintf|filegroup|fileowner|fileperms|is_array|strrev|file_exists|is_file|is_dir|is_readable|is_writable|lstat|tempnam|tmpfile|getcwd|chdir|chroot|getmypid|getmyuid|gzopen|bzopen|readgzfile|func_get_args|array_reverse|str_replace|implode|explode|array_merge|in_array|strlen|strtolower|strtoupper|ucfirst|posix_\w+)\s*(?:/\*.*?\*/\s*)*\((?:$|\)|[^\d)]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|(?:^|[^\w.>$:-])(?:include|require)(?:_once)?\s*\(?\s*['\x22]?\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|(?:shell_exec|passthru|proc_open|pcntl_exec|assert_options|create_function|call_user_func(?:_array)?|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|show_source|highlight_file|php_uname|phpinfo|move_uploaded_file|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|apache_\w+|get_current_user|zlib_decode|bzdecompress|get_defined_functions|get_defined_constants)\s*(?:/\*.*?\*/\s*)*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
             "PHP: a dangerous function call",
         ),
         rx(
@@ -478,7 +529,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             SQL,
-            r#"\$+[a-z_\x7f-\xff][\w\x7f-\xff]*(?:\s*(?:\[[^\]]*\]+|\{[^}]*\}))*\s*(?:/\*.*?\*/\s*)*\(|\$\s*\{\s*['\x22]?\w*['\x22]?\s*\}|\$\s*\{\s*(?:\$|@|['\x22])|\$\{[^}]*\}\s*\(|\(\s*['\x22][a-z_]+['\x22]\s*(?:\.\s*['\x22][a-z_]*['\x22]\s*)+\)\s*\(|['\x22][a-z_]+['\x22]\s*\.\s*['\x22][a-z_]+['\x22]\s*\(|\(\s*\[\s*[a-z_]+\s*\]\s*\[\s*\d+\s*\]\s*\)|\[\s*(?:system|exec|passthru|shell_exec|eval|assert|popen|proc_open)\s*\]|\)\s*(?:\[\s*\d+\s*\]\s*)*\(\s*['\x22][a-z]+['\x22]\s*\)\s*;"#,
+            r#"\$+[a-z_\x7f-\xff][\w\x7f-\xff]*(?:\s*(?:\[[^\]]*\]+|\{[^}]*\}))*\s*(?:/\*.*?\*/\s*)*\(|\$\s*\{\s*['\x22]\w*['\x22]\s*\}|\$\s*\{\s*\}|^\s*\$\s*\{\s*\w*\s*\}\s*$|\$\s*\{\s*(?:\$|@|['\x22])|\$\{[^}]*\}\s*\(|\(\s*['\x22][a-z_]+['\x22]\s*(?:\.\s*['\x22][a-z_]*['\x22]\s*)+\)\s*\(|['\x22][a-z_]+['\x22]\s*\.\s*['\x22][a-z_]+['\x22]\s*\(|\(\s*\[\s*[a-z_]+\s*\]\s*\[\s*\d+\s*\]\s*\)|\[\s*(?:system|exec|passthru|shell_exec|eval|assert|popen|proc_open)\s*\]|\)\s*(?:\[\s*\d+\s*\]\s*)*\(\s*['\x22][a-z]+['\x22]\s*\)\s*;"#,
             "PHP: a variable function call or string-built function name",
         ),
         rx(
@@ -543,8 +594,17 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             TEXT,
-            r"\{\{.*?(?:\d+\s*[*+/-]\s*\d+|constructor|config|self|request|session|settings|lipsum|cycler|joiner|namespace|range\(|\|attr|__\w+__|\.mro|subclasses|globals|builtins|import|popen|os\.|system|\$eval|\$on|alert|this)|\{%.*?(?:import|include|set|for|if|exec|load|debug|raw|block|extends|macro|call|filter|with|print|end)|<%=?.*?%>|\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{[^}]*(?:process|require|`|system|exec|spawn)|\*\{[^}]*\}|@\(\s*\d+\s*[*+]\s*\d+\s*\)|<#(?:assign|list|if|include|import)\b|\?new\s*\(|#set\s*\(\s*\$|\$class\.inspect|freemarker\.template",
+            r#"\{\{[^}]*?(?:['\x22]?\d+['\x22]?\s*[*+/-]\s*['\x22]?\d+|\bconstructor\b|\bconfig\b|\bself\b|_self\b|\blipsum\b|\bcycler\b|\bjoiner\b|\bnamespace\b|\|\s*attr\b|__\w+__|\.mro\b|\bsubclasses\b|\bglobals\b|\bbuiltins\b|\bimport\b|\bpopen\b|\bos\.|\bsystem\b|\$eval\b|\$on\b|\bprocess\b|\brequire\b|getruntime|\bexec\b)|\{%-?\s*(?:import|debug)\b|\{%[^%]*?(?:__\w+__|\bos\.|\bpopen\b|\bsubprocess\b|\bsystem\s*\(|\blipsum\b|\bcycler\b)|<%=?[^%]*?(?:\d+\s*[*+/-]\s*\d+|\bsystem\b|\bexec\b|\beval\b|\bpopen\b|\bspawn\b|\brequire\b|runtime|\bprocess\b|\bfile\s*\.|\bio\.|\bopen\s*\(|`|\bimport\b|__\w+__|\bclass\b)[^%]*%>|\$\{\s*['\x22]?\d+['\x22]?\s*[*+/-]\s*['\x22]?\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{[^}]*(?:process|require|`|system|exec|spawn)|\$\{[^}]*?(?:__\w+__|\bos\.(?:system|popen)|\bself\.module|getruntime|\.exec\s*\()|\*\{[^}]*\}|@\(\s*\d+\s*[*+]\s*\d+\s*\)|<#(?:assign|list|if|include|import)\b|\?new\s*\(|#set\s*\(\s*\$|\$class\.inspect|freemarker\.template|\{\$smarty\."#,
             "template injection: an expression in a template syntax",
+        ),
+        rx(
+            25006,
+            Template,
+            2,
+            INPUT,
+            TEXT,
+            r"\{%-?\s*(?:include|extends|load|from|for|if|set|block|macro|call|filter|with|print|raw)\b|<%=?[^%]*%>",
+            "template injection: a template tag (paranoid)",
         ),
         rx(
             25002,
@@ -601,6 +661,38 @@ fn defs() -> Vec<Def> {
             r"\$where\b|\bthis\.\w+\s*(?:==|!=|\.match\s*\()|\bdb\.\w+\.(?:find|insert|drop|remove|update)\s*\(|\{\s*['\x22]?\$(?:ne|gt|gte|lt|regex|where|nin|or|expr)['\x22]?\s*:",
             "NoSQL injection: a MongoDB operator or JavaScript condition in a value",
         ),
+        // ---- LDAP --------------------------------------------------------
+        rx(
+            28001,
+            Ldap,
+            1,
+            INPUT,
+            TEXT,
+            r"\)\s*\(\s*[&|!]\s*(?:$|[()])|\)\s*\(\s*[&|!]\s*[\w.;-]+\s*[~<>]?=|\)\s*[&|!]\s*\(\s*[\w.;-]+\s*[~<>]?=|\)\s*\(\s*[\w.;-]+\s*[~<>]?=|^\s*\*\s*\)\s*[(!&|]|\*\s*\)\s*\(|\(\s*[\w.;-]+\s*[~<>]?=\s*\*\s*\)",
+            "LDAP injection: a value that closes a filter and opens another (`*)(uid=*`, `)(|(`)",
+        ),
+        // ---- session fixation -------------------------------------------
+        rx(
+            29001,
+            Session,
+            1,
+            INPUT,
+            TEXT,
+            r"\.cookie\b.{0,200}?;\s*(?:expires|domain|path|max-age)\s*=|\bhttp-equiv\W+set-cookie\b",
+            "session fixation: a value that sets a cookie (`document.cookie=...;expires=`, `<meta http-equiv=set-cookie>`)",
+        ),
+        when(
+            rx(
+                29002,
+                Session,
+                1,
+                Targets::ARG_NAMES,
+                RAW,
+                r"^\s*(?:__(?:host|secure)-)?(?:jsessionid(?:sso)?|phpsessid|phpsession|aspsessionid[a-z]*|asp\.net_sessionid|sessionid|session[_-]id|_session_id|sessid|cfid|cftoken|cfsid|jservsession|jwsession|weblogicsession|laravel_session|ci_session|connect\.sid|express[.:]sid|express:sess|_flask_session|next-auth\.session-token|meteor_login_token|rack\.session|play_session|sails\.sid|cakephp|koa[.:]sess(?:\.sig)?|zend_session_id|shiny-token|_rails_session|_[a-z\d]+_session)\s*$",
+                "session fixation: a session id as a parameter, without a Referer from this site",
+            ),
+            Condition::ForeignReferer,
+        ),
         // ---- XXE ---------------------------------------------------------
         rx(
             27001,
@@ -636,7 +728,7 @@ fn defs() -> Vec<Def> {
             1,
             XSS_TARGETS,
             TEXT,
-            r"(?:j\s*a\s*v\s*a|v\s*b|l\s*i\s*v\s*e)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|data\s*:\s*(?:text/html|image/svg|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml|plain)\s*;\s*base64)|-moz-binding|\bexpression\s*\(|@import\s*['\x22(u]|url\s*\(\s*['\x22]?\s*(?:javascript|vbscript|data)\b|behavior\s*:\s*url",
+            r#"(?:j\s*a\s*v\s*a|v\s*b|l\s*i\s*v\s*e)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|data\s*:\s*(?:text/html|image/svg|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml|plain)\s*;\s*base64)|-moz-binding|\bexpression\s*\(|@import\s*['\x22(u]|url\s*\(\s*['\x22]?\s*(?:javascript|vbscript|data)\b|behavior\s*:\s*url|(?:^|[\s'\x22=(])data\s*:[\w/+.;=\s-]{0,60},\s*<[a-z!/]"#,
             "XSS: a script URL or CSS expression",
         ),
         rx(
@@ -645,7 +737,7 @@ fn defs() -> Vec<Def> {
             1,
             XSS_TARGETS,
             TEXT,
-            r"<[a-z][\w:-]*[^>]*?[\s/\x22'](?:src|href|action|background|dynsrc|lowsrc|poster|code|codebase|data|style)\s*=|<(?:img|image|video|audio|source|body|style|link|form|input|button|details|select|textarea|keygen|animate|set|a|div|span|p|table|td|html|title|h\d|br|b|i|u|font|center|q|x)\b[^<]*(?:>|$)|<[a-z]+[\s/][^>]*\b(?:style|on\w+)\s*=|<[a-z]+\s+[^>]*xmlns\s*=",
+            r#"<link[\s/]|<[a-z]+:[a-z][\w-]*\b[^>]*?[\s/\x22'](?:src|href|data)\s*=|<(?:form|input|button|details|select|textarea|keygen|isindex|animate|set)\b[^>]*?[\s/\x22'][\w:-]+\s*=|<[a-z][\w:-]*\b[^>]*?[\s/\x22'](?:dynsrc|lowsrc|background|codebase|code|datasrc|formaction)\s*=|<[a-z]+\s+[^>]*\bxmlns(?::\w+)?\s*="#,
             "XSS: an HTML tag with a dangerous attribute",
         ),
         rx(
@@ -682,7 +774,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             SQL,
-            r"(?:['\x22`)]|\b\d+)\s*(?:\bor\b|\band\b|\bxor\b|\|\||&&|\bdiv\b|\bhaving\b|\bwhere\b|\bwhen\b)\s*[\s('\x22`!~+-]*(?:[\w.@]+|'[^']*'|\x22[^\x22]*\x22)[\s)'\x22`]*(?:[=<>!~]|\blike\b|\bis\s+(?:not\s+)?(?:null|true|false)\b|\bin\b|\bbetween\b|\bregexp\b|\brlike\b|\bsounds\s+like\b|\bglob\b|\bmatch\b|::)",
+            r#"(?:['\x22)]|\b\d+)\s*(?:\bor\b|\band\b|\bxor\b|\|\||&&|\bdiv\b|\bhaving\b|\bwhere\b|\bwhen\b)\s*[\s('\x22!~+-]*(?:[\w.@]+|'[^']*'|\x22[^\x22]*\x22)[\s)'\x22]*(?:[=<>!~]+\s*(?:['\x22(@\d-]|[\w.]+\s*(?:$|[\s)'\x22#;=<>!-]))|\blike\s*['\x22\d(@]|\bis\s+(?:not\s+)?(?:null|true|false)\b|\bin\s*\(|\bbetween\s+\S+\s+and\b|\bregexp\b|\brlike\b|\bsounds\s+like\b|\bglob\s*['\x22]|\bmatch\s*\()"#,
             "SQL injection: a boolean condition after a quote or number",
         ),
         rx(
@@ -709,7 +801,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r"(?:^|[^\w.$])(?:sleep|benchmark|pg_sleep|div|lo_get|dbms_pipe\.receive_message|dbms_lock\.sleep|dbms_\w+\.\w+|utl_(?:http|inaddr|file|smtp)\.\w+|randomblob|load_file|extractvalue|updatexml|xmltype|geometrycollection|multipoint|multilinestring|multipolygon|linestring|name_const|sqlite_compileoption_(?:used|get)|sqlite_version|sys_eval|sys_exec|xp_cmdshell|xp_dirtree|xp_regread|sp_executesql|sp_oacreate|sp_makewebtask|openrowset|opendatasource|group_concat|json_(?:extract|keys|object|build_object|arrayagg|agg|value|query|table)|jsonb_\w+|to_tsvector|starts_with|unistr|make_set|elt|find_in_set|ifnull|nullif|coalesce|iif|decode|encode|compress|uncompress|concat|concat_ws|substring|substr|mid|ascii|ord|char|chr|nchar|hex|unhex|bin|conv|md5|sha1|sha2|crc32|current_user|session_user|system_user|database|schema|connection_id|last_insert_id|row_count|found_rows|sysdate|curdate|current_timestamp|rand|pow|power|exp|sin|cos|tan|sqrt|char_length|strcmp|instr|locate|lpad|rpad|ltrim|rtrim|trim|insert|lcase|ucase|collation|charset|procedure\s+analyse|pg_read_file|pg_ls_dir|lo_import|lo_export|dblink\w*|current_setting|set_config|query_to_xml|array_agg|string_agg|listagg|xmlagg|wm_concat|benchmark)\s*\(",
+            r#"(?:^|[^\w.$:-])(?:sleep|benchmark|pg_sleep)(?:\(|\s+\(\s*(?:$|[)'\x22@(*\d]|0x|select\b))|(?:^|[^\w.$:-])(?:lo_get|dbms_pipe\.receive_message|dbms_lock\.sleep|dbms_\w+\.\w+|utl_(?:http|inaddr|file|smtp)\.\w+|randomblob|load_file|extractvalue|updatexml|xmltype|geometrycollection|multipoint|multilinestring|multipolygon|linestring|name_const|sqlite_compileoption_(?:used|get)|sqlite_version|sys_eval|sys_exec|xp_cmdshell|xp_dirtree|xp_regread|sp_executesql|sp_oacreate|sp_makewebtask|openrowset|opendatasource|group_concat|json_(?:extract|keys|object|build_object|arrayagg|agg|value|query|table)|jsonb_\w+|to_tsvector|make_set|find_in_set|concat_ws|unhex|current_user|session_user|system_user|connection_id|last_insert_id|row_count|found_rows|char_length|procedure\s+analyse|pg_read_file|pg_ls_dir|lo_import|lo_export|dblink\w*|current_setting|set_config|query_to_xml|string_agg|listagg|xmlagg|wm_concat)\s*\(|(?:^|[^\w.$:-])(?:div|elt|starts_with|unistr|ifnull|nullif|coalesce|iif|decode|encode|compress|uncompress|concat|substring|substr|mid|ascii|ord|char|chr|nchar|hex|bin|conv|md5|sha1|sha2|crc32|database|schema|sysdate|curdate|current_timestamp|strcmp|instr|locate|lpad|rpad|ltrim|rtrim|trim|insert|lcase|ucase|collation|charset|array_agg)(?:\((?:$|[^\d]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|\s+\(\s*(?:$|[)'\x22@(*\d]|0x|select\b))|(?:^\s*|[(=,'\x22]\s*)(?:rand|pow|power|exp|sin|cos|tan|sqrt)\s*\(\s*(?:$|\)|\d)"#,
             "SQL injection: an SQL function call",
         ),
         rx(
@@ -827,7 +919,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r"(?:^|[\s'\x22`)])(?:or|and|\|\||&&)\s+(?:[\w.]+\s*\(|'\{|'\[|[\w.]+\s*(?:->>?|#>>?|@>|<@|\?\||\?&|::\w+))|'\s*(?:->>?|#>>?|@>|<@|\?\||\?&|\?)\s*(?:'|array\s*\[)|::\s*(?:int|integer|text|json|jsonb|varchar|bigint|numeric|regclass|bool)\b|\$\.[\w\[\]]+'\s*(?:=|<|>)",
+            r#"(?:^|[\s'\x22`)])(?:or|and|\|\||&&)\s+(?:[\w.]+\((?:[^()]|\([^()]*\))*\)\s*(?:[=<>!]|--|#|/\*|;|$)|'\{|'\[|[\w.]+\s*(?:->>?|#>>?|@>|<@|\?\||\?&))|'\s*(?:->>?|#>>?|@>|<@|\?\||\?&|\?)\s*(?:'|array\s*\[)|['\x22)\d]\s*::\s*(?:int|integer|text|json|jsonb|varchar|bigint|numeric|regclass|bool)\b|^\s*[\w.]+::(?:int|integer|text|json|jsonb|varchar|bigint|numeric|regclass|bool)\s*$|\$\.[\w\[\]]+'\s*(?:=|<|>)"#,
             "SQL injection: JSON operators or casts in a condition",
         ),
         rx(
@@ -900,7 +992,7 @@ fn const_format_unix_start() -> &'static str {
     concat!(
         r"^\s*(?:(?:sudo|time|nohup|env|exec)\s+)*(?:/(?:usr/)?s?bin/)?",
         "(?:",
-        "whoami|uname|ifconfig|wget|curl|ncat|netcat|nc|socat|nmap|bash|zsh|ksh|busybox|python[23]?|perl|ruby|php|chmod|chown|useradd|crontab|ssh|base64|xxd|openssl|mkfifo|nohup|xargs|awk|sed|rm|cat|ls|id|ps|netstat|env|echo|printf|ping|nslookup|dig|getent|systemctl|iptables|uptime|pwd|touch|readlink|which|docker|kubectl|mysql|psql|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|sh|find|grep|head|tail|kill|tar|wc|chattr|timeout|time|strace|dmesg|lscpu|lsblk|nproc",
+        "whoami|uname|ifconfig|wget|curl|ncat|netcat|nc|socat|nmap|bash|zsh|ksh|busybox|python[23]?|perl|ruby|php|chmod|chown|useradd|crontab|ssh|base64|xxd|openssl|mkfifo|nohup|xargs|awk|sed|rm|cat|ls|id|ps|netstat|env|echo|printf|ping|nslookup|dig|getent|systemctl|iptables|uptime|pwd|touch|readlink|which|docker|kubectl|mysql|psql|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|sh|find|grep|head|tail|kill|tar|wc|chattr|timeout|time|strace|dmesg|lscpu|lsblk|nproc|gunzip|zcat|zstdcat|bzcat|xzcat|zless|zmore",
         ")",
         r"(?:\s+[-/~$|<>;&`]|\s*[;&|<>`]|\s+\S+\s*[;&|<>`]|\s+[\w.-]*/)",
     )
@@ -965,6 +1057,7 @@ pub fn builtin(paranoia: u8) -> Vec<RuleSpec> {
                     word: d.word,
                 }
             },
+            condition: d.condition,
             description: d.description.to_string(),
         })
         .collect()
@@ -1005,6 +1098,8 @@ mod tests {
                 "java" => 24000..25000,
                 "template" => 25000..26000,
                 "nosql" => 26000..27000,
+                "ldap" => 28000..29000,
+                "session" => 29000..30000,
                 "xxe" => 27000..28000,
                 "xss" => 30000..31000,
                 "sqli" => 40000..41000,

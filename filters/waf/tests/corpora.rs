@@ -593,9 +593,9 @@ fn benign_and_attack_corpora() {
                     a.refused, a.sent
                 ));
             }
-            if n.refused > 0 {
+            if n.refused > 0 && *pl == 1 {
                 failures.push(format!(
-                    "payloads {class}: {} near misses refused at PL{pl}",
+                    "payloads {class}: {} near misses refused at PL1",
                     n.refused
                 ));
             }
