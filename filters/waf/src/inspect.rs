@@ -1,6 +1,8 @@
 //! The decision: scan a request's fields, add up the anomaly score, check
 //! CSRF, and say what to do.
 
+use std::cell::OnceCell;
+
 use palisade_shared::contract::{WafDecision, WafMatch};
 use palisade_shared::matcher::RequestView;
 
@@ -54,9 +56,10 @@ pub struct Inspection {
     csrf: Option<CsrfViolation>,
     csrf_exempt: bool,
     body_too_large: bool,
-    /// No `Referer` from the request's own site (rules with
-    /// [`Condition::ForeignReferer`] count only then).
-    foreign_referer: bool,
+    /// Whether the request has no `Referer` from its own site (rules with
+    /// [`Condition::ForeignReferer`] count only then); worked out the first
+    /// time such a rule could match.
+    foreign_referer: OnceCell<bool>,
 }
 
 impl Inspection {
@@ -75,7 +78,8 @@ struct FieldFilter<'a> {
     config: &'a Config,
     exclusions: &'a [usize],
     field: &'a Field<'a>,
-    foreign_referer: bool,
+    head: &'a RequestHead<'a>,
+    foreign_referer: &'a OnceCell<bool>,
 }
 
 impl FieldFilter<'_> {
@@ -108,7 +112,11 @@ impl RuleFilter for FieldFilter<'_> {
     }
 
     fn rule_enabled(&self, rule: &Rule) -> bool {
-        if rule.condition == Condition::ForeignReferer && !self.foreign_referer {
+        if rule.condition == Condition::ForeignReferer
+            && !*self
+                .foreign_referer
+                .get_or_init(|| csrf::referer_is_foreign(self.head))
+        {
             return false;
         }
         !self.exclusions.iter().any(|i| {
@@ -153,7 +161,6 @@ impl Waf {
                 .filter(|(_, e)| e.matcher.matches(&view))
                 .map(|(i, _)| i)
                 .collect(),
-            foreign_referer: csrf::referer_is_foreign(head),
             ..Inspection::default()
         };
         if let Some(csrf) = &self.config.csrf {
@@ -164,7 +171,7 @@ impl Waf {
         }
         let mut fields = Vec::with_capacity(16);
         head_fields(head, &self.config.inspect_headers, &mut fields);
-        self.scan_fields(&fields, &mut inspection);
+        self.scan_fields(head, &fields, &mut inspection);
         self.protocol_checks(head, &mut inspection);
         inspection
     }
@@ -186,7 +193,7 @@ impl Waf {
         };
         let kind = BodyKind::from_content_type(head.header("content-type"));
         body_fields(&kind, &text, &mut |field| {
-            self.scan_field(field, inspection)
+            self.scan_field(head, field, inspection)
         });
         // Matches in a JSON body know their value's offset: one more walk
         // spells their paths.
@@ -210,18 +217,24 @@ impl Waf {
         })
     }
 
-    fn scan_fields(&self, fields: &[Field<'_>], inspection: &mut Inspection) {
+    fn scan_fields(
+        &self,
+        head: &RequestHead<'_>,
+        fields: &[Field<'_>],
+        inspection: &mut Inspection,
+    ) {
         for field in fields {
-            self.scan_field(field, inspection);
+            self.scan_field(head, field, inspection);
         }
     }
 
-    fn scan_field(&self, field: &Field<'_>, inspection: &mut Inspection) {
+    fn scan_field(&self, head: &RequestHead<'_>, field: &Field<'_>, inspection: &mut Inspection) {
         let filter = FieldFilter {
             config: &self.config,
             exclusions: &inspection.exclusions,
             field,
-            foreign_referer: inspection.foreign_referer,
+            head,
+            foreign_referer: &inspection.foreign_referer,
         };
         let matched = &mut inspection.matched;
         let json_matches = &mut inspection.json_matches;

@@ -301,7 +301,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_HEADERS,
             PATH,
-            r#"(?:^\s*['\x22(]?|[=:'\x22(<>|;&\[{]\s*)(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))|(?:^|[^\w.-])(?:etc[\\/]+(?:shadow|gshadow|master\.passwd|sudoers)|proc[\\/]+self[\\/]+environ|(?:windows|winnt)[\\/]+(?:system32[\\/]+config|win\.ini)|boot\.ini|\.aws[\\/]+credentials|\.git-credentials|wp-config\.php)"#,
+            r#"^\s*['\x22]?(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))\S*\s*$|(?:[=:<>|;&\[{]\s*|\.\.[\\/]+|file:/*)(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))|(?:^|[^\w.-])(?:proc[\\/]+self[\\/]+environ|(?:windows|winnt)[\\/]+(?:system32[\\/]+config|win\.ini)|boot\.ini|\.aws[\\/]+credentials|\.git-credentials|wp-config\.php)"#,
             "a sensitive system or configuration file named in a value",
         ),
         rx(
@@ -393,7 +393,7 @@ fn defs() -> Vec<Def> {
             1,
             ALL,
             SHELL,
-            r"\$\(\(|\$\[|(?:^|[\s;|&])[<>]\(\s*[a-z/]|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,:@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|<<<|(?:^|[=:])\s*\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|(?:^|[a-z/])\$\{?[0-9]+\}?[a-z]|\|\|\s*[a-z]+\s*\|\|",
+            r#"\$\(\(|\$\[|(?:^|[\s;|&])[<>]\(\s*[a-z/]|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|(?:^|[^<])<<<(?:[^<]|$)|(?:^|[=:])\s*\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|(?:^|[a-z/])\$\{?[0-9]+\}?[a-z]|\|\|\s*[a-z]+\s*\|\|"#,
             "command injection: shell expansion or globbing evasion",
         ),
         rx(
@@ -474,7 +474,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             SHELL,
-            r"(?:^|[\s;&|=(`<>])/?(?:usr/(?:local/)?)?s?bin/[a-z][\w.+-]*",
+            r#"(?:^\s*|[;&|=(`<>]\s*)/?(?:usr/(?:local/)?)?s?bin/[a-z][\w.+-]*(?:\s*$|\s*[;&|<>`)]|\s+[-/$~.'\x22\d])|(?:[;&|=(`<>]\s*)/?(?:usr/(?:local/)?)?s?bin/[a-z][\w.+-]*"#,
             "command injection: a program from a system binary directory",
         ),
         // ---- PHP ---------------------------------------------------------
@@ -511,7 +511,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r#"(?:^\s*@?|[;{}()=&|!?\[/]\s*@?|['\x22]\s*@?|<\?php\s*|\?>\s*)(?:system|exec|popen|eval|assert|array_map|array_filter|array_walk|usort|uasort|fopen|fwrite|fputs|readfile|file|getenv|putenv|ini_set|ini_get|set_time_limit|ignore_user_abort|unserialize|serialize|copy|unlink|rmdir|mkdir|chmod|symlink|mail|header|ob_start|dl|extract|parse_str|glob|scandir|opendir|readdir|gethostbyname|openlog|syslog|unpack|strip_tags|intval|printf|sprintf|filegroup|fileowner|fileperms|is_array|strrev|file_exists|is_file|is_dir|is_readable|is_writable|lstat|tempnam|tmpfile|getcwd|chdir|chroot|getmypid|getmyuid|gzopen|bzopen|readgzfile|func_get_args|array_reverse|str_replace|implode|explode|array_merge|in_array|strlen|strtolower|strtoupper|ucfirst|posix_\w+)\s*(?:/\*.*?\*/\s*)*\((?:$|\)|[^\d)]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|(?:^|[^\w.>$:-])(?:include|require)(?:_once)?\s*\(?\s*['\x22]?\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|(?:shell_exec|passthru|proc_open|pcntl_exec|assert_options|create_function|call_user_func(?:_array)?|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|show_source|highlight_file|php_uname|phpinfo|move_uploaded_file|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|apache_\w+|get_current_user|zlib_decode|bzdecompress|get_defined_functions|get_defined_constants)\s*(?:/\*.*?\*/\s*)*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
+            r#"(?:^\s*@?|[;{}()=&|!?\[/]\s*@?|['\x22]\s*@?|<\?php\s*|\?>\s*)(?:system|exec|popen|eval|array_map|fopen|fwrite|readfile|file|unserialize|ob_start|unpack|strip_tags|intval|printf|filegroup|is_array|strrev|file_exists|ini_set|putenv|posix_\w+)\s*(?:/\*.*?\*/\s*)*\((?:$|\)|[^\d)]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|(?:^|[^\w.>$:-])assert\s*\(\s*['\x22$]|(?:^|[^\w.>$:-])(?:include|require)(?:_once)?\s*(?:\(\s*['\x22]?\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|\s+['\x22]\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|\s+\$)|(?:shell_exec|passthru|proc_open|pcntl_exec|assert_options|create_function|call_user_func(?:_array)?|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|show_source|highlight_file|php_uname|phpinfo|move_uploaded_file|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|apache_\w+|get_current_user|zlib_decode|bzdecompress|get_defined_functions|get_defined_constants)\s*(?:/\*.*?\*/\s*)*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
             "PHP: a dangerous function call",
         ),
         rx(
@@ -678,7 +678,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             TEXT,
-            r"\.cookie\b.{0,200}?;\s*(?:expires|domain|path|max-age)\s*=|\bhttp-equiv\W+set-cookie\b",
+            r"\.cookie\b[^;]*;\s*(?:expires|domain|path|max-age)\s*=|\bhttp-equiv\W+set-cookie\b",
             "session fixation: a value that sets a cookie (`document.cookie=...;expires=`, `<meta http-equiv=set-cookie>`)",
         ),
         when(
@@ -710,7 +710,7 @@ fn defs() -> Vec<Def> {
             1,
             XSS_TARGETS_ALL,
             TEXT,
-            r"<\s*/?\s*script\b|<\s*\??\s*import\s*implementation|\+ad[w4]-|<(?:[a-z]\s+){3,}[a-z]\b|<\s*:?\s*(?:iframe|frame|frameset|object|embed|applet|meta|base|svg|math|isindex|marquee|xss|template|noscript|vmlframe|bgsound|layer|ilayer|blink|plaintext|xmp|listing)[\s/>]",
+            r"<\s*/?\s*(?:[a-z]+\s*:\s*)?script\b|<\s*\??\s*import\s*implementation|\+ad[w4]-|<(?:[a-z]\s+){3,}[a-z]\b|<\s*:?\s*(?:iframe|frame|frameset|object|embed|applet|meta|base|svg|math|isindex|marquee|xss|template|noscript|vmlframe|bgsound|layer|ilayer|blink|plaintext|xmp|listing)[\s/>]",
             "XSS: a script or active-content tag",
         ),
         rx(
@@ -801,7 +801,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r#"(?:^|[^\w.$:-])(?:sleep|benchmark|pg_sleep)(?:\(|\s+\(\s*(?:$|[)'\x22@(*\d]|0x|select\b))|(?:^|[^\w.$:-])(?:lo_get|dbms_pipe\.receive_message|dbms_lock\.sleep|dbms_\w+\.\w+|utl_(?:http|inaddr|file|smtp)\.\w+|randomblob|load_file|extractvalue|updatexml|xmltype|geometrycollection|multipoint|multilinestring|multipolygon|linestring|name_const|sqlite_compileoption_(?:used|get)|sqlite_version|sys_eval|sys_exec|xp_cmdshell|xp_dirtree|xp_regread|sp_executesql|sp_oacreate|sp_makewebtask|openrowset|opendatasource|group_concat|json_(?:extract|keys|object|build_object|arrayagg|agg|value|query|table)|jsonb_\w+|to_tsvector|make_set|find_in_set|concat_ws|unhex|current_user|session_user|system_user|connection_id|last_insert_id|row_count|found_rows|char_length|procedure\s+analyse|pg_read_file|pg_ls_dir|lo_import|lo_export|dblink\w*|current_setting|set_config|query_to_xml|string_agg|listagg|xmlagg|wm_concat)\s*\(|(?:^|[^\w.$:-])(?:div|elt|starts_with|unistr|ifnull|nullif|coalesce|iif|decode|encode|compress|uncompress|concat|substring|substr|mid|ascii|ord|char|chr|nchar|hex|bin|conv|md5|sha1|sha2|crc32|database|schema|sysdate|curdate|current_timestamp|strcmp|instr|locate|lpad|rpad|ltrim|rtrim|trim|insert|lcase|ucase|collation|charset|array_agg)(?:\((?:$|[^\d]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|\s+\(\s*(?:$|[)'\x22@(*\d]|0x|select\b))|(?:^\s*|[(=,'\x22]\s*)(?:rand|pow|power|exp|sin|cos|tan|sqrt)\s*\(\s*(?:$|\)|\d)"#,
+            r#"(?:^|[^\w.$:-])(?:sleep|benchmark|pg_sleep)(?:\(|\s+\(\s*(?:$|[)'\x22@(*\d]|0x|select\b))|(?:^|[^\w.$:-])(?:lo_get|dbms_pipe\.receive_message|dbms_lock\.sleep|dbms_\w+\.\w+|utl_(?:http|inaddr|file|smtp)\.\w+|randomblob|load_file|extractvalue|updatexml|xmltype|geometrycollection|multipoint|multilinestring|multipolygon|linestring|name_const|sqlite_compileoption_(?:used|get)|sqlite_version|sys_eval|sys_exec|xp_cmdshell|xp_dirtree|xp_regread|sp_executesql|sp_oacreate|sp_makewebtask|openrowset|opendatasource|group_concat|json_(?:extract|keys|object|build_object|arrayagg|agg|value|query|table)|jsonb_\w+|to_tsvector|make_set|find_in_set|concat_ws|unhex|current_user|session_user|system_user|connection_id|last_insert_id|row_count|found_rows|char_length|procedure\s+analyse|pg_read_file|pg_ls_dir|lo_import|lo_export|dblink\w*|current_setting|set_config|query_to_xml|string_agg|listagg|xmlagg|wm_concat)\s*\(|(?:^|[^\w.$:`-])(?:div|elt|starts_with|unistr|ifnull|nullif|coalesce|iif|decode|encode|compress|uncompress|concat|substring|substr|mid|ascii|ord|char|chr|nchar|hex|bin|conv|md5|sha1|sha2|crc32|database|schema|sysdate|curdate|current_timestamp|instr|locate|lpad|rpad|ltrim|rtrim|trim|insert|lcase|ucase|collation|charset|array_agg)(?:\((?:$|[^\d]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|\s+\(\s*(?:$|[)'\x22@(*\d]|0x|select\b))|(?:^\s*|[(=,'\x22]\s*)(?:rand|pow|power|exp|sin|cos|tan|sqrt)\s*\(\s*(?:$|\)|\d\d|\d[^\w)])"#,
             "SQL injection: an SQL function call",
         ),
         rx(
@@ -810,7 +810,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r"\bwaitfor\s+(?:delay|time)\s+['\x22\d@]|\bpg_sleep\b|\)\s*like\s*\(|::\s*(?:double\s+precision|float\d?|real|date|timestamp\w*|char|varchar|regproc\w*|oid|name|xml)\b|\b\d+\.e\s*(?:\(|\.[a-z]|,)|\b\d+\s+as\s+['\x22`]\w+['\x22`]\s+from\b|[\x22`]\s*(?:regexp|rlike)\b|`\s*as\s*`[^`]+`\s*from\b|;\s*(?:truncate\s*(?:table\b|\[|\w+\s*$)|drop\s+(?:table|database|schema|user|view|index)\b|shutdown\s*(?:$|\bwith\b)|alter\s+(?:table|user|database|system)\b|create\s+(?:table|user|database|function|procedure|trigger)\b|delete\s+from\b|insert\s+into\b|update\s+\w+\s+set\b)",
+            r#"\bwaitfor\s+(?:delay|time)\s+['\x22\d@]|\bpg_sleep\b|\)\s*like\s*\(|::\s*(?:double\s+precision|float\d?|real|date|timestamp\w*|char|varchar|regproc\w*|oid|name|xml)\b|\b\d+\.e\s*(?:\(|\.[a-z]|,)|\b\d+\s+as\s+['\x22`]\w+['\x22`]\s+from\b|[\x22`]\s*(?:regexp|rlike)\b|`\s*as\s*`[^`]+`\s*from\b|;\s*(?:truncate\s*(?:table\b|\[|\w+\s*$)|drop\s+(?:table|database|schema|user|view|index)\b|shutdown\s*(?:$|\bwith\b)|alter\s+(?:table|user|database|system)\b|create\s+(?:table|user|database|function|procedure|trigger)\b|delete\s+from\b|insert\s+into\b|update\s+\w+\s+set\b)|^\s*(?:table_name|column_name|schema_name|table_schema)\s*\(?\s*$|\bselect\s+(?:[\w.]+\s*,\s*)*(?:table_name|column_name|schema_name|table_schema)\b"#,
             "SQL injection: delays, casts and operators typical of injected queries",
         ),
         rx(
@@ -877,9 +877,6 @@ fn defs() -> Vec<Def> {
                 "@@identity",
                 "xp_cmdshell",
                 "northwind",
-                "table_schema",
-                "table_name",
-                "column_name",
                 "master..sysdatabases",
                 "master.dbo",
                 "pg_stat_activity",
@@ -887,7 +884,6 @@ fn defs() -> Vec<Def> {
                 "db_name(",
                 "tempdb",
                 "msdb",
-                "schema_name",
                 "pg_namespace",
                 "pg_proc",
                 "pg_class",
@@ -901,7 +897,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             SQL,
-            r"\binsert\s+into\s+[\w.`\x22\[\]]+\s*(?:\(|values\b|select\b|set\b)|(?:^|;)\s*replace\s+(?:into\s+)?[\w.`\x22\[\]]+\s*\([^)]*\)\s*values\s*\(|\bdelete\s+from\s+[\w.`\x22\[\]]+\s*(?:where\b|;|$)|\bdrop\s+(?:table|database|schema|view|user|function|procedure|trigger|index)\s+(?:if\s+exists\s+)?[\w.`\x22\[\]]+\s*(?:;|$|\bcascade\b|\bpurge\b)|\btruncate\s+table\s|\balter\s+(?:table|user|database)\s+[\w.`\x22\[\]]+\s+\w|\bcreate\s+(?:table|user|function|procedure|trigger|database|view)\s+[\w.`\x22\[\]]+\s*[\s(]|\bupdate\s+[\w.`\x22\[\]]+\s+set\s+[\w.`\x22\[\]]+\s*=|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|\(|immediate\b)|\bdeclare\s+@|\bload\s+data\s+(?:local\s+)?infile\b|\binto\s+(?:out|dump)file\b|^\s*/?\s*create\s+(?:table|user|database)\s+\w+\s*$|\bgrant\s+(?:all|select|insert|update|delete|execute)\b.*\bto\b|\bshutdown\s+with\s+nowait\b",
+            r#"\binsert\s+into\s+[\w.`\x22\[\]]+\s*(?:\(|values\b|select\b|set\b)|(?:^|;)\s*replace\s+(?:into\s+)?[\w.`\x22\[\]]+\s*\([^)]*\)\s*values\s*\(|\bdelete\s+from\s+[\w.`\x22\[\]]+\s*(?:where\b|;|$)|\bdrop\s+(?:table|database|schema|view|user|function|procedure|trigger|index)\s+(?:if\s+exists\s+)?[\w.`\x22\[\]]+\s*(?:;|$|\bcascade\b|\bpurge\b)|\btruncate\s+table\s|\balter\s+(?:table|user|database)\s+[\w.`\x22\[\]]+\s+(?:add|drop|modify|change|rename|alter|owner|identified|with)\b|\bcreate\s+(?:temporary\s+)?(?:table|user|function|procedure|trigger|database|view)\s+(?:if\s+not\s+exists\s+)?[\w.`\x22\[\]]+\s*(?:\(|\bas\s+select\b|\bidentified\s+by\b|\bwith\s+password\b)|\bupdate\s+[\w.`\x22\[\]]+\s+set\s+[\w.`\x22\[\]]+\s*=|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|\(|immediate\b)|\bdeclare\s+@|\bload\s+data\s+(?:local\s+)?infile\b|\binto\s+(?:out|dump)file\b|^\s*/?\s*create\s+(?:table|user|database)\s+\w+\s*$|\bgrant\s+(?:all|select|insert|update|delete|execute)(?:\s+privileges)?(?:\s*,\s*\w+)*\s+on\s+[\w.`\x22*]+\s+to\s|\bshutdown\s+with\s+nowait\b"#,
             "SQL injection: a data-changing or administrative statement",
         ),
         rx(
@@ -977,14 +973,14 @@ fn const_format_unix_sep() -> &'static str {
     // (`` `sudo` ``, `` `git push` ``): there the command must come with a
     // shell argument, or close the value (`` `id` ``).
     concat!(
-        r"(?:[;&|\n\r]|\$\(|[<>]\(|\|\||&&)\s*(?:(?:sudo|time|nohup|env|exec|command|builtin|nice|timeout\s+\d+)\s+)*(?:[\w.~-]*/)*",
+        r"(?:[;|\n\r]|(?:^|[^(\[,&])&|\$\(|[<>]\(|\|\||&&)\s*(?:(?:sudo|time|nohup|env|exec|command|builtin|nice|timeout\s+\d+)\s+)*(?:[\w.~-]*/)*",
         "(?:",
         unix_commands!(),
         ")",
         r"(?:\s*$|\s*[;&|<>`)}\n]|\s+[-/.~$*?\d{+\x22'@%:\\]|\s+[a-z_][\w.-]*\s*(?:$|[;&|<>`)}\n]|\s+[-/.~$*?\d])|\s+(?:https?|ftp)://)",
         r"|`\s*(?:(?:sudo|time|nohup|env|exec)\s+)*(?:[\w.~-]*/)*(?:",
         unix_commands!(),
-        r")(?:\s*`\s*(?:$|[;&|<>)}\n])|\s*[;&|<>)}\n]|\s+[-/.~$*?\d{+@%:\\]|\s+(?:https?|ftp)://)",
+        r")(?:\s*`\s*(?:$|[;&|<>}\n])|\s*[;&|<>}\n]|\s+[-/.~$*?\d{+@%:\\]|\s+(?:https?|ftp)://)",
     )
 }
 
