@@ -157,6 +157,54 @@ impl CsrfPolicy {
     }
 }
 
+/// Whether `host` (`name[:port]`, lower case, default port stripped) is the
+/// request's own authority or one of its subdomains.
+fn is_own_host(host: &str, head: &RequestHead<'_>) -> bool {
+    let own = strip_default_port(head.authority);
+    let split = |h: &str| -> (String, String) {
+        match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                (name.to_string(), port.to_string())
+            }
+            _ => (h.to_string(), String::new()),
+        }
+    };
+    let ((name, port), (own_name, own_port)) = (split(host), split(&own));
+    !own_name.is_empty()
+        && port == own_port
+        && (name == own_name
+            || name
+                .strip_suffix(own_name.as_str())
+                .is_some_and(|sub| sub.ends_with('.')))
+}
+
+/// Whether the URL in `value` (the first `scheme://`, else `scheme:/`)
+/// names a host other than the request's own. The host is read as the most
+/// suspicious parser would: after the last `@` before the query (so
+/// `http://site%2f@evil.example/` is `evil.example`). A URL without a host
+/// (`file:/etc/passwd`) is foreign.
+pub fn url_is_foreign(value: &str, head: &RequestHead<'_>) -> bool {
+    let rest = match value.find("://") {
+        Some(i) => &value[i + 3..],
+        None => match value.find(":/") {
+            Some(i) => &value[i + 2..],
+            None => return true,
+        },
+    };
+    let end = rest
+        .find(|c: char| c == '?' || c == '#' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    let span = &rest[..end];
+    let after_user = span.rsplit_once('@').map_or(span, |(_, h)| h);
+    let host = after_user
+        .split(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let host = strip_default_port(&host);
+    host.is_empty() || !is_own_host(&host, head)
+}
+
 /// Whether the request comes from somewhere other than its own site: no
 /// `Referer`, one that is not a URL, or one naming a host other than the
 /// request's own or one of its subdomains. (Session fixation: a session id
@@ -166,19 +214,47 @@ pub fn referer_is_foreign(head: &RequestHead<'_>) -> bool {
     let Some((_, host)) = head.header("referer").and_then(origin_of) else {
         return true;
     };
-    let own = strip_default_port(head.authority);
-    let bare = |h: &str| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string();
-    let (host, own_name) = (bare(&host), bare(&own));
-    own.is_empty()
-        || !(host == own_name
-            || host
-                .strip_suffix(own_name.as_str())
-                .is_some_and(|sub| sub.ends_with('.')))
+    !is_own_host(&host, head)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_to_the_site_itself_is_not_foreign() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("example.com", "https://example.com/", false),
+            ("example.com", "http://www.example.com/some/path", false),
+            ("example.com", "http://foo:bar@example.com/", false),
+            ("example.com", "https://example.com:1234/", true),
+            ("example.com", "https://example.com.evil.com/", true),
+            ("example.com", "http://example.com/:asd@evil.com/", true),
+            ("localhost", "jar:http://evil.co/b.zip!a", true),
+            ("localhost", "file:///etc/passwd", true),
+            ("localhost", "jar:file:/path/to/app.jar!/x", true),
+            ("localhost", "/get/https://example.com/", true),
+            (
+                "api.example.com:8443",
+                "https://api.example.com:8443/cb",
+                false,
+            ),
+        ];
+        for (authority, value, foreign) in cases {
+            let head = RequestHead {
+                method: "GET",
+                path: "/",
+                authority,
+                route_name: "",
+                headers: &[],
+            };
+            assert_eq!(
+                url_is_foreign(value, &head),
+                *foreign,
+                "{authority} {value}"
+            );
+        }
+    }
 
     #[test]
     fn a_referer_from_the_site_itself_is_not_foreign() {

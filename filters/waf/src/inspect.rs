@@ -56,6 +56,8 @@ pub struct Inspection {
     csrf: Option<CsrfViolation>,
     csrf_exempt: bool,
     body_too_large: bool,
+    /// The body (or its first `max_body_bytes`) was inspected.
+    body_inspected: bool,
     /// Whether the request has no `Referer` from its own site (rules with
     /// [`Condition::ForeignReferer`] count only then); worked out the first
     /// time such a rule could match.
@@ -185,6 +187,7 @@ impl Waf {
                 return;
             }
         }
+        inspection.body_inspected = true;
         let body = &body[..body.len().min(self.config.max_body_bytes)];
         // Validation alone is cheap; replacing bad bytes only when there are some.
         let text = match std::str::from_utf8(body) {
@@ -238,13 +241,19 @@ impl Waf {
         };
         let matched = &mut inspection.matched;
         let json_matches = &mut inspection.json_matches;
+        let rules = self.config.rules.rules();
         self.config.rules.scan(
             field.target,
             &field.value,
             field.transforms,
             &filter,
             &mut |r| {
-                if !matched.iter().any(|(m, _)| *m == r) {
+                // A link counts only when it leaves the site.
+                let own_link = rules.get(r).is_some_and(|rule| {
+                    rule.condition == Condition::ForeignUrl
+                        && !csrf::url_is_foreign(&field.value, head)
+                });
+                if !own_link && !matched.iter().any(|(m, _)| *m == r) {
                     if let Location::JsonAt(at) = field.location {
                         json_matches.push((matched.len(), at));
                     }
@@ -383,6 +392,7 @@ impl Waf {
                 score,
                 matches,
                 action: label.into(),
+                body_inspected: inspection.body_inspected,
             },
             families,
             csrf: inspection.csrf,
@@ -787,6 +797,50 @@ mod tests {
             None,
         );
         assert!(!ids(&v).contains(&10001));
+    }
+
+    #[test]
+    fn the_decision_says_whether_the_body_was_inspected() {
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let cases: &[(&str, &str, Option<&str>, bool)] = &[
+            ("{}", "/items", None, false),
+            ("{}", "/items", Some("a=1"), true),
+            // The first bytes are inspected, the rest passes.
+            (r#"{"max_body_bytes":2}"#, "/items", Some("a=1234"), true),
+            // Refused for its size, not read.
+            (
+                r#"{"max_body_bytes":2,"body_limit_action":"reject"}"#,
+                "/items",
+                Some("a=1234"),
+                false,
+            ),
+            // A route with every signature off does not read bodies.
+            (
+                r#"{"exclusions":[{"match":{"path":{"prefix":"/upload"}}}]}"#,
+                "/upload",
+                Some("a=1"),
+                false,
+            ),
+        ];
+        for (config, path, body, inspected) in cases {
+            let v = run(&waf(config), "POST", path, &form, *body);
+            assert_eq!(v.decision.body_inspected, *inspected, "{config} {body:?}");
+        }
+        // A refusal made at the headers, before the body arrives.
+        let w = waf("{}");
+        let headers = hdrs(&form);
+        let head = RequestHead {
+            method: "POST",
+            path: SQLI,
+            authority: "api.example.com",
+            route_name: "",
+            headers: &headers,
+        };
+        let v = w.verdict(&w.inspect_head(&head));
+        assert!(matches!(v.action, Action::Refuse { .. }));
+        assert!(!v.decision.body_inspected);
+        let json = serde_json::to_value(&v.decision).unwrap();
+        assert_eq!(json["body_inspected"], false);
     }
 
     #[test]

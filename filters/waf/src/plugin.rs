@@ -80,8 +80,9 @@ struct Loaded {
     waf: Waf,
     metrics: Metrics,
     /// `palisade.waf` for a request that matched nothing, serialized once:
-    /// it is what nearly every request publishes.
-    clean_allow: Vec<u8>,
+    /// it is what nearly every request publishes. Indexed by whether the
+    /// body was inspected.
+    clean_allow: [Vec<u8>; 2],
 }
 
 #[derive(Default)]
@@ -115,12 +116,15 @@ impl RootContext for WafRoot {
                 config.anomaly_threshold
             ),
         );
-        let clean_allow = serde_json::to_vec(&contract::WafDecision {
-            score: 0,
-            matches: Vec::new(),
-            action: "allowed".into(),
-        })
-        .unwrap_or_default();
+        let clean_allow = [false, true].map(|body_inspected| {
+            serde_json::to_vec(&contract::WafDecision {
+                score: 0,
+                matches: Vec::new(),
+                action: "allowed".into(),
+                body_inspected,
+            })
+            .unwrap_or_default()
+        });
         self.loaded = Some(Rc::new(Loaded {
             metrics: Metrics::define(&config),
             waf: Waf::new(config),
@@ -191,8 +195,9 @@ impl WafFilter {
         let clean = verdict.decision.score == 0
             && verdict.decision.matches.is_empty()
             && verdict.decision.action == "allowed";
-        if clean && !loaded.clean_allow.is_empty() {
-            if let Err(status) = host::set_filter_state(contract::WAF, &loaded.clean_allow) {
+        let clean_allow = &loaded.clean_allow[usize::from(verdict.decision.body_inspected)];
+        if clean && !clean_allow.is_empty() {
+            if let Err(status) = host::set_filter_state(contract::WAF, clean_allow) {
                 host::log(
                     LogLevel::Warn,
                     &format!("palisade_waf: cannot publish {}: {status:?}", contract::WAF),

@@ -204,6 +204,9 @@ pub enum Condition {
     /// or one naming another host (a session id that a link or another
     /// site planted, rather than the application's own page).
     ForeignReferer,
+    /// Only when the URL in the value names a host other than the
+    /// request's own (a link to another site, rather than to this one).
+    ForeignUrl,
 }
 
 /// A signature before compilation (built-in or from the configuration).

@@ -158,7 +158,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             LINES,
-            r"(?:^|[\r\n])[ \t]*(?:get|post|put|delete|head|options|patch|trace|connect|propfind)[ \t]+\S+[ \t]+http/\d(?:\.\d)?[ \t]*(?:$|[\r\n])|(?:get|post|put|delete|head|options|patch|trace|connect)[ \t]+\S+[ \t]+http/\d(?:\.\d)?\r?\n[\w-]+[ \t]*:",
+            r#"(?:^|[\r\n])[ \t]*(?:get|post|put|delete|head|options|patch|trace|connect|propfind)[ \t]+\S+[ \t]+http/\d(?:\.\d)?[ \t]*(?:$|[\r\n])|(?:get|post|put|delete|head|options|patch|trace|connect)[ \t]+(?:/|https?://)\S*[ \t]+http/\d(?:\.\d)?\r?\n[\w-]+[ \t]*:"#,
             "request smuggling: an HTTP request line inside a value",
         ),
         rx(
@@ -185,7 +185,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             LINES,
-            r"[\r\n][ \t]*(?:b?cc|resent-(?:to|cc|bcc|from))[ \t]*:[^\r\n]*@|^\s*[^\s@]+@[^\s@]+\s*[\r\n]+[ \t]*(?:to|from|reply-to|sender|subject|return-path|bcc|cc|content-type|mime-version)[ \t]*:|[\r\n][ \t]*(?:rcpt[ \t]+to|mail[ \t]+from)[ \t]*:|[\r\n]\.\r?\n[ \t]*(?:mail|rcpt|data|quit|rset|helo|ehlo)\b",
+            r#"[\r\n][ \t]*(?:b?cc|resent-(?:to|cc|bcc|from))[ \t]*:[^\r\n]*@|^\s*[^\s@]+@[^\s@]+\s*[\r\n]+[ \t]*(?:to|from|reply-to|sender|subject|return-path|bcc|cc|content-type|mime-version)[ \t]*:|[\r\n][ \t]*(?:rcpt[ \t]+to|mail[ \t]+from)[ \t]*:|[\r\n]\.\r?\n[ \t]*(?:mail|rcpt|data|quit|rset|helo|ehlo)\b|[\r\n][ \t]*(?:e?hlo[ \t]+[\w.-]+[ \t]*(?:$|[\r\n])|apop[ \t]+\S+[ \t]+[0-9a-f]{32}|(?:retr|dele)[ \t]+\d+[ \t]*(?:$|[\r\n])|auth[ \t]+\S+[ \t]+[a-z0-9+/]{8,}=*|a?\d{1,4}[ \t]+(?:login|authenticate|select|examine|status|append|store|fetch|uid|logout|capability|lsub|create|delete|rename|subscribe)\b)"#,
             "mail header injection: a Bcc/Cc header, a header after an address, or an SMTP command",
         ),
         rx(
@@ -301,7 +301,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_HEADERS,
             PATH,
-            r#"^\s*['\x22]?(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))\S*\s*$|(?:[=:<>|;&\[{]\s*|\.\.[\\/]+|file:/*)(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))|(?:^|[^\w.-])(?:proc[\\/]+self[\\/]+environ|(?:windows|winnt)[\\/]+(?:system32[\\/]+config|win\.ini)|boot\.ini|\.aws[\\/]+credentials|\.git-credentials|wp-config\.php)"#,
+            r#"^\s*['\x22]?(?:[^\s'\x22<>|;&]*[\\/~])?(?:etc[\\/]+(?:passwd|shadow|master\.passwd|group|gshadow|hosts|hostname|issue|motd|sudoers|crontab|fstab|mtab|profile|bashrc|environment|resolv\.conf|ssh[\\/]|httpd|apache2?[\\/]|nginx[\\/]|mysql[\\/]|php[\d.]*[\\/]|security[\\/]|pam\.d|subuid|subgid|init\.d|rc\.d|network[\\/]|redhat-release|debian_version|lsb-release|os-release|passwd-|shadow-|apt[\\/]|cron|ld\.so|opt[\\/]|var[\\/]|x11[\\/]|aliases|inittab|exports|inetd\.conf)|proc[\\/]+(?:self|\d+|version|cpuinfo|meminfo|mounts|net[\\/]|sched_debug|interrupts|cmdline|environ|stat|kcore)|sys[\\/]+(?:class|kernel|devices|block|bus|firmware|fs|module|power)|var[\\/]+(?:log|mail|spool|www|backups)[\\/]|root[\\/]|home[\\/]+[^\\/]+[\\/]\.|(?:windows|winnt)[\\/]+(?:system32|system\.ini|win\.ini|repair|debug|panther|php\.ini)|boot\.ini|win\.ini|system\.ini|inetpub[\\/]|\.(?:ssh[\\/]+(?:id_|authorized_keys|known_hosts|config)|aws[\\/]+(?:credentials|config)|docker[\\/]|kube[\\/]+config|git[\\/]+(?:config|head|index)|svn[\\/]|hg[\\/]|bash_history|zsh_history|mysql_history|psql_history|history|htpasswd|htaccess|env(?:\.[a-z]+)?(?:$|[^\w])|npmrc|pgpass|netrc|git-credentials|gnupg[\\/]|config[\\/]+gcloud)|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?(?:$|[^\w])|web\.config|wp-config\.php|config\.inc\.php|localsettings\.php|[\w-]*\.(?:sql|bak|backup|old|swp|dump)(?:\.(?:gz|zip|tar|tgz|bz2|7z|rar))?(?:$|[^\w]))\S*\s*$|(?:=\s*['\x22]?|:\s*['\x22]|\.\.[\\/]+|file:/*)[\\/~]*(?:[a-z]:[\\/]+)?(?:etc[\\/]+(?:passwd|shadow|gshadow|master\.passwd|sudoers|hosts)|proc[\\/]+self[\\/]|(?:windows|winnt)[\\/]+(?:system32|win\.ini)|boot\.ini|win\.ini|\.ssh[\\/]|\.aws[\\/]|\.env\b|\.git[\\/]|wp-config\.php|web\.config|\.htpasswd)|(?:^|[^\w.-])(?:proc[\\/]+self[\\/]+environ|(?:windows|winnt)[\\/]+(?:system32[\\/]+config|win\.ini)|boot\.ini|\.aws[\\/]+credentials|\.git-credentials|wp-config\.php)"#,
             "a sensitive system or configuration file named in a value",
         ),
         rx(
@@ -393,7 +393,7 @@ fn defs() -> Vec<Def> {
             1,
             ALL,
             SHELL,
-            r#"\$\(\(|\$\[|(?:^|[\s;|&])[<>]\(\s*[a-z/]|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|(?:^|[^<])<<<(?:[^<]|$)|(?:^|[=:])\s*\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|(?:^|[a-z/])\$\{?[0-9]+\}?[a-z]|\|\|\s*[a-z]+\s*\|\|"#,
+            r#"\$\(\(|\$\[|(?:^|[\s;|&])[<>]\(\s*[a-z/]|\$\{ifs\}|\$ifs\b|\$\{[a-z_]*:-?\d*:?-?\d*\}|\$\{!?#?[a-z_]+[#%/^,@]|\balias\s+(?:[-+]\w+\s+)*[^\s=]+=|(?:^|[^<])<<<(?:[^<]|$)|(?:^|[=:])\s*\(\s*\)\s*\{|\(\s*(?:ba)?sh\s*\)|\$\w+/tcp/|\bsh\$\w+|\$\{?shell\}?\s|^\s*~[+-]\d*\s*$|!-\d+|/[a-z]*\[!?\^?[a-z/-]+\][a-z]*|\$\{\}|\$@|\$\*|/(?:[a-z]*[?*][a-z?*]*)/(?:[a-z?*]*[?*][a-z?*]*)|/etc/[a-z]*\[!?[a-z-]+\][a-z]*|(?:^|[a-z/])\$\{?[0-9]\}?[a-z]{2}|[a-z]\$[!?\-_$#@*][a-z]|[a-z](?:``|\$\(\s*\)|[<>]\(\s*\))(?:[a-z]|\s)|[\w.:]+\s*\(\s*\)\s*\{\s*[\w.:]+(?:\s*\(\s*\))?\s*[|&]\s*[\w.:]+|\|\|\s*[a-z]+\s*\|\|"#,
             "command injection: shell expansion or globbing evasion",
         ),
         rx(
@@ -511,7 +511,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT_PATH,
             SQL,
-            r#"(?:^\s*@?|[;{}()=&|!?\[/]\s*@?|['\x22]\s*@?|<\?php\s*|\?>\s*)(?:system|exec|popen|eval|array_map|fopen|fwrite|readfile|file|unserialize|ob_start|unpack|strip_tags|intval|printf|filegroup|is_array|strrev|file_exists|ini_set|putenv|posix_\w+)\s*(?:/\*.*?\*/\s*)*\((?:$|\)|[^\d)]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|(?:^|[^\w.>$:-])assert\s*\(\s*['\x22$]|(?:^|[^\w.>$:-])(?:include|require)(?:_once)?\s*(?:\(\s*['\x22]?\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|\s+['\x22]\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|\s+\$)|(?:shell_exec|passthru|proc_open|pcntl_exec|assert_options|create_function|call_user_func(?:_array)?|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|show_source|highlight_file|php_uname|phpinfo|move_uploaded_file|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|apache_\w+|get_current_user|zlib_decode|bzdecompress|get_defined_functions|get_defined_constants)\s*(?:/\*.*?\*/\s*)*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
+            r#"(?:^|[;{}()=&|!?\[/'\x22]|<\?php|\?>)\s*@?(?:system|exec|popen|eval|array_map|fopen|fwrite|readfile|file|unserialize|ob_start|unpack|strip_tags|intval|printf|filegroup|is_array|strrev|file_exists|ini_set|putenv|posix_\w+)\s*(?:/\*.*?\*/\s*)*\((?:$|\)|[^\d)]|\d+[^\w)]|\d{2,}|\d[a-z]\w*[^\w)])|(?:^|[^\w.>$:-])assert\s*\(\s*['\x22$]|(?:^|[^\w.>$:-])(?:include|require)(?:_once)?\s*(?:\(\s*['\x22]?\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|\s+['\x22]\s*(?:\$|(?:https?|ftps?|php|data|file|expect|phar|zip|glob)\s*:|/|\.\.|[a-z]:\\)|\s+\$)|(?:shell_exec|passthru|proc_open|pcntl_exec|assert_options|create_function|call_user_func(?:_array)?|preg_replace|base64_decode|gzinflate|gzuncompress|gzdecode|str_rot13|convert_uudecode|hex2bin|file_get_contents|file_put_contents|show_source|highlight_file|php_uname|phpinfo|move_uploaded_file|curl_exec|curl_init|fsockopen|pfsockopen|stream_socket_client|mb_ereg_replace|register_shutdown_function|register_tick_function|get_defined_vars|escapeshellcmd|escapeshellarg|var_dump|print_r|var_export|debug_zval_dump|apache_\w+|get_current_user|zlib_decode|bzdecompress|get_defined_functions|get_defined_constants)\s*(?:/\*.*?\*/\s*)*\(|\(\s*['\x22]?\s*(?:system|exec|shell_exec|passthru|popen|eval|assert|phpinfo)\s*['\x22]?\s*\)\s*\(|['\x22](?:system|exec|passthru|shell_exec|popen|eval|assert)['\x22]\s*\(|\b(?:base64_decode|phpinfo|shell_exec|passthru|proc_open|pcntl_exec|str_rot13|gzinflate|php_uname|create_function|assert_options|call_user_func_array)\b"#,
             "PHP: a dangerous function call",
         ),
         rx(
@@ -598,15 +598,6 @@ fn defs() -> Vec<Def> {
             "template injection: an expression in a template syntax",
         ),
         rx(
-            25006,
-            Template,
-            2,
-            INPUT,
-            TEXT,
-            r"\{%-?\s*(?:include|extends|load|from|for|if|set|block|macro|call|filter|with|print|raw)\b|<%=?[^%]*%>",
-            "template injection: a template tag (paranoid)",
-        ),
-        rx(
             25002,
             Template,
             1,
@@ -639,7 +630,7 @@ fn defs() -> Vec<Def> {
             1,
             INPUT,
             TEXT,
-            r"(?:\$7:module:prototype|resolved_model|\$@0|\$1:__proto__|_formdata|\$b\d+)\b.{0,200}(?:__proto__|constructor|then|_response|_prefix)|(?:^|[^\w])process\.spawn\s*\(|\bkernel\.(?:exec|system|spawn)|\bio\.popen|\bopen3\.|`[^`]*`\.(?:to_s|chomp)|\bsystem\s*\(\s*['\x22]",
+            r#"(?:\$7:module:prototype|resolved_model|\$@0|\$1:__proto__|_formdata|\$b\d+)\b.{0,200}(?:__proto__|constructor|then|_response|_prefix)|(?:^|[^\w])process\.spawn\s*\(|\bkernel\.(?:exec|system|spawn)|\bio\.popen|\bopen3\.|`\.(?:to_s|chomp)\b|\bsystem\s*\(\s*['\x22]"#,
             "code injection: Ruby, Perl or React server components",
         ),
         // ---- NoSQL -------------------------------------------------------
@@ -818,14 +809,8 @@ fn defs() -> Vec<Def> {
             Sqli,
             1,
             INPUT,
-            &[
-                UrlDecode,
-                HtmlEntityDecode,
-                UnicodeUnescape,
-                RemoveNulls,
-                CompressWhitespace,
-            ],
-            r"(?:^\s*|[\w)\]@.])['\x22`]\s*\)*\s*(?:;\s*)?(?:--[\s-]*$|--[^\s\w]|#\s*$|%00)|(?:^\s*|[\w)@.])['\x22`]\)*/\*|^[^'\x22`]*[\w@.)]['\x22`]\s*\)*\s*;\s*$|(?:^|[\w)])['\x22`]--|['\x22`]\s*\)*\s*(?:or|and)\s+[\w'\x22]+\s*(?:--|#|/\*)|^\s*['\x22`][\s)]*[\s)](?:or|and|\|\||&&|union|order|group|limit|having|procedure|into)\b|^\s*['\x22`]\s*\)*\s*;|^\s*\d+\s*['\x22`)]\s*(?:or|and|\|\||&&|;)|\b(?:or|and)\s+(?:not\s+)?(?:true|false|null|\d+)\s*(?:--|#|/\*|;)",
+            TEXT,
+            r#"(?:^\s*|[\w)\]@.])['\x22`]\s*\)*\s*(?:;\s*)?(?:--[\s-]*$|--[^\s\w]|#\s*$|%00)|(?:^\s*|[\w)@.])['\x22`]\)*/\*|^[^\s'\x22`]*[\w@.)]['\x22`]\s*\)*\s*;\s*$|(?:^|[\w)])['\x22`]--|['\x22`]\s*\)*\s*(?:or|and)\s+[\w'\x22]+\s*(?:--|#|/\*)|^\s*['\x22`][\s)]*[\s)](?:or|and|\|\||&&|union|order|group|limit|having|procedure|into)\b|^\s*['\x22`]\s*\)*\s*;|^\s*\d+\s*['\x22`)]\s*(?:or|and|\|\||&&|;)|\b(?:or|and)\s+(?:not\s+)?(?:true|false|null|\d+)\s*(?:--|#|/\*|;)"#,
             "SQL injection: a quote closing the string, then a comment or operator",
         ),
         rx(
@@ -956,13 +941,155 @@ fn defs() -> Vec<Def> {
         ),
         Severity::Warning,
     ));
+    d.extend(precise_paranoid_defs());
     d
+}
+
+/// Paranoia-2 rules precise enough to count in full (critical), unlike the
+/// paranoid catch-alls that match anywhere: most judge the shape of a whole
+/// value (a value that *is* an SQL operator, begins with a function call or
+/// a condition, or ends in a dangling one), which prose and code rarely
+/// have from end to end; the others need a syntax of their own (a template
+/// tag, an obfuscated address, an off-site URL).
+fn precise_paranoid_defs() -> Vec<Def> {
+    use Family::*;
+    vec![
+        rx(
+            25006,
+            Template,
+            2,
+            INPUT,
+            TEXT,
+            r"\{%-?\s*(?:include|extends|load|from|for|if|set|block|macro|call|filter|with|print|raw)\b|<%=?[^%]*%>",
+            "template injection: a template tag (paranoid)",
+        ),
+        rx(
+            21008,
+            Rfi,
+            2,
+            INPUT,
+            TEXT,
+            r"^\s*[a-z][\w+.-]*:/*\[?(?:\d{8,}|0x[0-9a-f]{6,}|0x[0-9a-f]{1,2}\.0x|0[0-7]{2,}\.|\d{1,3}\.\d{4,}|\d{1,3}\.\d{1,3}\.\d{4,}|[0:]*:ffff:|\\+[a-z]\\)|^\s*[a-z][\w+.-]*:/+(?:\xe2[\x91-\x93][\x80-\xbf])+|^\s*[a-z][\w+.-]*:/+[^/\s]*\xe3\x80\x82",
+            "server-side request forgery: an address written to hide it (decimal, hex, octal, circled or ideographic digits)",
+        ),
+        when(
+            rx(
+                21009,
+                Rfi,
+                2,
+                Targets::ARGS.or(Targets::PATH),
+                PATH,
+                r"^\s*(?:(?:jar|url|view-source):)*(?:file|ftps?|https?|gopher|ldaps?|dict|local_file|netdoc|jar|tftp|sftp|smb|nfs)\s*:\s*/|/(?:file|ftps?|https?):/{1,2}[^/]",
+                "remote file inclusion: a URL to another site in an argument or the path (paranoid)",
+            ),
+            Condition::ForeignUrl,
+        ),
+        rx(
+            22012,
+            Rce,
+            2,
+            INPUT,
+            SHELL,
+            r"\$\{?\w+\}?\$\{?\w+|(?:^|[;&|])\s*\$\{?[a-z_]\w*\}?\s+[-/]",
+            "command injection: a command spelled from variables (paranoid)",
+        ),
+        rx(
+            25007,
+            Template,
+            1,
+            INPUT,
+            TEXT,
+            r"@+\{\s*\[",
+            "code injection: Perl interpolation of an expression (`@{[ ... ]}`)",
+        ),
+        rx(
+            26003,
+            Nosql,
+            2,
+            Targets::ARG_NAMES,
+            RAW,
+            r"__(?:startswith|istartswith|endswith|iendswith|contains|icontains|exact|iexact|regex|iregex|gt|gte|lt|lte|in|has_keys?|has_any_keys|isnull|search|range)\s*$",
+            "ORM injection: a Django lookup in a parameter name (paranoid)",
+        ),
+        rx(
+            10023,
+            Protocol,
+            2,
+            INPUT,
+            LINES,
+            r"[\r\n][ \t]*(?:list|top|stat|uidl|user|pass|quit|noop|rset|auth|vrfy|expn|data|starttls)(?:[ \t]+\S+)*[ \t]*(?:$|[\r\n])",
+            "mail command injection: a POP3 or SMTP command on a line of its own (paranoid)",
+        ),
+        rx(
+            40020,
+            Sqli,
+            2,
+            INPUT,
+            SQL,
+            r"^\s*(?:abs|ascii|avg|bin|cast|ceil(?:ing)?|char(?:_length)?|chr|coalesce|concat(?:_ws)?|conv|convert|count|curdate|current_(?:date|time|timestamp|user)|database|date(?:diff|_format|_add|_sub)?|day(?:name|ofweek|ofyear)?|decode|default|degrees|elt|encode|execute|exp|extract|field|find_in_set|floor|format|from_unixtime|greatest|group_concat|hex|hour|if|ifnull|in|insert|instr|isnull|last_insert_id|lcase|least|left|len|length|ln|load_file|local(?:time(?:stamp)?)?|locate|log(?:2|10)?|lower|lpad|ltrim|make_set|max|md5|mid|min|minute|mod|month(?:name)?|now|nullif|oct|ord|password|pi|position|pow(?:er)?|quarter|quote|radians|rand|repeat|replace|reverse|right|round|rpad|rtrim|schema|second|sha[12]?|sign|sin|sleep|soundex|space|sqrt|strcmp|substr(?:ing)?|sum|sysdate|tan|time|timestamp|trim|truncate|ucase|unhex|upper|user|uuid|values|version|week|year)[^\w(]{0,6}\(\s*\S{0,20}\s*$",
+            "SQL injection: a value that is an SQL function call (paranoid)",
+        ),
+        rx(
+            40021,
+            Sqli,
+            2,
+            INPUT,
+            SQL,
+            r"^\W{0,4}(?:and|or|xor|div|&&|\|\|)\s*\(?\s*(?:not\s+)?[\w.@'\x22`]*\s*(?:[=<>!]=?=?|<=>|<>)|^\s*\S+\s+(?:or|and|xor)\s*\(?\s*$|^\s*(?:[;>]|--)\s*(?:update|drop|alter|select|insert|delete|exec(?:ute)?|truncate|create|declare|shutdown)\b|^\s*[;>]?\s*set\s+@\w|^\s*\(+\s*select\s*$|[=(]\s*\(\s*select\s*$",
+            "SQL injection: a value that is a condition or a statement fragment (paranoid)",
+        ),
+        rx(
+            40022,
+            Sqli,
+            2,
+            INPUT,
+            SQL,
+            r"^\s*(?:[<>!=]=?=?|<=>|<>|>>|<<|&&|\|\||->>?|xor|regexp|rlike|not\s*null|notnull|is\s+(?:not\s+)?null|like\s+null|order\s+by|group\s+by|having|union(?:\s+all)?|execute\s+\w+|select\s*\(\s*case)\s*$|^\s*from\s+[\w`.\x22\[\]]+\s+(?:where|limit|group\s+by|order\s+by|join|inner|left)\b|^\s*\\?['\x22`]\s*(?:alter|union|select|drop|insert|update|delete)[\s/]|^\s*n?varchar\s*$|^\s*`\w+`\s*$",
+            "SQL injection: a value that is an SQL operator or clause (paranoid)",
+        ),
+        rx(
+            40023,
+            Sqli,
+            2,
+            INPUT,
+            SQL,
+            r"\)\s*as\s+[\w`'\x22]+\s+from\b|^\W*\d*\s*as\s*\S*\s+(?:not\s+)?from\b|(?:^|['\x22`\s])(?:or|xor)\s+(?:'[^']*'|\x22[^\x22]*\x22|[\w.]+)\s*[<>!=-]\s*$|^\s*['\x22`]?\s*xor\b|(?:^|\w)['\x22`]\s*(?:[|&^<>=/%+*-]|\bmod\b|\bis\b|\bnot\b|\bsounds\s+like\b|\blike\b|\bglob\b)[^'\x22`\n]*--\s*$|\w['\x22`](?:or|and)\b|\w['\x22`]\s+(?:or|and)\s+['\x22\d(]|\\['\x22`]\s*(?:or|and)\b|\w['\x22`]\s*(?:collate|escape|notnull|ilike|unlikely|likelihood)\b",
+            "SQL injection: an alias or a quote followed by a condition (paranoid)",
+        ),
+        rx(
+            40024,
+            Sqli,
+            2,
+            INPUT,
+            SQL,
+            r"['\x22]\s*,\s*['\x22]\d*['\x22]\s*=\s*['\x22]|\bvalues\s*\(\s*['\x22]|['\x22]\s*,\s*(?:0x[0-9a-f]+|\(\s*\d+\s*\))|^\s*,\s*\w+['\x22]\s*=|\w'\s*'\s*\d|^'\s*glob\b|['\x22]\s*or\s*\(|(?:^|[\s,(])['\x22]?\d+['\x22]?\s*(?:=|<=>|!=|<>|\blike\b|\bis\s+not\b|\bnot\s+regexp\b)\s*['\x22]?\d+['\x22]?\s*$|['\x22]\s*(?:and|or)\s+\w+\s+(?:glob|regexp|like)\s+\w+|\bif\s*\(\s*\d+\s*=|\)\s*when\s+\d+\s+then\b|\bexcept\s+(?:select|values)\b|\blike\s*['\x22]\s*$|;\s*--\s*$|\bor\s*--|['\x22]\|\|\s*(?:true|false|\d)|\barray\s*\[\s*\w+\s*\]\s*is\s+(?:not\s+)?null|~\s*all\s*\(\s*array|['\x22]\s*(?:or|and)\s+\w+\s*\(",
+            "SQL injection: a tautology, a list of quoted values or a clause fragment (paranoid)",
+        ),
+        rx(
+            40025,
+            Sqli,
+            2,
+            INPUT,
+            TEXT,
+            r"/\*!\d*|[a-z]/\*[^*]*\*/[a-z]|\\0x[0-9a-f]+|\bselect\s+0x[0-9a-f]+|\b(?:xp_\w+|sp_(?:password|executesql|oacreate|makewebtask|addextendedproc|configure)|utl_http|openrowset|opendatasource|msdasql)\b",
+            "SQL injection: MySQL comments, hex literals, and stored procedures (paranoid)",
+        ),
+        rx(
+            40026,
+            Sqli,
+            2,
+            Targets::PATH,
+            SQL,
+            r"(?:['\x22]|\b\d+)\s*(?:or|and)\s+['\x22]?\d+['\x22]?\s*=\s*['\x22]?\d+|\bunion\s+(?:all\s+)?select\b|\bwaitfor\s+delay\b|['\x22]\s*\)*\s*(?:or|and)\s+\d+\s*[=<>]",
+            "SQL injection in the path (paranoid)",
+        ),
+    ]
 }
 
 /// The Unix commands an injected command line runs (after a separator).
 macro_rules! unix_commands {
     () => {
-        "whoami|uname|ifconfig|ipconfig|wget|curl|ncat|netcat|nc|socat|telnet|nmap|bash|zsh|ksh|csh|tcsh|dash|busybox|python[23]?|perl|ruby|php[57]?|lua|node|tclsh|gcc|chmod|chown|chgrp|chattr|useradd|usermod|passwd|sudo|su|crontab|ssh|scp|sftp|tftp|ftp|rsync|base64|xxd|openssl|mkfifo|mknod|nohup|setsid|xargs|awk|gawk|nawk|sed|dd|tar|gzip|gunzip|bzip2|zip|unzip|rm|rmdir|mv|cp|ls|cat|hexdump|strings|head|tail|more|less|grep|egrep|fgrep|find|locate|ps|pstree|kill|pkill|killall|netstat|ss|lsof|id|groups|lastlog|env|printenv|export|echo|printf|sleep|ping|ping6|traceroute|nslookup|dig|hostname|getent|systemctl|service|iptables|mount|umount|insmod|modprobe|shutdown|reboot|halt|poweroff|history|uptime|df|du|who|finger|pwd|touch|wc|sort|uniq|cut|tr|diff|stat|readlink|realpath|which|whereis|eval|exec|timeout|time|docker|kubectl|mysql|psql|sqlite3|mongo|redis-cli|vi|vim|nano|emacs|man|apt|apt-get|yum|dnf|apk|pip|pip3|npm|gem|java|javac|jshell|git|svn|cmake|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|dpkg|rpm|sh|ldd|strace|ltrace|gdb|nproc|lscpu|lsblk|lsmod|dmesg|journalctl|unset|ulimit|umask|tee|shred|wipe|chroot|runuser|pkexec|doas|tmux|sqlplus|mongosh|7z|xz|zcat|bzcat|zgrep|base32|basenc|shuf|iconv|rvim|vimdiff|rview|ncftp|lftp|lynx|w3m|elinks|aria2c|axel|fetch"
+        "whoami|uname|ifconfig|ipconfig|wget|curl|ncat|netcat|nc|socat|telnet|nmap|bash|zsh|ksh|csh|tcsh|dash|busybox|python[23]?|perl|ruby|php[57]?|lua|node|tclsh|gcc|chmod|chown|chgrp|chattr|useradd|usermod|passwd|sudo|su|crontab|ssh|scp|sftp|tftp|ftp|rsync|base64|xxd|openssl|mkfifo|mknod|nohup|setsid|xargs|awk|gawk|nawk|sed|dd|tar|gzip|gunzip|bzip2|zip|unzip|rm|rmdir|mv|cp|ls|cat|hexdump|strings|head|tail|more|less|grep|egrep|fgrep|find|locate|ps|pstree|kill|pkill|killall|netstat|ss|lsof|id|groups|lastlog|env|printenv|export|echo|printf|sleep|ping|ping6|traceroute|nslookup|dig|hostname|getent|systemctl|service|iptables|mount|umount|insmod|modprobe|shutdown|reboot|halt|poweroff|history|uptime|df|du|who|finger|pwd|touch|wc|sort|uniq|cut|tr|diff|stat|readlink|realpath|which|whereis|eval|exec|timeout|time|docker|kubectl|mysql|psql|sqlite3|mongo|redis-cli|vi|vim|nano|emacs|man|apt|apt-get|yum|dnf|apk|pip|pip3|npm|gem|java|javac|jshell|git|svn|cmake|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|dpkg|rpm|sh|ldd|strace|ltrace|gdb|nproc|lscpu|lsblk|lsmod|dmesg|journalctl|unset|ulimit|umask|tee|shred|wipe|chroot|runuser|pkexec|doas|tmux|sqlplus|mongosh|7z|xz|zcat|bzcat|zgrep|base32|basenc|shuf|iconv|rvim|vimdiff|rview|ncftp|lftp|lynx|w3m|elinks|aria2c|axel|fetch|perf|flock|cpulimit|uconv|ssh-copy-id|lastlogin|rmt-[a-z]+|trap|date|top|column|fold|comm|bridge"
     };
 }
 
@@ -979,7 +1106,7 @@ fn const_format_unix_sep() -> &'static str {
         ")",
         r"(?:\s*$|\s*[;&|<>`)}\n]|\s+[-/.~$*?\d{+\x22'@%:\\]|\s+[a-z_][\w.-]*\s*(?:$|[;&|<>`)}\n]|\s+[-/.~$*?\d])|\s+(?:https?|ftp)://)",
         r"|`\s*(?:(?:sudo|time|nohup|env|exec)\s+)*(?:[\w.~-]*/)*(?:",
-        unix_commands!(),
+        "whoami|id|uname|ifconfig|ipconfig|hostname|uptime|pwd|ps|env|printenv|cat|ls|echo|sleep|ping|nslookup|dig|wget|curl|nc|ncat|netcat|bash|sh|zsh|python[23]?|perl|ruby|php|base64|rm|chmod|touch|nohup|sudo|su|head|tail|find|grep|xargs|awk|sed",
         r")(?:\s*`\s*(?:$|[;&|<>}\n])|\s*[;&|<>}\n]|\s+[-/.~$*?\d{+@%:\\]|\s+(?:https?|ftp)://)",
     )
 }
@@ -991,6 +1118,9 @@ fn const_format_unix_start() -> &'static str {
         "whoami|uname|ifconfig|wget|curl|ncat|netcat|nc|socat|nmap|bash|zsh|ksh|busybox|python[23]?|perl|ruby|php|chmod|chown|useradd|crontab|ssh|base64|xxd|openssl|mkfifo|nohup|xargs|awk|sed|rm|cat|ls|id|ps|netstat|env|echo|printf|ping|nslookup|dig|getent|systemctl|iptables|uptime|pwd|touch|readlink|which|docker|kubectl|mysql|psql|visudo|ansible|ansible-[a-z]+|cscli|bsdtar|rmt|aptitude|sh|find|grep|head|tail|kill|tar|wc|chattr|timeout|time|strace|dmesg|lscpu|lsblk|nproc|gunzip|zcat|zstdcat|bzcat|xzcat|zless|zmore",
         ")",
         r"(?:\s+[-/~$|<>;&`]|\s*[;&|<>`]|\s+\S+\s*[;&|<>`]|\s+[\w.-]*/)",
+        // A command run through a prefix (`time`, `nohup`, `strace`) is a
+        // command line even without arguments.
+        r"|^\s*(?:time|strace|ltrace|nohup|sudo|nice|timeout\s+\d+)\s+(?:[\w.~-]*/)*(?:whoami|uname|ifconfig|ipconfig|wget|curl|nc|ncat|netcat|socat|bash|sh|zsh|python[23]?|perl|ruby|php|id|cat|ls|ps|env|ping|nslookup|dig|bsdtar|tar|nmap|ssh|telnet|rm|chmod|base64)\b",
     )
 }
 

@@ -281,6 +281,7 @@ fn run_level(
                     .iter()
                     .any(|id| show_what.split(',').any(|r| id.to_string() == r)))
     };
+    let t0 = std::time::Instant::now();
     for value in corpus {
         for (c, _) in CONTEXTS.iter().enumerate() {
             let (refused, ids) = benign_request(c, &value.text).send(&waf);
@@ -299,6 +300,8 @@ fn run_level(
             }
         }
     }
+    eprintln!("TIMING PL{paranoia} benign {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
     for case in crs {
         let kind = ftw::classify(case, paranoia, &map);
         if kind == Kind::Other {
@@ -367,6 +370,7 @@ fn run_level(
             }
         }
     }
+    eprintln!("TIMING PL{paranoia} crs {:?}", t0.elapsed());
     for p in payloads {
         let (refused, ids) = payload_request(p).send(&waf);
         let t = out.payloads.entry(p.class.clone()).or_default();
@@ -409,7 +413,14 @@ fn benign_and_attack_corpora() {
             man_pages_per_family: 40,
         }
     };
+    let t0 = std::time::Instant::now();
     let corpus = benign::build(limits);
+    eprintln!("TIMING corpus {:?}", t0.elapsed());
+    if let Some(path) = std::env::var_os("WAF_DUMP") {
+        let text: Vec<&str> = corpus.values.iter().map(|v| v.text.as_str()).collect();
+        std::fs::write(path, text.join("\n")).unwrap();
+        return;
+    }
     let (crs, skipped) = match ftw::corpus_dir() {
         Some(dir) => ftw::load(&dir),
         None => {
