@@ -594,8 +594,8 @@ impl RuleSet {
         })
     }
 
-    /// TEMP: gate cache memory.
-    pub fn gate_memory(&self) -> usize {
+    /// The memory the gates' lazy DFAs use for the states built so far.
+    pub fn gate_cache_bytes(&self) -> usize {
         self.gates
             .iter()
             .flatten()
