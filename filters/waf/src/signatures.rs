@@ -1026,7 +1026,7 @@ fn precise_paranoid_defs() -> Vec<Def> {
             2,
             INPUT,
             SQL,
-            r"^\s*(?:abs|ascii|avg|bin|cast|ceil(?:ing)?|char(?:_length)?|chr|coalesce|concat(?:_ws)?|conv|convert|count|curdate|current_(?:date|time|timestamp|user)|database|date(?:diff|_format|_add|_sub)?|day(?:name|ofweek|ofyear)?|decode|default|degrees|elt|encode|execute|exp|extract|field|find_in_set|floor|format|from_unixtime|greatest|group_concat|hex|hour|if|ifnull|in|insert|instr|isnull|last_insert_id|lcase|least|left|len|length|ln|load_file|local(?:time(?:stamp)?)?|locate|log(?:2|10)?|lower|lpad|ltrim|make_set|max|md5|mid|min|minute|mod|month(?:name)?|now|nullif|oct|ord|password|pi|position|pow(?:er)?|quarter|quote|radians|rand|repeat|replace|reverse|right|round|rpad|rtrim|schema|second|sha[12]?|sign|sin|sleep|soundex|space|sqrt|strcmp|substr(?:ing)?|sum|sysdate|tan|time|timestamp|trim|truncate|ucase|unhex|upper|user|uuid|values|version|week|year)[^\w(]{0,6}\(\s*\S{0,20}\s*$",
+            r#"(?:^|=)\s**(?:abs|ascii|avg|bin|cast|ceil(?:ing)?|char(?:_length)?|chr|coalesce|concat(?:_ws)?|conv|convert|count|curdate|current_(?:date|time|timestamp|user)|database|date(?:diff|_format|_add|_sub)?|day(?:name|ofweek|ofyear)?|decode|default|degrees|elt|encode|execute|exp|extract|field|find_in_set|floor|format|from_unixtime|greatest|group_concat|hex|hour|if|ifnull|in|insert|instr|isnull|last_insert_id|lcase|least|left|len|length|ln|load_file|local(?:time(?:stamp)?)?|locate|log(?:2|10)?|lower|lpad|ltrim|make_set|max|md5|mid|min|minute|mod|month(?:name)?|now|nullif|oct|ord|password|pi|position|pow(?:er)?|quarter|quote|radians|rand|repeat|replace|reverse|right|round|rpad|rtrim|schema|second|sha[12]?|sign|sin|sleep|soundex|space|sqrt|strcmp|substr(?:ing)?|sum|sysdate|tan|time|timestamp|trim|truncate|ucase|unhex|upper|user|uuid|values|version|week|year)[^\w(]{0,6}\(\s*\S{0,20}\s*$"#,
             "SQL injection: a value that is an SQL function call (paranoid)",
         ),
         rx(
@@ -1035,7 +1035,7 @@ fn precise_paranoid_defs() -> Vec<Def> {
             2,
             INPUT,
             SQL,
-            r"^\W{0,4}(?:and|or|xor|div|&&|\|\|)\s*\(?\s*(?:not\s+)?[\w.@'\x22`]*\s*(?:[=<>!]=?=?|<=>|<>)|^\s*\S+\s+(?:or|and|xor)\s*\(?\s*$|^\s*(?:[;>]|--)\s*(?:update|drop|alter|select|insert|delete|exec(?:ute)?|truncate|create|declare|shutdown)\b|^\s*[;>]?\s*set\s+@\w|^\s*\(+\s*select\s*$|[=(]\s*\(\s*select\s*$",
+            r#"(?:^|=)\W{0,4}(?:and|or|xor|div|&&|\|\|)\s*\(?\s*(?:not\s+)?[\w.@'\x22`]*\s*(?:[=<>!]=?=?|<=>|<>)|^\s*\S+\s+(?:or|and|xor)\s*\(?\s*$|(?:^|=)\s*(?:[;>]|--)\s*(?:update|drop|alter|select|insert|delete|exec(?:ute)?|truncate|create|declare|shutdown)\b|(?:^|=)\s*[;>]?\s*set\s+@\w|^\s*\(+\s*select\s*$|[=(]\s*\(\s*select\s*$"#,
             "SQL injection: a value that is a condition or a statement fragment (paranoid)",
         ),
         rx(
@@ -1044,7 +1044,7 @@ fn precise_paranoid_defs() -> Vec<Def> {
             2,
             INPUT,
             SQL,
-            r"^\s*(?:[<>!=]=?=?|<=>|<>|>>|<<|&&|\|\||->>?|xor|regexp|rlike|not\s*null|notnull|is\s+(?:not\s+)?null|like\s+null|order\s+by|group\s+by|having|union(?:\s+all)?|execute\s+\w+|select\s*\(\s*case)\s*$|^\s*from\s+[\w`.\x22\[\]]+\s+(?:where|limit|group\s+by|order\s+by|join|inner|left)\b|^\s*\\?['\x22`]\s*(?:alter|union|select|drop|insert|update|delete)[\s/]|^\s*n?varchar\s*$|^\s*`\w+`\s*$",
+            r#"^\s**(?:[<>!=]=?=?|<=>|<>|>>|<<|&&|\|\||->>?|xor|regexp|rlike|not\s*null|notnull|is\s+(?:not\s+)?null|like\s+null|order\s+by|group\s+by|having|union(?:\s+all)?|execute\s+\w+|select\s*\(\s*case)\s*$|^\s*from\s+[\w`.\x22\[\]]+\s+(?:where|limit|group\s+by|order\s+by|join|inner|left)\b|^\s*\\?['\x22`]\s*(?:alter|union|select|drop|insert|update|delete)[\s/]|^\s*n?varchar\s*$"#,
             "SQL injection: a value that is an SQL operator or clause (paranoid)",
         ),
         rx(
@@ -1052,8 +1052,8 @@ fn precise_paranoid_defs() -> Vec<Def> {
             Sqli,
             2,
             INPUT,
-            SQL,
-            r"\)\s*as\s+[\w`'\x22]+\s+from\b|^\W*\d*\s*as\s*\S*\s+(?:not\s+)?from\b|(?:^|['\x22`\s])(?:or|xor)\s+(?:'[^']*'|\x22[^\x22]*\x22|[\w.]+)\s*[<>!=-]\s*$|^\s*['\x22`]?\s*xor\b|(?:^|\w)['\x22`]\s*(?:[|&^<>=/%+*-]|\bmod\b|\bis\b|\bnot\b|\bsounds\s+like\b|\blike\b|\bglob\b)[^'\x22`\n]*--\s*$|\w['\x22`](?:or|and)\b|\w['\x22`]\s+(?:or|and)\s+['\x22\d(]|\\['\x22`]\s*(?:or|and)\b|\w['\x22`]\s*(?:collate|escape|notnull|ilike|unlikely|likelihood)\b",
+            TEXT,
+            r#"\)\s*as\s+[\w`'\x22]+\s+from\b|^\W*\d*\s*as\s*\S*\s+(?:not\s+)?from\b|(?:^|['\x22`\s])(?:or|xor)\s+(?:'[^']*'|\x22[^\x22]*\x22|[\w.]+)\s*[<>!=-]\s*$|^\s*['\x22`]?\s*xor\b|(?:^|\w)['\x22`]\s*(?:[|&^<>=/%+*-]|\bmod\b|\bis\b|\bnot\b|\bsounds\s+like\b|\blike\b|\bglob\b)[^'\x22`\n]*--\s*$|\w['\x22`](?:or|and)\b|\\['\x22`]\s*(?:or|and)\b|\w['\x22`]\s*(?:collate|escape|notnull|ilike|unlikely|likelihood)\b"#,
             "SQL injection: an alias or a quote followed by a condition (paranoid)",
         ),
         rx(
@@ -1062,7 +1062,7 @@ fn precise_paranoid_defs() -> Vec<Def> {
             2,
             INPUT,
             SQL,
-            r"['\x22]\s*,\s*['\x22]\d*['\x22]\s*=\s*['\x22]|\bvalues\s*\(\s*['\x22]|['\x22]\s*,\s*(?:0x[0-9a-f]+|\(\s*\d+\s*\))|^\s*,\s*\w+['\x22]\s*=|\w'\s*'\s*\d|^'\s*glob\b|['\x22]\s*or\s*\(|(?:^|[\s,(])['\x22]?\d+['\x22]?\s*(?:=|<=>|!=|<>|\blike\b|\bis\s+not\b|\bnot\s+regexp\b)\s*['\x22]?\d+['\x22]?\s*$|['\x22]\s*(?:and|or)\s+\w+\s+(?:glob|regexp|like)\s+\w+|\bif\s*\(\s*\d+\s*=|\)\s*when\s+\d+\s+then\b|\bexcept\s+(?:select|values)\b|\blike\s*['\x22]\s*$|;\s*--\s*$|\bor\s*--|['\x22]\|\|\s*(?:true|false|\d)|\barray\s*\[\s*\w+\s*\]\s*is\s+(?:not\s+)?null|~\s*all\s*\(\s*array|['\x22]\s*(?:or|and)\s+\w+\s*\(",
+            r#"['\x22]\s*,\s*['\x22]\d*['\x22]\s*=\s*['\x22]|\bvalues\s*\(\s*['\x22]|['\x22]\s*,\s*(?:0x[0-9a-f]+|\(\s*\d+\s*\))|^\s*,\s*\w+['\x22]\s*=|\w'\s*'\s*\d|^'\s*glob\b|['\x22]\s*or\s*\(|(?:^|[\s,(])['\x22]?\d+['\x22]?\s*(?:=|<=>|!=|<>|\blike\b|\bis\s+not\b|\bnot\s+regexp\b)\s*['\x22]?\d+['\x22]?\s*$|['\x22]\s*(?:and|or)\s+\w+\s+(?:glob|regexp|like)\s+\w+|\bif\s*\(\s*\d+\s*=|\)\s*when\s+\d+\s+then\b|\bexcept\s+(?:select|values)\b|\blike\s*['\x22]\s*$|['\x22]\|\|\s*(?:true|false|\d)|\barray\s*\[\s*\w+\s*\]\s*is\s+(?:not\s+)?null|~\s*all\s*\(\s*array|['\x22]\s*(?:or|and)\s+\w+\s*\("#,
             "SQL injection: a tautology, a list of quoted values or a clause fragment (paranoid)",
         ),
         rx(
@@ -1071,7 +1071,7 @@ fn precise_paranoid_defs() -> Vec<Def> {
             2,
             INPUT,
             TEXT,
-            r"/\*!\d*|[a-z]/\*[^*]*\*/[a-z]|\\0x[0-9a-f]+|\bselect\s+0x[0-9a-f]+|\b(?:xp_\w+|sp_(?:password|executesql|oacreate|makewebtask|addextendedproc|configure)|utl_http|openrowset|opendatasource|msdasql)\b",
+            r#"/\*!\d*|[a-z]/\*[^*\s/]*\*/[a-z]|\\0x[0-9a-f]+|\bselect\s+0x[0-9a-f]+|\b(?:xp_\w+|sp_(?:password|executesql|oacreate|makewebtask|addextendedproc|configure)|utl_http|openrowset|opendatasource|msdasql)\b|;\s*--\s*$|\bor\s*--"#,
             "SQL injection: MySQL comments, hex literals, and stored procedures (paranoid)",
         ),
         rx(
