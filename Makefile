@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry oci token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry oci token run test test-unit test-e2e waf-report lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -26,6 +26,7 @@ help:
 	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901)"
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
+	@echo "make waf-report  the WAF's benign and attack rates per family and per rule"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
 	@echo "make oci     push Wasm OCI images to OCI_REGISTRY and write dist/istio/ WasmPlugin manifests"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
@@ -96,9 +97,23 @@ run: build envoy
 # tests against a real Envoy running the built modules.
 test: test-unit test-e2e
 
-test-unit:
+# The WAF's corpora (benign text found on this machine, including the READMEs
+# of tests/node_modules, and the attack corpora) run optimized, in one test.
+test-unit: node-deps
 	cargo test --workspace --exclude palisade-e2e --no-default-features
+	cargo test -p palisade-waf --no-default-features --release --test corpora
 	cargo test -p palisade-e2e --lib
+
+# The WAF's benign and attack rates per family and per rule over all the text
+# on this machine (unsampled), printed, not enforced. WAF_CONFIG=config.json
+# tests your configuration (exclusions, disabled and custom rules);
+# WAF_BENIGN=values.txt adds your own traffic, one value per line;
+# WAF_SHOW=<rule id> lists the values behind a rule's number
+# (filters/waf/tests/corpora.rs lists the other options).
+waf-report: node-deps
+	WAF_REPORT=1 $(if $(WAF_CONFIG),WAF_CONFIG=$(abspath $(WAF_CONFIG))) \
+	  $(if $(WAF_BENIGN),WAF_BENIGN=$(abspath $(WAF_BENIGN))) \
+	  cargo test -p palisade-waf --no-default-features --release --test corpora -- --nocapture
 
 test-e2e: build envoy node-deps registry
 	cargo test -p palisade-e2e --tests

@@ -192,20 +192,7 @@ impl WafFilter {
     fn finish(&mut self, loaded: &Loaded, verdict: &Verdict) -> bool {
         self.done = true;
         loaded.metrics.record(verdict);
-        let clean = verdict.decision.score == 0
-            && verdict.decision.matches.is_empty()
-            && verdict.decision.action == "allowed";
-        let clean_allow = &loaded.clean_allow[usize::from(verdict.decision.body_inspected)];
-        if clean && !clean_allow.is_empty() {
-            if let Err(status) = host::set_filter_state(contract::WAF, clean_allow) {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("palisade_waf: cannot publish {}: {status:?}", contract::WAF),
-                );
-            }
-        } else {
-            host::publish_json("palisade_waf", contract::WAF, &verdict.decision);
-        }
+        publish(loaded, &verdict.decision);
         if verdict.decision.action != "allowed" {
             let rules: Vec<String> = verdict
                 .decision
@@ -246,6 +233,22 @@ impl WafFilter {
     }
 }
 
+/// Publishes a decision as `palisade.waf`.
+fn publish(loaded: &Loaded, decision: &contract::WafDecision) {
+    let clean = decision.score == 0 && decision.matches.is_empty() && decision.action == "allowed";
+    let clean_allow = &loaded.clean_allow[usize::from(decision.body_inspected)];
+    if clean && !clean_allow.is_empty() {
+        if let Err(status) = host::set_filter_state(contract::WAF, clean_allow) {
+            host::log(
+                LogLevel::Warn,
+                &format!("palisade_waf: cannot publish {}: {status:?}", contract::WAF),
+            );
+        }
+    } else {
+        host::publish_json("palisade_waf", contract::WAF, decision);
+    }
+}
+
 impl HttpContext for WafFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(loaded) = self.loaded.clone() else {
@@ -277,6 +280,11 @@ impl HttpContext for WafFilter {
             };
         }
         self.inspection = Some(inspection);
+        // The decision so far, made without the body (`body_inspected:
+        // false`): a request whose stream ends before its body reaches the
+        // WAF (a `direct_response` route, a later filter refusing at the
+        // headers) still carries it; the body's inspection replaces it.
+        publish(&loaded, &verdict.decision);
         // Envoy turns a paused header callback into "stop all iteration",
         // which would also withhold the body; so the headers go on, and the
         // body is held (buffered) in `on_http_request_body` until inspected:

@@ -7,13 +7,26 @@
 //! - attacks: the CoreRuleSet regression corpus (`../shared/corpora/crs-regression`,
 //!   skipped when absent) per CRS family, attack tests refused and near
 //!   misses passed; and this project's own payload shapes (`payloads.txt`)
-//!   for the attacks CRS does not test the same way.
+//!   for the attacks CRS does not test the way they arrive.
 //!
-//! It fails when a rate misses its target (below). `make waf-report` runs it
-//! over all the text (no sampling) and prints every rule's table;
-//! `WAF_SHOW=<rule id | CRS family | payload class>` prints the values
-//! behind a number (benign values a rule refused, attacks a family missed).
-//! Release-mode only (`make test` runs it with `--release`).
+//! It fails when a rate misses its target (the constants below).
+//! Release-mode only: `make test` runs it with `cargo test --release`.
+//!
+//! Environment (`make waf-report` sets `WAF_REPORT`):
+//! - `WAF_REPORT=1`: all the text, unsampled; targets are printed, not
+//!   enforced (a tuning run);
+//! - `WAF_CONFIG=config.json`: the plugin configuration to test (its
+//!   exclusions, disabled rules, custom rules); the paranoia level is set
+//!   to 1 and then 2;
+//! - `WAF_BENIGN=values.txt`: the user's own values, one per line, as one
+//!   more benign source;
+//! - `WAF_SHOW=<what>[@2]`: print the values behind a number at paranoia 1
+//!   (or 2): a rule id (`22002`, or several: `22002,40005`) or `benign` for
+//!   the benign values refused, a CRS family (`942`) for its missed attacks
+//!   and refused near misses, `crs:<rule id>` for the CRS attacks a rule
+//!   matched, `crs-status` for every CRS attack's outcome, a payload class
+//!   (`ldap`) or `payloads` for the payloads on the wrong side;
+//! - `WAF_DUMP=file`: write the benign values to a file and stop.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,6 +34,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use palisade_waf::config::Config;
 use palisade_waf::inspect::{Action, Waf};
@@ -34,7 +48,8 @@ use support::text;
 /// paranoia 1 and 2.
 const BENIGN_MAX: [(u8, f64); 2] = [(1, 1.0), (2, 3.0)];
 /// CRS family -> lowest share of its attack tests refused at paranoia 1
-/// (the rates before the precision work: detection must not drop).
+/// (the rates before the precision work: detection must not drop; 943 was
+/// 7.1% and must reach 90%).
 const CRS_PL1_FLOOR: &[(u32, f64)] = &[
     (930, 96.4),
     (931, 100.0),
@@ -52,6 +67,8 @@ const CRS_PL2_FLOOR: f64 = 85.0;
 const INJECTION_FAMILIES: &[u32] = &[930, 931, 932, 933, 934, 941, 942, 943, 944];
 /// The fewest benign values worth a rate.
 const MIN_BENIGN_VALUES: usize = 20_000;
+/// Values sampled per source in `make test` (all of them in a report).
+const VALUES_PER_SOURCE: usize = 15_000;
 
 /// Where a benign value is sent.
 const CONTEXTS: [&str; 4] = ["query", "json", "form", "header"];
@@ -59,17 +76,31 @@ const CONTEXTS: [&str; 4] = ["query", "json", "form", "header"];
 /// A header inspected by every injection family (like `User-Agent`).
 const VALUE_HEADER: &str = "x-comment";
 
-fn waf(paranoia: u8) -> Waf {
-    let config = format!(
-        r#"{{"paranoia_level": {paranoia}, "csrf": {{"enabled": false}}, "inspect_headers": ["user-agent", "referer", "{VALUE_HEADER}"]}}"#
-    );
-    Waf::new(Config::from_json(config.as_bytes()).unwrap())
+/// The WAF at a paranoia level: the test's configuration, or the user's
+/// (`WAF_CONFIG`) at that level. CSRF is off (the corpora replay tool
+/// requests, and the check is not about content) and the value header is
+/// inspected by every family.
+fn waf(paranoia: u8, base: Option<&serde_json::Value>) -> Waf {
+    let mut config = base.cloned().unwrap_or_else(|| serde_json::json!({}));
+    let object = config
+        .as_object_mut()
+        .expect("WAF_CONFIG must be a JSON object");
+    object.insert("paranoia_level".into(), paranoia.into());
+    object.insert("csrf".into(), serde_json::json!({"enabled": false}));
+    let mut headers: Vec<serde_json::Value> = object
+        .get("inspect_headers")
+        .and_then(|h| h.as_array().cloned())
+        .unwrap_or_else(|| vec!["user-agent".into(), "referer".into()]);
+    headers.push(VALUE_HEADER.into());
+    object.insert("inspect_headers".into(), headers.into());
+    Waf::new(Config::from_json(&serde_json::to_vec(&config).unwrap()).unwrap())
 }
 
 /// A request as the core sees it.
 struct Request {
     method: String,
     path: String,
+    authority: String,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
 }
@@ -79,6 +110,7 @@ impl Request {
         Request {
             method: method.into(),
             path,
+            authority: "api.example.com".into(),
             headers: vec![
                 (
                     "user-agent".into(),
@@ -99,8 +131,6 @@ impl Request {
     fn body(mut self, content_type: &str, body: Vec<u8>) -> Self {
         self.headers
             .push(("content-type".into(), content_type.into()));
-        self.headers
-            .push(("origin".into(), "https://api.example.com".into()));
         self.body = Some(body);
         self
     }
@@ -110,7 +140,7 @@ impl Request {
         let head = RequestHead {
             method: &self.method,
             path: &self.path,
-            authority: "api.example.com",
+            authority: &self.authority,
             route_name: "",
             headers: &self.headers,
         };
@@ -121,7 +151,7 @@ impl Request {
 }
 
 /// A form field's encoding, as a browser sends it.
-pub fn form_encode(value: &str) -> String {
+fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3 / 2);
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) {
@@ -170,7 +200,7 @@ fn payload_request(p: &Payload) -> Request {
 }
 
 /// A CRS test as go-ftw sends it.
-fn crs_request(case: &FtwCase) -> (Request, String) {
+fn crs_request(case: &FtwCase) -> Request {
     let mut headers: Vec<(String, String)> = case
         .headers
         .iter()
@@ -190,27 +220,13 @@ fn crs_request(case: &FtwCase) -> (Request, String) {
             "application/x-www-form-urlencoded".into(),
         ));
     }
-    let request = Request {
+    Request {
         method: case.method.clone(),
         path: case.uri.clone(),
+        authority,
         headers,
         body: case.body.clone(),
-    };
-    (request, authority)
-}
-
-fn crs_send(waf: &Waf, case: &FtwCase) -> (bool, Vec<u32>) {
-    let (r, authority) = crs_request(case);
-    let head = RequestHead {
-        method: &r.method,
-        path: &r.path,
-        authority: &authority,
-        route_name: "",
-        headers: &r.headers,
-    };
-    let verdict = waf.inspect(&head, r.body.as_deref());
-    let ids = verdict.decision.matches.iter().map(|m| m.rule_id).collect();
-    (matches!(verdict.action, Action::Refuse { .. }), ids)
+    }
 }
 
 fn pct(n: usize, d: usize) -> String {
@@ -229,6 +245,10 @@ fn share(n: usize, d: usize) -> f64 {
     }
 }
 
+fn shorten(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
 /// Requests and refusals.
 #[derive(Default, Clone, Copy)]
 struct Count {
@@ -240,6 +260,35 @@ impl Count {
     fn add(&mut self, refused: bool) {
         self.sent += 1;
         self.refused += usize::from(refused);
+    }
+}
+
+/// What `WAF_SHOW` asks for, at one level.
+struct Show<'a> {
+    what: &'a str,
+    here: bool,
+}
+
+impl<'a> Show<'a> {
+    fn new(show: &'a str, paranoia: u8) -> Self {
+        let (what, level) = show.split_once('@').unwrap_or((show, "1"));
+        Show {
+            what,
+            here: !what.is_empty() && level == paranoia.to_string(),
+        }
+    }
+
+    fn is(&self, what: &str) -> bool {
+        self.here && self.what == what
+    }
+
+    /// Whether `list` (comma-separated rule ids, after `prefix`) names one of `ids`.
+    fn names_rule(&self, prefix: &str, ids: &[u32]) -> bool {
+        self.here
+            && self.what.strip_prefix(prefix).is_some_and(|list| {
+                ids.iter()
+                    .any(|id| list.split(',').any(|r| r == id.to_string()))
+            })
     }
 }
 
@@ -260,30 +309,21 @@ struct LevelResult {
     shown: Vec<String>,
 }
 
-fn run_level(
-    paranoia: u8,
-    corpus: &[benign::Value],
-    crs: &[FtwCase],
-    payloads: &[Payload],
-    show: &str,
-) -> LevelResult {
-    let waf = waf(paranoia);
+struct Inputs<'a> {
+    corpus: &'a [benign::Value],
+    crs: &'a [FtwCase],
+    payloads: &'a [Payload],
+    config: Option<&'a serde_json::Value>,
+    show: &'a str,
+}
+
+fn run_level(paranoia: u8, inputs: &Inputs<'_>) -> LevelResult {
+    let waf = waf(paranoia, inputs.config);
     let map = ftw::paranoia_map();
+    let show = Show::new(inputs.show, paranoia);
     let mut out = LevelResult::default();
-    // `WAF_SHOW=22002` at paranoia 1, `22002@2` at paranoia 2.
-    let (show_what, show_level) = show.split_once('@').unwrap_or((show, "1"));
-    let at_level = show_level == paranoia.to_string();
-    let shows_rule = |ids: &[u32]| {
-        at_level
-            && !show_what.is_empty()
-            && (show_what == "benign"
-                || ids
-                    .iter()
-                    .any(|id| show_what.split(',').any(|r| id.to_string() == r)))
-    };
-    let t0 = std::time::Instant::now();
-    for value in corpus {
-        for (c, _) in CONTEXTS.iter().enumerate() {
+    for value in inputs.corpus {
+        for c in 0..CONTEXTS.len() {
             let (refused, ids) = benign_request(c, &value.text).send(&waf);
             out.benign
                 .entry((value.source, value.kind, c))
@@ -292,7 +332,7 @@ fn run_level(
             for id in &ids {
                 out.benign_rules.entry(*id).or_default().add(refused);
             }
-            if refused && c == 0 && shows_rule(&ids) {
+            if refused && c == 0 && (show.is("benign") || show.names_rule("", &ids)) {
                 out.shown.push(format!(
                     "BENIGN REFUSED {ids:?} [{}] {}",
                     SOURCES[value.source], value.text
@@ -300,78 +340,56 @@ fn run_level(
             }
         }
     }
-    eprintln!("TIMING PL{paranoia} benign {:?}", t0.elapsed());
-    let t0 = std::time::Instant::now();
-    for case in crs {
+    for case in inputs.crs {
         let kind = ftw::classify(case, paranoia, &map);
         if kind == Kind::Other {
             continue;
         }
-        let (refused, ids) = crs_send(&waf, case);
+        let (refused, ids) = crs_request(case).send(&waf);
         let t = out.crs.entry(case.family()).or_default();
-        let shown = at_level && show_what == case.family().to_string();
+        let family_shown = show.is(&case.family().to_string());
+        let body = case
+            .body
+            .as_ref()
+            .map(|b| shorten(&String::from_utf8_lossy(b)));
         if kind == Kind::Attack {
             t.0.add(refused);
-            // `WAF_SHOW=crs-status`: every attack test, refused or missed.
-            if at_level && show_what == "crs-status" {
-                out.shown.push(format!(
-                    "CRS STATUS {} {} {ids:?}",
-                    case.name(),
-                    if refused { "refused" } else { "missed" }
-                ));
-            }
-            // `WAF_SHOW=crs:22002`: the attack tests a rule matched.
-            if at_level
-                && show_what.strip_prefix("crs:").is_some_and(|r| {
-                    r == "all"
-                        || ids
-                            .iter()
-                            .any(|id| r.split(',').any(|r| id.to_string() == r))
-                })
-            {
-                out.shown.push(format!(
-                    "CRS MATCHED {} {ids:?} {:?} body={:?}",
-                    case.name(),
-                    case.uri,
-                    case.body.as_ref().map(|b| String::from_utf8_lossy(b)
-                        .chars()
-                        .take(300)
-                        .collect::<String>())
-                ));
-            }
             for id in &ids {
                 *out.crs_rules.entry(*id).or_default() += 1;
             }
-            if !refused && shown {
+            if show.is("crs-status") {
+                let outcome = if refused { "refused" } else { "missed" };
+                out.shown
+                    .push(format!("CRS STATUS {} {outcome} {ids:?}", case.name()));
+            }
+            if show.names_rule("crs:", &ids) {
                 out.shown.push(format!(
-                    "CRS MISSED {} {} {:?} body={:?} headers={:?}",
+                    "CRS MATCHED {} {ids:?} {:?} body={body:?}",
+                    case.name(),
+                    case.uri
+                ));
+            }
+            if !refused && family_shown {
+                out.shown.push(format!(
+                    "CRS MISSED {} {} {:?} body={body:?} headers={:?}",
                     case.name(),
                     case.method,
                     case.uri,
-                    case.body.as_ref().map(|b| String::from_utf8_lossy(b)
-                        .chars()
-                        .take(300)
-                        .collect::<String>()),
                     case.headers
                 ));
             }
         } else {
             t.1.add(refused);
-            if refused && shown {
+            if refused && family_shown {
                 out.shown.push(format!(
-                    "CRS NEAR MISS REFUSED {} {ids:?} {:?} body={:?}",
+                    "CRS NEAR MISS REFUSED {} {ids:?} {:?} body={body:?}",
                     case.name(),
-                    case.uri,
-                    case.body.as_ref().map(|b| String::from_utf8_lossy(b)
-                        .chars()
-                        .take(300)
-                        .collect::<String>()),
+                    case.uri
                 ));
             }
         }
     }
-    eprintln!("TIMING PL{paranoia} crs {:?}", t0.elapsed());
-    for p in payloads {
+    for p in inputs.payloads {
         let (refused, ids) = payload_request(p).send(&waf);
         let t = out.payloads.entry(p.class.clone()).or_default();
         let wrong = match p.expect {
@@ -384,7 +402,7 @@ fn run_level(
                 refused
             }
         };
-        if wrong && (show == p.class || show == "payloads") {
+        if wrong && (show.is(&p.class) || show.is("payloads")) {
             out.shown.push(format!(
                 "PAYLOAD WRONG at PL{paranoia}: {:?} {} {} {:?} {ids:?}",
                 p.expect, p.class, p.place, p.value
@@ -400,22 +418,26 @@ fn run_level(
     ignore = "release-mode test: `make test` runs it with `cargo test --release`"
 )]
 fn benign_and_attack_corpora() {
-    let full = std::env::var_os("WAF_REPORT").is_some();
+    let report = std::env::var_os("WAF_REPORT").is_some();
     let show = std::env::var("WAF_SHOW").unwrap_or_default();
-    let limits = if full {
+    let config: Option<serde_json::Value> = std::env::var_os("WAF_CONFIG").map(|path| {
+        let text = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("WAF_CONFIG={}: {e}", PathBuf::from(&path).display()));
+        serde_json::from_slice(&text).expect("WAF_CONFIG is not JSON")
+    });
+    let given = std::env::var_os("WAF_BENIGN").map(PathBuf::from);
+    let limits = if report {
         Limits {
             values_per_source: None,
             man_pages_per_family: 400,
         }
     } else {
         Limits {
-            values_per_source: Some(12_000),
+            values_per_source: Some(VALUES_PER_SOURCE),
             man_pages_per_family: 40,
         }
     };
-    let t0 = std::time::Instant::now();
-    let corpus = benign::build(limits);
-    eprintln!("TIMING corpus {:?}", t0.elapsed());
+    let corpus = benign::build(limits, given.as_deref());
     if let Some(path) = std::env::var_os("WAF_DUMP") {
         let text: Vec<&str> = corpus.values.iter().map(|v| v.text.as_str()).collect();
         std::fs::write(path, text.join("\n")).unwrap();
@@ -429,16 +451,18 @@ fn benign_and_attack_corpora() {
         }
     };
     let payloads = payloads::load();
+    let inputs = Inputs {
+        corpus: &corpus.values,
+        crs: &crs,
+        payloads: &payloads,
+        config: config.as_ref(),
+        show: &show,
+    };
+    // One thread per level (each with its own WAF: a gate's cache is per VM).
     let levels: Vec<(u8, LevelResult)> = std::thread::scope(|s| {
         let handles: Vec<_> = BENIGN_MAX
             .iter()
-            .map(|(pl, _)| {
-                let (corpus, crs, payloads, show) = (&corpus.values, &crs, &payloads, &show);
-                (
-                    *pl,
-                    s.spawn(move || run_level(*pl, corpus, crs, payloads, show)),
-                )
-            })
+            .map(|(pl, _)| (*pl, s.spawn(|| run_level(*pl, &inputs))))
             .collect();
         handles
             .into_iter()
@@ -447,32 +471,75 @@ fn benign_and_attack_corpora() {
     });
 
     let mut failures: Vec<String> = Vec::new();
+    print_benign(&corpus, report, &levels, &mut failures);
+    if !crs.is_empty() {
+        print_crs(crs.len(), skipped, &levels, &mut failures);
+    }
+    print_payloads(&levels, &mut failures);
+    print_rules(&levels);
+    for (_, r) in &levels {
+        for line in &r.shown {
+            println!("{line}");
+        }
+    }
+    if corpus.values.len() < MIN_BENIGN_VALUES {
+        failures.push(format!(
+            "only {} benign values found (at least {MIN_BENIGN_VALUES} needed for a rate)",
+            corpus.values.len()
+        ));
+    }
+    if report || config.is_some() {
+        if !failures.is_empty() {
+            println!("\nTargets missed (reported, not enforced in this run):");
+            for f in &failures {
+                println!("- {f}");
+            }
+        }
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "targets missed:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn print_benign(
+    corpus: &benign::Corpus,
+    report: bool,
+    levels: &[(u8, LevelResult)],
+    failures: &mut Vec<String>,
+) {
     println!("\n## Benign corpus\n");
     println!(
-        "{} values from real text on this machine ({} sampled per source{}):\n",
+        "{} values from real text on this machine ({} per source):\n",
         corpus.values.len(),
-        limits
-            .values_per_source
-            .map_or("all".to_string(), |n| format!("at most {n}")),
-        if full { ", WAF_REPORT" } else { "" }
+        if report {
+            "all".to_string()
+        } else {
+            format!("a sample of at most {VALUES_PER_SOURCE}")
+        }
     );
     println!("| source | files | values found | values used | sentences | code lines |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (s, name) in SOURCES.iter().enumerate() {
+        if corpus.files[s] == 0 {
+            continue;
+        }
         let used = corpus.values.iter().filter(|v| v.source == s);
         let sentences = used
             .clone()
             .filter(|v| v.kind == text::Kind::Sentence)
             .count();
+        let code = used.clone().filter(|v| v.kind == text::Kind::Code).count();
         println!(
-            "| {name} | {} | {} | {} | {sentences} | {} |",
+            "| {name} | {} | {} | {} | {sentences} | {code} |",
             corpus.files[s],
             corpus.found[s],
-            used.clone().count(),
-            used.count() - sentences
+            used.count(),
         );
     }
-    for (pl, result) in &levels {
+    for (pl, result) in levels {
         let max = BENIGN_MAX
             .iter()
             .find(|(p, _)| p == pl)
@@ -480,10 +547,10 @@ fn benign_and_attack_corpora() {
         println!("\nParanoia {pl}: benign requests refused (target <= {max}% per context)\n");
         println!("| source | kind | values | query | json | form | header |");
         println!("|---|---|---:|---:|---:|---:|---:|");
-        let mut per_context = [Count::default(); 4];
+        let mut per_context = [Count::default(); CONTEXTS.len()];
         for (s, name) in SOURCES.iter().enumerate() {
-            for kind in [text::Kind::Sentence, text::Kind::Code] {
-                let counts: Vec<Count> = (0..4)
+            for kind in [text::Kind::Sentence, text::Kind::Code, text::Kind::Given] {
+                let counts: Vec<Count> = (0..CONTEXTS.len())
                     .map(|c| {
                         result
                             .benign
@@ -530,54 +597,59 @@ fn benign_and_attack_corpora() {
             }
         }
     }
-    if !crs.is_empty() {
-        println!("\n## CRS regression corpus\n");
-        println!(
-            "{} tests loaded, {skipped} skipped (encoded_request or unreadable)\n",
-            crs.len()
-        );
-        println!("| family | PL1 attacks | refused | near misses | passed | PL2 attacks | refused | near misses | passed |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let families: Vec<u32> = levels[0].1.crs.keys().copied().collect();
-        for family in families {
-            let cells: Vec<String> = levels
-                .iter()
-                .map(|(_, r)| {
-                    let (a, n) = r.crs.get(&family).copied().unwrap_or_default();
-                    format!(
-                        "{} | {} | {} | {}",
-                        a.sent,
-                        pct(a.refused, a.sent),
-                        n.sent,
-                        pct(n.sent - n.refused, n.sent)
-                    )
-                })
-                .collect();
-            println!("| {family} | {} |", cells.join(" | "));
-            for (pl, r) in &levels {
-                let (a, _) = r.crs.get(&family).copied().unwrap_or_default();
-                let got = share(a.refused, a.sent);
-                let floor = match pl {
-                    1 => CRS_PL1_FLOOR
-                        .iter()
-                        .find(|(f, _)| *f == family)
-                        .map(|f| f.1),
-                    _ => INJECTION_FAMILIES
-                        .contains(&family)
-                        .then_some(CRS_PL2_FLOOR),
-                };
-                if let Some(floor) = floor {
-                    // Rates are printed to one decimal: compare at that precision.
-                    if (got * 10.0).round() < (floor * 10.0).round() {
-                        failures.push(format!(
-                            "CRS {family} at PL{pl}: {got:.1}% of attacks refused (floor {floor}%)"
-                        ));
-                    }
-                }
+}
+
+fn print_crs(
+    loaded: usize,
+    skipped: usize,
+    levels: &[(u8, LevelResult)],
+    failures: &mut Vec<String>,
+) {
+    println!("\n## CRS regression corpus\n");
+    println!("{loaded} tests loaded, {skipped} skipped (encoded_request or unreadable)\n");
+    println!("| family | PL1 attacks | refused | near misses | passed | PL2 attacks | refused | near misses | passed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let families: Vec<u32> = levels[0].1.crs.keys().copied().collect();
+    for family in families {
+        let cells: Vec<String> = levels
+            .iter()
+            .map(|(_, r)| {
+                let (a, n) = r.crs.get(&family).copied().unwrap_or_default();
+                format!(
+                    "{} | {} | {} | {}",
+                    a.sent,
+                    pct(a.refused, a.sent),
+                    n.sent,
+                    pct(n.sent - n.refused, n.sent)
+                )
+            })
+            .collect();
+        println!("| {family} | {} |", cells.join(" | "));
+        for (pl, r) in levels {
+            let (a, _) = r.crs.get(&family).copied().unwrap_or_default();
+            let got = share(a.refused, a.sent);
+            let floor = match pl {
+                1 => CRS_PL1_FLOOR
+                    .iter()
+                    .find(|(f, _)| *f == family)
+                    .map(|f| f.1),
+                _ => INJECTION_FAMILIES
+                    .contains(&family)
+                    .then_some(CRS_PL2_FLOOR),
+            };
+            // The floors are rates printed to one decimal: compare at that precision.
+            if let Some(floor) = floor.filter(|f| (got * 10.0).round() < (f * 10.0).round()) {
+                failures.push(format!(
+                    "CRS {family} at PL{pl}: {got:.1}% of attacks refused (floor {floor}%)"
+                ));
             }
         }
     }
+}
+
+fn print_payloads(levels: &[(u8, LevelResult)], failures: &mut Vec<String>) {
     println!("\n## Payload shapes of this project (`payloads.txt`)\n");
+    println!("Attacks must be refused and near misses passed at paranoia 1.\n");
     println!("| class | PL1 attacks refused | near misses passed | PL2 attacks refused | near misses passed |");
     println!("|---|---:|---:|---:|---:|");
     let classes: Vec<String> = levels[0].1.payloads.keys().cloned().collect();
@@ -596,67 +668,45 @@ fn benign_and_attack_corpora() {
             })
             .collect();
         println!("| {class} | {} |", cells.join(" | "));
-        for (pl, r) in &levels {
-            let (a, n) = r.payloads.get(class).copied().unwrap_or_default();
-            if a.refused < a.sent && *pl == 1 {
-                failures.push(format!(
-                    "payloads {class}: {}/{} attacks refused at PL1",
-                    a.refused, a.sent
-                ));
-            }
-            if n.refused > 0 && *pl == 1 {
-                failures.push(format!(
-                    "payloads {class}: {} near misses refused at PL1",
-                    n.refused
-                ));
-            }
+        let (a, n) = levels[0].1.payloads.get(class).copied().unwrap_or_default();
+        if a.refused < a.sent {
+            failures.push(format!(
+                "payloads {class}: {}/{} attacks refused at PL1",
+                a.refused, a.sent
+            ));
+        }
+        if n.refused > 0 {
+            failures.push(format!(
+                "payloads {class}: {} near misses refused at PL1",
+                n.refused
+            ));
         }
     }
-    print_rules(&levels);
-    for (_, r) in &levels {
-        for line in &r.shown {
-            println!("{line}");
-        }
-    }
-    if corpus.values.len() < MIN_BENIGN_VALUES {
-        failures.push(format!(
-            "only {} benign values found (at least {MIN_BENIGN_VALUES} needed for a rate)",
-            corpus.values.len()
-        ));
-    }
-    assert!(
-        failures.is_empty(),
-        "targets missed:\n{}",
-        failures.join("\n")
-    );
 }
 
-/// Per rule: the benign requests it matched (and the share refused), and the
-/// CRS attack tests it matched, at each level.
+/// Per rule: the benign requests it matched (and of those, refused), and
+/// the CRS attack tests it matched, at each level.
 fn print_rules(levels: &[(u8, LevelResult)]) {
     println!("\n## Per rule\n");
-    println!(
-        "Benign: requests matched (4 per value), of which refused. CRS: attack tests matched.\n"
-    );
-    println!("| rule | family | PL1 benign matched | refused | PL1 CRS | PL2 benign matched | refused | PL2 CRS |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    let catalog = palisade_waf::signatures::catalog();
-    for (id, family, rule_pl) in &catalog {
+    println!("Benign: requests that matched the rule (four per value), of which refused. CRS: attack tests it matched.\n");
+    println!("| rule | family | PL | PL1 benign matched | refused | PL1 CRS | PL2 benign matched | refused | PL2 CRS |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (id, family, rule_pl) in palisade_waf::signatures::catalog() {
         let cells: Vec<String> = levels
             .iter()
             .map(|(pl, r)| {
-                if rule_pl > pl {
+                if rule_pl > *pl {
                     return "- | - | -".into();
                 }
-                let b = r.benign_rules.get(id).copied().unwrap_or_default();
+                let b = r.benign_rules.get(&id).copied().unwrap_or_default();
                 format!(
                     "{} | {} | {}",
                     b.sent,
                     b.refused,
-                    r.crs_rules.get(id).copied().unwrap_or(0)
+                    r.crs_rules.get(&id).copied().unwrap_or(0)
                 )
             })
             .collect();
-        println!("| {id} | {family} | {} |", cells.join(" | "));
+        println!("| {id} | {family} | {rule_pl} | {} |", cells.join(" | "));
     }
 }

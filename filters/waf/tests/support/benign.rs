@@ -3,7 +3,8 @@
 //! crates pinned in `Cargo.lock` (from the cargo registry), the READMEs of
 //! `tests/node_modules` (when `make node-deps` has run) and the man pages
 //! in `/usr/share/man`. Each is split into sentences and code-bearing lines
-//! (`text.rs`); duplicates count once.
+//! (`text.rs`); duplicates count once. A user's own values (a file, one
+//! value per line) can be added as a fifth source.
 
 #![allow(dead_code)]
 
@@ -14,12 +15,15 @@ use std::process::Command;
 use super::text::{self, Kind};
 
 /// Where values come from.
-pub const SOURCES: [&str; 4] = [
+pub const SOURCES: [&str; 5] = [
     "crate READMEs",
     "crate doc comments",
     "npm READMEs",
     "man pages",
+    "given values",
 ];
+/// The index of the user's own values in [`SOURCES`].
+pub const GIVEN: usize = 4;
 
 /// One benign value.
 #[derive(Debug, Clone)]
@@ -46,8 +50,8 @@ pub struct Limits {
 pub struct Corpus {
     pub values: Vec<Value>,
     /// Per source: files read, values found (before sampling).
-    pub files: [usize; 4],
-    pub found: [usize; 4],
+    pub files: [usize; 5],
+    pub found: [usize; 5],
 }
 
 fn workspace_root() -> PathBuf {
@@ -202,13 +206,14 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Reads every source and samples it.
-pub fn build(limits: Limits) -> Corpus {
+/// Reads every source and samples it; `given`: a file of the user's own
+/// values, one per line (never sampled).
+pub fn build(limits: Limits, given: Option<&Path>) -> Corpus {
     let root = workspace_root();
-    let mut per_source: [Vec<(Kind, String)>; 4] = Default::default();
-    let mut files = [0usize; 4];
+    let mut per_source: [Vec<(Kind, String)>; 5] = Default::default();
+    let mut files = [0usize; 5];
     let mut seen: HashSet<u64> = HashSet::new();
-    let mut add = |source: usize, text: &str, per_source: &mut [Vec<(Kind, String)>; 4]| {
+    let mut add = |source: usize, text: &str, per_source: &mut [Vec<(Kind, String)>; 5]| {
         let mut emit = |kind: Kind, value: String| {
             if seen.insert(fnv(value.as_bytes())) {
                 per_source[source].push((kind, value));
@@ -217,6 +222,10 @@ pub fn build(limits: Limits) -> Corpus {
         match source {
             1 => text::rust_doc_comments(text, &mut emit),
             3 => text::roff(text, &mut emit),
+            GIVEN => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .for_each(|l| emit(Kind::Given, l.to_string())),
             _ => text::markdown(text, &mut emit),
         }
     };
@@ -252,10 +261,16 @@ pub fn build(limits: Limits) -> Corpus {
     for text in man_sources(&pages) {
         add(3, &text, &mut per_source);
     }
-    let found = [0, 1, 2, 3].map(|s| per_source[s].len());
+    if let Some(path) = given {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("WAF_BENIGN={}: {e}", path.display()));
+        files[GIVEN] = 1;
+        add(GIVEN, &text, &mut per_source);
+    }
+    let found = [0, 1, 2, 3, 4].map(|s| per_source[s].len());
     let mut values = Vec::new();
     for (source, mut list) in per_source.into_iter().enumerate() {
-        if let Some(cap) = limits.values_per_source {
+        if let Some(cap) = limits.values_per_source.filter(|_| source != GIVEN) {
             if list.len() > cap {
                 list.sort_by_key(|(_, v)| fnv(v.as_bytes()));
                 list.truncate(cap);

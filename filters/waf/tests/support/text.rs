@@ -14,6 +14,8 @@ pub enum Kind {
     Sentence,
     /// A line of a code block, an HTML line, a man page example line.
     Code,
+    /// A value given as is (a user's own traffic).
+    Given,
 }
 
 impl Kind {
@@ -21,6 +23,7 @@ impl Kind {
         match self {
             Kind::Sentence => "sentences",
             Kind::Code => "code lines",
+            Kind::Given => "values",
         }
     }
 }
@@ -44,6 +47,7 @@ fn keep(kind: Kind, text: &str, emit: &mut dyn FnMut(Kind, String)) {
     let min = match kind {
         Kind::Sentence => MIN_SENTENCE,
         Kind::Code => MIN_CODE,
+        Kind::Given => 1,
     };
     if v.len() < min || !v.bytes().any(|b| b.is_ascii_alphabetic()) {
         return;
