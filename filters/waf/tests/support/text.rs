@@ -261,10 +261,10 @@ pub fn roff(source: &str, emit: &mut dyn FnMut(Kind, String)) {
                     append(&mut paragraph, &unescape(&joined));
                 }
                 "PP" | "P" | "LP" | "TP" | "IP" | "HP" | "sp" | "br" | "RS" | "RE" | "TH"
-                | "in" | "ti" | "ne" | "TQ" | "bp" => {
-                    if !literal {
-                        flush(&mut paragraph, emit);
-                    }
+                | "in" | "ti" | "ne" | "TQ" | "bp"
+                    if !literal =>
+                {
+                    flush(&mut paragraph, emit);
                 }
                 _ => {}
             }
