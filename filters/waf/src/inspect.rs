@@ -800,6 +800,27 @@ mod tests {
     }
 
     #[test]
+    fn conditional_rules_look_at_the_referer_and_the_link() {
+        let w = waf("{}");
+        let fixation = "/login?PHPSESSID=74B0CB414BD77D17B5680A6386EF1666";
+        // A session id from a link or another site is planted.
+        for headers in [vec![], vec![("referer", "https://evil.example/")]] {
+            let v = run(&w, "GET", fixation, &headers, None);
+            assert!(ids(&v).contains(&29002), "{headers:?}: {v:?}");
+            assert!(matches!(v.action, Action::Refuse { .. }));
+        }
+        // The application's own pages may carry it.
+        let own = [("referer", "https://api.example.com/account")];
+        assert!(!ids(&run(&w, "GET", fixation, &own, None)).contains(&29002));
+        // A link leaves the site or it does not (paranoia 2).
+        let w = waf(r#"{"paranoia_level": 2}"#);
+        let off_site = run(&w, "GET", "/go?to=https://evil.example/x", &[], None);
+        assert!(ids(&off_site).contains(&21009), "{off_site:?}");
+        let own_link = run(&w, "GET", "/go?to=https://api.example.com/x", &[], None);
+        assert!(!ids(&own_link).contains(&21009), "{own_link:?}");
+    }
+
+    #[test]
     fn the_decision_says_whether_the_body_was_inspected() {
         let form = [("content-type", "application/x-www-form-urlencoded")];
         let cases: &[(&str, &str, Option<&str>, bool)] = &[

@@ -1238,6 +1238,110 @@ mod tests {
         }
     }
 
+    /// Every rule that matches `value` as a value of kind `target`, at
+    /// paranoia 2 (conditions are the inspection's, not checked here).
+    fn matching(set: &crate::engine::RuleSet, target: Targets, value: &str) -> Vec<u32> {
+        struct All;
+        impl crate::engine::RuleFilter for All {
+            fn family_enabled(&self, _: &str) -> bool {
+                true
+            }
+            fn rule_enabled(&self, _: &crate::engine::Rule) -> bool {
+                true
+            }
+        }
+        let mut out = Vec::new();
+        set.scan(target, value, None, &All, &mut |r| {
+            out.push(set.rules()[r].id)
+        });
+        out
+    }
+
+    /// The shapes each newer rule is for, and the near misses it must let
+    /// pass (the broader sets are `tests/payloads.txt` and the corpora).
+    #[test]
+    fn attack_shapes_match_and_near_misses_do_not() {
+        let set = crate::engine::RuleSet::compile(&builtin(2)).unwrap();
+        let a = Targets::ARGS;
+        #[rustfmt::skip]
+        let cases: &[(u32, Targets, &str, bool)] = &[
+            // CRLF / header injection, response splitting, smuggling.
+            (10010, a, "en\r\nSet-Cookie: role=admin", true),
+            (10010, a, "x\rX-Injected: 1", true),
+            (10010, a, "x\r\n\r\nHTTP/1.1 200 OK", true),
+            (10010, a, "x\u{560d}\u{560a}Location: https://evil.example/", true),
+            (10010, a, "x%E5%98%8A%E5%98%8DLocation:%20https://evil.example/", true),
+            (10010, a, "Meeting\nLocation: Berlin office\nHost: Jane Doe", false),
+            (10011, a, "GET http://internal/ HTTP/1.1", true),
+            (10011, a, "the GET request returns HTTP 200", false),
+            (10014, Targets::ARG_NAMES, "a\r\nb", true),
+            (10014, Targets::ARG_NAMES, "user[name]", false),
+            // Mail header and command injection.
+            (10020, a, "victim@example.com\nBcc: list@spam.example", true),
+            (10020, a, "x\r\nRCPT TO:<a@spam.example>", true),
+            (10020, a, "Forwarded\nFrom: Ana <ana@example.com>", false),
+            (10020, a, "Please cc: my colleague", false),
+            // LDAP filters.
+            (28001, a, "*)(uid=*))(|(uid=*", true),
+            (28001, a, "admin)(|", true),
+            (28001, a, "Smith (John) (Jr.)", false),
+            (28001, a, "f(x) = (x + 1)(x - 1)", false),
+            // Session fixation: a cookie set from a value.
+            (29001, a, "<meta http-equiv=Set-Cookie content=\"sid=1\">", true),
+            (29001, a, "document.cookie=\"sid=1; expires=Fri\"", true),
+            (29001, a, "the cookie expires tomorrow", false),
+            (29002, Targets::ARG_NAMES, "PHPSESSID", true),
+            (29002, Targets::ARG_NAMES, "session", false),
+            // Template injection.
+            (25001, a, "{{7*'7'}}", true),
+            (25001, a, "{{ cycler.__init__.__globals__.os.popen('id') }}", true),
+            (25001, a, "Hello {{ name }}, order {{ order.id }}", false),
+            (25007, a, "@{[system 'id']}", true),
+            (25007, a, "mail me @ {home} [soon]", false),
+            // NoSQL and ORM operators.
+            (26001, Targets::ARG_NAMES, "user[$ne]", true),
+            (26001, Targets::ARG_NAMES, "$schema", false),
+            (26003, Targets::ARG_NAMES, "user__profile__icontains", true),
+            (26003, Targets::ARG_NAMES, "__init__", false),
+            // Paranoia 2: whole-value SQL fragments.
+            (40020, a, "COUNT(", true),
+            (40020, a, "in (0,1)", true),
+            (40020, a, "if (the weather holds) we go", false),
+            (40021, a, "AND 2771=1709)", true),
+            (40021, a, "And so it is decided", false),
+            (40022, a, "IS NULL", true),
+            (40022, a, "Order by date to see the newest", false),
+            (40023, a, ") AS orders FROM", true),
+            (40023, a, "x'|email--", true),
+            (40023, a, "regexes 'sam' and 'samwise' match", false),
+            (40024, a, "'admin', '1'='1'", true),
+            (40024, a, "2 + 2 is four", false),
+            // Paranoia 2: hidden addresses and off-site links.
+            (21008, a, "http://2852039166/", true),
+            (21008, a, "http://0xA9FEA9FE/", true),
+            (21008, a, "https://example.com/orders/2852039166", false),
+            (21009, a, "https://evil.example/x", true),
+            (21009, a, "see https://docs.example.com", false),
+            // Precision: prose and code that used to be refused.
+            (22002, a, "Use `regex::bytes::Regex` to match bytes.", false),
+            (22001, a, "The mask is inverted, like `umask` works.", false),
+            (22001, a, "run `cat /etc/passwd` now", true),
+            (20003, a, "a single exclamation mark in the field of /etc/shadow.", false),
+            (20003, a, "/etc/passwd", true),
+            (20003, a, "php://filter/resource=/etc/passwd", true),
+            (23004, a, "See printf(3) and syslog(3).", false),
+            (23004, a, "system('id')", true),
+            (30004, a, "<a href=\"https://crates.io/crates/x\"><img src=\"badge.svg\"></a>", false),
+            (30004, a, "<link rel=stylesheet href=//evil.example/x.css>", true),
+            (40010, a, "(since dpkg 1.16.5) or any (since 1.16.2)", false),
+            (40010, a, "1' or sleep(5)=0", true),
+        ];
+        for (id, target, value, expected) in cases {
+            let got = matching(&set, *target, value).contains(id);
+            assert_eq!(got, *expected, "rule {id} on {value:?}");
+        }
+    }
+
     #[test]
     fn every_paranoia_level_compiles_and_every_rule_has_literals() {
         for pl in 1..=4 {
