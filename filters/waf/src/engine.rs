@@ -4,9 +4,11 @@
 //! phrase automaton: both run in time linear in the value whatever the
 //! pattern. A value meets three stages, each only if the one before lets
 //! it through:
-//! 1. the gate: every automaton compiled into one lazy DFA, one pass per
-//!    distinct transformation output, answering "could anything match?"
-//!    (benign values, punctuation and all, stop here);
+//! 1. the gate of the value's kind (data, headers and path, query,
+//!    method): the automata of every rule that inspects that kind compiled
+//!    into one lazy DFA, one pass per distinct transformation output,
+//!    answering "could anything match?" (benign values, punctuation and
+//!    all, stop here);
 //! 2. a prefilter derived from the rules themselves ([`crate::literals`]):
 //!    the literals without which a rule cannot match, merged into one byte
 //!    table and one Aho-Corasick automaton;
