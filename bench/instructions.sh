@@ -5,7 +5,8 @@
 #
 #   bench/instructions.sh <config template> [requests] [path]
 #
-# The config is one of bench/envoy/*.yaml (same placeholders as `make bench`).
+# The config is one of bench/envoy/*.yaml (same placeholders as `make bench`;
+# {{SUITE:<stage>}} stands for bench/suite/<stage>.json).
 # Extra request headers: BENCH_HEADERS="name: value" (several separated by
 # newlines); BENCH_METHOD (default GET) and BENCH_BODY_FILE (a file sent as
 # the request body) for requests with a body. Envoy runs with --concurrency 1 under valgrind with
@@ -28,6 +29,11 @@ admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 sed -e "s#{{LISTEN_PORT}}#$port#g" -e "s#{{ADMIN_PORT}}#$admin#g" -e "s#{{DIST}}#$dist#g" \
     -e "s#{{REPO}}#$repo#g" -e "s#{{TMP}}#$dir#g" -e "s#{{UPSTREAM_PORT}}#${UPSTREAM_PORT:-18080}#g" \
     "$template" > "$dir/envoy.yaml"
+# {{SUITE:<stage>}}: the stage configuration in bench/suite/<stage>.json (one line).
+for f in "$repo"/bench/suite/*.json; do
+    python3 -c 'import sys; p, k, f = sys.argv[1:]; t = open(p).read().replace(k, open(f).read().strip()); open(p, "w").write(t)' \
+        "$dir/envoy.yaml" "{{SUITE:$(basename "$f" .json)}}" "$f"
+done
 
 valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file \
     --callgrind-out-file="$dir/callgrind.out" \

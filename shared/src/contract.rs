@@ -15,6 +15,7 @@
 //! | `palisade.waf` | waf | [`WafDecision`] |
 //! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
 //! | `palisade.audit` | audit | the finished audit record |
+//! | `palisade.audit.outcome` | audit, with `publish_outcome` | `allowed` or `denied` (plain text, for access-log attributes) |
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,10 @@ pub const WAF: &str = "palisade.waf";
 pub const DENIAL: &str = "palisade.denial";
 /// Property name of the finished audit record.
 pub const AUDIT: &str = "palisade.audit";
+/// Property name of the audit record's outcome, `allowed` or `denied`, as
+/// plain text: an access logger can send it as an attribute (for instance
+/// the OpenTelemetry one, `envoy/audit-otlp.yaml`) without parsing the record.
+pub const AUDIT_OUTCOME: &str = "palisade.audit.outcome";
 
 /// The identity of a verified bearer token. Written only after the token's
 /// signature, issuer, audience and times have been checked.

@@ -8,24 +8,25 @@
 //! - [`contract`]: the filter-state properties the filters publish for each
 //!   other and for the audit log (`palisade.identity`, `palisade.waf`, ...);
 //! - [`problem`]: RFC 9457 problem bodies for local replies;
-//! - [`forwarded`]: the client address behind trusted proxies (`X-Forwarded-For`);
+//! - [`forwarded`]: the client address behind trusted proxies (`X-Forwarded-For`
+//!   or RFC 7239 `Forwarded`), parsed as real proxies write it;
 //! - [`headers`]: header lookup in a header map read whole;
 //! - [`store`]: compare-and-swap updates over proxy-wasm shared data;
 //! - [`time`]: RFC 3339 timestamps without a clock (time comes in as an argument);
-//! - [`host`] (feature `proxy-wasm`): the thin layer over host calls that every
-//!   adapter uses: properties, filter state, metrics, local replies, the panic hook.
+//! - [`engine`]: the policy engine. Every policy is a stage it drives; it
+//!   reads each request once, hands decisions from stage to stage in memory,
+//!   and is the only code that knows proxy-wasm ([`engine::wasm`], feature
+//!   `proxy-wasm`). Its fake host (feature `testing`) runs every stage natively.
 //!
-//! Everything outside [`host`] is pure: no host calls, no clocks, so the filter
-//! cores that build on it run natively under `cargo test`.
+//! Everything outside [`engine::wasm`] is pure: no host calls, no clocks, so
+//! the filter cores and stages that build on it run natively under `cargo test`.
 
 pub mod config;
 pub mod contract;
+pub mod engine;
 pub mod forwarded;
 pub mod headers;
 pub mod matcher;
 pub mod problem;
 pub mod store;
 pub mod time;
-
-#[cfg(feature = "proxy-wasm")]
-pub mod host;

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::deployment::{deployment, http_filters, ChainFilter, Deployment};
 use crate::echo::EchoUpstream;
 use crate::http::{send, Request, Response};
-use crate::paths::{envoy_bin, module_path};
+use crate::paths::envoy_bin;
 
 /// The access-log line the harness configures by default: the audit record.
 pub const AUDIT_LOG_FORMAT: &str = "%FILTER_STATE(wasm.palisade.audit:PLAIN)%\n";
@@ -21,7 +22,8 @@ pub const AUDIT_LOG_FORMAT: &str = "%FILTER_STATE(wasm.palisade.audit:PLAIN)%\n"
 /// reads as YAML.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
-    filters: Vec<Value>,
+    filters: Vec<ChainFilter>,
+    deployment: Option<Deployment>,
     routes: Option<Value>,
     clusters: Vec<Value>,
     concurrency: u32,
@@ -42,6 +44,7 @@ impl EnvoyConfig {
     pub fn new() -> Self {
         EnvoyConfig {
             filters: Vec::new(),
+            deployment: None,
             routes: None,
             clusters: Vec::new(),
             concurrency: 1,
@@ -52,18 +55,28 @@ impl EnvoyConfig {
         }
     }
 
-    /// Appends a Palisade filter: `filter` is its short name (`audit` loads
-    /// `dist/palisade_audit.wasm` with root id `palisade_audit`), `config`
-    /// its JSON plugin configuration.
+    /// Appends a Palisade policy: `filter` is its short name, `config` its
+    /// JSON configuration. Deployed as this run's [`crate::deployment()`]
+    /// says: `dist/palisade_audit.wasm` with root id `palisade_audit` for
+    /// `audit`, or a section of `dist/palisade.wasm` (root id `palisade`).
     pub fn wasm_filter(mut self, filter: &str, config: Value) -> Self {
-        self.filters
-            .push(wasm_filter_json(filter, &module_path(filter), &config));
+        self.filters.push(ChainFilter::Palisade {
+            stage: filter.to_string(),
+            config,
+        });
+        self
+    }
+
+    /// Deploys the policies this way whatever the run's deployment is (for
+    /// tests that compare the two).
+    pub fn deployment(mut self, deployment: Deployment) -> Self {
+        self.deployment = Some(deployment);
         self
     }
 
     /// Appends any HTTP filter, as Envoy's JSON/YAML (`{"name", "typed_config"}`).
     pub fn native_filter(mut self, filter: Value) -> Self {
-        self.filters.push(filter);
+        self.filters.push(ChainFilter::Native(filter));
         self
     }
 
@@ -133,7 +146,8 @@ impl EnvoyConfig {
                 json!([{ "match": { "prefix": "/" }, "direct_response": { "status": 200, "body": { "inline_string": "ok" } } }])
             }
         });
-        let mut http_filters = self.filters.clone();
+        let deployment = self.deployment.unwrap_or_else(deployment);
+        let mut http_filters = http_filters(&self.filters, deployment);
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
@@ -238,18 +252,18 @@ impl EnvoyConfig {
     }
 }
 
-/// The Envoy filter entry for a Palisade module.
-pub fn wasm_filter_json(filter: &str, module: &Path, config: &Value) -> Value {
-    let id = format!("palisade_{filter}");
+/// The Envoy filter entry for a Palisade module: plugin (and VM) `name`,
+/// `root_id`, the module's path, its JSON configuration.
+pub fn wasm_filter_json(name: &str, root_id: &str, module: &Path, config: &Value) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": id,
-                "root_id": id,
+                "name": name,
+                "root_id": root_id,
                 "vm_config": {
-                    "vm_id": id,
+                    "vm_id": name,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": { "local": { "filename": module.display().to_string() } }
                 },
@@ -297,6 +311,9 @@ pub struct Envoy {
     dir: PathBuf,
     admin: SocketAddr,
     listener: SocketAddr,
+    /// The access log holds audit records ([`AUDIT_LOG_FORMAT`]): each is
+    /// checked against its schema when read and when Envoy stops.
+    audit_log: bool,
 }
 
 impl Envoy {
@@ -311,7 +328,9 @@ impl Envoy {
             serde_json::to_vec_pretty(&bootstrap).expect("serialize"),
         )
         .expect("write the Envoy config");
-        Self::run(&dir, &config_path, config.concurrency, &config.extra_args)
+        let mut envoy = Self::run(&dir, &config_path, config.concurrency, &config.extra_args);
+        envoy.audit_log = config.access_log_format == AUDIT_LOG_FORMAT;
+        envoy
     }
 
     /// Starts Envoy on a config file whose admin and listeners use port 0.
@@ -352,6 +371,7 @@ impl Envoy {
             dir: dir.to_path_buf(),
             admin: "127.0.0.1:1".parse().expect("placeholder address"),
             listener: "127.0.0.1:1".parse().expect("placeholder address"),
+            audit_log: false,
         };
         envoy.wait_ready(&admin_file);
         envoy
@@ -400,6 +420,14 @@ impl Envoy {
                     .ok()
             });
         found.unwrap_or_else(|| panic!("no listener {name} in {listeners}"))
+    }
+
+    /// Declares that this Envoy's `access.log` (in [`Envoy::dir`]) holds audit
+    /// records, for an Envoy started with [`Envoy::run`] on a config of its
+    /// own: they are checked against their schemas like those of
+    /// [`EnvoyConfig::start`].
+    pub fn audit_log_in_dir(&mut self) {
+        self.audit_log = true;
     }
 
     /// Envoy's process id.
@@ -459,8 +487,15 @@ impl Envoy {
         self.admin_get("/stats/prometheus").text()
     }
 
-    /// The access log's lines so far.
+    /// The access log's lines so far. Audit records are checked against
+    /// the schema they claim (see [`crate::audit_schemas`]).
     pub fn access_log(&self) -> Vec<String> {
+        let lines = self.read_access_log();
+        self.check_audit_records(&lines);
+        lines
+    }
+
+    fn read_access_log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("access.log"))
             .unwrap_or_default()
             .lines()
@@ -468,13 +503,26 @@ impl Envoy {
             .collect()
     }
 
+    /// Fails the test on an audit record that does not follow its schema.
+    fn check_audit_records(&self, lines: &[String]) {
+        if !self.audit_log {
+            return;
+        }
+        let violations: Vec<String> = lines
+            .iter()
+            .filter_map(|l| crate::audit_schemas::check_line(l).err())
+            .collect();
+        assert!(violations.is_empty(), "{}", violations.join("\n\n"));
+    }
+
     /// Waits (up to 10 s) until the access log has at least `n` lines, and returns them.
     /// Envoy flushes access logs on a timer, so a line can lag its response.
     pub fn wait_access_log(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let lines = self.access_log();
+            let lines = self.read_access_log();
             if lines.len() >= n || Instant::now() > deadline {
+                self.check_audit_records(&lines);
                 return lines;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -498,6 +546,10 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every audit record of the run, also those the test never read.
+        if !std::thread::panicking() {
+            self.check_audit_records(&self.read_access_log());
+        }
         if std::thread::panicking() {
             eprintln!(
                 "---- Envoy log ({}) ----\n{}\n---- end of Envoy log ----",

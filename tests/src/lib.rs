@@ -11,18 +11,32 @@
 //! - [`Envoy`]: send requests, read stats and the access log; dropping it kills
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
-//!   bytes a test asks for.
+//!   bytes a test asks for;
+//! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
+//!   protobuf definitions, recording the log records and spans Envoy sends;
+//! - [`audit_schemas`]: checkers of audit records against the official ECS and
+//!   OCSF definitions, which the harness runs on every audit record.
+//!
+//! Each test describes its chain of policies once; `PALISADE_E2E_DEPLOYMENT`
+//! says whether it runs as separate modules (default) or in the bundle
+//! ([`deployment`]), so every policy test runs against both.
 //!
 //! Modules come from `$PALISADE_DIST` (set by the Makefile), else `<repo>/dist`;
 //! Envoy from `$ENVOY_BIN`, else `<repo>/.tools/bin/envoy`, else `envoy` on PATH.
 
+pub mod audit_schemas;
+pub mod deployment;
 mod echo;
 mod envoy;
 mod http;
+mod otlp;
 mod paths;
+pub mod tls;
 pub mod tokens;
 
+pub use deployment::{config_error, config_field, deployment, Deployment};
 pub use echo::EchoUpstream;
-pub use envoy::{run_dir, Envoy, EnvoyConfig};
+pub use envoy::{run_dir, wasm_filter_json, Envoy, EnvoyConfig, AUDIT_LOG_FORMAT};
 pub use http::{send, send_raw, Request, Response};
-pub use paths::{dist_dir, envoy_bin, module_path, repo_root, shared_corpora};
+pub use otlp::OtlpReceiver;
+pub use paths::{bundle_path, dist_dir, envoy_bin, module_path, repo_root, shared_corpora};

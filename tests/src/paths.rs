@@ -30,6 +30,18 @@ pub fn module_path(filter: &str) -> PathBuf {
     path
 }
 
+/// The path of the bundle, `dist/palisade.wasm`. Fails the test with a hint
+/// when it is missing.
+pub fn bundle_path() -> PathBuf {
+    let path = dist_dir().join("palisade.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make build` first (or `make test`, which builds)",
+        path.display()
+    );
+    path
+}
+
 /// The Envoy binary to run.
 pub fn envoy_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("ENVOY_BIN").filter(|b| !b.is_empty()) {

@@ -1,7 +1,11 @@
 //! The audit filter in a real Envoy: one record per request in the access
-//! log, in each schema, with every secret redacted.
+//! log, in each schema, with every secret redacted. The harness checks every
+//! record against the official ECS 8.11 / OCSF 1.7 definitions
+//! (`palisade_e2e::audit_schemas`) as the tests read the log and when Envoy
+//! stops; the tests here make Envoy write records of every shape.
 
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request};
+use palisade_e2e::tls::{curl_https, downstream_tls_context, Pki};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request};
 use serde_json::{json, Value};
 
 fn envoy_with(config: Value) -> (EchoUpstream, Envoy) {
@@ -246,7 +250,7 @@ fn invalid_config_is_refused_at_load_naming_the_field() {
             .wasm_filter("audit", config.clone())
             .start_expecting_failure();
         assert!(
-            log.contains(&format!("invalid configuration at `{field}`")),
+            log.contains(&config_error("audit", field)),
             "{config}: Envoy's log does not name `{field}`:\n{log}"
         );
     }
@@ -281,4 +285,300 @@ fn denials_by_other_filters_reach_the_record_and_the_metrics() {
     assert_eq!(envoy.counter("palisade.audit.denied.ratelimit"), Some(1));
     assert_eq!(envoy.counter("palisade.audit.denied.jwt"), Some(0));
     assert_eq!(envoy.counter("palisade.audit.records_written"), Some(2));
+}
+
+/// Behind two trusted proxies, with logged headers, an IPv6 host and a
+/// method outside OCSF's list, in each schema: the records conform (the
+/// harness checks each) and say the same thing. The connection manager does
+/// not append the peer (`use_remote_address: false`), so Envoy's downstream
+/// address (`source`) is the last hop, the address the nearest proxy saw
+/// (port unknown); the client is the hop the proxies vouch for; a hop that
+/// is no address is never one, and every fallback is counted.
+#[test]
+fn records_of_every_request_shape_follow_their_schema() {
+    for schema in ["ecs", "ocsf", "palisade"] {
+        let upstream = EchoUpstream::start();
+        let envoy = EnvoyConfig::new()
+            .wasm_filter(
+                "audit",
+                json!({
+                    "schema": schema,
+                    "xff_trusted_hops": 2,
+                    "request_headers": ["x-tenant", "referer"],
+                    "response_headers": ["x-served-by"],
+                    "service_name": "orders"
+                }),
+            )
+            .upstream(&upstream)
+            .routes(json!([{
+                "match": { "prefix": "/" },
+                "route": { "cluster": "upstream" },
+                "response_headers_to_add": [{ "header": { "key": "x-served-by", "value": "edge-1" } }]
+            }]))
+            .connection_manager("use_remote_address", json!(false))
+            .start();
+        let xff = |r: Request, v: &str| r.header("x-forwarded-for", v);
+        let requests = [
+            xff(
+                Request::get("/a?token=SECRET"),
+                "198.51.100.9:4711, 203.0.113.5",
+            )
+            .header("x-tenant", "acme"),
+            xff(Request::get("/b"), "evil, unknown, 203.0.113.5"),
+            xff(Request::get("/c"), "[2001:db8::7]:443, 203.0.113.5"),
+            Request::get("/d"),
+            xff(Request::get("/e"), "2001:db8::8, 203.0.113.5")
+                .header("host", "[2001:db8::1]:8443"),
+            xff(Request::new("PURGE", "/f"), "_hidden, 203.0.113.5"),
+            xff(Request::post("/g", "{}"), "198.51.100.10, 203.0.113.5")
+                .header("referer", "https://app.example.com/cb?code=SECRET"),
+        ];
+        for r in requests {
+            envoy.request(r);
+        }
+        let r = records(&envoy, 7);
+        assert!(
+            !r.iter().any(|r| r.to_string().contains("SECRET")),
+            "{schema}"
+        );
+        match schema {
+            "ecs" => {
+                assert_eq!(
+                    r[0]["source"],
+                    json!({"address": "203.0.113.5", "ip": "203.0.113.5"})
+                );
+                assert_eq!(r[0]["client"]["ip"], "198.51.100.9");
+                assert_eq!(r[0]["client"]["port"], 4711);
+                assert_eq!(r[0]["network"]["forwarded_ip"], "198.51.100.9");
+                assert_eq!(r[0]["palisade"]["request"]["headers"]["x-tenant"], "acme");
+                assert_eq!(
+                    r[0]["palisade"]["response"]["headers"]["x-served-by"],
+                    "edge-1"
+                );
+                assert_eq!(r[0]["destination"]["ip"], "127.0.0.1");
+                assert!(r[0]["destination"]["port"].as_u64().is_some());
+                assert_eq!(r[1]["client"]["ip"], "203.0.113.5");
+                assert_eq!(
+                    r[1]["palisade"]["client"]["address_fallback"],
+                    "not_an_address"
+                );
+                assert_eq!(r[2]["client"]["ip"], "2001:db8::7");
+                assert_eq!(r[3]["client"]["ip"], "127.0.0.1");
+                assert_eq!(r[3]["source"]["ip"], "127.0.0.1");
+                assert_eq!(r[3]["client"]["port"], r[3]["source"]["port"]);
+                assert!(r[3]["network"].get("forwarded_ip").is_none());
+                assert_eq!(r[4]["url"]["domain"], "[2001:db8::1]");
+                assert_eq!(r[4]["url"]["port"], 8443);
+                assert_eq!(r[5]["http"]["request"]["method"], "PURGE");
+            }
+            "ocsf" => {
+                assert_eq!(
+                    r[0]["src_endpoint"],
+                    json!({"ip": "198.51.100.9", "port": 4711, "intermediate_ips": ["203.0.113.5"]})
+                );
+                assert_eq!(
+                    r[0]["http_request"]["x_forwarded_for"],
+                    json!(["198.51.100.9", "203.0.113.5"])
+                );
+                assert_eq!(
+                    r[0]["http_response"]["http_headers"],
+                    json!([{"name": "x-served-by", "value": "edge-1"}])
+                );
+                assert_eq!(r[1]["src_endpoint"]["ip"], "203.0.113.5");
+                assert!(r[1]["src_endpoint"].get("port").is_none());
+                assert_eq!(r[3]["src_endpoint"]["ip"], "127.0.0.1");
+                assert!(
+                    r[3]["src_endpoint"]["port"].as_u64().is_some(),
+                    "the peer's own port"
+                );
+                assert_eq!(r[4]["http_request"]["url"]["hostname"], "[2001:db8::1]");
+                assert_eq!(r[4]["http_request"]["url"]["port"], 8443);
+                assert_eq!(r[5]["activity_id"], 99);
+                assert_eq!(r[5]["activity_name"], "PURGE");
+                assert_eq!(r[6]["activity_id"], 6);
+                assert_eq!(r[6]["http_request"]["http_method"], "POST");
+                for record in &r {
+                    let profiles = record["metadata"]["profiles"].as_array().unwrap();
+                    assert!(profiles.contains(&json!("security_control")), "{record}");
+                }
+            }
+            _ => {
+                assert_eq!(r[0]["client"]["address"], "198.51.100.9");
+                assert_eq!(r[1]["client"]["address"], "203.0.113.5");
+                assert_eq!(r[1]["client"]["address_fallback"], "not_an_address");
+                assert_eq!(
+                    r[1]["client"]["forwarded_for"],
+                    json!(["evil", "unknown", "203.0.113.5"])
+                );
+                assert_eq!(r[3]["client"]["address_fallback"], "too_few_hops");
+                assert_eq!(r[5]["client"]["address"], "203.0.113.5");
+            }
+        }
+        assert_eq!(
+            envoy.counter("palisade.audit.client_address_fallback"),
+            Some(3),
+            "{schema}: unknown, no header, obfuscated"
+        );
+    }
+}
+
+/// RFC 7239 `Forwarded` under the same trust rule: the client's own port
+/// comes with it, `unknown` falls back, a malformed header is none at all.
+#[test]
+fn the_forwarded_header_is_trusted_like_x_forwarded_for() {
+    for schema in ["ocsf", "ecs"] {
+        let upstream = EchoUpstream::start();
+        // Envoy's connection manager appends the peer to X-Forwarded-For and
+        // never touches `Forwarded`: the audit filter alone reads that one.
+        let envoy = EnvoyConfig::new()
+            .wasm_filter(
+                "audit",
+                json!({ "schema": schema, "xff_trusted_hops": 1, "forwarded_header": "forwarded" }),
+            )
+            .upstream(&upstream)
+            .start();
+        let fwd = |v: &str| Request::get("/").header("forwarded", v);
+        envoy.request(fwd(
+            r#"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711""#,
+        ));
+        envoy.request(fwd("for=192.0.2.60, for=unknown"));
+        envoy.request(fwd(r#"for="[2001:db8::1"#));
+        envoy.request(Request::get("/").header("x-forwarded-for", "198.51.100.1"));
+        let r = records(&envoy, 4);
+        let client = |i: usize| match schema {
+            "ocsf" => (
+                r[i]["src_endpoint"]["ip"].clone(),
+                r[i]["src_endpoint"]["port"].clone(),
+            ),
+            _ => (r[i]["client"]["ip"].clone(), r[i]["client"]["port"].clone()),
+        };
+        assert_eq!(
+            client(0),
+            (json!("2001:db8:cafe::17"), json!(4711)),
+            "{schema}"
+        );
+        for i in 1..4 {
+            assert_eq!(
+                client(i).0,
+                "127.0.0.1",
+                "{schema} {i}: falls back to the peer"
+            );
+        }
+        let fallback = |i: usize| match schema {
+            "ocsf" => r[i]["unmapped"]["palisade"]["client"]["address_fallback"].clone(),
+            _ => r[i]["palisade"]["client"]["address_fallback"].clone(),
+        };
+        assert_eq!(fallback(1), "not_an_address");
+        assert_eq!(fallback(2), "malformed_header");
+        assert_eq!(
+            fallback(3),
+            "too_few_hops",
+            "X-Forwarded-For is not the configured header"
+        );
+        assert_eq!(
+            envoy.counter("palisade.audit.client_address_fallback"),
+            Some(3)
+        );
+    }
+}
+
+/// Over mTLS, with the connection manager forwarding the client
+/// certificate, the record names its issuer and serial number (as openssl
+/// prints them). A certificate a client claims in its own
+/// `x-forwarded-client-cert` never gets in, even where the connection
+/// manager passes the client's header on (`FORWARD_ONLY`) and the claim
+/// carries the real certificate's hash. Without the forwarded certificate,
+/// OCSF has no `tls.certificate` (it requires both) and keeps the subject in
+/// `unmapped`.
+#[test]
+fn the_client_certificate_is_described_when_envoy_forwards_it() {
+    let pki = Pki::generate();
+    let issuer = pki.certificate_field("client.pem", "-issuer");
+    let serial = pki.certificate_field("client.pem", "-serial");
+    let subject = pki.certificate_field("client.pem", "-subject");
+    let fingerprint = pki
+        .certificate_field("client.pem", "-fingerprint -sha256")
+        .replace(':', "")
+        .to_ascii_lowercase();
+    // The client's hash with another certificate (the server's).
+    let server_pem = std::fs::read_to_string(pki.path("server.pem")).unwrap();
+    let encoded: String = server_pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let forged = format!("Hash={fingerprint};Cert=\"{encoded}\";Subject=\"{subject}\"");
+    for (schema, forward) in [
+        ("ocsf", Some("SANITIZE_SET")),
+        ("ecs", Some("SANITIZE_SET")),
+        ("ocsf", None),
+        ("ocsf", Some("FORWARD_ONLY")),
+    ] {
+        let upstream = EchoUpstream::start();
+        let mut config = EnvoyConfig::new()
+            .wasm_filter("audit", json!({ "schema": schema }))
+            .upstream(&upstream)
+            .listener_tls(downstream_tls_context(&pki));
+        if let Some(mode) = forward {
+            config = config
+                .connection_manager("forward_client_cert_details", json!(mode))
+                .connection_manager(
+                    "set_current_client_cert_details",
+                    json!({ "subject": true, "cert": true }),
+                );
+        }
+        let envoy = config.start();
+        let r = curl_https(
+            &pki,
+            envoy.addr(),
+            "GET",
+            "/",
+            &[("x-forwarded-client-cert", &forged)],
+            true,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        if forward == Some("FORWARD_ONLY") {
+            assert!(
+                r.text().contains("Hash="),
+                "the claim reaches the filters: {}",
+                r.text()
+            );
+        }
+        curl_https(&pki, envoy.addr(), "GET", "/", &[], false);
+        let r = records(&envoy, 2);
+        match (schema, forward) {
+            ("ocsf", Some("SANITIZE_SET")) => {
+                let cert = &r[0]["tls"]["certificate"];
+                assert_eq!(cert["issuer"], issuer.as_str(), "{}", r[0]);
+                assert_eq!(cert["serial_number"], serial.as_str());
+                assert_eq!(cert["subject"], subject.as_str());
+                assert_eq!(cert["fingerprints"][0]["algorithm_id"], 3);
+                assert_eq!(cert["fingerprints"][0]["value"], fingerprint.as_str());
+                assert!(cert["expiration_time"].as_i64() > cert["created_time"].as_i64());
+                assert_eq!(r[0]["tls"]["version"], "TLSv1.3");
+            }
+            ("ecs", _) => {
+                let client = &r[0]["tls"]["client"];
+                assert_eq!(client["issuer"], issuer.as_str(), "{}", r[0]);
+                assert_eq!(client["x509"]["serial_number"], serial.as_str());
+                assert_eq!(client["subject"], subject.as_str());
+                assert_eq!(client["hash"]["sha256"].as_str().unwrap().len(), 64);
+            }
+            _ => {
+                assert!(r[0]["tls"].get("certificate").is_none(), "{}", r[0]);
+                assert_eq!(
+                    r[0]["unmapped"]["palisade"]["tls"]["peer_subject"],
+                    subject.as_str()
+                );
+            }
+        }
+        // Without a client certificate there is nothing to describe.
+        let second = r[1].to_string();
+        assert!(
+            !second.contains(&serial) && !second.contains("peer_subject"),
+            "{second}"
+        );
+    }
 }

@@ -1,5 +1,7 @@
 //! The Istio `WasmPlugin` manifests, rendered by `palisade-oci` for every
-//! module in `dist/` from the templates in `envoy/istio/`:
+//! module in `dist/` from the templates in `envoy/istio/`: the five separate
+//! modules into one folder with its kustomization, the bundle
+//! (`palisade.wasm`) into another with its own.
 //!
 //! - each is what the Kubernetes API server would admit: it validates
 //!   against the `openAPIV3Schema` of the WasmPlugin CRD in
@@ -7,71 +9,110 @@
 //!   field validation does), plus the CRD's CEL rules, checked by hand;
 //! - the phases and priorities make Istio run WAF, JWT, MFA, rate limit, and
 //!   audit last in STATS; security filters fail closed, audit fails open;
+//!   the bundle runs where the WAF would and fails closed;
 //! - `sha256` is the digest of the image `make oci` pushes (or of the module
 //!   for a plain URL), `pluginConfig` the README's example, and the module
-//!   accepts that configuration (Envoy loads the whole chain with it).
+//!   accepts that configuration (Envoy loads the whole chain, and the
+//!   bundle, from the files the manifests' `file://` URLs name, with the
+//!   manifests' root ids and plugin configs).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use palisade_e2e::{dist_dir, envoy_bin, repo_root, shared_corpora, EnvoyConfig};
+use palisade_e2e::{dist_dir, envoy_bin, repo_root, shared_corpora, wasm_filter_json, EnvoyConfig};
 use palisade_oci::image::Variant;
 use palisade_oci::target::Target;
-use palisade_oci::{wasmplugin, write_manifests, Module, ModuleSource};
+use palisade_oci::{wasmplugin, write_manifests, ManifestDirs, Module, ModuleKind, ModuleSource};
 use serde_json::{json, Value};
 
-/// The order Istio must run the filters in (those that are built).
+/// The order Istio must run the separate modules in (those that are built).
 const CHAIN: [&str; 5] = ["waf", "jwt", "mfa", "ratelimit", "audit"];
 const TAG: &str = "0.1.0";
 
+#[derive(Clone)]
 struct Rendered {
-    filter: String,
+    name: String,
+    kind: ModuleKind,
     manifest: Value,
 }
 
-/// Renders every module's manifest with `source` into a fresh folder.
+/// The kustomization in `dir`: the files it lists.
+fn kustomization_resources(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("kustomization.yaml"))
+        .unwrap_or_else(|e| panic!("{}/kustomization.yaml: {e}", dir.display()));
+    let kustomization: Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(kustomization["kind"], "Kustomization");
+    kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Renders every module's manifest with `source` into fresh folders. Checks
+/// that each kustomization lists exactly its kind's manifests: the separate
+/// modules' never the bundle, the bundle's only the bundle.
 fn render(source: &ModuleSource) -> (Vec<Module>, Vec<Rendered>) {
     let root = repo_root();
     let modules = Module::all_in(&dist_dir()).expect("built modules (make build)");
-    let out = palisade_e2e::run_dir().join("istio");
+    assert!(
+        modules.iter().any(|m| m.kind == ModuleKind::Bundle)
+            && modules.iter().any(|m| m.kind == ModuleKind::Filter),
+        "make build builds the separate modules and dist/palisade.wasm"
+    );
+    let out = palisade_e2e::run_dir();
+    let dirs = ManifestDirs::in_dist(&out);
     let files = write_manifests(
         &modules,
         source,
         &root.join("envoy/istio"),
         &root.join("filters"),
-        &out,
+        &dirs,
     )
     .unwrap_or_else(|e| panic!("rendering the WasmPlugin manifests: {e}"));
     assert_eq!(
         files.len(),
-        modules.len() + 1,
-        "one manifest per module + kustomization"
+        modules.len() + 2,
+        "one manifest per module + two kustomizations"
     );
-    let kustomization: Value =
-        serde_norway::from_str(&std::fs::read_to_string(out.join("kustomization.yaml")).unwrap())
-            .unwrap();
+    let names = |kind: ModuleKind| -> Vec<String> {
+        modules
+            .iter()
+            .filter(|m| m.kind == kind)
+            .map(|m| format!("{}.yaml", m.name))
+            .collect()
+    };
+    assert_eq!(
+        kustomization_resources(&dirs.modules),
+        names(ModuleKind::Filter)
+    );
+    assert_eq!(kustomization_resources(&dirs.bundle), ["bundle.yaml"]);
     let rendered = modules
         .iter()
         .map(|m| {
-            let file = format!("{}.yaml", m.filter);
-            assert!(
-                kustomization["resources"]
-                    .as_array()
-                    .unwrap()
-                    .contains(&json!(file)),
-                "kustomization.yaml does not list {file}"
-            );
-            let text = std::fs::read_to_string(out.join(&file)).unwrap();
+            let dir = match m.kind {
+                ModuleKind::Filter => &dirs.modules,
+                ModuleKind::Bundle => &dirs.bundle,
+            };
+            let file = dir.join(format!("{}.yaml", m.name));
+            let text = std::fs::read_to_string(&file).unwrap();
             Rendered {
-                filter: m.filter.clone(),
+                name: m.name.clone(),
+                kind: m.kind,
                 manifest: serde_norway::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{file} is not YAML: {e}\n{text}")),
+                    .unwrap_or_else(|e| panic!("{} is not YAML: {e}\n{text}", file.display())),
             }
         })
         .collect();
-    std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
     (modules, rendered)
+}
+
+/// The rendered manifests of one kind.
+fn of_kind(rendered: &[Rendered], kind: ModuleKind) -> Vec<&Rendered> {
+    rendered.iter().filter(|r| r.kind == kind).collect()
 }
 
 fn registry_source() -> ModuleSource {
@@ -215,11 +256,12 @@ fn every_manifest_validates_against_the_wasmplugin_crd() {
             assert!(
                 errors.is_empty(),
                 "{} breaks the CRD:\n{}",
-                r.filter,
+                r.name,
                 errors.join("\n")
             );
         }
-        eprintln!("{} manifests valid for {source:?}", rendered.len());
+        let names: Vec<_> = rendered.iter().map(|r| r.name.as_str()).collect();
+        eprintln!("manifests {names:?} valid for {source:?}");
     }
 }
 
@@ -308,7 +350,7 @@ fn the_crd_check_catches_broken_manifests() {
 
 /// Istio's order: AUTHN, then AUTHZ, then STATS (then unspecified, before
 /// the router); within a phase, higher priority first; ties by name.
-fn istio_order(rendered: &[Rendered]) -> Vec<String> {
+fn istio_order(rendered: &[&Rendered]) -> Vec<String> {
     let phase_rank = |p: &Value| match p.as_str() {
         Some("AUTHN") => 0,
         Some("AUTHZ") => 1,
@@ -323,7 +365,7 @@ fn istio_order(rendered: &[Rendered]) -> Vec<String> {
                 phase_rank(&spec["phase"]),
                 -spec["priority"].as_i64().unwrap_or(0),
                 r.manifest["metadata"]["name"].as_str().unwrap().to_string(),
-                r.filter.clone(),
+                r.name.clone(),
             )
         })
         .collect();
@@ -334,22 +376,23 @@ fn istio_order(rendered: &[Rendered]) -> Vec<String> {
 #[test]
 fn istio_runs_waf_jwt_mfa_ratelimit_then_audit_and_security_fails_closed() {
     let (_, rendered) = render(&registry_source());
-    for r in &rendered {
+    let modules = of_kind(&rendered, ModuleKind::Filter);
+    for r in &modules {
         assert!(
-            CHAIN.contains(&r.filter.as_str()),
+            CHAIN.contains(&r.name.as_str()),
             "`{}` has no place in the expected chain {CHAIN:?}: decide it and add it here",
-            r.filter
+            r.name
         );
     }
     let expected: Vec<String> = CHAIN
         .iter()
-        .filter(|f| rendered.iter().any(|r| r.filter == **f))
+        .filter(|f| modules.iter().any(|r| r.name == **f))
         .map(|f| f.to_string())
         .collect();
-    assert_eq!(istio_order(&rendered), expected);
-    for r in &rendered {
+    assert_eq!(istio_order(&modules), expected);
+    for r in &modules {
         let spec = &r.manifest["spec"];
-        if r.filter == "audit" {
+        if r.name == "audit" {
             assert_eq!(spec["phase"], "STATS");
             assert_eq!(
                 spec["failStrategy"], "FAIL_OPEN",
@@ -359,21 +402,46 @@ fn istio_runs_waf_jwt_mfa_ratelimit_then_audit_and_security_fails_closed() {
             assert_ne!(
                 spec["phase"], "STATS",
                 "{} decides: it runs before STATS",
-                r.filter
+                r.name
             );
             assert_eq!(
                 spec["failStrategy"], "FAIL_CLOSE",
                 "{} must fail closed",
-                r.filter
+                r.name
             );
         }
-        assert_eq!(spec["pluginName"], format!("palisade_{}", r.filter));
+        assert_eq!(spec["pluginName"], format!("palisade_{}", r.name));
         assert_eq!(spec["type"], "HTTP");
         assert_eq!(
             r.manifest["metadata"]["name"],
-            format!("palisade-{}", r.filter)
+            format!("palisade-{}", r.name)
         );
     }
+}
+
+/// The bundle holds the WAF and the token checks: it runs where the WAF
+/// runs among the separate modules (ahead of every one of them, in AUTHN,
+/// before Istio's authentication), and fails closed.
+#[test]
+fn the_bundle_runs_where_the_waf_would_and_fails_closed() {
+    let (_, rendered) = render(&registry_source());
+    let bundle = of_kind(&rendered, ModuleKind::Bundle);
+    let [bundle] = bundle.as_slice() else {
+        panic!("one bundle manifest, got {}", bundle.len());
+    };
+    let waf = rendered
+        .iter()
+        .find(|r| r.kind == ModuleKind::Filter && r.name == "waf")
+        .expect("the WAF's manifest");
+    let spec = &bundle.manifest["spec"];
+    assert_eq!(spec["phase"], "AUTHN");
+    assert_eq!(spec["phase"], waf.manifest["spec"]["phase"]);
+    assert_eq!(spec["priority"], waf.manifest["spec"]["priority"]);
+    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(spec["pluginName"], "palisade");
+    assert_eq!(spec["type"], "HTTP");
+    assert_eq!(spec["match"], waf.manifest["spec"]["match"]);
+    assert_eq!(bundle.manifest["metadata"]["name"], "palisade-bundle");
 }
 
 #[test]
@@ -384,18 +452,20 @@ fn digests_and_plugin_configs_come_from_the_build_and_the_readmes() {
         let spec = &r.manifest["spec"];
         assert_eq!(
             spec["url"],
-            format!("oci://registry.example.com/palisade/{}:{TAG}", r.filter)
+            format!("oci://registry.example.com/palisade/{}:{TAG}", r.name)
         );
         let image = module.image(Variant::Oci, TAG).unwrap();
         assert_eq!(
             spec["sha256"],
             image.digest_hex(),
             "{}: sha256 is the image digest",
-            r.filter
+            r.name
         );
+        // the root id Istio asks for is the one the image declares
+        let runtime: Value = serde_json::from_slice(&image.config.data).unwrap();
+        assert_eq!(runtime["config"]["rootIds"], json!([spec["pluginName"]]));
         let readme =
-            std::fs::read_to_string(root.join("filters").join(&r.filter).join("README.md"))
-                .unwrap();
+            std::fs::read_to_string(root.join("filters").join(&r.name).join("README.md")).unwrap();
         assert_eq!(
             spec["pluginConfig"],
             wasmplugin::readme_example(&readme).unwrap()
@@ -405,7 +475,12 @@ fn digests_and_plugin_configs_come_from_the_build_and_the_readmes() {
     let (modules, rendered) = render(&ModuleSource::UrlBase(base.into()));
     for (module, r) in modules.iter().zip(&rendered) {
         let spec = &r.manifest["spec"];
-        assert_eq!(spec["url"], format!("{base}/palisade_{}.wasm", r.filter));
+        let file = match r.kind {
+            ModuleKind::Filter => format!("palisade_{}.wasm", r.name),
+            ModuleKind::Bundle => "palisade.wasm".to_string(),
+        };
+        assert_eq!(spec["url"], format!("{base}/{file}"));
+        assert_eq!(module.path, dist_dir().join(&file));
         let bytes = std::fs::read(&module.path).unwrap();
         assert_eq!(spec["sha256"], palisade_oci::image::sha256_hex(&bytes));
     }
@@ -431,24 +506,35 @@ fn clusters_named(config: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
-#[test]
-fn envoy_loads_the_whole_istio_chain_with_the_manifests_plugin_configs() {
-    let (_, rendered) = render(&registry_source());
-    let order = istio_order(&rendered);
+/// Runs `envoy --mode validate` (which loads every module and configures
+/// it) on a listener with `plugins`, in this order, each as its manifest
+/// says: the module is the file its `file://` URL names (whose SHA-256 must
+/// be the manifest's), the root id its `pluginName`, the configuration its
+/// `pluginConfig`. Returns Envoy's output when it refuses the config.
+fn envoy_validate(plugins: &[&Rendered], label: &str) -> Result<(), String> {
     let mut config = EnvoyConfig::new();
     let mut clusters = BTreeSet::new();
-    for filter in &order {
-        let r = rendered.iter().find(|r| &r.filter == filter).unwrap();
-        let plugin_config = r.manifest["spec"]["pluginConfig"].clone();
-        clusters_named(&plugin_config, &mut clusters);
-        config = config.wasm_filter(filter, plugin_config);
+    for r in plugins {
+        let spec = &r.manifest["spec"];
+        let url = spec["url"].as_str().unwrap();
+        let path = PathBuf::from(url.strip_prefix("file://").expect("a file:// URL"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(
+            spec["sha256"],
+            palisade_oci::image::sha256_hex(&bytes),
+            "{url}"
+        );
+        let root_id = spec["pluginName"].as_str().unwrap();
+        let plugin_config = &spec["pluginConfig"];
+        clusters_named(plugin_config, &mut clusters);
+        config = config.native_filter(wasm_filter_json(root_id, root_id, &path, plugin_config));
     }
     for (i, name) in clusters.iter().enumerate() {
         // Never contacted: validation does not connect.
         config = config.cluster(name, format!("127.0.0.1:{}", 9 + i).parse().unwrap());
     }
     let dir = palisade_e2e::run_dir();
-    let path: PathBuf = dir.join("istio-chain.json");
+    let path: PathBuf = dir.join(format!("istio-{label}.json"));
     let bootstrap = config.bootstrap(&dir.join("access.log"));
     std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).unwrap()).unwrap();
     let out = Command::new(envoy_bin())
@@ -456,12 +542,66 @@ fn envoy_loads_the_whole_istio_chain_with_the_manifests_plugin_configs() {
         .arg(&path)
         .output()
         .expect("run envoy --mode validate");
-    assert!(
-        out.status.success(),
-        "Envoy refused the chain {order:?} with the manifests' plugin configs:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("Envoy loaded {order:?} with the manifests' plugin configs");
     std::fs::remove_dir_all(&dir).unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The manifests, pointing at the built modules by `file://` URLs.
+fn render_for_this_machine() -> Vec<Rendered> {
+    let dist = dist_dir().canonicalize().expect("dist/ (make build)");
+    let (_, rendered) = render(&ModuleSource::UrlBase(format!("file://{}", dist.display())));
+    rendered
+}
+
+#[test]
+fn envoy_loads_the_whole_istio_chain_with_the_manifests_plugin_configs() {
+    let rendered = render_for_this_machine();
+    let modules = of_kind(&rendered, ModuleKind::Filter);
+    let order = istio_order(&modules);
+    let chain: Vec<&Rendered> = order
+        .iter()
+        .map(|name| *modules.iter().find(|r| &r.name == name).unwrap())
+        .collect();
+    if let Err(log) = envoy_validate(&chain, "chain") {
+        panic!("Envoy refused the chain {order:?} with the manifests' plugin configs:\n{log}");
+    }
+    eprintln!("Envoy loaded {order:?} with the manifests' plugin configs");
+}
+
+#[test]
+fn envoy_loads_the_bundle_with_its_manifests_plugin_config() {
+    let rendered = render_for_this_machine();
+    let bundle = of_kind(&rendered, ModuleKind::Bundle);
+    if let Err(log) = envoy_validate(&bundle, "bundle") {
+        panic!("Envoy refused palisade.wasm with its manifest's plugin config:\n{log}");
+    }
+    let sections: Vec<_> = bundle[0].manifest["spec"]["pluginConfig"]
+        .as_object()
+        .expect("the bundle's configuration is an object")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        sections.len(),
+        5,
+        "the README's example configures every stage: {sections:?}"
+    );
+    // Validation configures the module: one it refuses fails the check.
+    let mut broken = bundle[0].clone();
+    broken.manifest["spec"]["pluginConfig"]["waf"]["paranoia"] = json!(1);
+    let log = envoy_validate(&[&broken], "bundle-broken")
+        .expect_err("Envoy loads palisade.wasm with an unknown field in `waf`");
+    assert!(
+        log.contains("waf.paranoia"),
+        "the refusal names the field:\n{log}"
+    );
+    eprintln!("Envoy loaded palisade.wasm with sections {sections:?}");
 }

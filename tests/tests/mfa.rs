@@ -4,11 +4,9 @@
 //! TLS listener with certificates generated here (openssl) and requests sent
 //! with curl.
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use palisade_e2e::tls::{curl_https, downstream_tls_context, Pki};
 use palisade_e2e::tokens::{now, TestIssuer};
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://idp.mfa.test";
@@ -337,187 +335,9 @@ fn a_bad_config_is_refused_with_its_field_path() {
         .wasm_filter("mfa", bad)
         .start_expecting_failure();
     assert!(
-        log.contains("palisade_mfa: invalid configuration at `policies.p.max_age`"),
+        log.contains(&config_error("mfa", "policies.p.max_age")),
         "{log}"
     );
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
-/// with the openssl command line in a fresh folder.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn generate() -> Pki {
-        let dir = palisade_e2e::run_dir().join("pki");
-        std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("openssl is needed for the TLS tests");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &key,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=Palisade MFA test CA",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        for (name, subject) in [
-            ("server", "/CN=127.0.0.1"),
-            ("client", "/CN=alice-laptop/O=Palisade"),
-        ] {
-            let keyfile = format!("{name}.key");
-            let csr = format!("{name}.csr");
-            run(&[
-                &["req"][..],
-                &key,
-                &["-keyout", &keyfile, "-out", &csr, "-subj", subject],
-            ]
-            .concat());
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-out",
-                &format!("{name}.pem"),
-                "-extfile",
-                &format!("{name}.ext"),
-            ]);
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        if let Some(parent) = self.dir.parent() {
-            let _ = std::fs::remove_dir_all(parent);
-        }
-    }
-}
-
-/// A request over TLS with curl, optionally presenting the client certificate.
-fn curl(
-    pki: &Pki,
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    client_cert: bool,
-) -> Response {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-i",
-        "--http1.1",
-        "-X",
-        method,
-        "--cacert",
-        &pki.path("ca.pem"),
-    ]);
-    if client_cert {
-        cmd.args([
-            "--cert",
-            &pki.path("client.pem"),
-            "--key",
-            &pki.path("client.key"),
-        ]);
-    }
-    for (name, value) in headers {
-        cmd.arg("-H").arg(format!("{name}: {value}"));
-    }
-    cmd.arg(format!("https://{addr}{path}"));
-    let out = cmd.output().expect("curl is needed for the TLS tests");
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_response(&out.stdout)
-}
-
-fn parse_response(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header block");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
-fn tls_context(pki: &Pki) -> Value {
-    json!({
-        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        // Ask for a client certificate, verify it against our CA when one
-        // comes, and let clients without one in (the policy decides).
-        "require_client_certificate": false,
-        "common_tls_context": {
-            "tls_certificates": [{
-                "certificate_chain": {"filename": pki.path("server.pem")},
-                "private_key": {"filename": pki.path("server.key")}
-            }],
-            "validation_context": {"trusted_ca": {"filename": pki.path("ca.pem")}}
-        }
-    })
 }
 
 #[test]
@@ -539,14 +359,14 @@ fn a_verified_client_certificate_is_a_possession_factor() {
         .wasm_filter("jwt", jwt_config())
         .wasm_filter("mfa", mfa)
         .upstream(&upstream)
-        .listener_tls(tls_context(&pki))
+        .listener_tls(downstream_tls_context(&pki))
         .start();
     let addr = envoy.addr();
     let pwd = token(json!({"amr": ["pwd"], "auth_time": now()}));
     let auth = format!("Bearer {pwd}");
 
     // Password plus the certificate: two factors.
-    let r = curl(
+    let r = curl_https(
         &pki,
         addr,
         "GET",
@@ -558,7 +378,7 @@ fn a_verified_client_certificate_is_a_possession_factor() {
     assert_eq!(r.json()["headers"]["x-auth-amr"], "pwd,hwk");
 
     // The same token without the certificate: one factor short.
-    let r = curl(
+    let r = curl_https(
         &pki,
         addr,
         "GET",
@@ -574,7 +394,7 @@ fn a_verified_client_certificate_is_a_possession_factor() {
         )
     );
     // A header claiming a certificate changes nothing.
-    let r = curl(
+    let r = curl_https(
         &pki,
         addr,
         "GET",
@@ -592,11 +412,11 @@ fn a_verified_client_certificate_is_a_possession_factor() {
     assert_eq!(r.status, 401);
 
     // The certificate counts only where the policy says so.
-    let r = curl(&pki, addr, "GET", "/otp", &[("authorization", &auth)], true);
+    let r = curl_https(&pki, addr, "GET", "/otp", &[("authorization", &auth)], true);
     assert_eq!(r.status, 401, "{}", r.text());
 
     // The certificate alone is no identity.
-    let r = curl(&pki, addr, "GET", "/pay/1", &[], true);
+    let r = curl_https(&pki, addr, "GET", "/pay/1", &[], true);
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
 

@@ -1,8 +1,9 @@
 //! `make oci` against a real registry: the CNCF distribution registry (Debian
 //! package `docker-registry`) on a free loopback port with storage in a
-//! temporary folder. Every built module is pushed in both Wasm image
-//! variants, pulled back *by digest*, and must come back byte for byte; the
-//! digests the registry reports must be the ones the WasmPlugin manifests pin.
+//! temporary folder. Every built module (the five separate ones and the
+//! bundle, `palisade.wasm`) is pushed in both Wasm image variants, pulled
+//! back *by digest*, and must come back byte for byte; the digests the
+//! registry reports must be the ones the WasmPlugin manifests pin.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use palisade_oci::image::{
 };
 use palisade_oci::registry::Registry;
 use palisade_oci::target::Target;
-use palisade_oci::Module;
+use palisade_oci::{Module, ModuleKind};
 use serde_json::Value;
 
 /// The registry binary: `$PALISADE_REGISTRY_BIN`, else `docker-registry` on
@@ -118,6 +119,12 @@ impl Drop for LocalRegistry {
 #[test]
 fn push_every_image_and_pull_it_back_by_digest() {
     let modules = Module::all_in(&dist_dir()).expect("built modules (make build)");
+    assert!(
+        modules
+            .iter()
+            .any(|m| m.kind == ModuleKind::Bundle && m.path.ends_with("palisade.wasm")),
+        "make build builds dist/palisade.wasm, whose image is pushed as `bundle`"
+    );
     let server = LocalRegistry::start();
     let target = Target::parse(&format!("{}/palisade", server.addr)).unwrap();
     assert!(target.is_loopback());
@@ -132,31 +139,34 @@ fn push_every_image_and_pull_it_back_by_digest() {
             // push checks that the registry reports the locally computed digest,
             // which is the `sha256` the WasmPlugin manifests pin
             let digest = registry
-                .push(&module.filter, &variant_tag, &image)
+                .push(&module.name, &variant_tag, &image)
                 .unwrap_or_else(|e| panic!("{e}\n--- registry log ---\n{}", server.log()));
             assert_eq!(digest, image.digest);
 
-            let manifest = registry.pull_manifest(&module.filter, &digest).unwrap();
+            let manifest = registry.pull_manifest(&module.name, &digest).unwrap();
             assert_eq!(
                 manifest, image.manifest,
                 "{}: manifest changed in the registry",
-                module.filter
+                module.name
             );
             assert_istio_accepts(&manifest, variant);
+            if variant == Variant::Oci {
+                assert_declares_root_id(&registry, module, &manifest);
+            }
 
-            let pulled = extract_module(&manifest, |d| registry.pull_blob(&module.filter, d))
-                .unwrap_or_else(|e| panic!("{} ({variant:?}): {e}", module.filter));
+            let pulled = extract_module(&manifest, |d| registry.pull_blob(&module.name, d))
+                .unwrap_or_else(|e| panic!("{} ({variant:?}): {e}", module.name));
             assert!(
                 pulled == built,
                 "{} ({variant:?}): pulled module differs from {}",
-                module.filter,
+                module.name,
                 module.path.display()
             );
             eprintln!(
                 "{} {:?}: pushed and pulled {} ({} bytes of module)",
-                module.filter,
+                module.name,
                 variant,
-                target.tagged(&module.filter, &variant_tag),
+                target.tagged(&module.name, &variant_tag),
                 pulled.len()
             );
         }
@@ -164,7 +174,7 @@ fn push_every_image_and_pull_it_back_by_digest() {
         let again = Registry::connect(target.clone(), false).unwrap();
         let oci = module.image(Variant::Oci, tag).unwrap();
         assert_eq!(
-            again.push(&module.filter, tag, &oci).unwrap(),
+            again.push(&module.name, tag, &oci).unwrap(),
             oci.digest,
             "pushing again is idempotent"
         );
@@ -173,13 +183,30 @@ fn push_every_image_and_pull_it_back_by_digest() {
     // A digest the registry does not hold is refused, not answered with
     // something else.
     let missing = format!("sha256:{}", "0".repeat(64));
-    assert!(registry
-        .pull_manifest(&modules[0].filter, &missing)
-        .is_err());
-    assert!(registry.pull_blob(&modules[0].filter, &missing).is_err());
+    assert!(registry.pull_manifest(&modules[0].name, &missing).is_err());
+    assert!(registry.pull_blob(&modules[0].name, &missing).is_err());
     assert!(
         server.storage().join("storage").is_dir(),
         "the registry stored nothing in its temp dir"
+    );
+}
+
+/// The pulled oci-variant image declares the root id its `WasmPlugin`
+/// names: `palisade_<filter>`, or `palisade` for the bundle.
+fn assert_declares_root_id(registry: &Registry, module: &Module, manifest: &[u8]) {
+    let m: Value = serde_json::from_slice(manifest).unwrap();
+    let digest = m["config"]["digest"].as_str().unwrap();
+    let config = registry.pull_blob(&module.name, digest).unwrap();
+    let runtime: Value = serde_json::from_slice(&config).unwrap();
+    let expected = match module.kind {
+        ModuleKind::Filter => format!("palisade_{}", module.name),
+        ModuleKind::Bundle => "palisade".to_string(),
+    };
+    assert_eq!(
+        runtime["config"]["rootIds"],
+        serde_json::json!([expected]),
+        "{}",
+        module.name
     );
 }
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
+use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
 /// The access-log line these tests read: the published decision and denial.
@@ -257,6 +257,64 @@ fn clients_are_isolated() {
     );
 }
 
+/// 40 clients behind a trusted CDN edge that hides them
+/// (`X-Forwarded-For: unknown, <edge>`, two trusted hops) are not pooled
+/// into one global "unknown" bucket, nor keyed by text: they spend from the
+/// edge's bucket, the nearest address the trusted proxies vouch for, and
+/// each such request is counted (`client_address_fallback`). Clients the
+/// edge names, and those of another edge, keep their own buckets. The same
+/// holds for RFC 7239 `Forwarded` (`for=unknown`, obfuscated `_hidden`).
+#[test]
+fn clients_a_trusted_proxy_hides_share_its_bucket_and_are_counted() {
+    for (header, hidden, named, other_edge) in [
+        (
+            "x-forwarded-for",
+            "client-{i}, unknown, 192.0.2.10",
+            "198.51.100.7, 192.0.2.10",
+            "unknown, 192.0.2.11",
+        ),
+        (
+            "forwarded",
+            "for=_hidden{i}, for=192.0.2.10",
+            "for=198.51.100.7, for=192.0.2.10",
+            "for=unknown, for=192.0.2.11",
+        ),
+    ] {
+        let (_up, envoy) = envoy_with(
+            json!({
+                "client_address": {"xff_trusted_hops": 2, "forwarded_header": header},
+                "rules": [{"name": "per_client", "key": ["client_address"],
+                           "token_bucket": {"max_tokens": 5, "fill_interval": "1h"}}]
+            }),
+            1,
+        );
+        let send = |value: &str| {
+            envoy
+                .request(Request::get("/").header(header, value))
+                .status
+        };
+        let statuses: Vec<u16> = (0..40)
+            .map(|i| send(&hidden.replace("{i}", &i.to_string())))
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            5,
+            "{header}: one bucket of 5 for the edge's hidden clients: {statuses:?}"
+        );
+        assert_eq!(
+            send(named),
+            200,
+            "{header}: a named client has its own bucket"
+        );
+        assert_eq!(send(other_edge), 200, "{header}: another edge has its own");
+        assert_eq!(
+            counter(&envoy, "palisade.ratelimit.client_address_fallback"),
+            41,
+            "{header}: every hidden client is counted"
+        );
+    }
+}
+
 #[test]
 fn rate_limit_headers_byte_for_byte() {
     let (_up, envoy) = envoy_with(
@@ -489,7 +547,7 @@ fn invalid_config_is_refused_at_load_naming_the_field() {
             .wasm_filter("ratelimit", config.clone())
             .start_expecting_failure();
         assert!(
-            log.contains(&format!("invalid configuration at `{field}`")),
+            log.contains(&config_error("ratelimit", field)),
             "{config}: Envoy's log does not name `{field}`:\n{log}"
         );
     }

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use palisade_shared::config::{parse_json, ConfigError};
+use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 use serde::Deserialize;
 
 /// Query parameters whose values are always replaced by `REDACTED`, unless
@@ -32,6 +33,15 @@ pub const NEVER_LOGGED_HEADERS: &[&str] = &[
     "proxy-authorization",
     "cookie",
     "set-cookie",
+    // Credentials by another name: API keys, session and access tokens, the
+    // cloud providers' security tokens, DPoP proofs.
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "dpop",
 ];
 
 /// The record layout.
@@ -57,7 +67,9 @@ pub struct AuditConfigJson {
     redact_query_params: Option<Vec<String>>,
     extra_redact_query_params: Vec<String>,
     xff_trusted_hops: u32,
+    forwarded_header: ForwardedHeader,
     envoy_log: bool,
+    publish_outcome: bool,
     service_name: Option<String>,
 }
 
@@ -70,7 +82,9 @@ impl Default for AuditConfigJson {
             redact_query_params: None,
             extra_redact_query_params: Vec::new(),
             xff_trusted_hops: 0,
+            forwarded_header: ForwardedHeader::default(),
             envoy_log: false,
+            publish_outcome: false,
             service_name: None,
         }
     }
@@ -87,11 +101,16 @@ pub struct AuditConfig {
     pub response_headers: Vec<String>,
     /// Query parameter names (lower case) whose values are redacted.
     pub redacted_params: BTreeSet<String>,
-    /// Trusted proxies in front of Envoy; > 0 logs the `X-Forwarded-For` chain
-    /// and takes the client address from it.
-    pub xff_trusted_hops: u32,
+    /// Trusted proxies in front of Envoy and the header they write
+    /// (`X-Forwarded-For` or `Forwarded`); with proxies, the record logs the
+    /// header's hops and takes the client address from it.
+    pub trusted: TrustedProxies,
     /// Also write each record to Envoy's log (info level).
     pub envoy_log: bool,
+    /// Also publish the outcome (`allowed` / `denied`) as filter state
+    /// `palisade.audit.outcome`, for access-log attributes (one more host
+    /// call per request).
+    pub publish_outcome: bool,
     /// The service name to put in the record, if any.
     pub service_name: Option<String>,
 }
@@ -136,8 +155,12 @@ impl AuditConfig {
             request_headers,
             response_headers,
             redacted_params,
-            xff_trusted_hops: raw.xff_trusted_hops,
+            trusted: TrustedProxies {
+                hops: raw.xff_trusted_hops,
+                header: raw.forwarded_header,
+            },
             envoy_log: raw.envoy_log,
+            publish_outcome: raw.publish_outcome,
             service_name: raw.service_name.filter(|s| !s.is_empty()),
         })
     }
@@ -151,8 +174,9 @@ impl Default for AuditConfig {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             redacted_params: BTreeSet::new(),
-            xff_trusted_hops: 0,
+            trusted: TrustedProxies::default(),
             envoy_log: false,
+            publish_outcome: false,
             service_name: None,
         })
     }
@@ -196,7 +220,7 @@ mod tests {
         assert_eq!(c.schema, Schema::Palisade);
         assert!(c.redacted_params.contains("access_token"));
         assert!(c.redacted_params.contains("x-amz-signature"));
-        assert_eq!(c.xff_trusted_hops, 0);
+        assert_eq!(c.trusted, TrustedProxies::default());
     }
 
     #[test]
@@ -206,6 +230,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.schema, Schema::Ocsf);
+        let f = AuditConfig::from_json(br#"{"xff_trusted_hops":2,"forwarded_header":"forwarded"}"#)
+            .unwrap();
+        assert_eq!(
+            f.trusted,
+            TrustedProxies {
+                hops: 2,
+                header: ForwardedHeader::Forwarded
+            }
+        );
         assert_eq!(c.request_headers, vec!["x-tenant"]);
         assert_eq!(
             c.redacted_params.iter().collect::<Vec<_>>(),
@@ -236,6 +269,10 @@ mod tests {
         assert_eq!(
             err(r#"{"extra_redact_query_params":[""]}"#).path,
             "extra_redact_query_params[0]"
+        );
+        assert_eq!(
+            err(r#"{"forwarded_header":"x-real-ip"}"#).path,
+            "forwarded_header"
         );
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! One structured, redacted record per request, written when the stream ends
 //! (`on_log`), so it carries the response and the decision of every other
-//! Palisade filter in the chain (read from filter state, which clients cannot
-//! forge).
+//! Palisade stage: from memory inside the bundle, or from filter state (which
+//! clients cannot forge) when the policies run as separate modules.
 //!
-//! The record is built by a pure core: the adapter gathers [`RequestFacts`]
+//! The record is built by a pure core: the stage ([`stage::AuditStage`])
+//! gathers [`RequestFacts`]
 //! from Envoy's attributes and headers, [`AuditRecord::build`] redacts and
 //! assembles them, and [`schema::render`] writes the record in the configured
-//! schema (`palisade`, `ecs` or `ocsf`). The adapter then publishes it as
+//! schema (`palisade`, `ecs` or `ocsf`). The stage then publishes it as
 //! filter state `palisade.audit`, which Envoy's access log prints with
 //! `%FILTER_STATE(wasm.palisade.audit:PLAIN)%`.
 //!
@@ -27,12 +28,12 @@
 //! assert!(!json.contains("hunter2"));
 //! ```
 
+pub mod certificate;
 pub mod config;
 pub mod record;
 pub mod redact;
 pub mod schema;
+pub mod stage;
 
 pub use record::{AuditRecord, FilterStates, Outcome, RequestFacts};
-
-#[cfg(feature = "proxy-wasm")]
-mod plugin;
+pub use stage::{AuditModule, AuditStage};

@@ -1,15 +1,22 @@
 //! The audit record: what the adapter gathered, redacted and assembled.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use palisade_shared::contract::{Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
-use palisade_shared::forwarded::{client_address, forwarded_chain, ip_of};
+use palisade_shared::forwarded::{
+    client_address_from, hops, parse_peer_address, AddressSource, ClientAddress, Forwarding, Node,
+};
 use palisade_shared::headers::first_value;
 use palisade_shared::time::rfc3339_millis;
 use serde::Serialize;
 
+use crate::certificate::{self, PeerCertificate};
 use crate::config::{AuditConfig, NEVER_LOGGED_HEADERS};
 use crate::redact::{redact_url, split_target, strip_authority_userinfo};
+
+/// The header Envoy puts the client certificate in (see [`crate::certificate`]).
+pub const XFCC: &str = "x-forwarded-client-cert";
 
 /// Everything the adapter read from Envoy about one finished request. Raw:
 /// nothing here is redacted yet, and nothing here is ever logged as is.
@@ -55,6 +62,8 @@ pub struct RequestFacts {
     pub tls_version: Option<String>,
     /// The client certificate's subject, when one was presented.
     pub peer_subject: Option<String>,
+    /// The client certificate's SHA-256 digest, hex, when one was presented.
+    pub peer_sha256: Option<String>,
     /// What the other Palisade filters published.
     pub states: FilterStates,
 }
@@ -265,16 +274,38 @@ pub struct ResponsePart {
 /// Who sent the request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ClientPart {
-    /// The client IP: the connection's peer, or taken from
-    /// `X-Forwarded-For` behind the configured number of trusted proxies.
+    /// The client IP: the connection's peer, or the hop the trusted proxies
+    /// vouch for (see `palisade_shared::forwarded`). Always an IP address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// The peer of the downstream connection, `ip:port`.
+    /// Envoy's downstream address (`source.address`, `ip:port`): the
+    /// connection's peer, or the address Envoy's connection manager took
+    /// from `X-Forwarded-For` (then with port 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// The `X-Forwarded-For` chain, when proxies are trusted.
+    /// The forwarding header's hops as written, left to right, when proxies
+    /// are trusted (the ones left of the trusted part were written by the
+    /// client: any text).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forwarded_for: Vec<String>,
+    /// Why `address` is not the trusted hop itself: `not_an_address` (it was
+    /// `unknown`, obfuscated or garbage: the next trusted hop or the peer was
+    /// taken), `too_few_hops` (the peer was taken) or `malformed_header`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_fallback: Option<&'static str>,
+    /// The client address, typed.
+    #[serde(skip)]
+    pub resolved: Option<ClientAddress>,
+    /// The peer, typed.
+    #[serde(skip)]
+    pub peer_ip: Option<(IpAddr, Option<u16>)>,
+    /// Every hop of the header that is an address, left to right.
+    #[serde(skip)]
+    pub hop_ips: Vec<IpAddr>,
+    /// The proxies between the client and Envoy, when the client address
+    /// came from the header: the trusted hops to its right, then the peer.
+    #[serde(skip)]
+    pub intermediate_ips: Vec<IpAddr>,
 }
 
 /// Where the request went.
@@ -297,6 +328,115 @@ pub struct TlsPart {
     /// The client certificate's subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_subject: Option<String>,
+    /// The client certificate's SHA-256 digest, lower-case hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_sha256: Option<String>,
+    /// The client certificate's issuer, serial number and validity, when
+    /// Envoy forwards the certificate (see [`crate::certificate`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub peer_certificate: Option<CertificatePart>,
+}
+
+/// The client certificate beyond its subject.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertificatePart {
+    /// The issuer's distinguished name (RFC 4514).
+    pub peer_issuer: String,
+    /// The serial number, upper-case hex.
+    pub peer_serial_number: String,
+    /// `notBefore`, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_not_before: Option<String>,
+    /// `notAfter`, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_not_after: Option<String>,
+    /// The same, typed.
+    #[serde(skip)]
+    pub parsed: PeerCertificate,
+}
+
+impl ClientPart {
+    /// Finds the client: the peer, or the trusted proxies' hop.
+    fn of(facts: &RequestFacts, config: &AuditConfig) -> ClientPart {
+        let trusted = &config.trusted;
+        let peer = facts.source_address.as_deref();
+        let value = (trusted.hops > 0)
+            .then(|| first_value(&facts.request_headers, trusted.header.name()))
+            .flatten();
+        let parsed = value.map(|v| hops(trusted.header, v));
+        let nodes: Vec<Node> = match &parsed {
+            Some(Some(hops)) => hops.iter().map(|h| h.node).collect(),
+            _ => Vec::new(),
+        };
+        let forwarding = match &parsed {
+            _ if trusted.hops == 0 => Forwarding::Ignored,
+            None => Forwarding::Absent,
+            Some(None) => Forwarding::Malformed,
+            Some(Some(_)) => Forwarding::Nodes(&nodes),
+        };
+        let resolved = client_address_from(peer, forwarding, trusted.hops);
+        let peer_ip = peer.and_then(parse_peer_address);
+        let forwarded_for = match parsed {
+            Some(Some(hops)) => hops.into_iter().map(|h| h.text).collect(),
+            _ => Vec::new(),
+        };
+        let mut intermediate_ips: Vec<IpAddr> = match resolved {
+            Some(c) if c.source == AddressSource::Header => nodes
+                .get(nodes.len().saturating_sub(c.hops_to_the_right)..)
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(Node::ip)
+                .chain(peer_ip.map(|(ip, _)| ip))
+                .filter(|ip| *ip != c.ip)
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Envoy's `source.address` may be the last hop itself (see
+        // `parse_peer_address`): one proxy, once.
+        intermediate_ips.dedup();
+        let hop_ips = nodes.iter().filter_map(Node::ip).collect();
+        ClientPart {
+            address: resolved.map(|c| c.ip.to_string()),
+            peer: facts.source_address.clone(),
+            forwarded_for,
+            address_fallback: resolved.and_then(|c| c.fallback).map(|f| f.as_str()),
+            resolved,
+            peer_ip,
+            hop_ips,
+            intermediate_ips,
+        }
+    }
+}
+
+impl TlsPart {
+    /// The TLS facts, with the certificate Envoy forwarded when it is the
+    /// connection's.
+    fn of(facts: &RequestFacts) -> Option<TlsPart> {
+        if facts.tls_version.is_none() && facts.peer_subject.is_none() {
+            return None;
+        }
+        let peer_certificate = match (
+            &facts.peer_sha256,
+            first_value(&facts.request_headers, XFCC),
+        ) {
+            (Some(digest), Some(xfcc)) => {
+                certificate::from_xfcc(xfcc, digest).map(|c| CertificatePart {
+                    peer_issuer: c.issuer.clone(),
+                    peer_serial_number: c.serial_number.clone(),
+                    peer_not_before: c.not_before_ms.map(rfc3339_millis),
+                    peer_not_after: c.not_after_ms.map(rfc3339_millis),
+                    parsed: c,
+                })
+            }
+            _ => None,
+        };
+        Some(TlsPart {
+            version: facts.tls_version.clone(),
+            peer_subject: facts.peer_subject.clone(),
+            peer_sha256: facts.peer_sha256.clone(),
+            peer_certificate,
+        })
+    }
 }
 
 /// The allowlisted headers, by lower-case name. A value that holds a URL
@@ -340,17 +480,6 @@ impl AuditRecord {
             }
             None => (None, None),
         };
-        let xff = first_value(&facts.request_headers, "x-forwarded-for");
-        let peer_ip = facts.source_address.as_deref().map(ip_of);
-        let address =
-            peer_ip.map(|ip| client_address(ip, xff, config.xff_trusted_hops).to_string());
-        let forwarded_for = match (config.xff_trusted_hops, xff) {
-            (0, _) | (_, None) => Vec::new(),
-            (_, Some(xff)) => forwarded_chain(xff)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        };
         let upstream =
             (facts.upstream_cluster.is_some() || facts.upstream_host.is_some()).then(|| {
                 UpstreamPart {
@@ -358,10 +487,6 @@ impl AuditRecord {
                     host: facts.upstream_host.clone(),
                 }
             });
-        let tls = (facts.tls_version.is_some() || facts.peer_subject.is_some()).then(|| TlsPart {
-            version: facts.tls_version.clone(),
-            peer_subject: facts.peer_subject.clone(),
-        });
         AuditRecord {
             time: rfc3339_millis(facts.start_unix_ms),
             time_unix_ms: facts.start_unix_ms,
@@ -399,14 +524,10 @@ impl AuditRecord {
                 bytes: facts.bytes_out,
             },
             duration_ms: facts.duration_ns.map(|ns| ns as f64 / 1_000_000.0),
-            client: ClientPart {
-                address,
-                peer: facts.source_address.clone(),
-                forwarded_for,
-            },
+            client: ClientPart::of(facts, config),
             route: facts.route_name.clone(),
             upstream,
-            tls,
+            tls: TlsPart::of(facts),
             decisions: facts.states.clone(),
         }
     }

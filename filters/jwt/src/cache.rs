@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::rc::Rc;
 
+use palisade_shared::contract::Identity;
 use serde_json::{Map, Value};
 
 /// What is known of a verified token, for one provider.
@@ -26,8 +27,10 @@ use serde_json::{Map, Value};
 pub struct TokenFacts {
     /// The claims.
     pub claims: Map<String, Value>,
-    /// The `palisade.identity` JSON (`contract::Identity`).
-    pub identity: Vec<u8>,
+    /// The verified identity, handed to later stages in memory.
+    pub identity: Rc<Identity>,
+    /// The same as `palisade.identity` JSON, serialized once per token.
+    pub identity_json: Vec<u8>,
     /// The provider's claim headers (and payload header) with their values,
     /// for the claims present.
     pub headers: Vec<(String, String)>,
@@ -222,7 +225,8 @@ mod tests {
         claims.insert("sub".into(), Value::String(sub.into()));
         Rc::new(TokenFacts {
             claims,
-            identity: sub.as_bytes().to_vec(),
+            identity: Rc::default(),
+            identity_json: sub.as_bytes().to_vec(),
             headers: vec![],
         })
     }

@@ -6,16 +6,7 @@ use palisade_shared::problem::{Problem, CONTENT_TYPE};
 use crate::decide::Refusal;
 use crate::error::Reason;
 
-/// A local reply, ready for the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// Headers.
-    pub headers: Vec<(String, String)>,
-    /// Body (empty when problem bodies are off).
-    pub body: Vec<u8>,
-}
+pub use palisade_shared::engine::Reply;
 
 fn title(status: u16) -> &'static str {
     match status {

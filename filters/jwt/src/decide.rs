@@ -334,8 +334,8 @@ fn check_token(
 
 /// Everything derived from a verified token's claims, once.
 pub fn facts_of(provider: &Provider, claims: Map<String, Value>) -> TokenFacts {
-    let identity =
-        serde_json::to_vec(&claims::identity(&provider.name, &claims)).unwrap_or_default();
+    let identity = claims::identity(&provider.name, &claims);
+    let identity_json = serde_json::to_vec(&identity).unwrap_or_default();
     let mut headers = Vec::new();
     for (claim, header) in &provider.claim_headers {
         if let Some(value) = claims::lookup(&claims, claim) {
@@ -352,7 +352,8 @@ pub fn facts_of(provider: &Provider, claims: Map<String, Value>) -> TokenFacts {
     }
     TokenFacts {
         claims,
-        identity,
+        identity: Rc::new(identity),
+        identity_json,
         headers,
     }
 }
@@ -402,12 +403,8 @@ fn claim_ok(value: Option<&Value>, check: &ClaimCheck) -> bool {
 }
 
 /// The identity to publish for an allowed request, if a token was verified.
-pub fn identity_of(config: &Config, verified: &[Verified]) -> Option<Identity> {
-    let v = verified.first()?;
-    Some(claims::identity(
-        &config.providers[v.provider].name,
-        &v.facts.claims,
-    ))
+pub fn identity_of(verified: &[Verified]) -> Option<Rc<Identity>> {
+    verified.first().map(|v| v.facts.identity.clone())
 }
 
 /// For a rule that required several tokens (`all`): every verified
@@ -417,14 +414,20 @@ pub fn identities_json(verified: &[Verified]) -> Option<Vec<u8>> {
     if verified.len() < 2 {
         return None;
     }
-    let size: usize = verified.iter().map(|v| v.facts.identity.len() + 1).sum();
+    let size: usize = verified
+        .iter()
+        .map(|v| v.facts.identity_json.len() + 1)
+        .sum();
     let mut out = Vec::with_capacity(size + 1);
     out.push(b'[');
-    for v in verified.iter().filter(|v| !v.facts.identity.is_empty()) {
+    for v in verified
+        .iter()
+        .filter(|v| !v.facts.identity_json.is_empty())
+    {
         if out.len() > 1 {
             out.push(b',');
         }
-        out.extend_from_slice(&v.facts.identity);
+        out.extend_from_slice(&v.facts.identity_json);
     }
     out.push(b']');
     Some(out)

@@ -19,7 +19,8 @@
 //! - [`challenge`]: the 401/403/503 reply with `WWW-Authenticate` and a problem body;
 //! - [`cache`]: verified tokens, per worker;
 //! - [`remote`]: when remote keys are fetched, and the shared-data records that share them;
-
+//! - [`keys`]: each worker's remote key sets, kept in step through shared data;
+//! - [`stage`]: the policy as a stage of the engine (`docs/architecture.md`).
 //!
 //! ```
 //! use palisade_jwt::config::Config;
@@ -30,7 +31,7 @@
 //! assert_eq!(config.providers[0].name, "corp");
 //! ```
 //!
-//! The adapter (`plugin`, feature `proxy-wasm`) gathers the request, calls
+//! The engine stage ([`stage::JwtStage`]) gathers the request, calls
 //! [`decide::decide`] and applies the result.
 
 pub mod cache;
@@ -41,12 +42,13 @@ pub mod decide;
 pub mod error;
 pub mod jwk;
 pub mod jws;
+pub mod keys;
 pub mod remote;
 pub mod source;
+pub mod stage;
 pub mod verify;
+
+pub use stage::{JwtModule, JwtStage};
 
 #[cfg(test)]
 mod corpus_tests;
-
-#[cfg(feature = "proxy-wasm")]
-mod plugin;

@@ -204,8 +204,6 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Whether a rule matches on Envoy's route name (so the adapter reads it).
     pub needs_route_name: bool,
-    /// Whether a rule matches on the host (so the adapter reads `:authority`).
-    pub needs_host: bool,
 }
 
 /// Characters allowed inside a quoted challenge parameter (RFC 6750 section 3:
@@ -479,7 +477,6 @@ impl Config {
             clock_skew_seconds: raw.clock_skew_seconds,
             problem_body: raw.problem_body,
             needs_route_name: raw.rules.iter().any(|r| r.matches.route_name.is_some()),
-            needs_host: raw.rules.iter().any(|r| r.matches.host.is_some()),
             unauthenticated_challenge,
             upstream_headers,
             browser_redirect,
@@ -563,7 +560,7 @@ mod tests {
         let c = Config::from_json(&readme.as_bytes()[start..end]).unwrap();
         assert_eq!(c.policies.len(), 4);
         assert_eq!(c.rules.len(), 5);
-        assert!(c.needs_route_name && c.needs_host);
+        assert!(c.needs_route_name);
     }
 
     #[test]

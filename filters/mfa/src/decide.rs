@@ -1,37 +1,31 @@
 //! The decision: does the authentication behind a verified identity meet the
 //! route's step-up policy, and if not, what does the client get back.
 //!
-//! Everything comes in as arguments (the identity's JSON, whether the
+//! Everything comes in as arguments (the verified identity, whether the
 //! connection carries a verified client certificate, the time), and a
 //! [`Decision`] comes out.
 
-use palisade_shared::contract::{Denial, MfaDecision};
+use palisade_shared::contract::{Denial, Identity, MfaDecision};
 use palisade_shared::matcher::RequestView;
 use palisade_shared::problem::{Problem, CONTENT_TYPE};
 
 use crate::config::{BrowserRedirect, Config, StepUpPolicy};
-use crate::identity::{AuthFacts, Claim, Unreadable};
+use crate::identity::{AuthFacts, Unreadable};
 
 /// Why a policy is not met. Checked in this order: acr, amr, auth_time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unmet {
     /// The policy asks for an `acr` and the token has none.
     AcrMissing,
-    /// `acr` is not a string.
-    AcrMalformed,
     /// `acr` is neither accepted nor ranked at least as strong as an accepted one.
     AcrNotAccepted,
     /// The policy asks for methods and the token lists none (and no client
     /// certificate stands in).
     AmrMissing,
-    /// `amr` is not an array of strings.
-    AmrMalformed,
     /// The methods do not cover the policy's `all_of` / `any_of`.
     AmrNotSatisfied,
     /// The policy has a `max_age` and the token has no `auth_time`.
     AuthTimeMissing,
-    /// `auth_time` is not a non-negative number.
-    AuthTimeMalformed,
     /// `auth_time` is later than now plus the allowed clock skew.
     AuthTimeInFuture,
     /// More than `max_age` seconds have passed since `auth_time`.
@@ -43,13 +37,10 @@ impl Unmet {
     pub fn reason(self) -> &'static str {
         match self {
             Unmet::AcrMissing => "acr_missing",
-            Unmet::AcrMalformed => "acr_malformed",
             Unmet::AcrNotAccepted => "acr_not_accepted",
             Unmet::AmrMissing => "amr_missing",
-            Unmet::AmrMalformed => "amr_malformed",
             Unmet::AmrNotSatisfied => "amr_not_satisfied",
             Unmet::AuthTimeMissing => "auth_time_missing",
-            Unmet::AuthTimeMalformed => "auth_time_malformed",
             Unmet::AuthTimeInFuture => "auth_time_in_future",
             Unmet::AuthTooOld => "auth_too_old",
         }
@@ -62,13 +53,10 @@ impl Unmet {
             Unmet::AcrMissing | Unmet::AcrNotAccepted => {
                 "A different authentication level is required"
             }
-            Unmet::AcrMalformed => "The acr claim is not a string",
             Unmet::AmrMissing | Unmet::AmrNotSatisfied => {
                 "Additional authentication methods are required"
             }
-            Unmet::AmrMalformed => "The amr claim is not an array of strings",
             Unmet::AuthTimeMissing => "The time of authentication is unknown",
-            Unmet::AuthTimeMalformed => "The auth_time claim is not a time",
             Unmet::AuthTimeInFuture => "The auth_time claim is in the future",
             Unmet::AuthTooOld => "More recent authentication is required",
         }
@@ -93,17 +81,16 @@ pub struct Strength {
 pub fn evaluate(
     config: &Config,
     policy: &StepUpPolicy,
-    facts: &AuthFacts,
+    facts: &AuthFacts<'_>,
     client_certificate: bool,
     now_unix_s: i64,
 ) -> Result<Strength, Unmet> {
     let rank = |acr: &str| config.acr_ranking.iter().position(|r| r == acr);
 
     if !policy.acr_values.is_empty() {
-        match &facts.acr {
-            Claim::Missing => return Err(Unmet::AcrMissing),
-            Claim::Malformed => return Err(Unmet::AcrMalformed),
-            Claim::Valid(acr) => {
+        match facts.acr {
+            None => return Err(Unmet::AcrMissing),
+            Some(acr) => {
                 let exact = policy.acr_values.iter().any(|v| v == acr);
                 let ranked =
                     matches!((rank(acr), policy.min_rank), (Some(r), Some(min)) if r >= min);
@@ -114,12 +101,7 @@ pub fn evaluate(
         }
     }
 
-    let mut amr = match &facts.amr {
-        Claim::Valid(list) => list.clone(),
-        Claim::Missing => Vec::new(),
-        Claim::Malformed if policy.amr.is_some() => return Err(Unmet::AmrMalformed),
-        Claim::Malformed => Vec::new(),
-    };
+    let mut amr = facts.amr.to_vec();
     if let (true, Some(method)) = (client_certificate, &policy.client_certificate_amr) {
         if !amr.contains(method) {
             amr.push(method.clone());
@@ -140,12 +122,11 @@ pub fn evaluate(
 
     let skew = i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX);
     let age = match facts.auth_time {
-        Claim::Valid(t) if t <= now_unix_s.saturating_add(skew) => {
+        Some(t) if t <= now_unix_s.saturating_add(skew) => {
             Ok(u64::try_from(now_unix_s.saturating_sub(t)).unwrap_or(0))
         }
-        Claim::Valid(_) => Err(Unmet::AuthTimeInFuture),
-        Claim::Missing => Err(Unmet::AuthTimeMissing),
-        Claim::Malformed => Err(Unmet::AuthTimeMalformed),
+        Some(_) => Err(Unmet::AuthTimeInFuture),
+        None => Err(Unmet::AuthTimeMissing),
     };
     if let Some(max_age) = policy.max_age {
         // OIDC Core: re-authenticate when the elapsed time is *greater* than max_age.
@@ -156,10 +137,7 @@ pub fn evaluate(
         }
     }
 
-    let acr = match &facts.acr {
-        Claim::Valid(a) => Some(a.clone()),
-        _ => None,
-    };
+    let acr = facts.acr.map(str::to_string);
     Ok(Strength {
         level: acr.as_deref().and_then(rank).map(|r| r + 1),
         acr,
@@ -175,8 +153,10 @@ pub struct RequestFacts<'a> {
     pub view: RequestView<'a>,
     /// The `Accept` header.
     pub accept: Option<&'a str>,
-    /// Filter state `palisade.identity`, when the JWT filter published one.
-    pub identity: Option<&'a [u8]>,
+    /// The verified identity, when the JWT stage (in this VM, or as a
+    /// separate module through filter state `palisade.identity`) made one;
+    /// `Err` when that filter state cannot be read.
+    pub identity: Option<Result<&'a Identity, Unreadable>>,
     /// Whether the connection carries a client certificate that the
     /// listener verified.
     pub client_certificate: bool,
@@ -284,7 +264,7 @@ pub fn decide(config: &Config, policy: Option<usize>, request: &RequestFacts<'_>
         .as_ref()
         .filter(|_| policy.browser_redirect && is_browser_navigation(request));
 
-    let facts = match request.identity.map(AuthFacts::from_identity_json) {
+    let facts = match request.identity.map(|i| i.map(AuthFacts::from_identity)) {
         None => {
             return match redirect {
                 Some(r) => refuse(

@@ -11,13 +11,15 @@
 //! client certificate that the listener verified can stand in for a
 //! possession factor.
 //!
-//! The decision is pure: [`decide::decide`] takes the identity's JSON, the
+//! The decision is pure: [`decide::decide`] takes the verified identity, the
 //! connection's certificate status and the time, and returns a
-//! [`decide::Decision`]; the proxy-wasm adapter only gathers and applies.
+//! [`decide::Decision`]; the engine stage ([`stage::MfaStage`]) only gathers
+//! and applies. See `docs/architecture.md` for the engine.
 //!
 //! ```
 //! use palisade_mfa::config::Config;
 //! use palisade_mfa::decide::{decide, Decision, RequestFacts};
+//! use palisade_shared::contract::Identity;
 //! use palisade_shared::matcher::RequestView;
 //!
 //! let config = Config::from_json(br#"{
@@ -26,9 +28,10 @@
 //! }"#).unwrap();
 //! let view = RequestView { method: "GET", host: "api", path: "/admin/users", route_name: "" };
 //! let policy = config.policy_index_for(&view);
+//! let alice = Identity { acr: Some("pwd".into()), auth_time: Some(1_700_000_000), ..Identity::default() };
 //! let request = RequestFacts {
 //!     view,
-//!     identity: Some(br#"{"acr":"pwd","auth_time":1700000000}"#),
+//!     identity: Some(Ok(&alice)),
 //!     now_unix_ms: 1_700_000_100_000,
 //!     ..RequestFacts::default()
 //! };
@@ -43,6 +46,6 @@
 pub mod config;
 pub mod decide;
 pub mod identity;
+pub mod stage;
 
-#[cfg(feature = "proxy-wasm")]
-mod plugin;
+pub use stage::{MfaModule, MfaStage};

@@ -16,10 +16,11 @@
 use serde::Deserialize;
 
 use palisade_shared::config::{field_path, parse_json, ConfigError};
+use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::bucket::{BucketSpec, MAX_CAPACITY, MAX_INTERVAL_NS, MIN_INTERVAL_NS};
-use crate::key::{key_hash, ClientAddressSpec, Descriptor, IdentityClaim, RequestFacts};
+use crate::key::{key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, RequestFacts};
 use crate::table::{TableFullAction, TableSpec};
 
 /// The most slots one rule's table may have.
@@ -73,6 +74,8 @@ fn one() -> u64 {
 struct RawClientAddress {
     #[serde(default)]
     xff_trusted_hops: u32,
+    #[serde(default)]
+    forwarded_header: ForwardedHeader,
     #[serde(default = "default_v4_prefix")]
     ipv4_prefix: u8,
     #[serde(default = "default_v6_prefix")]
@@ -90,6 +93,7 @@ impl Default for RawClientAddress {
     fn default() -> Self {
         RawClientAddress {
             xff_trusted_hops: 0,
+            forwarded_header: ForwardedHeader::default(),
             ipv4_prefix: default_v4_prefix(),
             ipv6_prefix: default_v6_prefix(),
         }
@@ -313,7 +317,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let client_address = ClientAddressSpec {
-        xff_trusted_hops: ca.xff_trusted_hops,
+        trusted: TrustedProxies {
+            hops: ca.xff_trusted_hops,
+            header: ca.forwarded_header,
+        },
         ipv4_prefix: ca.ipv4_prefix,
         ipv6_prefix: ca.ipv6_prefix,
     };
@@ -476,11 +483,7 @@ fn compile_rule(
     let fixed_key_hash = if per_request_key {
         None
     } else {
-        key_hash(
-            &key,
-            &RequestFacts::default(),
-            &ClientAddressSpec::default(),
-        )
+        key_hash(&key, &RequestFacts::default(), &ClientKey::default())
     };
     Ok(Rule {
         name: r.name,
@@ -638,7 +641,11 @@ mod tests {
         assert!(!config.problem_body);
         assert_eq!(config.rate_limit_headers, HeaderMode::Always);
         assert_eq!(config.on_store_failure, FailureMode::Allow);
-        assert_eq!(config.client_address.xff_trusted_hops, 1);
+        assert_eq!(config.client_address.trusted.hops, 1);
+        assert_eq!(
+            config.client_address.trusted.header,
+            ForwardedHeader::XForwardedFor
+        );
         assert_eq!(config.client_address.ipv6_prefix, 64);
         let rule = &config.rules[0];
         assert_eq!(rule.cost, 2);
@@ -697,7 +704,7 @@ mod tests {
         };
         assert_eq!(
             all.fixed_key_hash,
-            key_hash(&[], &facts, &ClientAddressSpec::default())
+            key_hash(&[], &facts, &ClientKey::default())
         );
         assert!(all.fixed_key_hash.is_some());
         assert_eq!(config.rules[1].fixed_key_hash, None);
@@ -715,6 +722,7 @@ mod tests {
             (r#"{"max_cas_retries":10001}"#.to_string(), "max_cas_retries"),
             (r#"{"client_address":{"ipv4_prefix":33}}"#.to_string(), "client_address.ipv4_prefix"),
             (r#"{"client_address":{"ipv6_prefix":0}}"#.to_string(), "client_address.ipv6_prefix"),
+            (r#"{"client_address":{"forwarded_header":"x-real-ip"}}"#.to_string(), "client_address.forwarded_header"),
             (r#"{"rules":[{"name":"a.b","token_bucket":{"max_tokens":1,"fill_interval":"1s"}}]}"#.to_string(), "rules[0].name"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET}}},{{"name":"a",{BUCKET}}}]}}"#), "rules[1].name"),
             (r#"{"rules":[{"name":"a","token_bucket":{"max_tokens":0,"fill_interval":"1s"}}]}"#.to_string(), "rules[0].token_bucket.max_tokens"),

@@ -12,9 +12,10 @@
 
 use std::hash::{DefaultHasher, Hasher};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use palisade_shared::contract::Identity;
-use palisade_shared::forwarded::{client_address, ip_of};
+use palisade_shared::forwarded::{client_address, Fallback, TrustedProxies};
 use palisade_shared::matcher::RequestView;
 
 /// One part of a rule's key.
@@ -89,9 +90,10 @@ impl IdentityClaim {
 /// How the client address is found and grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddressSpec {
-    /// Trusted proxies in front of Envoy: the client is the address this many
-    /// entries from the right of `X-Forwarded-For` (0: the connection's peer).
-    pub xff_trusted_hops: u32,
+    /// Trusted proxies in front of Envoy and the header they write: the
+    /// client is the hop this many entries from the right (0: the
+    /// connection's peer). See [`palisade_shared::forwarded`].
+    pub trusted: TrustedProxies,
     /// IPv4 addresses are grouped by this prefix length (32: one bucket per address).
     pub ipv4_prefix: u8,
     /// IPv6 addresses are grouped by this prefix length (64 puts a whole
@@ -102,7 +104,7 @@ pub struct ClientAddressSpec {
 impl Default for ClientAddressSpec {
     fn default() -> Self {
         ClientAddressSpec {
-            xff_trusted_hops: 0,
+            trusted: TrustedProxies::default(),
             ipv4_prefix: 32,
             ipv6_prefix: 128,
         }
@@ -122,12 +124,13 @@ pub struct RequestFacts {
     pub route_name: String,
     /// The connection's peer (`source.address`, `ip:port`).
     pub peer_address: Option<String>,
-    /// `x-forwarded-for`.
-    pub forwarded_for: Option<String>,
+    /// The trusted proxies' header (`x-forwarded-for` or `forwarded`), read
+    /// only when proxies are trusted.
+    pub forwarded: Option<String>,
     /// The request headers the rules name, lower case, when present.
     pub headers: Vec<(String, String)>,
-    /// The verified identity, when a JWT filter in front published one.
-    pub identity: Option<Identity>,
+    /// The verified identity, when the JWT stage (or filter) verified one.
+    pub identity: Option<Rc<Identity>>,
 }
 
 impl RequestFacts {
@@ -149,27 +152,38 @@ impl RequestFacts {
     }
 }
 
-/// The client address, grouped by prefix, as the bytes to hash: the masked
-/// address's octets, or the raw text when it is not an IP (a Unix socket).
-pub fn client_address_key(spec: &ClientAddressSpec, facts: &RequestFacts) -> Option<Vec<u8>> {
-    let peer = ip_of(facts.peer_address.as_deref()?);
-    let client = client_address(peer, facts.forwarded_for.as_deref(), spec.xff_trusted_hops);
-    let client = ip_of(client);
-    Some(match client.parse::<IpAddr>() {
-        Ok(ip) => masked(ip, spec).to_vec(),
-        Err(_) => client.as_bytes().to_vec(),
-    })
+/// The client-address part of a request's key, resolved once per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientKey {
+    /// The bytes to hash: the client IP masked to its group's prefix, or the
+    /// raw peer text when the client has no IP (a Unix socket); `None`
+    /// without a peer address.
+    pub bytes: Option<Vec<u8>>,
+    /// Set when the trusted hop was no address (`unknown`, an obfuscated
+    /// identifier, garbage) or missing, and a nearer trusted hop or the peer
+    /// was used instead: every client a proxy hides shares that proxy's
+    /// bucket, and the adapter counts it.
+    pub fallback: Option<Fallback>,
 }
 
+/// The client address of a request, grouped by prefix, as the bytes to hash.
+pub fn client_key(spec: &ClientAddressSpec, facts: &RequestFacts) -> ClientKey {
+    let peer = facts.peer_address.as_deref();
+    match client_address(peer, facts.forwarded.as_deref(), &spec.trusted) {
+        Some(client) => ClientKey {
+            bytes: Some(masked(client.ip, spec)),
+            fallback: client.fallback,
+        },
+        None => ClientKey {
+            bytes: peer.map(|p| p.as_bytes().to_vec()),
+            fallback: None,
+        },
+    }
+}
+
+/// `ip` is canonical: an IPv4 client seen through an IPv6 socket is an IPv4
+/// client ([`palisade_shared::forwarded::ClientAddress::ip`]).
 fn masked(ip: IpAddr, spec: &ClientAddressSpec) -> Vec<u8> {
-    // An IPv4 client seen through an IPv6 socket is still an IPv4 client.
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4) & prefix_mask_u32(spec.ipv4_prefix);
@@ -200,16 +214,16 @@ fn prefix_mask_u128(prefix: u8) -> u128 {
 
 /// The key hash of a request for a rule, or `None` when a descriptor's value
 /// is absent (no such header, no verified identity or no such claim, no peer
-/// address).
+/// address). `client` is the request's [`client_key`].
 pub fn key_hash(
     descriptors: &[Descriptor],
     facts: &RequestFacts,
-    client: &ClientAddressSpec,
+    client: &ClientKey,
 ) -> Option<u64> {
     let mut h = DefaultHasher::new();
     for d in descriptors {
         let (tag, value): (u8, std::borrow::Cow<'_, [u8]>) = match d {
-            Descriptor::ClientAddress => (1, client_address_key(client, facts)?.into()),
+            Descriptor::ClientAddress => (1, client.bytes.as_deref()?.into()),
             Descriptor::Header(name) => (2, facts.header(name)?.as_bytes().into()),
             Descriptor::Identity(claim) => {
                 (3, claim.value(facts.identity.as_ref()?)?.as_bytes().into())
@@ -243,6 +257,7 @@ pub fn missing_key_hash() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade_shared::forwarded::ForwardedHeader;
 
     fn facts() -> RequestFacts {
         RequestFacts {
@@ -251,18 +266,18 @@ mod tests {
             path: "/items?page=2".into(),
             route_name: "items".into(),
             peer_address: Some("10.0.0.9:5555".into()),
-            forwarded_for: Some("203.0.113.7, 198.51.100.2".into()),
+            forwarded: Some("203.0.113.7, 198.51.100.2".into()),
             headers: vec![("x-api-key".into(), "k1".into())],
-            identity: Some(Identity {
+            identity: Some(Rc::new(Identity {
                 iss: "https://idp".into(),
                 sub: Some("alice".into()),
                 ..Identity::default()
-            }),
+            })),
         }
     }
 
     fn hash(ds: &[Descriptor], f: &RequestFacts, c: &ClientAddressSpec) -> Option<u64> {
-        key_hash(ds, f, c)
+        key_hash(ds, f, &client_key(c, f))
     }
 
     #[test]
@@ -358,20 +373,42 @@ mod tests {
     #[test]
     fn client_address_uses_trusted_hops_and_prefixes() {
         let f = facts();
-        let key = |spec: ClientAddressSpec, f: &RequestFacts| client_address_key(&spec, f).unwrap();
+        let key = |spec: ClientAddressSpec, f: &RequestFacts| client_key(&spec, f).bytes.unwrap();
         let peer_only = ClientAddressSpec::default();
         assert_eq!(key(peer_only, &f), vec![10, 0, 0, 9]);
-        let one_hop = ClientAddressSpec {
-            xff_trusted_hops: 1,
+        let hops = |n: u32, header: ForwardedHeader| ClientAddressSpec {
+            trusted: TrustedProxies { hops: n, header },
             ..peer_only
         };
+        let one_hop = hops(1, ForwardedHeader::XForwardedFor);
         assert_eq!(key(one_hop, &f), vec![198, 51, 100, 2]);
         let two_hops = ClientAddressSpec {
-            xff_trusted_hops: 2,
             ipv4_prefix: 24,
-            ..peer_only
+            ..hops(2, ForwardedHeader::XForwardedFor)
         };
         assert_eq!(key(two_hops, &f), vec![203, 0, 113, 0]);
+
+        // The same trust rule over RFC 7239 `Forwarded`.
+        let mut fwd = f.clone();
+        fwd.forwarded = Some(r#"for=203.0.113.7;proto=https, for="198.51.100.2:4711""#.into());
+        assert_eq!(
+            key(hops(1, ForwardedHeader::Forwarded), &fwd),
+            vec![198, 51, 100, 2]
+        );
+        assert_eq!(
+            key(hops(2, ForwardedHeader::Forwarded), &fwd),
+            vec![203, 0, 113, 7]
+        );
+
+        // A port beside the address is not part of it.
+        let mut with_port = f.clone();
+        with_port.forwarded = Some("203.0.113.7, 198.51.100.2:4711".into());
+        assert_eq!(key(one_hop, &with_port), vec![198, 51, 100, 2]);
+        with_port.forwarded = Some("203.0.113.7, [2001:db8::5]:4711".into());
+        assert_eq!(key(one_hop, &with_port), {
+            let ip: IpAddr = "2001:db8::5".parse().unwrap();
+            masked(ip, &one_hop)
+        });
 
         let mut v6 = f.clone();
         v6.peer_address = Some("[2001:db8:1:2:aaaa::1]:443".into());
@@ -391,6 +428,46 @@ mod tests {
         let mut unix = f.clone();
         unix.peer_address = Some("/run/envoy.sock".into());
         assert_eq!(key(peer_only, &unix), b"/run/envoy.sock".to_vec());
+    }
+
+    /// A trusted proxy that writes `unknown` (or an obfuscated identifier)
+    /// for its clients: they are not pooled into one global "unknown"
+    /// bucket, nor keyed by text a client could vary. Each spends from the
+    /// bucket of the proxy that hid it (the next trusted hop), and every such
+    /// request reports the fallback, which the adapter counts
+    /// (`palisade.ratelimit.client_address_fallback`).
+    #[test]
+    fn clients_a_proxy_hides_share_that_proxys_key_and_are_reported() {
+        let spec = ClientAddressSpec {
+            trusted: TrustedProxies {
+                hops: 2,
+                header: ForwardedHeader::XForwardedFor,
+            },
+            ..ClientAddressSpec::default()
+        };
+        let via = |xff: &str| RequestFacts {
+            peer_address: Some("10.0.0.2:40000".into()),
+            forwarded: Some(xff.into()),
+            ..facts()
+        };
+        let hidden = ["unknown", "UNKNOWN", "_hidden", "_x1", "not-an-ip"];
+        for entry in hidden {
+            // Whatever the client put further left changes nothing.
+            let k = client_key(&spec, &via(&format!("1.2.3.4, {entry}, 192.0.2.10")));
+            assert_eq!(k.bytes, Some(vec![192, 0, 2, 10]), "{entry}");
+            assert_eq!(k.fallback, Some(Fallback::NotAnAddress), "{entry}");
+        }
+        // Behind another edge proxy, the hidden clients have that proxy's key.
+        let other = client_key(&spec, &via("unknown, 192.0.2.11"));
+        assert_eq!(other.bytes, Some(vec![192, 0, 2, 11]));
+        // A client the proxy names has its own key, and no fallback.
+        let named = client_key(&spec, &via("198.51.100.7, 192.0.2.10"));
+        assert_eq!(named.bytes, Some(vec![198, 51, 100, 7]));
+        assert_eq!(named.fallback, None);
+        // The nearest proxy hides the client too: the peer.
+        let both = client_key(&spec, &via("unknown, unknown"));
+        assert_eq!(both.bytes, Some(vec![10, 0, 0, 2]));
+        assert_eq!(both.fallback, Some(Fallback::NotAnAddress));
     }
 
     #[test]

@@ -25,8 +25,8 @@
 //!   from the worker's last write, instead of a read and a write;
 //! - [`response`]: RateLimit header fields, the refusal, the filter state;
 //! - [`clock`]: the host's monotonic clock as one time line for every
-//!   worker (adapter side: the core receives `now_ns` as an argument);
-//! - `plugin` (feature `proxy-wasm`): the Envoy adapter.
+//!   worker (stage side: the core receives `now_ns` as an argument);
+//! - [`stage`]: the policy as a stage of the engine (`docs/architecture.md`).
 //!
 //! ```
 //! use palisade_ratelimit::{config::Config, key::RequestFacts, limiter::decide};
@@ -51,7 +51,7 @@ pub mod key;
 pub mod limiter;
 pub mod optimistic;
 pub mod response;
+pub mod stage;
 pub mod table;
 
-#[cfg(feature = "proxy-wasm")]
-mod plugin;
+pub use stage::{RateLimitModule, RateLimitStage};

@@ -184,6 +184,22 @@ impl WriteCache {
         Some(self.reads.swap_remove(i).1)
     }
 
+    /// The value this worker last wrote to `id`, when the next update of it
+    /// would be a presumed-token write (remembered with a presumption, still
+    /// trusted, no pause after misses): the value that update starts from.
+    /// Lets several buckets be checked before any is spent without reading
+    /// them; the writes that follow are still true CAS writes.
+    pub fn peek(&self, id: u64, now_ns: u64) -> Option<&[u8]> {
+        if self.skip > 0 {
+            return None;
+        }
+        let entry = self.entries.get(Self::index(id))?.as_ref()?;
+        let usable = entry.id == id
+            && entry.presumed.is_some()
+            && now_ns.saturating_sub(entry.written_ns) <= TRUST_NS;
+        usable.then_some(entry.value.as_slice())
+    }
+
     fn index(id: u64) -> usize {
         // Fibonacci hashing to CACHE_ENTRIES (a power of two) buckets.
         let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
@@ -216,6 +232,21 @@ impl WriteCache {
         let i = Self::index(entry.id);
         if let Some(slot) = self.entries.get_mut(i) {
             *slot = Some(entry);
+        }
+    }
+
+    /// Learns from a reading made outside [`update`] (the limiter's check of
+    /// several buckets): its token was assigned after the value's newest
+    /// timestamp, `written_after_ns(value)`. Without it, the presumptions of
+    /// the writes that follow would stay behind the other buckets' tokens.
+    pub fn observe_read<W: Fn(&[u8]) -> u64>(
+        &mut self,
+        read: &Read,
+        written_after_ns: W,
+        now_ns: u64,
+    ) {
+        if let (Some(value), Some(token)) = (&read.0, read.1) {
+            self.observe(token, written_after_ns(value), now_ns);
         }
     }
 

@@ -32,16 +32,8 @@ pub const RETRY_AFTER_HEADER: &str = "retry-after";
 pub const QUOTA_EXCEEDED_TYPE: &str =
     "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
-/// A local reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The status.
-    pub status: u16,
-    /// Headers, lower-case names.
-    pub headers: Vec<(String, String)>,
-    /// The body (empty when problem bodies are off).
-    pub body: Vec<u8>,
-}
+/// A local reply (the engine's reply type).
+pub use palisade_shared::engine::Reply;
 
 fn advertised(decision: &Decision) -> impl Iterator<Item = &RuleReport> {
     decision.reports.iter().filter(|r| !r.shadow && r.metered)
@@ -202,42 +194,21 @@ pub fn published(config: &Config, decision: &Decision) -> Option<RateLimitDecisi
     })
 }
 
-/// [`published`] as JSON, for the request path: written directly, without
-/// the generic formatter or serializer (in a wasm VM either costs about as
-/// much as the bucket update), exactly as `serde_json` writes a
-/// [`RateLimitDecision`] (a test keeps them equal). Rule names are
+/// `palisade.ratelimit` as JSON, as `serde_json` writes it (a test keeps
+/// them equal), written directly: in a wasm VM the generic formatter or
+/// serializer costs about as much as the bucket update. Rule names are
 /// restricted to `[A-Za-z0-9_-]`, so they need no escaping.
-pub fn published_json(config: &Config, decision: &Decision) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    published_json_into(config, decision, &mut out).then_some(out)
-}
-
-/// [`published_json`] into `out` (cleared first, so one buffer serves every
-/// request); `false` when no rule matched.
-pub fn published_json_into(config: &Config, decision: &Decision, out: &mut Vec<u8>) -> bool {
-    out.clear();
-    let Some(chosen) = chosen(decision) else {
-        return false;
-    };
-    let Some(rule) = config.rules.get(chosen.rule) else {
-        return false;
-    };
-    write_json(
-        out,
-        &rule.name,
-        chosen.refuses() || chosen.would_refuse(),
-        chosen.shadow,
-        chosen.remaining,
-        chosen.reset,
-    );
-    true
-}
-
-/// `palisade.ratelimit` as JSON, as [`published_json`] writes it.
 pub fn decision_json(d: &RateLimitDecision) -> Vec<u8> {
     let mut out = Vec::new();
-    write_json(&mut out, &d.rule, d.limited, d.shadow, d.remaining, d.reset);
+    decision_json_into(d, &mut out);
     out
+}
+
+/// [`decision_json`] into `out` (cleared first, so one buffer serves every
+/// request).
+pub fn decision_json_into(d: &RateLimitDecision, out: &mut Vec<u8>) {
+    out.clear();
+    write_json(out, &d.rule, d.limited, d.shadow, d.remaining, d.reset);
 }
 
 fn write_json(
@@ -454,34 +425,6 @@ mod tests {
                 serde_json::to_string(&d).unwrap()
             );
         }
-    }
-
-    #[test]
-    fn published_json_is_the_serde_form_of_published() {
-        let c = config(TWO_RULES);
-        let decisions = [
-            limited(),
-            Decision {
-                reports: vec![
-                    report(0, RuleOutcome::Spent, 9, 10_000_000_000),
-                    report(1, RuleOutcome::Spent, 0, 1),
-                    report(2, RuleOutcome::Limited, 0, 1),
-                ],
-                ..Decision::default()
-            },
-            Decision {
-                reports: vec![report(1, RuleOutcome::Spent, 999, 7)],
-                ..Decision::default()
-            },
-        ];
-        for d in decisions {
-            let p = published(&c, &d).unwrap();
-            assert_eq!(
-                String::from_utf8(published_json(&c, &d).unwrap()).unwrap(),
-                serde_json::to_string(&p).unwrap()
-            );
-        }
-        assert!(published_json(&c, &Decision::default()).is_none());
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! exclusions, custom rules, and CSRF origin checks.
 //!
 //! The decision is pure ([`inspect::Waf`]): the request head and body come
-//! in, a [`inspect::Verdict`] comes out. The proxy-wasm adapter
-//! (`plugin`, feature `proxy-wasm`) only gathers the request and applies it.
+//! in, a [`inspect::Verdict`] comes out. The engine stage
+//! ([`stage::WafStage`]) only gathers the request and applies the verdict;
+//! see `docs/architecture.md` for the engine.
 //!
 //! ```
 //! use palisade_waf::{config::Config, inspect::{Action, Waf}, request::RequestHead};
@@ -31,7 +32,7 @@ pub mod request;
 pub mod response;
 pub mod rules;
 pub mod signatures;
+pub mod stage;
 pub mod transform;
 
-#[cfg(feature = "proxy-wasm")]
-mod plugin;
+pub use stage::{WafModule, WafStage};

@@ -1,6 +1,5 @@
-//! The local reply and the denial record for a refused request.
+//! The local reply for a refused request.
 
-use palisade_shared::contract::Denial;
 use palisade_shared::problem::Problem;
 use serde::Serialize;
 
@@ -65,18 +64,6 @@ pub fn refusal(
     })
 }
 
-/// The `palisade.denial` record for a refused request.
-pub fn denial(verdict: &Verdict) -> Option<Denial> {
-    match &verdict.action {
-        Action::Refuse { status, reason } => Some(Denial {
-            filter: "waf".into(),
-            status: *status,
-            reason: reason.clone(),
-        }),
-        Action::Allow => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,18 +103,12 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&hidden.body).unwrap();
         assert!(body.get("rule_ids").is_none());
         assert!(body.get("request_id").is_none());
-        let d = denial(&v).unwrap();
-        assert_eq!(
-            (d.filter.as_str(), d.status, d.reason.as_str()),
-            ("waf", 403, "attack_detected")
-        );
     }
 
     #[test]
     fn allowed_requests_get_nothing() {
         let v = verdict(Action::Allow);
         assert!(refusal(&v, None, true).is_none());
-        assert!(denial(&v).is_none());
     }
 
     #[test]

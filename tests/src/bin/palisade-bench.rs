@@ -137,13 +137,25 @@ fn main() {
 fn render_template(root: &Path, row: &Row, tmp: &Path, upstream: &EchoUpstream) -> String {
     let template = std::fs::read_to_string(root.join(&row.config))
         .unwrap_or_else(|e| panic!("{}: {e}", row.config));
-    template
+    let mut text = template
         .replace("{{LISTEN_PORT}}", "0")
         .replace("{{ADMIN_PORT}}", "0")
         .replace("{{UPSTREAM_PORT}}", &upstream.port().to_string())
         .replace("{{DIST}}", &dist_dir().display().to_string())
         .replace("{{TMP}}", &tmp.display().to_string())
-        .replace("{{REPO}}", &root.display().to_string())
+        .replace("{{REPO}}", &root.display().to_string());
+    // {{SUITE:<stage>}}: a stage's configuration, shared by the chain and
+    // bundle rows (bench/suite/<stage>.json).
+    let suite = std::fs::read_dir(root.join("bench/suite"))
+        .into_iter()
+        .flatten();
+    for path in suite.flatten().map(|e| e.path()) {
+        if let Some(stage) = path.file_stem().and_then(|s| s.to_str()) {
+            let json = std::fs::read_to_string(&path).unwrap_or_default();
+            text = text.replace(&format!("{{{{SUITE:{stage}}}}}"), json.trim());
+        }
+    }
+    text
 }
 
 fn lua_for(request: &BenchRequest) -> String {

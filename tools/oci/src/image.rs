@@ -128,17 +128,19 @@ pub struct WasmImage {
 }
 
 impl WasmImage {
-    /// The image of `module` for the filter `filter` (such as `audit`),
-    /// labelled with `version`.
+    /// The image of `module`, titled `palisade-<name>` (`name` such as
+    /// `audit`, or `bundle`), registering the root id `root_id` (such as
+    /// `palisade_audit`, or `palisade`), labelled with `version`.
     pub fn build(
         variant: Variant,
-        filter: &str,
+        name: &str,
+        root_id: &str,
         version: &str,
         module: &[u8],
     ) -> Result<WasmImage, Error> {
         if module.len() < 8 || module[..4] != *b"\0asm" {
             return Err(Error::new(format!(
-                "the module of `{filter}` is not a WebAssembly binary (no \\0asm header)"
+                "the module of `{name}` is not a WebAssembly binary (no \\0asm header)"
             )));
         }
         let (config, layers) = match variant {
@@ -148,7 +150,7 @@ impl WasmImage {
                 let runtime = json!({
                     "type": "envoy_proxy",
                     "abiVersions": ["v0.2.1"],
-                    "config": { "rootIds": [format!("palisade_{filter}")] },
+                    "config": { "rootIds": [root_id] },
                 });
                 let runtime = serde_json::to_vec(&runtime).map_err(Error::json)?;
                 let config = Blob::new(WASM_CONFIG_MEDIA_TYPE, runtime.clone(), None);
@@ -186,7 +188,7 @@ impl WasmImage {
             "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
             "annotations": {
                 VARIANT_ANNOTATION: variant.name(),
-                "org.opencontainers.image.title": format!("palisade-{filter}"),
+                "org.opencontainers.image.title": format!("palisade-{name}"),
                 "org.opencontainers.image.version": version,
                 "org.opencontainers.image.licenses": "Apache-2.0",
             },
@@ -327,7 +329,8 @@ mod tests {
 
     #[test]
     fn oci_variant_has_istios_two_layers_and_raw_module() {
-        let image = WasmImage::build(Variant::Oci, "audit", "0.1.0", MODULE).unwrap();
+        let image =
+            WasmImage::build(Variant::Oci, "audit", "palisade_audit", "0.1.0", MODULE).unwrap();
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(manifest["config"]["mediaType"], WASM_CONFIG_MEDIA_TYPE);
         let layers = manifest["layers"].as_array().unwrap();
@@ -349,8 +352,24 @@ mod tests {
     }
 
     #[test]
+    fn oci_variant_names_the_modules_root_id_and_title() {
+        let image = WasmImage::build(Variant::Oci, "bundle", "palisade", "0.1.0", MODULE).unwrap();
+        let runtime: Value = serde_json::from_slice(&image.config.data).unwrap();
+        assert_eq!(runtime["config"]["rootIds"], json!(["palisade"]));
+        assert_eq!(runtime["type"], "envoy_proxy");
+        let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.title"],
+            "palisade-bundle"
+        );
+        // the runtime-config layer repeats the config
+        assert_eq!(image.layers[0].data, image.config.data);
+    }
+
+    #[test]
     fn compat_variant_holds_plugin_wasm_in_tar_gzip() {
-        let image = WasmImage::build(Variant::Compat, "waf", "0.1.0", MODULE).unwrap();
+        let image =
+            WasmImage::build(Variant::Compat, "waf", "palisade_waf", "0.1.0", MODULE).unwrap();
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(manifest["config"]["mediaType"], IMAGE_CONFIG_MEDIA_TYPE);
         assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
@@ -371,22 +390,23 @@ mod tests {
     #[test]
     fn images_are_reproducible_and_follow_the_module() {
         for variant in Variant::ALL {
-            let a = WasmImage::build(variant, "jwt", "0.1.0", MODULE).unwrap();
-            let b = WasmImage::build(variant, "jwt", "0.1.0", MODULE).unwrap();
+            let a = WasmImage::build(variant, "jwt", "palisade_jwt", "0.1.0", MODULE).unwrap();
+            let b = WasmImage::build(variant, "jwt", "palisade_jwt", "0.1.0", MODULE).unwrap();
             assert_eq!(a.manifest, b.manifest);
             assert_eq!(a.digest, b.digest);
             assert_eq!(a.digest, sha256_digest(&a.manifest));
             assert_eq!(a.digest_hex().len(), 64);
             let mut other = MODULE.to_vec();
             other.push(0);
-            let c = WasmImage::build(variant, "jwt", "0.1.0", &other).unwrap();
+            let c = WasmImage::build(variant, "jwt", "palisade_jwt", "0.1.0", &other).unwrap();
             assert_ne!(a.digest, c.digest);
         }
     }
 
     #[test]
     fn refuses_what_is_not_wasm() {
-        let err = WasmImage::build(Variant::Oci, "jwt", "0.1.0", b"ELF\x7f....").unwrap_err();
+        let err = WasmImage::build(Variant::Oci, "jwt", "palisade_jwt", "0.1.0", b"ELF\x7f....")
+            .unwrap_err();
         assert!(
             err.to_string().contains("not a WebAssembly binary"),
             "{err}"
@@ -395,7 +415,8 @@ mod tests {
 
     #[test]
     fn extract_refuses_an_oci_image_istio_would_refuse() {
-        let image = WasmImage::build(Variant::Oci, "audit", "0.1.0", MODULE).unwrap();
+        let image =
+            WasmImage::build(Variant::Oci, "audit", "palisade_audit", "0.1.0", MODULE).unwrap();
         let mut manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         manifest["layers"].as_array_mut().unwrap().remove(0);
         let bytes = serde_json::to_vec(&manifest).unwrap();

@@ -60,8 +60,10 @@ mod tests {
     #[test]
     fn layout_holds_every_blob_and_an_index_by_tag() {
         let module = b"\0asm\x01\0\0\0layout";
-        let oci = WasmImage::build(Variant::Oci, "audit", "1.2.3", module).unwrap();
-        let compat = WasmImage::build(Variant::Compat, "audit", "1.2.3", module).unwrap();
+        let oci =
+            WasmImage::build(Variant::Oci, "audit", "palisade_audit", "1.2.3", module).unwrap();
+        let compat =
+            WasmImage::build(Variant::Compat, "audit", "palisade_audit", "1.2.3", module).unwrap();
         let dir = std::env::temp_dir().join(format!("palisade-oci-layout-{}", std::process::id()));
         write(
             &dir,

@@ -8,19 +8,23 @@ use palisade_oci::image::Variant;
 #[cfg(not(target_family = "wasm"))]
 use palisade_oci::registry::Registry;
 use palisade_oci::target::Target;
-use palisade_oci::{layout, write_manifests, Error, Module, ModuleSource};
+use palisade_oci::{layout, write_manifests, Error, ManifestDirs, Module, ModuleSource};
 
 const USAGE: &str = "\
 usage: palisade-oci [options] <command>
 
+modules: every palisade_<filter>.wasm in --dist (image and template named
+<filter>) and palisade.wasm, the bundle of every policy (named bundle)
+
 commands:
   push        push both image variants of every module in --dist to --registry
-              (<registry>/<filter>:<tag> and :<tag>-compat), check the digests the
-              registry reports, then write the WasmPlugin manifests to --out
+              (<registry>/<name>:<tag> and :<tag>-compat), check the digests the
+              registry reports, then write the WasmPlugin manifests
   manifests   write the WasmPlugin manifests only: with --registry they name the
               images (digests computed locally, nothing is contacted); with
-              --url-base they name <url-base>/palisade_<filter>.wasm
-  images      write the images as OCI image layouts under <dist>/oci/<filter>/
+              --url-base they name <url-base>/palisade_<filter>.wasm and
+              <url-base>/palisade.wasm
+  images      write the images as OCI image layouts under <dist>/oci/<name>/
 
 options:
   --registry HOST[:PORT][/PATH]  where the images go (make: OCI_REGISTRY)
@@ -30,7 +34,11 @@ options:
   --dist DIR                     built modules (default: dist)
   --templates DIR                WasmPlugin templates (default: envoy/istio)
   --filters DIR                  filter sources with README.md (default: filters)
-  --out DIR                      rendered manifests (default: <dist>/istio)
+  --out DIR                      the separate modules' manifests and kustomization
+                                 (default: <dist>/istio)
+  --bundle-out DIR               the bundle's manifest and kustomization, apart so
+                                 that one `kubectl apply` never installs both
+                                 (default: <dist>/istio-bundle)
 ";
 
 struct Options {
@@ -43,6 +51,7 @@ struct Options {
     templates: PathBuf,
     filters: PathBuf,
     out: Option<PathBuf>,
+    bundle_out: Option<PathBuf>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> {
@@ -56,6 +65,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> 
         templates: PathBuf::from("envoy/istio"),
         filters: PathBuf::from("filters"),
         out: None,
+        bundle_out: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -76,6 +86,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> 
             "--templates" => options.templates = value("--templates")?.into(),
             "--filters" => options.filters = value("--filters")?.into(),
             "--out" => options.out = Some(value("--out")?.into()),
+            "--bundle-out" => options.bundle_out = Some(value("--bundle-out")?.into()),
             "-h" | "--help" => options.command = "help".into(),
             command if !command.starts_with('-') && options.command.is_empty() => {
                 options.command = command.to_string()
@@ -103,10 +114,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> 
 }
 
 fn run(options: Options) -> Result<(), Error> {
-    let out = options
-        .out
-        .clone()
-        .unwrap_or_else(|| options.dist.join("istio"));
+    let defaults = ManifestDirs::in_dist(&options.dist);
+    let dirs = ManifestDirs {
+        modules: options.out.clone().unwrap_or(defaults.modules),
+        bundle: options.bundle_out.clone().unwrap_or(defaults.bundle),
+    };
     match options.command.as_str() {
         "help" => {
             print!("{USAGE}");
@@ -118,7 +130,7 @@ fn run(options: Options) -> Result<(), Error> {
                     .iter()
                     .map(|&v| Ok((v.tag(&options.tag), module.image(v, &options.tag)?)))
                     .collect::<Result<Vec<_>, Error>>()?;
-                let dir = options.dist.join("oci").join(&module.filter);
+                let dir = options.dist.join("oci").join(&module.name);
                 let refs: Vec<_> = images.iter().map(|(t, i)| (t.clone(), i)).collect();
                 layout::write(&dir, &refs)?;
                 for (tag, image) in &images {
@@ -144,8 +156,8 @@ fn run(options: Options) -> Result<(), Error> {
                 for variant in Variant::ALL {
                     let image = module.image(variant, &options.tag)?;
                     let tag = variant.tag(&options.tag);
-                    let digest = registry.push(&module.filter, &tag, &image)?;
-                    println!("pushed {}  {digest}", target.tagged(&module.filter, &tag));
+                    let digest = registry.push(&module.name, &tag, &image)?;
+                    println!("pushed {}  {digest}", target.tagged(&module.name, &tag));
                 }
             }
             let source = ModuleSource::Registry {
@@ -157,7 +169,7 @@ fn run(options: Options) -> Result<(), Error> {
                 &source,
                 &options.templates,
                 &options.filters,
-                &out,
+                &dirs,
             )?);
             Ok(())
         }
@@ -188,7 +200,7 @@ fn run(options: Options) -> Result<(), Error> {
                 &source,
                 &options.templates,
                 &options.filters,
-                &out,
+                &dirs,
             )?);
             Ok(())
         }
@@ -237,6 +249,9 @@ mod tests {
         assert_eq!(o.registry.as_deref(), Some("127.0.0.1:5000/palisade"));
         assert_eq!(o.tag, "1.2.3");
         assert_eq!(o.dist, PathBuf::from("d"));
+        let o = parse(&["manifests", "--out", "m", "--bundle-out", "b"]).unwrap();
+        assert_eq!(o.out, Some(PathBuf::from("m")));
+        assert_eq!(o.bundle_out, Some(PathBuf::from("b")));
         assert_eq!(parse(&["images"]).unwrap().tag, env!("CARGO_PKG_VERSION"));
     }
 

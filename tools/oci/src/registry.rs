@@ -57,12 +57,13 @@ impl Registry {
         &self.target
     }
 
-    /// Pushes every blob, then the manifest under `tag`. Returns the digest
+    /// Pushes every blob into the repository of the module `name` (see
+    /// [`Target::repository`]), then the manifest under `tag`. Returns the digest
     /// the registry reports, which must be the one computed locally.
-    pub fn push(&self, filter: &str, tag: &str, image: &WasmImage) -> Result<String, Error> {
+    pub fn push(&self, name: &str, tag: &str, image: &WasmImage) -> Result<String, Error> {
         let reference = Reference::with_tag(
             self.target.registry.clone(),
-            self.target.repository(filter),
+            self.target.repository(name),
             tag.to_string(),
         );
         let where_ = format!("pushing {reference}");
@@ -104,10 +105,10 @@ impl Registry {
             })
     }
 
-    /// Pulls the manifest `digest` (`sha256:...`) of a filter's repository,
+    /// Pulls the manifest `digest` (`sha256:...`) of a module's repository,
     /// by digest, and checks that its bytes hash to it.
-    pub fn pull_manifest(&self, filter: &str, digest: &str) -> Result<Vec<u8>, Error> {
-        let reference = self.by_digest(filter, digest);
+    pub fn pull_manifest(&self, name: &str, digest: &str) -> Result<Vec<u8>, Error> {
+        let reference = self.by_digest(name, digest);
         let (bytes, got) = self
             .runtime
             .block_on(
@@ -124,10 +125,10 @@ impl Registry {
         Ok(bytes)
     }
 
-    /// Pulls one blob of a filter's repository; `oci-client` checks the
+    /// Pulls one blob of a module's repository; `oci-client` checks the
     /// bytes against the digest as they arrive.
-    pub fn pull_blob(&self, filter: &str, digest: &str) -> Result<Vec<u8>, Error> {
-        let reference = self.by_digest(filter, digest);
+    pub fn pull_blob(&self, name: &str, digest: &str) -> Result<Vec<u8>, Error> {
+        let reference = self.by_digest(name, digest);
         let mut out = Vec::new();
         self.runtime
             .block_on(self.client.pull_blob(&reference, digest, &mut out))
@@ -137,10 +138,10 @@ impl Registry {
         Ok(out)
     }
 
-    fn by_digest(&self, filter: &str, digest: &str) -> Reference {
+    fn by_digest(&self, name: &str, digest: &str) -> Reference {
         Reference::with_digest(
             self.target.registry.clone(),
-            self.target.repository(filter),
+            self.target.repository(name),
             digest.to_string(),
         )
     }

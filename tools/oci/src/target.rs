@@ -42,18 +42,19 @@ impl Target {
         })
     }
 
-    /// The repository of a filter's images: `<prefix>/<filter>`.
-    pub fn repository(&self, filter: &str) -> String {
+    /// The repository of a module's images: `<prefix>/<name>`, where
+    /// `name` is the filter (`waf`) or `bundle`.
+    pub fn repository(&self, name: &str) -> String {
         if self.prefix.is_empty() {
-            filter.to_string()
+            name.to_string()
         } else {
-            format!("{}/{filter}", self.prefix)
+            format!("{}/{name}", self.prefix)
         }
     }
 
-    /// `registry/prefix/filter:tag`, for a `WasmPlugin` URL.
-    pub fn tagged(&self, filter: &str, tag: &str) -> String {
-        format!("{}/{}:{tag}", self.registry, self.repository(filter))
+    /// `registry/prefix/name:tag`, for a `WasmPlugin` URL.
+    pub fn tagged(&self, name: &str, tag: &str) -> String {
+        format!("{}/{}:{tag}", self.registry, self.repository(name))
     }
 
     /// Whether the registry is on loopback, where plain HTTP is allowed.

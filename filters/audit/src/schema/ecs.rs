@@ -1,24 +1,36 @@
-//! Elastic Common Schema 8.x: the fields Elastic's HTTP and web-access
-//! dashboards read (`@timestamp`, `http.*`, `url.*`, `source.*`, `user.*`,
-//! `event.*`). Palisade's decisions go under `palisade.*`, a custom field set.
+//! Elastic Common Schema 8.11: every field is an ECS field of the right type,
+//! or sits under the custom field set `palisade.*` (see
+//! [`super::custom_fields`]) or under `labels.*` (keyword values).
+//!
+//! Addresses have one meaning each:
+//! - `source.*` is Envoy's downstream address (`source.address`): the
+//!   connection's peer, or the address Envoy's connection manager took from
+//!   `X-Forwarded-For` (its port unknown, so absent);
+//! - `client.*` is the client: that address, or the hop the trusted proxies
+//!   vouch for (`palisade_shared::forwarded`); never anything but an IP;
+//! - `network.forwarded_ip` is the client address when it came from the
+//!   forwarding header and differs from `source.ip`, that is when `source`
+//!   is a proxy (ECS: "host IP address when the source IP address is the
+//!   proxy");
+//! - `destination.*` is the upstream host Envoy sent the request to.
 
 use serde_json::{json, Value};
 
-use super::{decisions, prune};
+use super::{authority_host_port, custom_fields, prune};
 use crate::record::{AuditRecord, Outcome};
+use palisade_shared::forwarded::{parse_socket_address, AddressSource};
 
 /// The ECS version the records follow.
 pub const ECS_VERSION: &str = "8.11.0";
 
 pub(super) fn render(r: &AuditRecord) -> Value {
     let failed = r.outcome.is_denied() || r.response.status.is_some_and(|s| s >= 400);
-    let (host, port) = split_host_port(r.request.authority.as_deref());
+    let (domain, port) = authority_host_port(r.request.authority.as_deref());
     let http_version = r
         .request
         .protocol
         .as_deref()
         .map(|p| p.trim_start_matches("HTTP/").to_string());
-    let identity = r.decisions.identity.as_ref();
     let reason = match &r.outcome {
         Outcome::Denied { denied_by, reason } => Some(format!("denied by {denied_by}: {reason}")),
         Outcome::Allowed => None,
@@ -27,13 +39,32 @@ pub(super) fn render(r: &AuditRecord) -> Value {
         Some(q) => format!("{p}?{q}"),
         None => p.clone(),
     });
-    let (client_ip, _) = split_host_port(r.client.peer.as_deref());
-    let peer_port = r
-        .client
-        .peer
-        .as_deref()
-        .and_then(|p| p.rsplit_once(':'))
-        .and_then(|(_, port)| port.parse::<u16>().ok());
+    let peer = r.client.peer_ip;
+    let client = r.client.resolved;
+    let forwarded_ip = client
+        .filter(|c| c.source == AddressSource::Header)
+        .filter(|c| peer.is_none_or(|(ip, _)| ip != c.ip))
+        .map(|c| c.ip.to_string());
+    let upstream = r
+        .upstream
+        .as_ref()
+        .and_then(|u| u.host.as_deref())
+        .and_then(parse_socket_address);
+    let tls = r.tls.as_ref().map(|t| {
+        let cert = t.peer_certificate.as_ref();
+        json!({
+            "version_protocol": t.version.as_deref().map(|_| "tls"),
+            "version": t.version.as_deref().map(|v| v.trim_start_matches("TLSv")),
+            "client": {
+                "subject": t.peer_subject,
+                "issuer": cert.map(|c| &c.peer_issuer),
+                "not_before": cert.and_then(|c| c.peer_not_before.as_ref()),
+                "not_after": cert.and_then(|c| c.peer_not_after.as_ref()),
+                "x509": { "serial_number": cert.map(|c| &c.peer_serial_number) },
+                "hash": { "sha256": t.peer_sha256.as_deref().map(str::to_ascii_uppercase) },
+            },
+        })
+    });
     prune(json!({
         "@timestamp": r.time,
         "ecs": { "version": ECS_VERSION },
@@ -45,6 +76,7 @@ pub(super) fn render(r: &AuditRecord) -> Value {
             "action": r.outcome.denied_by().map(|f| format!("{f}-denied")).unwrap_or_else(|| "http-request".into()),
             "reason": reason,
             "duration": r.duration_ms.map(|ms| (ms * 1_000_000.0).round() as i64),
+            "module": "palisade",
             "dataset": "palisade.audit",
         },
         "http": {
@@ -54,73 +86,51 @@ pub(super) fn render(r: &AuditRecord) -> Value {
                 "method": r.request.method,
                 "bytes": r.request.bytes,
                 "referrer": r.request.referer,
-                "headers": if r.request.headers.is_empty() { Value::Null } else { json!(r.request.headers) },
             },
             "response": {
                 "status_code": r.response.status,
                 "bytes": r.response.bytes,
-                "headers": if r.response.headers.is_empty() { Value::Null } else { json!(r.response.headers) },
             },
         },
         "url": {
             "scheme": r.request.scheme,
-            "domain": host,
+            "domain": domain,
             "port": port,
             "path": r.request.path,
             "query": r.request.query,
             "original": original,
         },
         "source": {
-            "ip": r.client.address,
-            "address": r.client.address,
+            // ECS: the raw address (a Unix socket's path) when it is no IP.
+            "address": peer.map(|(ip, _)| ip.to_string()).or_else(|| r.client.peer.clone()),
+            "ip": peer.map(|(ip, _)| ip.to_string()),
+            "port": peer.and_then(|(_, port)| port),
         },
         "client": {
-            "ip": client_ip,
-            "port": peer_port,
+            "address": client.map(|c| c.ip.to_string()),
+            "ip": client.map(|c| c.ip.to_string()),
+            "port": client.and_then(|c| c.port),
         },
         "network": {
-            "forwarded_ip": r.client.forwarded_for.first(),
+            "forwarded_ip": forwarded_ip,
             "protocol": "http",
         },
-        "user": {
-            "id": identity.and_then(|i| i.sub.clone()),
-            "domain": identity.map(|i| i.iss.clone()),
+        "destination": {
+            "address": upstream.map(|(ip, _)| ip.to_string()),
+            "ip": upstream.map(|(ip, _)| ip.to_string()),
+            "port": upstream.and_then(|(_, port)| port),
         },
+        "user": { "id": r.decisions.identity.as_ref().and_then(|i| i.sub.clone()) },
         "user_agent": { "original": r.request.user_agent },
-        "tls": r.tls.as_ref().map(|t| json!({
-            "version_protocol": t.version.as_deref().map(|_| "tls"),
-            "version": t.version.as_deref().map(|v| v.trim_start_matches("TLSv")),
-            "client": { "subject": t.peer_subject },
-        })),
+        "tls": tls,
         "service": { "name": r.service },
-        "destination": { "address": r.upstream.as_ref().and_then(|u| u.host.clone()) },
         "labels": {
             "route": r.route,
             "upstream_cluster": r.upstream.as_ref().and_then(|u| u.cluster.clone()),
             "response_code_details": r.response.code_details,
         },
-        "palisade": decisions(r),
+        "palisade": custom_fields(r, true),
     }))
-}
-
-fn split_host_port(authority: Option<&str>) -> (Option<String>, Option<u16>) {
-    let Some(a) = authority else {
-        return (None, None);
-    };
-    if let Some(rest) = a.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').unwrap_or((rest, ""));
-        return (
-            Some(host.to_string()),
-            tail.strip_prefix(':').and_then(|p| p.parse().ok()),
-        );
-    }
-    match a.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (Some(h.to_string()), Some(port)),
-            Err(_) => (Some(a.to_string()), None),
-        },
-        _ => (Some(a.to_string()), None),
-    }
 }
 
 #[cfg(test)]
@@ -129,6 +139,15 @@ mod tests {
     use crate::config::AuditConfig;
     use crate::record::RequestFacts;
     use palisade_shared::contract::{Denial, Identity};
+
+    fn render_ecs(facts: &RequestFacts, config: &str) -> Value {
+        let config = AuditConfig::from_json(config.as_bytes()).unwrap();
+        serde_json::from_str(&super::super::render(
+            &AuditRecord::build(facts, &config),
+            &config,
+        ))
+        .unwrap()
+    }
 
     #[test]
     fn maps_the_ecs_fields() {
@@ -141,7 +160,9 @@ mod tests {
             protocol: Some("HTTP/1.1".into()),
             status: Some(401),
             source_address: Some("127.0.0.1:4000".into()),
+            upstream_host: Some("10.1.0.2:8080".into()),
             duration_ns: Some(1_500_000),
+            request_headers: vec![("x-tenant".into(), "acme".into())],
             ..RequestFacts::default()
         };
         facts.states.identity = Some(Identity {
@@ -154,12 +175,7 @@ mod tests {
             status: 401,
             reason: "token_expired".into(),
         });
-        let config = AuditConfig::from_json(br#"{"schema":"ecs"}"#).unwrap();
-        let v: Value = serde_json::from_str(&super::super::render(
-            &AuditRecord::build(&facts, &config),
-            &config,
-        ))
-        .unwrap();
+        let v = render_ecs(&facts, r#"{"schema":"ecs","request_headers":["x-tenant"]}"#);
         assert_eq!(v["@timestamp"], "2026-11-28T18:30:05.123Z");
         assert_eq!(v["http"]["request"]["method"], "GET");
         assert_eq!(v["http"]["response"]["status_code"], 401);
@@ -169,23 +185,65 @@ mod tests {
         assert_eq!(v["url"]["domain"], "api.example.com");
         assert_eq!(v["url"]["port"], 8443);
         assert_eq!(v["source"]["ip"], "127.0.0.1");
+        assert_eq!(v["source"]["port"], 4000);
+        assert_eq!(v["client"]["ip"], "127.0.0.1");
         assert_eq!(v["client"]["port"], 4000);
+        assert!(v["network"].get("forwarded_ip").is_none());
+        assert_eq!(v["destination"]["ip"], "10.1.0.2");
+        assert_eq!(v["destination"]["port"], 8080);
+        assert_eq!(v["destination"]["address"], "10.1.0.2");
         assert_eq!(v["user"]["id"], "alice");
+        assert!(
+            v["user"].get("domain").is_none(),
+            "an issuer is no directory"
+        );
+        assert_eq!(v["palisade"]["identity"]["iss"], "https://idp");
         assert_eq!(v["event"]["outcome"], "failure");
         assert_eq!(v["event"]["action"], "jwt-denied");
         assert_eq!(v["event"]["duration"], 1_500_000);
         assert_eq!(v["palisade"]["denial"]["reason"], "token_expired");
+        assert_eq!(v["palisade"]["request"]["headers"]["x-tenant"], "acme");
+        assert!(v["http"]["request"].get("headers").is_none());
         assert!(v.get("tls").is_none());
     }
 
     #[test]
-    fn host_port_split() {
-        assert_eq!(split_host_port(Some("h:80")), (Some("h".into()), Some(80)));
+    fn behind_proxies_source_is_the_proxy_and_the_client_is_forwarded() {
+        let facts = RequestFacts {
+            authority: Some("[2001:db8::1]:8443".into()),
+            source_address: Some("10.0.0.5:40000".into()),
+            request_headers: vec![(
+                "x-forwarded-for".into(),
+                "evil, 198.51.100.9:4711, 203.0.113.5".into(),
+            )],
+            ..RequestFacts::default()
+        };
+        let v = render_ecs(&facts, r#"{"schema":"ecs","xff_trusted_hops":2}"#);
+        assert_eq!(v["url"]["domain"], "[2001:db8::1]");
+        assert_eq!(v["url"]["port"], 8443);
+        assert_eq!(v["source"]["ip"], "10.0.0.5");
+        assert_eq!(v["source"]["port"], 40000);
+        assert_eq!(v["client"]["ip"], "198.51.100.9");
+        assert_eq!(v["client"]["port"], 4711);
+        assert_eq!(v["network"]["forwarded_ip"], "198.51.100.9");
         assert_eq!(
-            split_host_port(Some("[::1]:80")),
-            (Some("::1".into()), Some(80))
+            v["palisade"]["client"]["forwarded_for"],
+            json!(["evil", "198.51.100.9:4711", "203.0.113.5"])
         );
-        assert_eq!(split_host_port(Some("h")), (Some("h".into()), None));
-        assert_eq!(split_host_port(None), (None, None));
+
+        // `unknown` at the trusted hop: the next trusted one, never the text.
+        let mut hidden = facts.clone();
+        hidden.request_headers[0].1 = "unknown, 203.0.113.5".into();
+        let v = render_ecs(&hidden, r#"{"schema":"ecs","xff_trusted_hops":2}"#);
+        assert_eq!(v["client"]["ip"], "203.0.113.5");
+        assert_eq!(v["network"]["forwarded_ip"], "203.0.113.5");
+        assert_eq!(
+            v["palisade"]["client"]["address_fallback"],
+            "not_an_address"
+        );
+        hidden.request_headers[0].1 = "unknown".into();
+        let v = render_ecs(&hidden, r#"{"schema":"ecs","xff_trusted_hops":1}"#);
+        assert_eq!(v["client"]["ip"], "10.0.0.5");
+        assert!(v["network"].get("forwarded_ip").is_none());
     }
 }

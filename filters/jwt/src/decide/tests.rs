@@ -111,7 +111,7 @@ fn single_provider_allow_and_deny() {
     let bearer = format!("Bearer {token}");
     let v = allowed(run(&c, "GET", "/x", &[("authorization", &bearer)]));
     assert_eq!(v.len(), 1);
-    assert_eq!(identity_of(&c, &v).unwrap().sub.as_deref(), Some("alice"));
+    assert_eq!(identity_of(&v).unwrap().sub.as_deref(), Some("alice"));
     assert!(allowed(run(&c, "GET", "/public/x", &[])).is_empty());
     assert_eq!(denied(run(&c, "GET", "/x", &[])), Reason::TokenMissing);
     assert_eq!(

@@ -37,12 +37,28 @@ fn policy<'a>(c: &'a Config, name: &str) -> &'a StepUpPolicy {
     c.policies.iter().find(|p| p.name == name).unwrap()
 }
 
-fn facts(identity: Value) -> AuthFacts {
-    AuthFacts::from_identity_json(identity.to_string().as_bytes()).unwrap()
+/// A verified identity from its JSON (the contract's shape).
+fn verified(identity: Value) -> Identity {
+    serde_json::from_value(identity).unwrap()
 }
 
 fn eval(c: &Config, name: &str, identity: Value, cert: bool) -> Result<Strength, Unmet> {
-    evaluate(c, policy(c, name), &facts(identity), cert, NOW_S)
+    let id = verified(identity);
+    evaluate(
+        c,
+        policy(c, name),
+        &AuthFacts::from_identity(&id),
+        cert,
+        NOW_S,
+    )
+}
+
+/// Filter state `palisade.identity` as the stage reads it: an identity, or
+/// unreadable. Leaked: tests hold it for the request's lifetime.
+fn state(json: &[u8]) -> Result<&'static Identity, Unreadable> {
+    serde_json::from_slice::<Identity>(json)
+        .map(|id| &*Box::leak(Box::new(id)))
+        .map_err(|_| Unreadable)
 }
 
 #[test]
@@ -51,14 +67,8 @@ fn every_policy_combination() {
     let c = config(json!({}));
     let fresh = NOW_S - 10;
     let cases: Vec<(&str, Value, bool, Result<(), Unmet>)> = vec![
-        // No requirement: any identity passes, even with malformed claims.
+        // No requirement: any identity passes.
         ("any", json!({}), false, Ok(())),
-        (
-            "any",
-            json!({"acr": 3, "amr": "x", "auth_time": "y"}),
-            false,
-            Ok(()),
-        ),
         // acr, exact and ranked.
         ("acr", json!({"acr": "mfa"}), false, Ok(())),
         ("acr", json!({"acr": "phr"}), false, Ok(())),
@@ -72,8 +82,6 @@ fn every_policy_combination() {
         ("acr", json!({"acr": "MFA"}), false, Err(AcrNotAccepted)),
         ("acr", json!({}), false, Err(AcrMissing)),
         ("acr", json!({"acr": ""}), false, Err(AcrMissing)),
-        ("acr", json!({"acr": 2}), false, Err(AcrMalformed)),
-        ("acr", json!({"acr": ["mfa"]}), false, Err(AcrMalformed)),
         ("acr_pref", json!({"acr": "mfa"}), false, Ok(())),
         ("acr_pref", json!({"acr": "phr"}), false, Ok(())),
         (
@@ -104,13 +112,6 @@ fn every_policy_combination() {
         ("all", json!({"amr": ["pwd"]}), false, Err(AmrNotSatisfied)),
         ("all", json!({"amr": []}), false, Err(AmrMissing)),
         ("all", json!({}), false, Err(AmrMissing)),
-        ("all", json!({"amr": "pwd otp"}), false, Err(AmrMalformed)),
-        (
-            "all",
-            json!({"amr": ["pwd", {"m": "otp"}]}),
-            false,
-            Err(AmrMalformed),
-        ),
         // amr any_of.
         ("some", json!({"amr": ["fpt"]}), false, Ok(())),
         ("some", json!({"amr": ["pwd", "hwk"]}), false, Ok(())),
@@ -132,19 +133,11 @@ fn every_policy_combination() {
         ("cert", json!({}), true, Err(AmrNotSatisfied)),
         ("cert_only", json!({}), true, Ok(())),
         ("cert_only", json!({}), false, Err(AmrMissing)),
-        // A malformed amr is not repaired by a certificate.
-        ("cert_only", json!({"amr": "pwd"}), true, Err(AmrMalformed)),
         // A certificate counts only where the policy says so.
         ("some", json!({"amr": ["pwd"]}), true, Err(AmrNotSatisfied)),
         // max_age.
         ("age", json!({"auth_time": fresh}), false, Ok(())),
         ("age", json!({}), false, Err(AuthTimeMissing)),
-        (
-            "age",
-            json!({"auth_time": "1800000000"}),
-            false,
-            Err(AuthTimeMalformed),
-        ),
         (
             "age",
             json!({"auth_time": NOW_S - 301}),
@@ -225,7 +218,7 @@ fn clock_edges() {
     let p = policy(&c, "age");
     let id = format!(r#"{{"auth_time":{}}}"#, NOW_S - 300);
     let request = |now_unix_ms| RequestFacts {
-        identity: Some(id.as_bytes()),
+        identity: Some(state(id.as_bytes())),
         now_unix_ms,
         ..RequestFacts::default()
     };
@@ -244,7 +237,8 @@ fn clock_edges() {
     let e = eval(&strict, "age", json!({"auth_time": NOW_S + 1}), false);
     assert_eq!(e.unwrap_err(), Unmet::AuthTimeInFuture);
     // A host clock that reads 0 puts every auth_time in the future: refused.
-    let zero = evaluate(&c, p, &facts(json!({"auth_time": NOW_S})), false, 0);
+    let id = verified(json!({"auth_time": NOW_S}));
+    let zero = evaluate(&c, p, &AuthFacts::from_identity(&id), false, 0);
     assert_eq!(zero.unwrap_err(), Unmet::AuthTimeInFuture);
 }
 
@@ -278,7 +272,7 @@ fn strength_for_the_upstream() {
     assert_eq!((s.level, s.age, s.acr.as_deref()), (None, None, Some("x")));
 }
 
-fn request<'a>(method: &'a str, path: &'a str, identity: Option<&'a [u8]>) -> RequestFacts<'a> {
+fn request<'a>(method: &'a str, path: &'a str, identity: Option<&[u8]>) -> RequestFacts<'a> {
     RequestFacts {
         view: RequestView {
             method,
@@ -287,7 +281,7 @@ fn request<'a>(method: &'a str, path: &'a str, identity: Option<&'a [u8]>) -> Re
             route_name: "",
         },
         accept: None,
-        identity,
+        identity: identity.map(state),
         client_certificate: false,
         now_unix_ms: NOW_MS,
     }
@@ -423,27 +417,9 @@ fn challenges_are_rfc_9470_byte_for_byte() {
 }
 
 #[test]
-fn malformed_claims_are_challenged_with_their_reason() {
+fn unmet_claims_are_challenged_with_their_reason() {
     let c = routed(json!({}));
     let cases: &[(&str, &[u8], &str, &str)] = &[
-        (
-            "/pay",
-            br#"{"acr":2}"#,
-            "acr_malformed",
-            "The acr claim is not a string",
-        ),
-        (
-            "/mfa",
-            br#"{"amr":"pwd otp"}"#,
-            "amr_malformed",
-            "The amr claim is not an array of strings",
-        ),
-        (
-            "/fresh",
-            br#"{"auth_time":"yesterday"}"#,
-            "auth_time_malformed",
-            "The auth_time claim is not a time",
-        ),
         (
             "/fresh",
             br#"{"auth_time":1800003600}"#,
@@ -496,7 +472,7 @@ fn no_identity_and_unreadable_identity() {
     );
 
     // Filter state that is not an identity: the filter cannot decide, so it refuses.
-    for bad in [&b"not json"[..], b"[1]", b"null"] {
+    for bad in [&b"not json"[..], b"[1]", b"null", br#"{"acr": 2}"#] {
         let (how, reply, state, denial) = refusal(run(&c, &request("GET", "/who", Some(bad))));
         assert_eq!(how, Refused::Unreadable);
         assert_eq!(reply.status, 500);
