@@ -37,9 +37,10 @@ pub struct Value {
 /// How much of the text to use.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// At most this many values per source (a sample by hash, the same on
-    /// every run over the same text); `None`: all.
-    pub values_per_source: Option<usize>,
+    /// At most about this many values in all, the same share of every
+    /// source (a sample by hash, the same on every run over the same text),
+    /// so that the sample's rate estimates the whole corpus's; `None`: all.
+    pub values: Option<usize>,
     /// At most this many man pages per command family (the name before its
     /// first `_`: one tool's hundreds of generated subcommand pages would
     /// otherwise be most of the corpus).
@@ -268,9 +269,11 @@ pub fn build(limits: Limits, given: Option<&Path>) -> Corpus {
         add(GIVEN, &text, &mut per_source);
     }
     let found = [0, 1, 2, 3, 4].map(|s| per_source[s].len());
+    let sampled: usize = found[..GIVEN].iter().sum();
     let mut values = Vec::new();
     for (source, mut list) in per_source.into_iter().enumerate() {
-        if let Some(cap) = limits.values_per_source.filter(|_| source != GIVEN) {
+        if let Some(total) = limits.values.filter(|_| source != GIVEN) {
+            let cap = (list.len() * total).div_ceil(sampled.max(1));
             if list.len() > cap {
                 list.sort_by_key(|(_, v)| fnv(v.as_bytes()));
                 list.truncate(cap);
