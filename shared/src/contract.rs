@@ -13,6 +13,7 @@
 //! | `palisade.mfa` | mfa | [`MfaDecision`] |
 //! | `palisade.ratelimit` | ratelimit | [`RateLimitDecision`] |
 //! | `palisade.waf` | waf | [`WafDecision`] |
+//! | `palisade.mcp` | mcp | [`McpDecision`] |
 //! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
 //! | `palisade.audit` | audit | the finished audit record |
 //! | `palisade.audit.outcome` | audit, with `publish_outcome` | `allowed` or `denied` (plain text, for access-log attributes) |
@@ -30,6 +31,8 @@ pub const MFA: &str = "palisade.mfa";
 pub const RATELIMIT: &str = "palisade.ratelimit";
 /// Property name of the WAF decision.
 pub const WAF: &str = "palisade.waf";
+/// Property name of the MCP decision.
+pub const MCP: &str = "palisade.mcp";
 /// Property name of the refusal, written by the filter that refused.
 pub const DENIAL: &str = "palisade.denial";
 /// Property name of the finished audit record.
@@ -127,6 +130,40 @@ pub struct WafDecision {
     pub matches: Vec<WafMatch>,
     /// `allowed`, `blocked`, `detected` (detect-only mode) or `csrf_blocked`.
     pub action: String,
+}
+
+/// The MCP filter's decision on one JSON-RPC message (for a batch, on its
+/// first refused message, else its first message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct McpDecision {
+    /// The JSON-RPC method (`tools/call`, ...); empty for a response the
+    /// client sent, or for a GET or DELETE of the endpoint.
+    pub method: String,
+    /// The tool of a `tools/call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The resource URI of a `resources/read` (or subscribe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The prompt of a `prompts/get`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The JSON-RPC id, as text (a string id as is, an integer in decimal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `allowed`, `denied` or `invalid` (a malformed message).
+    pub decision: String,
+    /// Why it was denied or invalid, such as `tool_denied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How many messages the body held, when it was a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// The tool arguments the route lists for logging, by name, as text
+    /// (truncated); every other argument is left out.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub arguments: std::collections::BTreeMap<String, String>,
 }
 
 /// A request refused by a filter: which one, with what status, and why.

@@ -10,7 +10,9 @@
 
 use std::rc::Rc;
 
-use crate::contract::{self, Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use crate::contract::{
+    self, Denial, Identity, McpDecision, MfaDecision, RateLimitDecision, WafDecision,
+};
 use crate::matcher::RequestView;
 
 use super::host::{HeaderMap, Host, LogLevel};
@@ -242,6 +244,23 @@ impl ResponseHead {
         }
     }
 
+    /// Removes a header (all its values) toward the client, such as the
+    /// `content-length` of a body a stage will rewrite (only while the
+    /// response headers are being answered).
+    pub fn remove(&mut self, host: &dyn Host, name: &str) {
+        if self.access != MapAccess::Edit {
+            host.log(
+                LogLevel::Warn,
+                &format!("palisade: response header `{name}` not removed: the headers have gone on"),
+            );
+            return;
+        }
+        host.set_header(HeaderMap::Response, name, None);
+        if let Some(all) = &mut self.headers {
+            all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+    }
+
     /// Adds a header toward the client (only while the response headers
     /// are being answered).
     pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
@@ -382,6 +401,8 @@ pub enum DecisionKind {
     Waf,
     /// `palisade.denial`.
     Denial,
+    /// `palisade.mcp`.
+    Mcp,
 }
 
 /// A set of [`DecisionKind`]s.
@@ -449,6 +470,7 @@ pub struct Decisions {
     ratelimit: Decided<RateLimitDecision>,
     waf: Decided<WafDecision>,
     denial: Decided<Denial>,
+    mcp: Decided<McpDecision>,
     unreadable: DecisionSet,
 }
 
@@ -513,6 +535,7 @@ impl Decisions {
             // this VM: a Palisade module beside it may have refused first
             // (it feeds only the audit record, never a decision).
             denial: Decided::Unread,
+            mcp: Decided::new(in_memory.contains(DecisionKind::Mcp)),
             unreadable: DecisionSet::NONE,
         }
     }
@@ -523,6 +546,7 @@ impl Decisions {
         ratelimit, set_ratelimit, RateLimitDecision, DecisionKind::RateLimit, contract::RATELIMIT, "rate-limit decision";
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
+        mcp, set_mcp, McpDecision, DecisionKind::Mcp, contract::MCP, "MCP decision";
     }
 
     /// The decisions whose filter state was there but could not be read (a
