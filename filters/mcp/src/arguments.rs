@@ -326,8 +326,8 @@ mod tests {
                 Err(Unlisted("cmd".into())),
             ),
             (
-                json!({"path": "/srv/a", "mode": "r", "x": "y".repeat(64)}),
-                Err(TooLarge(64)),
+                json!({"path": "/srv/a", "mode": "r", "x": "y".repeat(128)}),
+                Err(TooLarge(128)),
             ),
             (json!(["/srv/a"]), Err(NotObject)),
         ];
