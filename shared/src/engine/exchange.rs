@@ -251,7 +251,9 @@ impl ResponseHead {
         if self.access != MapAccess::Edit {
             host.log(
                 LogLevel::Warn,
-                &format!("palisade: response header `{name}` not removed: the headers have gone on"),
+                &format!(
+                    "palisade: response header `{name}` not removed: the headers have gone on"
+                ),
             );
             return;
         }
