@@ -84,6 +84,16 @@ impl AuditStage {
 
     fn gather(&self, started_unix_ms: i64, cx: &mut Exchange<'_>) -> RequestFacts {
         let (config, host) = (&self.config, cx.host);
+        // The MCP decision is looked for only on what can be an MCP request
+        // (its headers say so): reading filter state costs a host call, and
+        // most requests are not MCP.
+        let mcp_request = ["mcp-protocol-version", "mcp-session-id"]
+            .iter()
+            .any(|h| cx.request.header(h).is_some())
+            || cx
+                .request
+                .header("accept")
+                .is_some_and(|a| a.contains("text/event-stream"));
         let d = &mut *cx.decisions;
         let states = FilterStates {
             identity: d.identity(host).map(|i| (**i).clone()),
@@ -91,7 +101,11 @@ impl AuditStage {
             ratelimit: d.ratelimit(host).cloned(),
             waf: d.waf(host).cloned(),
             denial: d.denial(host).cloned(),
-            mcp: d.mcp(host).cloned(),
+            mcp: if mcp_request {
+                d.mcp(host).cloned()
+            } else {
+                None
+            },
         };
         let unreadable = d.unreadable().len();
         if unreadable > 0 {

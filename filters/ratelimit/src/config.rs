@@ -20,7 +20,9 @@ use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::bucket::{BucketSpec, MAX_CAPACITY, MAX_INTERVAL_NS, MIN_INTERVAL_NS};
-use crate::key::{key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, RequestFacts};
+use crate::key::{
+    key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, McpField, RequestFacts,
+};
 use crate::table::{TableFullAction, TableSpec};
 
 /// The most slots one rule's table may have.
@@ -141,6 +143,7 @@ enum RawDescriptor {
     Host,
     RouteName,
     Constant(String),
+    Mcp(String),
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy)]
@@ -233,6 +236,9 @@ pub struct Needs {
     pub client_address: bool,
     /// `palisade.identity`.
     pub identity: bool,
+    /// `palisade.mcp` (decided on the request body: the rules then decide
+    /// when the body has been read).
+    pub mcp: bool,
     /// Request headers named by keys, lower case.
     pub headers: Vec<String>,
 }
@@ -453,6 +459,19 @@ fn compile_rule(
                 Descriptor::RouteName
             }
             RawDescriptor::Constant(value) => Descriptor::Constant(value),
+            RawDescriptor::Mcp(field) => {
+                let field = McpField::parse(&field).ok_or_else(|| {
+                    ConfigError::invalid(
+                        field_path(&d_at, "mcp"),
+                        format!(
+                            "`{field}` is not a part of the MCP decision usable as a key (one of {})",
+                            McpField::NAMES.join(", ")
+                        ),
+                    )
+                })?;
+                needs.mcp = true;
+                Descriptor::Mcp(field)
+            }
         });
     }
 
@@ -668,6 +687,7 @@ mod tests {
                 route_name: true,
                 client_address: true,
                 identity: true,
+                mcp: false,
                 headers: vec!["x-tenant".into()],
             }
         );
@@ -735,6 +755,7 @@ mod tests {
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"slots":262145}}]}}"#), "rules[0].slots"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"header":"bad name"}}]}}]}}"#), "rules[0].key[0].header"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"identity":"email"}}]}}]}}"#), "rules[0].key[0].identity"),
+            (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"mcp":"arguments"}}]}}]}}"#), "rules[0].key[0].mcp"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"match":{{"path":{{"regex":"("}}}}}}]}}"#), "rules[0].match.path.regex"),
         ];
         for (json, path) in cases {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use palisade_shared::config::ConfigError;
 use palisade_shared::contract;
 use palisade_shared::engine::{
-    self, Attribute, Counter, DecisionKind, DecisionSet, Exchange, Host, HostStore, LogLevel,
-    Module, Needs, Refusal, ResponseStep, Stage, Step, Wake,
+    self, Attribute, BodyStep, Counter, DecisionKind, DecisionSet, Exchange, Host, HostStore,
+    LogLevel, Module, Needs, Refusal, ResponseStep, Stage, Step, Wake,
 };
 
 use crate::clock::MonotonicClock;
@@ -288,6 +288,9 @@ impl RateLimitStage {
         if needs.identity {
             facts.identity = cx.decisions.identity(host).cloned();
         }
+        if needs.mcp {
+            facts.mcp = cx.decisions.mcp(host).cloned();
+        }
         facts
     }
 
@@ -354,11 +357,54 @@ impl Stage for RateLimitStage {
             request_headers: headers,
             tick: Some(TICK_PERIOD),
             provides: DecisionSet::of(&[DecisionKind::RateLimit, DecisionKind::Denial]),
+            request_body: n.mcp,
             ..Needs::default()
         }
     }
 
     fn on_request_headers(&self, request: &mut RateLimitRequest, cx: &mut Exchange<'_>) -> Step {
+        if self.config.needs.mcp && !cx.end_of_stream {
+            // The MCP decision is made on the body: decide once it is read
+            // (after the MCP stage, which runs first).
+            return Step::ReadBody { max_bytes: 0 };
+        }
+        self.limit(request, cx)
+    }
+
+    fn on_request_body(
+        &self,
+        request: &mut RateLimitRequest,
+        cx: &mut Exchange<'_>,
+        _body: &[u8],
+    ) -> BodyStep {
+        match self.limit(request, cx) {
+            Step::Refuse(refusal) => BodyStep::Refuse(refusal),
+            _ => BodyStep::Continue,
+        }
+    }
+
+    fn on_response_headers(
+        &self,
+        request: &mut RateLimitRequest,
+        cx: &mut Exchange<'_>,
+    ) -> ResponseStep {
+        for (name, value) in std::mem::take(&mut request.response_headers) {
+            cx.response.add(cx.host, &name, &value);
+        }
+        ResponseStep::Continue
+    }
+
+    fn on_tick(&self, host: &dyn Host) -> Wake {
+        self.advance_tick_clock(self.clock.now_ns());
+        self.metrics.flush(host);
+        Wake::No
+    }
+}
+
+impl RateLimitStage {
+    /// Spends from the request's buckets: refuses it, or notes the headers
+    /// for its response.
+    fn limit(&self, request: &mut RateLimitRequest, cx: &mut Exchange<'_>) -> Step {
         let config = &self.config;
         if config.rules.is_empty() {
             return Step::Continue;
@@ -389,23 +435,6 @@ impl Stage for RateLimitStage {
         }
         request.response_headers = allowed_headers(config, &decision);
         Step::Continue
-    }
-
-    fn on_response_headers(
-        &self,
-        request: &mut RateLimitRequest,
-        cx: &mut Exchange<'_>,
-    ) -> ResponseStep {
-        for (name, value) in std::mem::take(&mut request.response_headers) {
-            cx.response.add(cx.host, &name, &value);
-        }
-        ResponseStep::Continue
-    }
-
-    fn on_tick(&self, host: &dyn Host) -> Wake {
-        self.advance_tick_clock(self.clock.now_ns());
-        self.metrics.flush(host);
-        Wake::No
     }
 }
 
