@@ -17,21 +17,29 @@ fn title(status: u16) -> &'static str {
 }
 
 /// The `WWW-Authenticate` value: no `error` for a missing token (RFC 6750
-/// 3.1), `invalid_token` for a bad one, `insufficient_scope` with the needed
-/// `scope` for a valid token that may not do this.
+/// 3.1; with the `scope` the route needs when known), `invalid_token` for a
+/// bad one, `insufficient_scope` with the needed `scope` for a valid token
+/// that may not do this.
 pub fn challenge(realm: &str, refusal: &Refusal) -> Option<String> {
     let r = refusal.reason;
+    let scope = |v: &mut String| {
+        if let Some(scope) = &refusal.scope {
+            v.push_str(&format!(", scope=\"{}\"", scope.replace(['"', '\\'], "")));
+        }
+    };
     match r {
-        Reason::TokenMissing => Some(format!("Bearer realm=\"{realm}\"")),
+        Reason::TokenMissing => {
+            let mut v = format!("Bearer realm=\"{realm}\"");
+            scope(&mut v);
+            Some(v)
+        }
         Reason::KeysUnavailable => None,
         Reason::InsufficientScope | Reason::ClaimMismatch => {
             let mut v = format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"",
                 r.description()
             );
-            if let Some(scope) = &refusal.scope {
-                v.push_str(&format!(", scope=\"{}\"", scope.replace(['"', '\\'], "")));
-            }
+            scope(&mut v);
             Some(v)
         }
         _ => Some(format!(
@@ -41,16 +49,22 @@ pub fn challenge(realm: &str, refusal: &Refusal) -> Option<String> {
     }
 }
 
-/// The whole reply for a refusal.
+/// The whole reply for a refusal. With `resource_metadata` (a rule that
+/// guards an RFC 9728 protected resource), the challenge names the
+/// metadata URL, so a client that got it finds the authorization server.
 pub fn reply(
     realm: &str,
     problem_body: bool,
     refusal: &Refusal,
     request_id: Option<String>,
+    resource_metadata: Option<&str>,
 ) -> Reply {
     let status = refusal.reason.status();
     let mut headers = Vec::new();
-    if let Some(c) = challenge(realm, refusal) {
+    if let Some(mut c) = challenge(realm, refusal) {
+        if let Some(url) = resource_metadata {
+            c.push_str(&format!(", resource_metadata=\"{url}\""));
+        }
         headers.push(("www-authenticate".to_string(), c));
     }
     if status == 503 {
@@ -103,6 +117,46 @@ mod tests {
             r#"Bearer realm="api", error="insufficient_scope", error_description="token lacks the required scope", scope="read write""#
         );
         assert!(challenge("api", &refusal(Reason::KeysUnavailable, None)).is_none());
+        assert_eq!(
+            challenge("api", &refusal(Reason::TokenMissing, Some("mcp:read"))).unwrap(),
+            r#"Bearer realm="api", scope="mcp:read""#
+        );
+    }
+
+    #[test]
+    fn challenges_of_a_protected_resource_name_its_metadata() {
+        let url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+        let r = reply(
+            "api",
+            false,
+            &refusal(Reason::TokenMissing, Some("mcp:read")),
+            None,
+            Some(url),
+        );
+        assert_eq!(
+            r.headers[0].1,
+            format!(r#"Bearer realm="api", scope="mcp:read", resource_metadata="{url}""#)
+        );
+        let r = reply(
+            "api",
+            false,
+            &refusal(Reason::InsufficientScope, Some("mcp:write")),
+            None,
+            Some(url),
+        );
+        assert!(r.headers[0]
+            .1
+            .ends_with(&format!(r#"scope="mcp:write", resource_metadata="{url}""#)));
+        let r = reply(
+            "api",
+            false,
+            &refusal(Reason::AudienceMismatch, None),
+            None,
+            Some(url),
+        );
+        assert!(
+            r.headers[0].1.contains(r#"error="invalid_token""#) && r.headers[0].1.contains(url)
+        );
     }
 
     #[test]
@@ -112,6 +166,7 @@ mod tests {
             true,
             &refusal(Reason::SignatureInvalid, None),
             Some("rid-1".into()),
+            None,
         );
         assert_eq!(r.status, 401);
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -122,7 +177,13 @@ mod tests {
         assert!(r
             .headers
             .contains(&("content-type".into(), "application/problem+json".into())));
-        let r = reply("api", false, &refusal(Reason::KeysUnavailable, None), None);
+        let r = reply(
+            "api",
+            false,
+            &refusal(Reason::KeysUnavailable, None),
+            None,
+            Some("https://x/.well-known/oauth-protected-resource"),
+        );
         assert_eq!(r.status, 503);
         assert!(r.body.is_empty());
         assert_eq!(
@@ -130,7 +191,14 @@ mod tests {
             vec![("retry-after".to_string(), "5".to_string())]
         );
         assert_eq!(
-            reply("api", true, &refusal(Reason::ClaimMismatch, None), None).status,
+            reply(
+                "api",
+                true,
+                &refusal(Reason::ClaimMismatch, None),
+                None,
+                None
+            )
+            .status,
             403
         );
     }

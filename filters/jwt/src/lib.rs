@@ -17,6 +17,8 @@
 //! - [`config`]: the configuration, compiled once;
 //! - [`decide`]: rule, requirement, scopes and claims: the [`decide::Decision`];
 //! - [`challenge`]: the 401/403/503 reply with `WWW-Authenticate` and a problem body;
+//! - [`resource`]: the filter as an OAuth resource server for MCP clients: RFC 9728
+//!   metadata, `resource_metadata` in challenges, audience binding (RFC 8707);
 //! - [`cache`]: verified tokens, per worker;
 //! - [`remote`]: when remote keys are fetched, and the shared-data records that share them;
 //! - [`keys`]: each worker's remote key sets, kept in step through shared data;
@@ -44,6 +46,7 @@ pub mod jwk;
 pub mod jws;
 pub mod keys;
 pub mod remote;
+pub mod resource;
 pub mod source;
 pub mod stage;
 pub mod verify;
