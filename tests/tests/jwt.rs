@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use palisade_e2e::idp::OidcProvider;
 use palisade_e2e::tokens::{b64url, now, TestIssuer};
 use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use rsa::pkcs8::DecodePrivateKey;
@@ -886,89 +887,8 @@ fn host_and_portable_verifiers_agree_on_wycheproof() {
     assert!(checked > 300, "{checked}");
 }
 
-/// The npm package `oidc-provider` (a certified OpenID Provider), installed
-/// under tests/ by `make`, started on loopback by the test.
-struct OidcProvider {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl OidcProvider {
-    fn installed() -> bool {
-        let dir = palisade_e2e::repo_root().join("tests/node_modules/oidc-provider");
-        if !dir.exists() {
-            println!("skipping: {} is absent (cd tests && npm ci)", dir.display());
-        }
-        dir.exists()
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    /// Starts the provider on `port`, signing with a new key named `kid`.
-    fn start(port: u16, kid: &str) -> OidcProvider {
-        let tests = palisade_e2e::repo_root().join("tests");
-        let mut child = std::process::Command::new("node")
-            .arg(tests.join("jwt-oidc-provider.mjs"))
-            .arg(port.to_string())
-            .arg(kid)
-            .current_dir(&tests)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !line.starts_with("ready") {
-            line.clear();
-            if out.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("oidc-provider did not start");
-            }
-        }
-        OidcProvider { child, port }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A JWT access token from the client credentials grant with a resource indicator.
-    fn token(&self, scope: &str) -> String {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode("e2e:e2e-secret-not-used-anywhere-else");
-        let body = format!(
-            "grant_type=client_credentials&scope={scope}&resource=https%3A%2F%2Fapi.palisade.test"
-        );
-        let r = palisade_e2e::send(
-            self.addr(),
-            &Request::post("/token", body)
-                .header("host", &format!("127.0.0.1:{}", self.port))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("authorization", &format!("Basic {basic}")),
-        )
-        .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["access_token"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The resource the `oidc-provider` tokens of these tests are for.
+const API: &str = "https://api.palisade.test";
 
 fn oidc_envoy(issuer: &str, port: u16) -> (EchoUpstream, Envoy) {
     let upstream = EchoUpstream::start();
@@ -1002,7 +922,7 @@ fn oidc_provider_discovery_rotation_outage_and_return() {
     let port = OidcProvider::free_port();
     let op = OidcProvider::start(port, "k1");
     let (_up, envoy) = oidc_envoy(&op.issuer(), port);
-    let read = op.token("orders:read");
+    let read = op.token("orders:read", API);
     let seen = echoed(&get(&envoy, "/orders", Some(&read)));
     assert_eq!(seen["headers"]["x-client"], "e2e");
     let r = get(&envoy, "/write", Some(&read));
@@ -1011,13 +931,13 @@ fn oidc_provider_discovery_rotation_outage_and_return() {
         .header("www-authenticate")
         .unwrap()
         .contains(r#"scope="orders:write""#));
-    let write = op.token("orders:read orders:write");
+    let write = op.token("orders:read orders:write", API);
     assert_eq!(get(&envoy, "/write", Some(&write)).status, 200);
 
     // Key rotation at the provider: the new kid is picked up without restart.
     drop(op);
     let op = OidcProvider::start(port, "k2");
-    let rotated = op.token("orders:read");
+    let rotated = op.token("orders:read", API);
     assert_eq!(get(&envoy, "/orders", Some(&rotated)).status, 200);
     assert_eq!(envoy.counter("palisade.jwt.kid_refetch"), Some(1));
     let r = get(&envoy, "/orders", Some(&read));
@@ -1033,7 +953,7 @@ fn oidc_provider_discovery_rotation_outage_and_return() {
     let r = get(&fresh, "/orders", Some(&rotated));
     assert_eq!(r.status, 503, "{}", r.text());
     let op = OidcProvider::start(port, "k3");
-    let back = op.token("orders:read");
+    let back = op.token("orders:read", API);
     eventually(
         Duration::from_secs(30),
         "keys load once the provider is back",
