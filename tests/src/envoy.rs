@@ -31,6 +31,7 @@ pub struct EnvoyConfig {
     listener_tls: Option<Value>,
     hcm_extra: serde_json::Map<String, Value>,
     extra_args: Vec<String>,
+    listener_port: u16,
 }
 
 impl Default for EnvoyConfig {
@@ -52,6 +53,7 @@ impl EnvoyConfig {
             listener_tls: None,
             hcm_extra: serde_json::Map::new(),
             extra_args: Vec::new(),
+            listener_port: 0,
         }
     }
 
@@ -130,6 +132,14 @@ impl EnvoyConfig {
         self
     }
 
+    /// Listens on this loopback port instead of a free one Envoy picks: for
+    /// tests whose configuration names the listener's own URL (an OAuth
+    /// protected resource).
+    pub fn listener_port(mut self, port: u16) -> Self {
+        self.listener_port = port;
+        self
+    }
+
     /// Extra command-line arguments for Envoy.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
@@ -192,7 +202,7 @@ impl EnvoyConfig {
             "static_resources": {
                 "listeners": [{
                     "name": "main",
-                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": self.listener_port } },
                     "filter_chains": [chain]
                 }],
                 "clusters": self.clusters
