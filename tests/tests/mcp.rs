@@ -115,7 +115,7 @@ fn mcp_envoy(op: &OidcProvider, server: &McpServer, port: u16) -> Envoy {
                 "require_session": true,
                 "resource_metadata": metadata,
                 "tools": {
-                    "search_notes": {"any_scopes": ["mcp:read"]},
+                    "search_notes": {"any_scopes": ["mcp:read"], "log_arguments": ["query"]},
                     "write_note": {
                         "scopes": ["mcp:write"],
                         "arguments": {"text": {"type": "string", "max_length": 1000, "required": true}},
@@ -261,6 +261,43 @@ fn sdk_client_discovers_the_issuer_and_is_governed_per_tool_and_resource() {
         .map(|m| m["params"]["uri"].clone())
         .collect();
     assert_eq!(reads, vec![json!("notes://public/1"); 2]);
+
+    // The audit record: the MCP decision, the argument the route lists, never
+    // another one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut log = envoy.access_log();
+    // Envoy flushes its access log file in the background.
+    while !log.iter().any(|l| l.contains(r#""tool":"admin_reset""#)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        log = envoy.access_log();
+    }
+    let record = |needle: &str| -> Value {
+        let line = log
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {log:?}"));
+        serde_json::from_str(line).unwrap()
+    };
+    let admin = record(r#""tool":"admin_reset""#);
+    let mcp = &admin["mcp"];
+    assert_eq!(
+        (&mcp["method"], &mcp["decision"], &mcp["reason"]),
+        (
+            &json!("tools/call"),
+            &json!("denied"),
+            &json!("tool_denied")
+        ),
+        "{admin}"
+    );
+    let search = record(r#""tool":"search_notes""#);
+    assert_eq!(
+        search["mcp"]["arguments"]["query"], "q3",
+        "{search}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("hello")),
+        "an unlisted argument was logged"
+    );
 
     assert!(envoy.counter("palisade.mcp.tool.admin_reset.refused.tool_denied") >= Some(1));
     assert!(envoy.counter("palisade.mcp.tool.search_notes.allowed") >= Some(2));
