@@ -290,10 +290,7 @@ fn sdk_client_discovers_the_issuer_and_is_governed_per_tool_and_resource() {
         "{admin}"
     );
     let search = record(r#""tool":"search_notes""#);
-    assert_eq!(
-        search["mcp"]["arguments"]["query"], "q3",
-        "{search}"
-    );
+    assert_eq!(search["mcp"]["arguments"]["query"], "q3", "{search}");
     assert!(
         !log.iter().any(|l| l.contains("hello")),
         "an unlisted argument was logged"
