@@ -182,7 +182,7 @@ impl<T> NameTable<T> {
         } else if let Some(prefix) = name.strip_suffix('*') {
             self.prefixes.push((prefix.to_string(), rule));
             // Longest first, so the most specific prefix wins.
-            self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         } else {
             self.exact.push((name.to_string(), rule));
         }

@@ -369,11 +369,7 @@ fn compile_route(r: &RawRoute, at: &str) -> Result<Route, ConfigError> {
     }
     let methods = match &r.methods {
         None => None,
-        Some(map) => Some(compile_table(
-            map,
-            &field_path(at, "methods"),
-            |rule, at| access_only(rule, at),
-        )?),
+        Some(map) => Some(compile_table(map, &field_path(at, "methods"), access_only)?),
     };
     let tools = compile_table(&r.tools, &field_path(at, "tools"), |rule, at| {
         compile_tool(rule, r.max_argument_bytes, at)

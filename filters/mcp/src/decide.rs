@@ -831,9 +831,9 @@ pub fn may_list(route: &Route, kind: ListKind, name: &str, identity: Option<&Ide
         ListKind::Prompts => "prompts/get",
     };
     if let Some(methods) = &route.methods {
-        if !methods
+        if methods
             .lookup(method)
-            .is_some_and(|a| a.check(identity).is_ok())
+            .is_none_or(|a| a.check(identity).is_err())
         {
             return false;
         }
