@@ -1,46 +1,68 @@
 // A certified OpenID Provider (npm `oidc-provider`) on loopback for the JWT
-// and MCP end-to-end tests (tests/src/idp.rs): client credentials grant with a
-// resource indicator, issuing RS256 JWT access tokens. The resource is the
-// API of the JWT tests (https://api.palisade.test, scopes orders:*) or an
-// MCP server behind Envoy on loopback (http://127.0.0.1:<port>/..., scopes
-// mcp:*), whose URI becomes the token's audience (RFC 8707).
+// end-to-end tests (tests/tests/jwt.rs, tests/tests/sender_constrained.rs,
+// tests/tests/mcp.rs): client credentials grant with a resource indicator,
+// issuing RS256 JWT access tokens. The resource is the API of the JWT tests
+// (https://api.palisade.test, scopes orders:*) or an MCP server behind Envoy
+// on loopback (http://127.0.0.1:<port>/..., scopes mcp:*), whose URI becomes
+// the token's audience (RFC 8707).
 //
-//   node tests/jwt-oidc-provider.mjs <port> <kid>
+//   node tests/jwt-oidc-provider.mjs <port> <kid> [<tls dir>]
 //
 // The signing key is generated at start under the given kid, so restarting
-// with another kid is a key rotation. Prints "ready <issuer>" once listening.
-import { generateKeyPairSync } from 'node:crypto';
+// with another kid is a key rotation. With a TLS folder (scripts/certs.sh:
+// ca.pem, server.pem, server.key), the provider serves HTTPS, asks clients
+// for a certificate, and issues sender-constrained tokens: certificate-bound
+// (RFC 8705, `cnf.x5t#S256`) to client `mtls-client`, DPoP-bound (RFC 9449,
+// `cnf.jkt`) to client `dpop-client`. Prints "ready <issuer>" once listening.
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
-const [port, kid] = process.argv.slice(2);
-const issuer = `http://127.0.0.1:${port}`;
+const [port, kid, tlsDir] = process.argv.slice(2);
+const issuer = `${tlsDir ? 'https' : 'http'}://127.0.0.1:${port}`;
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
 
 const API = 'https://api.palisade.test';
 const MCP = /^http:\/\/127\.0\.0\.1:[0-9]+\/[^?#]*$/;
 
+const client = (id, extra) => ({
+  client_id: id,
+  client_secret: `${id}-secret-not-used-anywhere-else`,
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+  scope: 'orders:read orders:write mcp:read mcp:write',
+  ...extra,
+});
+
+const clients = [client('e2e', {}), client('e2e-reader', { scope: 'mcp:read' })];
+if (tlsDir) {
+  clients.push(client('mtls-client', { tls_client_certificate_bound_access_tokens: true }));
+  clients.push(client('dpop-client', { dpop_bound_access_tokens: true }));
+}
+
 const provider = new Provider(issuer, {
-  clients: [{
-    client_id: 'e2e',
-    client_secret: 'e2e-secret-not-used-anywhere-else',
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
-    scope: 'orders:read orders:write mcp:read mcp:write',
-  }, {
-    client_id: 'e2e-reader',
-    client_secret: 'e2e-reader-secret-not-used-anywhere-else',
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
-    scope: 'mcp:read',
-  }],
+  clients,
   scopes: ['orders:read', 'orders:write', 'mcp:read', 'mcp:write'],
   jwks: { keys: [jwk] },
   features: {
     clientCredentials: { enabled: true },
     devInteractions: { enabled: false },
+    dPoP: { enabled: Boolean(tlsDir) },
+    mTLS: {
+      enabled: Boolean(tlsDir),
+      certificateBoundAccessTokens: true,
+      // The certificate of this TLS connection, when the handshake
+      // verified it against our CA.
+      getCertificate(ctx) {
+        const socket = ctx.req.socket;
+        if (!socket.authorized) return undefined;
+        const peer = socket.getPeerCertificate();
+        return peer && peer.raw ? new X509Certificate(peer.raw).toString() : undefined;
+      },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => API,
@@ -61,7 +83,19 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
-const server = provider.listen(Number(port), '127.0.0.1', () => {
-  console.log(`ready ${issuer}`);
-});
+const ready = () => console.log(`ready ${issuer}`);
+const server = tlsDir
+  ? https
+      .createServer(
+        {
+          key: readFileSync(`${tlsDir}/server.key`),
+          cert: readFileSync(`${tlsDir}/server.pem`),
+          ca: readFileSync(`${tlsDir}/ca.pem`),
+          requestCert: true,
+          rejectUnauthorized: false,
+        },
+        provider.callback(),
+      )
+      .listen(Number(port), '127.0.0.1', ready)
+  : provider.listen(Number(port), '127.0.0.1', ready);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use palisade_e2e::idp::OidcProvider;
+use palisade_e2e::oidc::OidcProvider;
 use palisade_e2e::tokens::{b64url, now, TestIssuer};
 use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use rsa::pkcs8::DecodePrivateKey;
@@ -887,9 +887,6 @@ fn host_and_portable_verifiers_agree_on_wycheproof() {
     assert!(checked > 300, "{checked}");
 }
 
-/// The resource the `oidc-provider` tokens of these tests are for.
-const API: &str = "https://api.palisade.test";
-
 fn oidc_envoy(issuer: &str, port: u16) -> (EchoUpstream, Envoy) {
     let upstream = EchoUpstream::start();
     let envoy = EnvoyConfig::new()
@@ -922,7 +919,7 @@ fn oidc_provider_discovery_rotation_outage_and_return() {
     let port = OidcProvider::free_port();
     let op = OidcProvider::start(port, "k1");
     let (_up, envoy) = oidc_envoy(&op.issuer(), port);
-    let read = op.token("orders:read", API);
+    let read = op.token("orders:read");
     let seen = echoed(&get(&envoy, "/orders", Some(&read)));
     assert_eq!(seen["headers"]["x-client"], "e2e");
     let r = get(&envoy, "/write", Some(&read));
@@ -931,13 +928,13 @@ fn oidc_provider_discovery_rotation_outage_and_return() {
         .header("www-authenticate")
         .unwrap()
         .contains(r#"scope="orders:write""#));
-    let write = op.token("orders:read orders:write", API);
+    let write = op.token("orders:read orders:write");
     assert_eq!(get(&envoy, "/write", Some(&write)).status, 200);
 
     // Key rotation at the provider: the new kid is picked up without restart.
     drop(op);
     let op = OidcProvider::start(port, "k2");
-    let rotated = op.token("orders:read", API);
+    let rotated = op.token("orders:read");
     assert_eq!(get(&envoy, "/orders", Some(&rotated)).status, 200);
     assert_eq!(envoy.counter("palisade.jwt.kid_refetch"), Some(1));
     let r = get(&envoy, "/orders", Some(&read));
@@ -953,7 +950,7 @@ fn oidc_provider_discovery_rotation_outage_and_return() {
     let r = get(&fresh, "/orders", Some(&rotated));
     assert_eq!(r.status, 503, "{}", r.text());
     let op = OidcProvider::start(port, "k3");
-    let back = op.token("orders:read", API);
+    let back = op.token("orders:read");
     eventually(
         Duration::from_secs(30),
         "keys load once the provider is back",

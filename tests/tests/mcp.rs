@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use palisade_e2e::idp::{OidcProvider, CLIENT, READER};
+use palisade_e2e::oidc::{OidcProvider, CLIENT, READER};
 use palisade_e2e::{Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
@@ -327,7 +327,8 @@ fn bad_origin_batch_and_malformed_json_never_reach_the_sdk_server() {
     let server = McpServer::start();
     let port = OidcProvider::free_port();
     let envoy = mcp_envoy(&op, &server, port);
-    let token = op.token(
+    let token = op.token_for(
+        CLIENT,
         "mcp:read mcp:write",
         &format!("http://127.0.0.1:{port}/mcp"),
     );
@@ -354,7 +355,7 @@ fn bad_origin_batch_and_malformed_json_never_reach_the_sdk_server() {
     assert_eq!(jsonrpc_error(&r), (Value::Null, -32700));
 
     // A token for another resource is not for this server (RFC 8707).
-    let other = op.token("mcp:read", "http://127.0.0.1:1/mcp");
+    let other = op.token_for(CLIENT, "mcp:read", "http://127.0.0.1:1/mcp");
     let r = envoy.request(post(&other, initialize));
     assert_eq!(r.status, 401, "{}", r.text());
 
