@@ -74,11 +74,12 @@ envoy:
 	@# early and fail the target with SIGPIPE under pipefail.
 	@v=$$("$(ENVOY_BIN)" --version 2>&1); grep -m1 version <<< "$$v"
 
-# The identity provider of the JWT end-to-end tests: the npm package
-# oidc-provider, pinned by tests/package-lock.json.
+# Node packages of the end-to-end tests, pinned by tests/package-lock.json:
+# the identity provider oidc-provider (JWT and MCP tests), and the official
+# MCP TypeScript SDK with zod (the MCP server and client of tests/tests/mcp.rs).
 node-deps:
-	@if [ ! -d tests/node_modules/oidc-provider ]; then \
-	  echo "installing tests/node_modules (oidc-provider)"; \
+	@if [ ! -d tests/node_modules/oidc-provider ] || [ ! -d tests/node_modules/@modelcontextprotocol/sdk ]; then \
+	  echo "installing tests/node_modules (oidc-provider, @modelcontextprotocol/sdk)"; \
 	  cd tests && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
@@ -230,7 +231,7 @@ fuzz-seeds:
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mcp mfa ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
 
 test-e2e: build envoy node-deps registry otlp-deps rls certs sslyze
 	cargo test -p palisade-e2e --tests

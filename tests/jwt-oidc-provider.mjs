@@ -1,7 +1,10 @@
 // A certified OpenID Provider (npm `oidc-provider`) on loopback for the JWT
-// end-to-end tests (tests/tests/jwt.rs, tests/tests/sender_constrained.rs):
-// client credentials grant with a resource indicator, issuing RS256 JWT
-// access tokens.
+// end-to-end tests (tests/tests/jwt.rs, tests/tests/sender_constrained.rs,
+// tests/tests/mcp.rs): client credentials grant with a resource indicator,
+// issuing RS256 JWT access tokens. The resource is the API of the JWT tests
+// (https://api.palisade.test, scopes orders:*) or an MCP server behind Envoy
+// on loopback (http://127.0.0.1:<port>/..., scopes mcp:*), whose URI becomes
+// the token's audience (RFC 8707).
 //
 //   node tests/jwt-oidc-provider.mjs <port> <kid> [<tls dir>]
 //
@@ -14,12 +17,15 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const [port, kid, tlsDir] = process.argv.slice(2);
 const issuer = `${tlsDir ? 'https' : 'http'}://127.0.0.1:${port}`;
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+
+const API = 'https://api.palisade.test';
+const MCP = /^http:\/\/127\.0\.0\.1:[0-9]+\/[^?#]*$/;
 
 const client = (id, extra) => ({
   client_id: id,
@@ -27,11 +33,11 @@ const client = (id, extra) => ({
   grant_types: ['client_credentials'],
   redirect_uris: [],
   response_types: [],
-  scope: 'orders:read orders:write',
+  scope: 'orders:read orders:write mcp:read mcp:write',
   ...extra,
 });
 
-const clients = [client('e2e', {})];
+const clients = [client('e2e', {}), client('e2e-reader', { scope: 'mcp:read' })];
 if (tlsDir) {
   clients.push(client('mtls-client', { tls_client_certificate_bound_access_tokens: true }));
   clients.push(client('dpop-client', { dpop_bound_access_tokens: true }));
@@ -39,7 +45,7 @@ if (tlsDir) {
 
 const provider = new Provider(issuer, {
   clients,
-  scopes: ['orders:read', 'orders:write'],
+  scopes: ['orders:read', 'orders:write', 'mcp:read', 'mcp:write'],
   jwks: { keys: [jwk] },
   features: {
     clientCredentials: { enabled: true },
@@ -59,15 +65,20 @@ const provider = new Provider(issuer, {
     },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => 'https://api.palisade.test',
+      defaultResource: () => API,
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
-        scope: 'orders:read orders:write',
-        audience: 'https://api.palisade.test',
-        accessTokenTTL: 600,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'RS256' } },
-      }),
+      getResourceServerInfo: (ctx, resource) => {
+        if (resource !== API && !MCP.test(resource)) {
+          throw new errors.InvalidTarget();
+        }
+        return {
+          scope: resource === API ? 'orders:read orders:write' : 'mcp:read mcp:write',
+          audience: resource,
+          accessTokenTTL: 600,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
     },
   },
 });

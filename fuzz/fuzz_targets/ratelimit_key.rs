@@ -1,5 +1,6 @@
 //! The rate limiter's key: the client address (through trusted proxies,
-//! grouped by prefix), headers, identity claims, path, method, host, route.
+//! grouped by prefix), headers, identity claims, the MCP decision, path,
+//! method, host, route.
 //! Addresses of one group share a bucket; different values never share a
 //! key by how they are spelled into the hash.
 #![no_main]
@@ -12,9 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use palisade_fuzz::{header_pairs, Header};
 use palisade_ratelimit::config::parse_duration;
 use palisade_ratelimit::key::{
-    client_key, key_hash, ClientAddressSpec, Descriptor, IdentityClaim, RequestFacts,
+    client_key, key_hash, ClientAddressSpec, Descriptor, IdentityClaim, McpField, RequestFacts,
 };
-use palisade_shared::contract::Identity;
+use palisade_shared::contract::{Identity, McpDecision};
 use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 
 #[derive(Debug, Arbitrary)]
@@ -28,6 +29,7 @@ struct Input {
     headers: Vec<Header>,
     sub: Option<String>,
     jti: Option<String>,
+    mcp: Option<(String, Option<String>, Option<String>, Option<String>)>,
     hops: u8,
     forwarded_header: bool,
     ipv4_prefix: u8,
@@ -68,6 +70,17 @@ fuzz_target!(|input: Input| {
         forwarded: input.forwarded.clone(),
         headers: header_pairs(&input.headers),
         identity,
+        mcp: input
+            .mcp
+            .clone()
+            .map(|(method, tool, resource, prompt)| McpDecision {
+                method,
+                tool,
+                resource,
+                prompt,
+                decision: "allowed".into(),
+                ..McpDecision::default()
+            }),
     };
     let client = client_key(&spec, &facts);
     let mut descriptors = vec![
@@ -80,6 +93,9 @@ fuzz_target!(|input: Input| {
     ];
     for name in IdentityClaim::NAMES {
         descriptors.push(Descriptor::Identity(IdentityClaim::parse(name).unwrap()));
+    }
+    for name in McpField::NAMES {
+        descriptors.push(Descriptor::Mcp(McpField::parse(name).unwrap()));
     }
     for (name, _) in &facts.headers {
         descriptors.push(Descriptor::Header(name.clone()));

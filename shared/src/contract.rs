@@ -13,6 +13,7 @@
 //! | `palisade.mfa` | mfa | [`MfaDecision`] |
 //! | `palisade.ratelimit` | ratelimit | [`RateLimitDecision`] |
 //! | `palisade.waf` | waf | [`WafDecision`] |
+//! | `palisade.mcp` | mcp | [`McpDecision`] |
 //! | `palisade.tls` | transport | [`TlsDecision`] |
 //! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
 //! | `palisade.audit` | audit | the finished audit record |
@@ -31,6 +32,8 @@ pub const MFA: &str = "palisade.mfa";
 pub const RATELIMIT: &str = "palisade.ratelimit";
 /// Property name of the WAF decision.
 pub const WAF: &str = "palisade.waf";
+/// Property name of the MCP decision.
+pub const MCP: &str = "palisade.mcp";
 /// Property name of the transport filter's view of the connection.
 pub const TLS: &str = "palisade.tls";
 /// Property name of the refusal, written by the filter that refused.
@@ -136,6 +139,40 @@ pub struct WafDecision {
     /// the headers (a refusal of the head), or when the body was refused
     /// for its size. Absent in decisions written before this field existed.
     pub body_inspected: bool,
+}
+
+/// The MCP filter's decision on one JSON-RPC message (for a batch, on its
+/// first refused message, else its first message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct McpDecision {
+    /// The JSON-RPC method (`tools/call`, ...); empty for a response the
+    /// client sent, or for a GET or DELETE of the endpoint.
+    pub method: String,
+    /// The tool of a `tools/call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The resource URI of a `resources/read` (or subscribe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The prompt of a `prompts/get`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The JSON-RPC id, as text (a string id as is, an integer in decimal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `allowed`, `denied` or `invalid` (a malformed message).
+    pub decision: String,
+    /// Why it was denied or invalid, such as `tool_denied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How many messages the body held, when it was a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// The tool arguments the route lists for logging, by name, as text
+    /// (truncated); every other argument is left out.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub arguments: std::collections::BTreeMap<String, String>,
 }
 
 /// The downstream connection as the transport filter saw it, and what its

@@ -35,6 +35,7 @@ fn rank(stage: &str) -> Option<u8> {
         "transport" => Some(2),
         "jwt" => Some(3),
         "mfa" => Some(4),
+        "mcp" => Some(5),
         "ratelimit" => Some(5),
         _ => None,
     }

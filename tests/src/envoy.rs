@@ -32,6 +32,7 @@ pub struct EnvoyConfig {
     plaintext_listener: bool,
     hcm_extra: serde_json::Map<String, Value>,
     extra_args: Vec<String>,
+    listener_port: u16,
 }
 
 impl Default for EnvoyConfig {
@@ -54,6 +55,7 @@ impl EnvoyConfig {
             plaintext_listener: false,
             hcm_extra: serde_json::Map::new(),
             extra_args: Vec::new(),
+            listener_port: 0,
         }
     }
 
@@ -140,6 +142,14 @@ impl EnvoyConfig {
         self
     }
 
+    /// Listens on this loopback port instead of a free one Envoy picks: for
+    /// tests whose configuration names the listener's own URL (an OAuth
+    /// protected resource).
+    pub fn listener_port(mut self, port: u16) -> Self {
+        self.listener_port = port;
+        self
+    }
+
     /// Extra command-line arguments for Envoy.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
@@ -206,6 +216,7 @@ impl EnvoyConfig {
             })
         };
         let mut main = listener("main", chain);
+        main["address"]["socket_address"]["port_value"] = json!(self.listener_port);
         if self.listener_tls.is_some() {
             // The TLS inspector reads the client's SNI
             // (`connection.requested_server_name`).

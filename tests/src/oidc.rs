@@ -1,7 +1,10 @@
 //! The npm package `oidc-provider` (a certified OpenID Provider), installed
 //! under `tests/` by `make node-deps`, started on loopback by a test
 //! (`tests/jwt-oidc-provider.mjs`): over HTTP, or over HTTPS with client
-//! certificates, issuing certificate-bound and DPoP-bound tokens.
+//! certificates, issuing certificate-bound and DPoP-bound tokens. Besides
+//! the API of the JWT tests ([`RESOURCE`]), it issues tokens for any MCP
+//! server behind Envoy on loopback (`http://127.0.0.1:<port>/...`, scopes
+//! `mcp:read`, `mcp:write`), whose URI becomes their audience (RFC 8707).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -20,8 +23,13 @@ pub struct OidcProvider {
     tls: Option<String>,
 }
 
-/// The resource every token is for (its `aud`).
+/// The resource of the JWT tests' tokens (their `aud`).
 pub const RESOURCE: &str = "https://api.palisade.test";
+
+/// The confidential client with every scope (id, secret).
+pub const CLIENT: (&str, &str) = ("e2e", "e2e-secret-not-used-anywhere-else");
+/// A confidential client allowed only `mcp:read` (id, secret).
+pub const READER: (&str, &str) = ("e2e-reader", "e2e-reader-secret-not-used-anywhere-else");
 
 impl OidcProvider {
     /// Whether the package is installed (else the test says so and skips).
@@ -105,6 +113,29 @@ impl OidcProvider {
             .encode("e2e:e2e-secret-not-used-anywhere-else");
         let body = format!(
             "grant_type=client_credentials&scope={scope}&resource=https%3A%2F%2Fapi.palisade.test"
+        );
+        let r = crate::send(
+            self.addr(),
+            &Request::post("/token", body)
+                .header("host", &format!("127.0.0.1:{}", self.port))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", &format!("Basic {basic}")),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A JWT access token for `resource` from the client credentials grant
+    /// of `client` (id, secret), over HTTP.
+    pub fn token_for(&self, client: (&str, &str), scope: &str, resource: &str) -> String {
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.0, client.1));
+        let form = |s: &str| s.replace(':', "%3A").replace('/', "%2F").replace(' ', "+");
+        let body = format!(
+            "grant_type=client_credentials&scope={}&resource={}",
+            form(scope),
+            form(resource)
         );
         let r = crate::send(
             self.addr(),

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use palisade_shared::contract::{
-    Denial, Identity, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
+    Denial, Identity, McpDecision, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
 };
 use palisade_shared::forwarded::{
     client_address_from, hops, parse_peer_address, AddressSource, ClientAddress, Forwarding, Node,
@@ -88,6 +88,10 @@ pub struct FilterStates {
     /// `palisade.denial`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
+    /// `palisade.mcp`: the MCP method, tool, resource or prompt, JSON-RPC
+    /// id and decision (logged arguments redacted like query parameters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpDecision>,
     /// `palisade.tls`: the transport policy's decision (named `transport` in
     /// the record, beside the record's own `tls` part).
     #[serde(rename = "transport", skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,7 @@ impl FilterStates {
         ratelimit: Option<&[u8]>,
         waf: Option<&[u8]>,
         denial: Option<&[u8]>,
+        mcp: Option<&[u8]>,
     ) -> Self {
         fn parse<T: serde::de::DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
             bytes.and_then(|b| serde_json::from_slice(b).ok())
@@ -113,6 +118,7 @@ impl FilterStates {
             ratelimit: parse(ratelimit),
             waf: parse(waf),
             denial: parse(denial),
+            mcp: parse(mcp),
             tls: None,
         }
     }
@@ -157,6 +163,14 @@ impl Outcome {
                 return Outcome::Denied {
                     denied_by: "ratelimit".into(),
                     reason: format!("rule {}", r.rule),
+                };
+            }
+        }
+        if let Some(m) = &states.mcp {
+            if m.decision == "denied" || m.decision == "invalid" {
+                return Outcome::Denied {
+                    denied_by: "mcp".into(),
+                    reason: m.reason.clone().unwrap_or_else(|| m.decision.clone()),
                 };
             }
         }
@@ -526,6 +540,20 @@ fn allowlisted(
     out
 }
 
+/// The decisions as logged: the MCP tool arguments an operator listed for
+/// logging are redacted like query parameters of the same names.
+fn redacted_states(states: &FilterStates, redacted: &BTreeSet<String>) -> FilterStates {
+    let mut states = states.clone();
+    if let Some(mcp) = &mut states.mcp {
+        for (name, value) in mcp.arguments.iter_mut() {
+            if redacted.contains(name.to_ascii_lowercase().trim()) {
+                *value = crate::redact::REDACTED.to_string();
+            }
+        }
+    }
+    states
+}
+
 impl AuditRecord {
     /// Redacts and assembles the record.
     pub fn build(facts: &RequestFacts, config: &AuditConfig) -> AuditRecord {
@@ -584,7 +612,7 @@ impl AuditRecord {
             route: facts.route_name.clone(),
             upstream,
             tls: TlsPart::of(facts),
-            decisions: facts.states.clone(),
+            decisions: redacted_states(&facts.states, &config.redacted_params),
         }
     }
 }
@@ -748,9 +776,40 @@ mod tests {
             Some(br#"{"rule":"a","limited":true}"#),
             None,
             None,
+            Some(br#"{"method":"tools/call","tool":"search","decision":"allowed"}"#),
         );
+        assert_eq!(s.mcp.as_ref().unwrap().tool.as_deref(), Some("search"));
         assert!(s.identity.is_none());
         assert!(s.ratelimit.unwrap().limited);
+    }
+
+    #[test]
+    fn mcp_decisions_are_logged_with_listed_arguments_redacted() {
+        let mut f = facts();
+        f.states.mcp = Some(McpDecision {
+            method: "tools/call".into(),
+            tool: Some("login".into()),
+            id: Some("7".into()),
+            decision: "denied".into(),
+            reason: Some("tool_denied".into()),
+            arguments: [
+                ("user".to_string(), "bob".to_string()),
+                ("Password".to_string(), "hunter2".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..McpDecision::default()
+        });
+        let c = config(r#"{"extra_redact_query_params":["password"]}"#);
+        let json = serde_json::to_value(AuditRecord::build(&f, &c)).unwrap();
+        assert_eq!(json["mcp"]["tool"], "login");
+        assert_eq!(json["mcp"]["id"], "7");
+        assert_eq!(json["mcp"]["arguments"]["user"], "bob");
+        assert_eq!(json["mcp"]["arguments"]["Password"], "REDACTED");
+        assert_eq!(
+            (json["outcome"].as_str(), json["denied_by"].as_str()),
+            (Some("denied"), Some("mcp"))
+        );
     }
 
     #[test]

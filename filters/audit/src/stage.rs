@@ -15,7 +15,7 @@ use crate::record::{AuditRecord, FilterStates, RequestFacts, XFCC};
 use crate::schema;
 
 /// The stages whose refusals are counted separately.
-const FILTERS: [&str; 5] = ["jwt", "mfa", "ratelimit", "transport", "waf"];
+const FILTERS: [&str; 6] = ["jwt", "mcp", "mfa", "ratelimit", "transport", "waf"];
 
 struct Metrics {
     records: Counter,
@@ -84,6 +84,16 @@ impl AuditStage {
 
     fn gather(&self, started_unix_ms: i64, cx: &mut Exchange<'_>) -> RequestFacts {
         let (config, host) = (&self.config, cx.host);
+        // The MCP decision is looked for only on what can be an MCP request
+        // (its headers say so): reading filter state costs a host call, and
+        // most requests are not MCP.
+        let mcp_request = ["mcp-protocol-version", "mcp-session-id"]
+            .iter()
+            .any(|h| cx.request.header(h).is_some())
+            || cx
+                .request
+                .header("accept")
+                .is_some_and(|a| a.contains("text/event-stream"));
         let d = &mut *cx.decisions;
         let states = FilterStates {
             identity: d.identity(host).map(|i| (**i).clone()),
@@ -91,6 +101,11 @@ impl AuditStage {
             ratelimit: d.ratelimit(host).cloned(),
             waf: d.waf(host).cloned(),
             denial: d.denial(host).cloned(),
+            mcp: if mcp_request {
+                d.mcp(host).cloned()
+            } else {
+                None
+            },
             tls: d.tls(host).cloned(),
         };
         let unreadable = d.unreadable().len();

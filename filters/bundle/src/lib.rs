@@ -11,16 +11,17 @@
 //!
 //! ```json
 //! {"waf": {"paranoia_level": 1}, "transport": {"policies": {...}, "rules": [...]},
-//!  "jwt": {"providers": {...}}, "mfa": {...}, "ratelimit": {"rules": [...]},
-//!  "audit": {"schema": "ecs"}}
+//!  "jwt": {"providers": {...}}, "mfa": {...}, "mcp": {"routes": [...]},
+//!  "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
 //! ```
 //!
-//! Stages run in the order WAF, transport, JWT, MFA, rate limit; the audit stage writes
+//! Stages run in the order WAF, transport, JWT, MFA, MCP, rate limit; the audit stage writes
 //! its record when the request ends (it sits first in the chain only so
 //! that its start time is taken before the other stages run).
 
 use palisade_audit::AuditStage;
 use palisade_jwt::JwtStage;
+use palisade_mcp::McpStage;
 use palisade_mfa::MfaStage;
 use palisade_ratelimit::RateLimitStage;
 use palisade_shared::config::ConfigError;
@@ -30,7 +31,15 @@ use palisade_transport::TransportStage;
 use palisade_waf::WafStage;
 
 /// The sections a bundle configuration may have, in stage order.
-pub const SECTIONS: [&str; 6] = ["waf", "transport", "jwt", "mfa", "ratelimit", "audit"];
+pub const SECTIONS: [&str; 7] = [
+    "waf",
+    "transport",
+    "jwt",
+    "mfa",
+    "mcp",
+    "ratelimit",
+    "audit",
+];
 
 /// Every stage of the bundle, each on or off.
 pub type BundleStage = Then<
@@ -39,7 +48,10 @@ pub type BundleStage = Then<
         Option<WafStage>,
         Then<
             Option<TransportStage>,
-            Then<Option<JwtStage>, Then<Option<MfaStage>, Option<RateLimitStage>>>,
+            Then<
+                Option<JwtStage>,
+                Then<Option<MfaStage>, Then<Option<McpStage>, Option<RateLimitStage>>>,
+            >,
         >,
     >,
 >;
@@ -89,7 +101,15 @@ impl Module for Bundle {
                         first: section(&sections, "jwt", host, JwtStage::configure)?,
                         then: Then {
                             first: section(&sections, "mfa", host, MfaStage::configure)?,
-                            then: section(&sections, "ratelimit", host, RateLimitStage::configure)?,
+                            then: Then {
+                                first: section(&sections, "mcp", host, McpStage::configure)?,
+                                then: section(
+                                    &sections,
+                                    "ratelimit",
+                                    host,
+                                    RateLimitStage::configure,
+                                )?,
+                            },
                         },
                     },
                 },

@@ -218,3 +218,64 @@ fn each_stage_refuses_with_its_own_answer_and_the_audit_record_says_who() {
     assert_eq!(record["denied_by"], "ratelimit", "{record}");
     assert_eq!(record["identity"]["sub"], "alice");
 }
+
+/// An MCP `tools/call` through the bundle: the JWT stage's identity reaches
+/// the MCP stage in memory, the rate limiter keys on the tool, the audit
+/// record names it.
+#[test]
+fn mcp_calls_are_governed_per_tool_with_the_identity_in_memory() {
+    let mut config = suite();
+    config["mcp"] = json!({"routes": [{
+        "match": {"path": {"prefix": "/mcp"}},
+        "tools": {"search": "allow", "deploy": {"scopes": ["deploy"]}}
+    }]});
+    config["ratelimit"] = json!({"rules": [{"name": "per_tool", "key": [{"mcp": "tool"}],
+        "when_key_missing": "skip_rule", "token_bucket": {"max_tokens": 1, "fill_interval": "1h"}}]});
+    let host = FakeHost::new();
+    let engine = engine(&config, &host);
+    let call = |tool: &str| {
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}})
+                .to_string();
+        let auth = bearer("mfa");
+        host.set_request(
+            &[
+                (":method", "POST"),
+                (":path", "/mcp"),
+                (":authority", "api.example.com"),
+                (":scheme", "http"),
+                ("authorization", &auth),
+                ("accept", "application/json, text/event-stream"),
+                ("content-type", "application/json"),
+                ("mcp-protocol-version", "2025-06-18"),
+            ],
+            body.as_bytes(),
+        );
+        host.set_response_headers(&[(":status", "200")]);
+        let mut slot = None;
+        assert_eq!(
+            engine.on_request_headers(5, &mut slot, false, &host),
+            Action::Continue
+        );
+        let action = engine.on_request_body(5, &mut slot, body.len(), true, &host);
+        engine.on_log(5, &mut slot, &host);
+        action
+    };
+    assert_eq!(call("search"), Action::Continue);
+    let record = audit_record(&host);
+    assert_eq!(record["mcp"]["tool"], "search");
+    assert_eq!(record["outcome"], "allowed");
+    assert_eq!(call("search"), Action::Pause, "the tool's bucket is spent");
+    assert_eq!(host.last_reply().unwrap().status, 429);
+    assert_eq!(audit_record(&host)["denied_by"], "ratelimit");
+    assert_eq!(call("deploy"), Action::Pause, "no deploy scope");
+    assert_eq!(host.last_reply().unwrap().status, 403);
+    let record = audit_record(&host);
+    assert_eq!(
+        (
+            record["denied_by"].as_str(),
+            record["mcp"]["reason"].as_str()
+        ),
+        (Some("mcp"), Some("insufficient_scope"))
+    );
+}

@@ -50,10 +50,15 @@ pub fn challenges(config: &Config, refusal: &Refusal) -> Vec<String> {
     }
     let dpop = (!algs.is_empty()).then(|| format!("algs=\"{}\"", algs.join(" ")));
     let Some(error) = r.error_code() else {
-        // No token: every scheme the route's providers take.
+        // No token: every scheme the route's providers take, with the
+        // scope the route needs when known (a protected resource's rule).
         let mut out = Vec::new();
         if bearer || dpop.is_none() {
-            out.push(format!("Bearer realm=\"{realm}\""));
+            let mut bearer = format!("Bearer realm=\"{realm}\"");
+            if let Some(scope) = &refusal.scope {
+                bearer.push_str(&format!(", scope=\"{}\"", scope.replace(['"', '\\'], "")));
+            }
+            out.push(bearer);
         }
         out.extend(dpop.map(|algs| format!("DPoP {algs}")));
         return out;
@@ -77,17 +82,26 @@ pub fn challenges(config: &Config, refusal: &Refusal) -> Vec<String> {
 }
 
 /// The whole reply for a refusal; `nonce` goes in `DPoP-Nonce` (a fresh
-/// server nonce, for providers that require them).
+/// server nonce, for providers that require them). With `resource_metadata`
+/// (a rule that guards an RFC 9728 protected resource), every challenge
+/// names the metadata URL, so a client that got it finds the authorization
+/// server.
 pub fn reply(
     config: &Config,
     refusal: &Refusal,
     request_id: Option<String>,
     nonce: Option<String>,
+    resource_metadata: Option<&str>,
 ) -> Reply {
     let status = refusal.reason.status();
     let mut headers: Vec<(String, String)> = challenges(config, refusal)
         .into_iter()
-        .map(|c| ("www-authenticate".to_string(), c))
+        .map(|mut c| {
+            if let Some(url) = resource_metadata {
+                c.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
+            ("www-authenticate".to_string(), c)
+        })
         .collect();
     if let Some(nonce) = nonce {
         headers.push(("dpop-nonce".to_string(), nonce));
@@ -216,12 +230,50 @@ mod tests {
     }
 
     #[test]
+    fn challenges_of_a_protected_resource_name_its_metadata() {
+        let c = config(false);
+        let url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+        let r = reply(
+            &c,
+            &refusal(Reason::TokenMissing, Some(0), Some("mcp:read")),
+            None,
+            None,
+            Some(url),
+        );
+        assert_eq!(
+            r.headers[0].1,
+            format!(r#"Bearer realm="api", scope="mcp:read", resource_metadata="{url}""#)
+        );
+        let r = reply(
+            &c,
+            &refusal(Reason::InsufficientScope, Some(0), Some("mcp:write")),
+            None,
+            None,
+            Some(url),
+        );
+        assert!(r.headers[0]
+            .1
+            .ends_with(&format!(r#"scope="mcp:write", resource_metadata="{url}""#)));
+        let r = reply(
+            &c,
+            &refusal(Reason::AudienceMismatch, Some(0), None),
+            None,
+            None,
+            Some(url),
+        );
+        assert!(
+            r.headers[0].1.contains(r#"error="invalid_token""#) && r.headers[0].1.contains(url)
+        );
+    }
+
+    #[test]
     fn replies() {
         let c = config(true);
         let r = reply(
             &c,
             &refusal(Reason::SignatureInvalid, Some(0), None),
             Some("rid-1".into()),
+            None,
             None,
         );
         assert_eq!(r.status, 401);
@@ -238,6 +290,7 @@ mod tests {
             &refusal(Reason::KeysUnavailable, None, None),
             None,
             None,
+            Some("https://x/.well-known/oauth-protected-resource"),
         );
         assert_eq!(r.status, 503);
         assert!(r.body.is_empty());
@@ -250,6 +303,7 @@ mod tests {
                 &c,
                 &refusal(Reason::ClaimMismatch, Some(0), None),
                 None,
+                None,
                 None
             )
             .status,
@@ -260,6 +314,7 @@ mod tests {
             &refusal(Reason::DpopNonce, Some(1), None),
             None,
             Some("n-1".into()),
+            None,
         );
         assert_eq!(r.status, 401);
         assert!(r.headers.contains(&("dpop-nonce".into(), "n-1".into())));
@@ -267,6 +322,7 @@ mod tests {
             reply(
                 &c,
                 &refusal(Reason::DpopReplayUnavailable, Some(1), None),
+                None,
                 None,
                 None
             )

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::claims::{normalize_typ, ClaimsPolicy, SubjectRule};
 use crate::jwk::{parse_jwks_value, KeySet, Symmetric};
 use crate::jws::Algorithm;
+use crate::resource::{ProtectedResource, RawProtectedResource};
 use crate::source::TokenSource;
 
 fn yes() -> bool {
@@ -343,6 +344,10 @@ pub struct RawRule {
     /// Claim values the token must carry.
     #[serde(default)]
     pub claims: Vec<RawClaimRequirement>,
+    /// The OAuth protected resource this rule guards (RFC 9728 metadata,
+    /// `resource_metadata` in challenges, audience binding).
+    #[serde(default)]
+    pub protected_resource: Option<RawProtectedResource>,
 }
 
 /// Which providers a rule requires: exactly one field.
@@ -483,6 +488,8 @@ pub struct Rule {
     pub scopes_any: Vec<String>,
     /// Required claims.
     pub claims: Vec<(String, ClaimCheck)>,
+    /// The protected resource the rule guards.
+    pub resource: Option<ProtectedResource>,
 }
 
 /// The compiled configuration.
@@ -538,7 +545,8 @@ impl RequestNeeds {
                 headers.push(name.to_string());
             }
         };
-        if rules.iter().any(|r| !r.matcher.methods.is_empty()) {
+        let metadata = rules.iter().any(|r| r.protected_resource.is_some());
+        if metadata || rules.iter().any(|r| !r.matcher.methods.is_empty()) {
             want(":method");
         }
         if rules.iter().any(|r| r.matcher.host.is_some()) {
@@ -548,7 +556,7 @@ impl RequestNeeds {
             .iter()
             .flat_map(|p| &p.sources)
             .any(|s| matches!(s, TokenSource::Query(_)));
-        if query_tokens || rules.iter().any(|r| r.matcher.path.is_some()) {
+        if metadata || query_tokens || rules.iter().any(|r| r.matcher.path.is_some()) {
             want(":path");
         }
         if providers.iter().any(|p| p.dpop.is_some()) {
@@ -605,6 +613,7 @@ impl Config {
                 scopes_all: vec![],
                 scopes_any: vec![],
                 claims: vec![],
+                resource: None,
             });
         }
         for (i, r) in raw.rules.iter().enumerate() {
@@ -668,6 +677,31 @@ impl Config {
                 claims.push((c.claim.clone(), check));
             }
             let scopes = r.scopes.clone().unwrap_or_default();
+            let resource = match &r.protected_resource {
+                None => None,
+                Some(raw) => {
+                    let issuers: Vec<String> = match &requirement {
+                        Requirement::None => Vec::new(),
+                        Requirement::Any(p) | Requirement::All(p) => p
+                            .iter()
+                            .filter_map(|&i| providers.get(i))
+                            .map(|p: &Provider| p.claims.issuer.clone())
+                            .collect(),
+                    };
+                    let wanted: Vec<String> = scopes
+                        .all_of
+                        .iter()
+                        .chain(&scopes.any_of)
+                        .cloned()
+                        .collect();
+                    Some(ProtectedResource::compile(
+                        raw,
+                        &issuers,
+                        &wanted,
+                        &field_path(&at, "protected_resource"),
+                    )?)
+                }
+            };
             rules.push(Rule {
                 matcher: RequestMatcher::compile(&r.matcher, &field_path(&at, "match"))?,
                 requirement,
@@ -676,6 +710,7 @@ impl Config {
                 scopes_all: scopes.all_of,
                 scopes_any: scopes.any_of,
                 claims,
+                resource,
             });
         }
         if raw.max_token_bytes < 64 || raw.max_token_bytes > 64 * 1024 {

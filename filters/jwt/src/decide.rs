@@ -396,6 +396,19 @@ pub fn facts_of(provider: &Provider, claims: Map<String, Value>) -> TokenFacts {
 
 fn check_authorization(rule: &Rule, verified: &[Verified]) -> Option<Refusal> {
     let first = verified.first()?;
+    if let Some(resource) = rule.resource.as_ref().filter(|r| r.bind_audience) {
+        // RFC 8707: a token for another resource server is not for us, even
+        // from an issuer we trust.
+        if !crate::resource::audience_matches(&first.facts.identity.aud, &resource.canonical) {
+            return Some(Refusal {
+                reason: Reason::AudienceMismatch,
+                provider: Some(first.provider),
+                scope: None,
+                dpop_scheme: false,
+                providers: Vec::new(),
+            });
+        }
+    }
     if !rule.scopes_all.is_empty() || !rule.scopes_any.is_empty() {
         let have = claims::scopes(&first.facts.claims);
         let all_ok = rule.scopes_all.iter().all(|s| have.contains(s));

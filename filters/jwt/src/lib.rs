@@ -17,6 +17,8 @@
 //! - [`config`]: the configuration, compiled once;
 //! - [`decide`]: rule, requirement, scopes and claims: the [`decide::Decision`];
 //! - [`challenge`]: the 401/403/503 reply with `WWW-Authenticate` and a problem body;
+//! - [`resource`]: the filter as an OAuth resource server for MCP clients: RFC 9728
+//!   metadata, `resource_metadata` in challenges, audience binding (RFC 8707);
 //! - [`sender`]: sender-constrained tokens (RFC 8705 certificate-bound,
 //!   RFC 9449 DPoP), with [`dpop`] (proofs), [`htu`] (URL normalization),
 //!   [`replay`] (proofs accepted once, across workers) and [`nonce`]
@@ -52,6 +54,7 @@ pub mod keys;
 pub mod nonce;
 pub mod remote;
 pub mod replay;
+pub mod resource;
 pub mod sender;
 pub mod source;
 pub mod stage;

@@ -25,6 +25,7 @@ use crate::keys::{FetchEvent, RemoteKeySets};
 use crate::nonce;
 use crate::remote;
 use crate::replay::{Recorded, ReplayTable};
+use crate::resource;
 use crate::sender::SenderContext;
 use crate::verify::{self, Portable, SignatureVerifier};
 
@@ -41,6 +42,7 @@ struct Metrics {
     fetch_ok: Counter,
     fetch_failed: Counter,
     kid_refetch: Counter,
+    metadata_served: Counter,
 }
 
 impl Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
             fetch_ok: c("jwks_fetch_ok"),
             fetch_failed: c("jwks_fetch_failed"),
             kid_refetch: c("kid_refetch"),
+            metadata_served: c("resource_metadata_served"),
         }
     }
 
@@ -138,6 +141,8 @@ pub struct JwtStage {
     metrics: Metrics,
     use_host_verifier: bool,
     any_remote: bool,
+    /// Whether a rule guards a protected resource (RFC 9728).
+    any_resource: bool,
     worker: RefCell<Worker>,
     /// Each DPoP provider's replay table, by provider index.
     replay: Vec<Option<ReplayTable>>,
@@ -321,6 +326,7 @@ impl JwtStage {
             metrics: Metrics::define(host),
             use_host_verifier,
             any_remote,
+            any_resource: config.rules.iter().any(|r| r.resource.is_some()),
             config,
             replay,
             nonce_keys: RefCell::new(nonce_keys),
@@ -416,7 +422,22 @@ impl JwtStage {
         allowed.then_some(p)
     }
 
+    /// The RFC 9728 metadata a GET of a well-known path asks for.
+    fn metadata(&self, cx: &Exchange<'_>) -> Option<Step> {
+        if !self.any_resource || !matches!(cx.request.method(), "GET" | "HEAD") {
+            return None;
+        }
+        let resources = self.config.rules.iter().filter_map(|r| r.resource.as_ref());
+        resource::for_metadata_path(resources, cx.request.path()).map(|r| Step::Respond(r.reply()))
+    }
+
     fn handle(&self, cx: &mut Exchange<'_>, attempt: Attempt) -> Step {
+        if attempt == Attempt::First {
+            if let Some(step) = self.metadata(cx) {
+                self.metrics.metadata_served.inc(cx.host);
+                return step;
+            }
+        }
         let host = cx.host;
         let now_ms = cx.now_ms();
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
@@ -552,6 +573,29 @@ impl JwtStage {
 
     fn deny(&self, cx: &mut Exchange<'_>, refusal: &JwtRefusal) -> Step {
         let host = cx.host;
+        // A rule that guards a protected resource names its metadata in the
+        // challenge, and for a missing token the scopes it needs.
+        let resource = if self.any_resource {
+            let route_name = if self.config.needs_route_name {
+                cx.attributes.route_name(host).to_string()
+            } else {
+                String::new()
+            };
+            let request = Request {
+                view: cx.request.view(&route_name),
+                headers: cx.request.headers(),
+            };
+            decide::rule_for(&self.config, &request).and_then(|r| r.resource.clone())
+        } else {
+            None
+        };
+        let mut refusal = refusal.clone();
+        if let Some(r) = &resource {
+            if refusal.reason == Reason::TokenMissing && refusal.scope.is_none() {
+                refusal.scope = r.challenge_scope.clone();
+            }
+        }
+        let refusal = &refusal;
         self.metrics.deny(host, refusal.reason);
         let provider = refusal
             .provider
@@ -571,7 +615,13 @@ impl JwtStage {
         Step::Refuse(Refusal {
             filter: JwtModule::NAME,
             reason: refusal.reason.name().to_string(),
-            reply: challenge::reply(&self.config, refusal, cx.request.request_id(host), nonce),
+            reply: challenge::reply(
+                &self.config,
+                refusal,
+                cx.request.request_id(host),
+                nonce,
+                resource.as_ref().map(|r| r.metadata_url.as_str()),
+            ),
         })
     }
 

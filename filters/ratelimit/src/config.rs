@@ -20,7 +20,9 @@ use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::bucket::{BucketSpec, MAX_CAPACITY, MAX_INTERVAL_NS, MIN_INTERVAL_NS};
-use crate::key::{key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, RequestFacts};
+use crate::key::{
+    key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, McpField, RequestFacts,
+};
 use crate::table::{TableFullAction, TableSpec};
 
 /// The most slots one rule's table may have.
@@ -193,6 +195,7 @@ enum RawDescriptor {
     Host,
     RouteName,
     Constant(String),
+    Mcp(String),
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy)]
@@ -360,6 +363,9 @@ pub struct Needs {
     pub client_address: bool,
     /// `palisade.identity`.
     pub identity: bool,
+    /// `palisade.mcp` (decided on the request body: the rules then decide
+    /// when the body has been read).
+    pub mcp: bool,
     /// Request headers named by keys, lower case.
     pub headers: Vec<String>,
 }
@@ -503,6 +509,16 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         rules.push(rule);
     }
+    if needs.mcp {
+        // Rules keyed on the MCP decision decide once the body is read, where
+        // a request can no longer wait for the rate-limit service.
+        if let Some(i) = rules.iter().position(|r| r.global.is_some()) {
+            return Err(ConfigError::invalid(
+                field_path(&format!("rules[{i}]"), "backend"),
+                "global rules cannot be combined with rules keyed on `mcp` (those decide on the request body, where a request cannot wait for the rate-limit service)",
+            ));
+        }
+    }
     Ok(Config {
         domain: raw.domain,
         status: raw.status,
@@ -628,6 +644,19 @@ fn compile_rule(
                 Descriptor::RouteName
             }
             RawDescriptor::Constant(value) => Descriptor::Constant(value),
+            RawDescriptor::Mcp(field) => {
+                let field = McpField::parse(&field).ok_or_else(|| {
+                    ConfigError::invalid(
+                        field_path(&d_at, "mcp"),
+                        format!(
+                            "`{field}` is not a part of the MCP decision usable as a key (one of {})",
+                            McpField::NAMES.join(", ")
+                        ),
+                    )
+                })?;
+                needs.mcp = true;
+                Descriptor::Mcp(field)
+            }
         });
     }
 
@@ -927,6 +956,7 @@ mod tests {
                 route_name: true,
                 client_address: true,
                 identity: true,
+                mcp: false,
                 headers: vec!["x-tenant".into()],
             }
         );
@@ -1004,6 +1034,7 @@ mod tests {
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"slots":262145}}]}}"#), "rules[0].slots"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"header":"bad name"}}]}}]}}"#), "rules[0].key[0].header"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"identity":"email"}}]}}]}}"#), "rules[0].key[0].identity"),
+            (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"mcp":"arguments"}}]}}]}}"#), "rules[0].key[0].mcp"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"match":{{"path":{{"regex":"("}}}}}}]}}"#), "rules[0].match.path.regex"),
         ];
         for (json, path) in cases {
@@ -1103,6 +1134,12 @@ mod tests {
             (
                 format!(r#"{{{SERVICE},"rules":[{{"name":"l",{BUCKET},"global":{{}}}}]}}"#),
                 "rules[0].global",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"t",{BUCKET},"key":[{{"mcp":"tool"}}]}},{{"name":"g","backend":"global"}}]}}"#
+                ),
+                "rules[1].backend",
             ),
             (
                 format!(

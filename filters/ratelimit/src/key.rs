@@ -15,7 +15,7 @@ use std::hash::{DefaultHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
-use palisade_shared::contract::Identity;
+use palisade_shared::contract::{Identity, McpDecision};
 use palisade_shared::forwarded::{client_address, Fallback, TrustedProxies};
 use palisade_shared::matcher::RequestView;
 
@@ -38,6 +38,58 @@ pub enum Descriptor {
     RouteName,
     /// A fixed value.
     Constant(String),
+    /// A part of the MCP decision (`palisade.mcp`): the tool of a
+    /// `tools/call`, say, so that each tool has its own bucket.
+    Mcp(McpField),
+}
+
+/// The parts of the MCP decision a key can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpField {
+    /// The JSON-RPC method.
+    Method,
+    /// The tool of a `tools/call`.
+    Tool,
+    /// The resource URI of a `resources/read`.
+    Resource,
+    /// The prompt of a `prompts/get`.
+    Prompt,
+}
+
+impl McpField {
+    /// The accepted names, for error messages.
+    pub const NAMES: [&'static str; 4] = ["method", "tool", "resource", "prompt"];
+
+    /// The field named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "method" => McpField::Method,
+            "tool" => McpField::Tool,
+            "resource" => McpField::Resource,
+            "prompt" => McpField::Prompt,
+            _ => return None,
+        })
+    }
+
+    /// Its name in configurations.
+    pub fn name(self) -> &'static str {
+        match self {
+            McpField::Method => "method",
+            McpField::Tool => "tool",
+            McpField::Resource => "resource",
+            McpField::Prompt => "prompt",
+        }
+    }
+
+    fn value<'a>(&self, mcp: &'a McpDecision) -> Option<&'a str> {
+        let v = match self {
+            McpField::Method => Some(mcp.method.as_str()),
+            McpField::Tool => mcp.tool.as_deref(),
+            McpField::Resource => mcp.resource.as_deref(),
+            McpField::Prompt => mcp.prompt.as_deref(),
+        };
+        v.filter(|s| !s.is_empty())
+    }
 }
 
 /// The identity claims a key can use: the single-valued strings of
@@ -144,6 +196,8 @@ pub struct RequestFacts {
     pub headers: Vec<(String, String)>,
     /// The verified identity, when the JWT stage (or filter) verified one.
     pub identity: Option<Rc<Identity>>,
+    /// The MCP decision, when the MCP stage (or filter) made one.
+    pub mcp: Option<McpDecision>,
 }
 
 impl RequestFacts {
@@ -249,6 +303,7 @@ fn descriptor_value<'a>(
         Descriptor::Host => (6, facts.view().host_only().into_bytes().into()),
         Descriptor::RouteName => (7, facts.route_name.as_bytes().into()),
         Descriptor::Constant(c) => (8, c.as_bytes().into()),
+        Descriptor::Mcp(field) => (9, field.value(facts.mcp.as_ref()?)?.as_bytes().into()),
     })
 }
 
@@ -290,6 +345,7 @@ fn entry_key(d: &Descriptor) -> Cow<'static, str> {
         Descriptor::Host => "host".into(),
         Descriptor::RouteName => "route_name".into(),
         Descriptor::Constant(_) => "constant".into(),
+        Descriptor::Mcp(field) => format!("mcp.{}", field.name()).into(),
     }
 }
 
@@ -385,7 +441,39 @@ mod tests {
                 sub: Some("alice".into()),
                 ..Identity::default()
             })),
+            mcp: Some(McpDecision {
+                method: "tools/call".into(),
+                tool: Some("search".into()),
+                decision: "allowed".into(),
+                ..McpDecision::default()
+            }),
         }
+    }
+
+    #[test]
+    fn each_mcp_tool_has_its_own_key() {
+        let c = ClientAddressSpec::default();
+        let per_tool = [Descriptor::Mcp(McpField::Tool)];
+        let search = hash(&per_tool, &facts(), &c).unwrap();
+        let mut deploy = facts();
+        if let Some(m) = deploy.mcp.as_mut() {
+            m.tool = Some("deploy".into());
+        }
+        assert_ne!(Some(search), hash(&per_tool, &deploy, &c));
+        // The same text as a method or a constant is another key.
+        assert_ne!(
+            Some(search),
+            hash(&[Descriptor::Constant("search".into())], &facts(), &c)
+        );
+        assert!(hash(&[Descriptor::Mcp(McpField::Method)], &facts(), &c).is_some());
+        // No tool (a listing, or no MCP decision): no key.
+        assert_eq!(
+            hash(&[Descriptor::Mcp(McpField::Resource)], &facts(), &c),
+            None
+        );
+        let mut none = facts();
+        none.mcp = None;
+        assert_eq!(hash(&per_tool, &none, &c), None);
     }
 
     fn hash(ds: &[Descriptor], f: &RequestFacts, c: &ClientAddressSpec) -> Option<u64> {

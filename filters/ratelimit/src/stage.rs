@@ -9,8 +9,8 @@ use std::time::Duration;
 use palisade_shared::config::ConfigError;
 use palisade_shared::contract;
 use palisade_shared::engine::{
-    self, Attribute, Body, CallResponse, Counter, DecisionKind, DecisionSet, Exchange, Host,
-    HostStore, LogLevel, Module, Needs, Refusal, ResponseStep, Stage, Step, Wake,
+    self, Attribute, Body, BodyStep, CallResponse, Counter, DecisionKind, DecisionSet, Exchange,
+    Host, HostStore, LogLevel, Module, Needs, Refusal, ResponseStep, Stage, Step, Wake,
 };
 
 use crate::clock::MonotonicClock;
@@ -323,6 +323,23 @@ struct PendingCall {
 }
 
 impl RateLimitStage {
+    /// Spends from the request's buckets (asking the rate-limit service for
+    /// global rules): refuses the request, waits, or notes the headers for
+    /// its response.
+    fn limit(&self, request: &mut RateLimitRequest, cx: &mut Exchange<'_>) -> Step {
+        let config = &self.config;
+        if config.rules.is_empty() {
+            return Step::Continue;
+        }
+        let host = cx.host;
+        let facts = self.gather(cx);
+        let decision = self.decide(host, &facts);
+        if decision.refusal.is_some() || config.global_service.is_none() {
+            return self.finish(request, cx, decision);
+        }
+        self.ask_service(request, cx, &facts, decision)
+    }
+
     /// The stage for a configuration: metrics defined, slot tables created.
     pub fn configure(config: &[u8], host: &dyn Host) -> Result<Self, ConfigError> {
         let config = Config::from_json(config)?;
@@ -440,6 +457,9 @@ impl RateLimitStage {
         }
         if needs.identity {
             facts.identity = cx.decisions.identity(host).cloned();
+        }
+        if needs.mcp {
+            facts.mcp = cx.decisions.mcp(host).cloned();
         }
         facts
     }
@@ -796,22 +816,32 @@ impl Stage for RateLimitStage {
             request_headers: headers,
             tick: Some(TICK_PERIOD),
             provides: DecisionSet::of(&[DecisionKind::RateLimit, DecisionKind::Denial]),
+            request_body: n.mcp,
             ..Needs::default()
         }
     }
 
     fn on_request_headers(&self, request: &mut RateLimitRequest, cx: &mut Exchange<'_>) -> Step {
-        let config = &self.config;
-        if config.rules.is_empty() {
-            return Step::Continue;
+        if self.config.needs.mcp && !cx.end_of_stream {
+            // The MCP decision is made on the body: decide once it is read
+            // (after the MCP stage, which runs first).
+            return Step::ReadBody { max_bytes: 0 };
         }
-        let host = cx.host;
-        let facts = self.gather(cx);
-        let decision = self.decide(host, &facts);
-        if decision.refusal.is_some() || config.global_service.is_none() {
-            return self.finish(request, cx, decision);
+        self.limit(request, cx)
+    }
+
+    fn on_request_body(
+        &self,
+        request: &mut RateLimitRequest,
+        cx: &mut Exchange<'_>,
+        _body: &[u8],
+    ) -> BodyStep {
+        // Only local rules decide here: configurations that key on the MCP
+        // decision have no global rules (refused at load), so nothing waits.
+        match self.limit(request, cx) {
+            Step::Refuse(refusal) => BodyStep::Refuse(refusal),
+            _ => BodyStep::Continue,
         }
-        self.ask_service(request, cx, &facts, decision)
     }
 
     fn on_call_response(

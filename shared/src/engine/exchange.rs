@@ -11,7 +11,7 @@
 use std::rc::Rc;
 
 use crate::contract::{
-    self, Denial, Identity, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
+    self, Denial, Identity, McpDecision, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
 };
 use crate::matcher::RequestView;
 
@@ -244,6 +244,19 @@ impl ResponseHead {
         }
     }
 
+    /// Removes a header (all its values) toward the client, such as the
+    /// `content-length` of a body a stage will rewrite (only while the
+    /// response headers are being answered).
+    pub fn remove(&mut self, host: &dyn Host, name: &str) {
+        if !self.editable(host, name) {
+            return;
+        }
+        host.set_header(HeaderMap::Response, name, None);
+        if let Some(all) = &mut self.headers {
+            all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+    }
+
     fn editable(&self, host: &dyn Host, name: &str) -> bool {
         if self.access != MapAccess::Edit {
             host.log(
@@ -416,6 +429,8 @@ pub enum DecisionKind {
     Waf,
     /// `palisade.denial`.
     Denial,
+    /// `palisade.mcp`.
+    Mcp,
     /// `palisade.tls`.
     Tls,
 }
@@ -485,6 +500,7 @@ pub struct Decisions {
     ratelimit: Decided<RateLimitDecision>,
     waf: Decided<WafDecision>,
     denial: Decided<Denial>,
+    mcp: Decided<McpDecision>,
     tls: Decided<TlsDecision>,
     unreadable: DecisionSet,
 }
@@ -550,6 +566,7 @@ impl Decisions {
             // this VM: a Palisade module beside it may have refused first
             // (it feeds only the audit record, never a decision).
             denial: Decided::Unread,
+            mcp: Decided::new(in_memory.contains(DecisionKind::Mcp)),
             tls: Decided::new(in_memory.contains(DecisionKind::Tls)),
             unreadable: DecisionSet::NONE,
         }
@@ -561,6 +578,7 @@ impl Decisions {
         ratelimit, set_ratelimit, RateLimitDecision, DecisionKind::RateLimit, contract::RATELIMIT, "rate-limit decision";
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
+        mcp, set_mcp, McpDecision, DecisionKind::Mcp, contract::MCP, "MCP decision";
         tls, set_tls, TlsDecision, DecisionKind::Tls, contract::TLS, "transport decision";
     }
 

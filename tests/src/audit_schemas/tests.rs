@@ -131,6 +131,7 @@ fn scenarios() -> Vec<(&'static str, RequestFacts, &'static str)> {
         Some(br#"{"rule":"api","limited":false,"shadow":false,"remaining":4,"reset":1}"#),
         Some(br#"{"score":10,"matches":[{"rule_id":942100,"family":"sqli","location":"args:q"}],"action":"blocked"}"#),
         Some(br#"{"filter":"waf","status":403,"reason":"sqli"}"#),
+        Some(br#"{"method":"tools/call","tool":"write_note","id":"4","decision":"denied","reason":"tool_denied","arguments":{"path":"/tmp/x"}}"#),
     );
     out.push(("denied, with every decision", denied, ""));
     let (xfcc, digest) = client_certificate();

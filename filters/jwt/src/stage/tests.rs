@@ -169,3 +169,91 @@ fn an_unknown_kid_triggers_one_refetch_and_the_rotated_key_is_accepted() {
         .unwrap()
         .contains("invalid_token"));
 }
+
+/// A rule that guards an MCP server as an OAuth protected resource: the
+/// RFC 9728 metadata is served, challenges point to it, and tokens must
+/// name the resource (RFC 8707).
+#[test]
+fn a_protected_resource_serves_its_metadata_and_binds_the_audience() {
+    let config = json!({
+        "providers": {"corp": {"issuer": "https://idp", "jwks": serde_json::from_str::<Value>(&jwks(&[(1, "k1")])).unwrap()}},
+        "rules": [{"match": {"path": {"prefix": "/mcp"}}, "requires": {"provider": "corp"},
+                   "scopes": {"all_of": ["mcp"]},
+                   "protected_resource": {"resource": "https://tools.example.com/mcp"}}]
+    })
+    .to_string();
+    let host = FakeHost::new();
+    host.set_now_ms(NOW_S * 1000);
+    let engine = Engine::new(
+        JwtModule::configure(config.as_bytes(), &host).unwrap(),
+        JwtModule::NAME,
+        1,
+        &host,
+    )
+    .unwrap();
+    let send = |path: &str, token: Option<String>| {
+        let mut headers = vec![(":method", "GET".to_string()), (":path", path.to_string())];
+        if let Some(t) = token {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host.set_request(&refs, b"");
+        let mut slot = None;
+        engine.on_request_headers(2, &mut slot, true, &host)
+    };
+    let signed = |aud: &str| {
+        let header = b64url_encode(br#"{"alg":"EdDSA","kid":"k1"}"#);
+        let claims = json!({"iss": "https://idp", "aud": aud, "sub": "alice", "scope": "mcp", "exp": NOW_S + 600});
+        let input = format!("{header}.{}", b64url_encode(claims.to_string().as_bytes()));
+        format!(
+            "{input}.{}",
+            b64url_encode(&key(1).sign(input.as_bytes()).to_bytes())
+        )
+    };
+
+    assert_eq!(
+        send("/.well-known/oauth-protected-resource/mcp", None),
+        Action::Pause
+    );
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"resource": "https://tools.example.com/mcp", "authorization_servers": ["https://idp"],
+               "scopes_supported": ["mcp"], "bearer_methods_supported": ["header"]})
+    );
+    assert_eq!(host.metric("palisade.jwt.resource_metadata_served"), 1);
+    assert!(
+        host.property_json(contract::DENIAL).is_none(),
+        "a service, not a refusal"
+    );
+
+    assert_eq!(send("/mcp", None), Action::Pause);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="palisade", scope="mcp", resource_metadata="https://tools.example.com/.well-known/oauth-protected-resource/mcp""#
+        )
+    );
+
+    assert_eq!(
+        send("/mcp", Some(signed("https://tools.example.com/mcp"))),
+        Action::Continue
+    );
+    assert_eq!(
+        send("/mcp", Some(signed("https://other.example.com/mcp"))),
+        Action::Pause
+    );
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(reply
+        .header("www-authenticate")
+        .unwrap()
+        .contains("resource_metadata="));
+    assert_eq!(
+        host.property_json(contract::DENIAL).unwrap()["reason"],
+        "audience_mismatch"
+    );
+}
