@@ -146,9 +146,9 @@ enum RawDescriptor {
 #[derive(Debug, Default, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum RawTableFull {
-    #[default]
     Deny,
     Allow,
+    #[default]
     Evict,
 }
 
@@ -692,7 +692,7 @@ mod tests {
         assert_eq!(all.cost, 1);
         assert_eq!(all.bucket.refill_tokens(), 1);
         assert_eq!(all.table.slots(), 1, "a constant key needs one slot");
-        assert_eq!(all.on_table_full, TableFullAction::Deny);
+        assert_eq!(all.on_table_full, TableFullAction::Evict);
         assert_eq!(all.when_key_missing, WhenKeyMissing::SharedBucket);
         assert!(!all.shadow);
         assert_eq!(config.rules[1].table.slots(), u64::from(DEFAULT_SLOTS));

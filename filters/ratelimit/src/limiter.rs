@@ -1023,6 +1023,7 @@ mod tests {
     fn memory_stays_bounded_whatever_the_number_of_clients() {
         let c = config(
             r#"{"rules":[{"name":"ip","key":["client_address"],"slots":16,
+                "on_table_full":"deny",
                 "token_bucket":{"max_tokens":1,"fill_interval":"1s"}}]}"#,
         );
         let store = MemoryStore::new();
