@@ -20,7 +20,9 @@ use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::bucket::{BucketSpec, MAX_CAPACITY, MAX_INTERVAL_NS, MIN_INTERVAL_NS};
-use crate::key::{key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, RequestFacts};
+use crate::key::{
+    key_hash, ClientAddressSpec, ClientKey, Descriptor, HashKey, IdentityClaim, RequestFacts,
+};
 use crate::table::{TableFullAction, TableSpec};
 
 /// The most slots one rule's table may have.
@@ -258,6 +260,10 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// What the rules need from a request.
     pub needs: Needs,
+    /// The client-key hash key: all zero from [`Config::from_json`], the
+    /// process's random key once the stage agreed on it
+    /// ([`crate::hash_key::agree`]).
+    pub hash_key: HashKey,
 }
 
 impl Config {
@@ -348,6 +354,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         client_address,
         rules,
         needs,
+        hash_key: HashKey::default(),
     })
 }
 
@@ -483,7 +490,13 @@ fn compile_rule(
     let fixed_key_hash = if per_request_key {
         None
     } else {
-        key_hash(&key, &RequestFacts::default(), &ClientKey::default())
+        // One bucket for every request: no key an attacker could choose.
+        key_hash(
+            &HashKey::default(),
+            &key,
+            &RequestFacts::default(),
+            &ClientKey::default(),
+        )
     };
     Ok(Rule {
         name: r.name,
@@ -704,7 +717,7 @@ mod tests {
         };
         assert_eq!(
             all.fixed_key_hash,
-            key_hash(&[], &facts, &ClientKey::default())
+            key_hash(&HashKey::default(), &[], &facts, &ClientKey::default())
         );
         assert!(all.fixed_key_hash.is_some());
         assert_eq!(config.rules[1].fixed_key_hash, None);

@@ -275,13 +275,13 @@ fn active_rules<'a>(
         }
         let computed = match rule.fixed_key_hash {
             Some(fixed) => Some(fixed),
-            None => key_hash(&rule.key, facts, client),
+            None => key_hash(&config.hash_key, &rule.key, facts, client),
         };
         let hash = match computed {
             Some(h) => h,
             None => match rule.when_key_missing {
                 WhenKeyMissing::SkipRule => continue,
-                WhenKeyMissing::SharedBucket => missing_key_hash(),
+                WhenKeyMissing::SharedBucket => missing_key_hash(&config.hash_key),
             },
         };
         let (set, owner) = rule.table.place(hash);

@@ -616,7 +616,7 @@ mod tests {
             ..ask(&bucket, &table, owner, now_ns)
         };
         let mut value: Option<Vec<u8>> = None;
-        let mut step = |owner: u64, now_ns: u64, value: &mut Option<Vec<u8>>| {
+        let step = |owner: u64, now_ns: u64, value: &mut Option<Vec<u8>>| {
             let (verdict, written) = evaluate(value.as_deref(), &evict(owner, now_ns));
             if let Some(w) = written {
                 *value = Some(w);
