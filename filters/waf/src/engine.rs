@@ -285,15 +285,16 @@ struct Gate {
 }
 
 impl Gate {
-    /// A gate over these patterns; `None` when there are none.
-    fn build(patterns: &[&str]) -> Result<Option<Gate>, String> {
+    /// A gate over these patterns whose states take at most `cache_bytes`;
+    /// `None` when there are none.
+    fn build(patterns: &[&str], cache_bytes: usize) -> Result<Option<Gate>, String> {
         if patterns.is_empty() {
             return Ok(None);
         }
         let dfa = LazyDfa::builder()
             .configure(
                 LazyDfa::config()
-                    .cache_capacity(GATE_CACHE_BYTES)
+                    .cache_capacity(cache_bytes)
                     // A value that makes a new state at nearly every byte
                     // (crafted to) would cost a closure over every rule per
                     // byte: past a few cache refills the gate gives up on
@@ -389,6 +390,15 @@ pub trait RuleFilter {
 impl RuleSet {
     /// Compiles `specs`; an error gives the index of the rule at fault.
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, (usize, String)> {
+        Self::compile_with_gate_bytes(specs, GATE_CACHE_BYTES)
+    }
+
+    /// [`RuleSet::compile`] with a gate cache of `gate_bytes` (tests use a
+    /// smaller one to reach its bound quickly).
+    fn compile_with_gate_bytes(
+        specs: &[RuleSpec],
+        gate_bytes: usize,
+    ) -> Result<Self, (usize, String)> {
         let mut rules = Vec::with_capacity(specs.len());
         let mut units: Vec<Unit> = Vec::with_capacity(specs.len());
         let mut pipelines: Vec<Vec<Transform>> = Vec::new();
@@ -484,7 +494,7 @@ impl RuleSet {
         }
         let prefilter = Prefilter::build(&required).map_err(|e| (0, e))?;
         let gate_patterns: Vec<&str> = gate_patterns.iter().map(String::as_str).collect();
-        let gate = Gate::build(&gate_patterns).map_err(|e| (0, e))?;
+        let gate = Gate::build(&gate_patterns, gate_bytes).map_err(|e| (0, e))?;
         let mut steps: Vec<(Option<usize>, Transform)> = Vec::new();
         let pipeline_step: Vec<Option<usize>> = pipelines
             .iter()
@@ -785,6 +795,77 @@ mod tests {
             .find(|p| set.pipeline_units[*p].has(u) || set.pipeline_untracked[*p].contains(&u))
             .unwrap();
         set.pipeline_step[p]
+    }
+
+    /// Distinct values chosen to make the gate's lazy DFA build new states
+    /// (attack fragments, punctuation and random bytes, never twice the
+    /// same): its cache never holds more than its capacity. The values fill
+    /// it (it is cleared), and the gate still never waves an attack through.
+    #[test]
+    fn the_gate_cache_stays_within_its_bound_under_adversarial_values() {
+        const BYTES: usize = 1 << 20;
+        let specs = crate::signatures::builtin(4);
+        let set = RuleSet::compile_with_gate_bytes(&specs, BYTES).unwrap();
+        let gate = set.gate.as_ref().unwrap();
+        let fragments: [&[u8]; 12] = [
+            b"' or ",
+            b"union select ",
+            b"<script",
+            b"../",
+            b"${jndi:",
+            b"; cat /etc/",
+            b"onerror=",
+            b"sleep(",
+            b"%00",
+            b"<!--#exec",
+            b"{{7*7}}",
+            b"|| ping ",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut most = 0;
+        let mut values = 0;
+        while gate.cache.borrow().clear_count() < 1 && values < 20_000 {
+            let mut value = Vec::with_capacity(512);
+            while value.len() < 400 {
+                let r = next();
+                match r % 3 {
+                    0 => value.extend_from_slice(fragments[(r >> 8) as usize % fragments.len()]),
+                    _ => value.extend(
+                        (r >> 8)
+                            .to_le_bytes()
+                            .iter()
+                            .take(1 + (r >> 60) as usize % 7),
+                    ),
+                }
+            }
+            let _ = gate.may_match(&value);
+            let used = gate.cache.borrow().memory_usage();
+            assert!(used <= BYTES, "{used} bytes after {values} values");
+            most = most.max(used);
+            values += 1;
+        }
+        assert!(
+            gate.cache.borrow().clear_count() >= 1,
+            "{values} values filled the cache only to {most} bytes"
+        );
+        assert!(
+            gate.may_match(b"1' OR '1'='1"),
+            "an attack still wakes the gate"
+        );
+
+        // The module's gate is built with the bound the README states.
+        let real = RuleSet::compile(&specs).unwrap();
+        let capacity = real
+            .gate
+            .as_ref()
+            .map(|g| g.dfa.get_config().get_cache_capacity());
+        assert_eq!(capacity, Some(GATE_CACHE_BYTES));
     }
 
     #[test]
