@@ -347,7 +347,9 @@ mod tests {
             )
         };
         // (pattern, token number i of 3 000)
-        let patterns: [(&str, fn(usize) -> (usize, bool, i64)); 4] = [
+        // Token i -> (its number, whether it shares one tail, its `until`).
+        type Pattern = fn(usize) -> (usize, bool, i64);
+        let patterns: [(&str, Pattern); 4] = [
             ("distinct tokens", |i| (i, false, 100)),
             ("one slot for all (shared tail)", |i| (i, true, 100)),
             ("a hot token between new ones", |i| {

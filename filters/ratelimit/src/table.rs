@@ -576,10 +576,13 @@ mod tests {
         (bucket, set)
     }
 
+    /// Slots as `(owner, tokens spent, claimed_ns)`.
+    type Slots = &'static [(u64, u64, u64)];
+
     #[test]
     fn the_victim_spent_least_and_claimed_last() {
-        // (slots as (owner, spent, claimed_ns), time of the choice, victim's owner)
-        let cases: &[(&[(u64, u64, u64)], u64, u64)] = &[
+        // (slots, time of the choice, victim's owner)
+        let cases: &[(Slots, u64, u64)] = &[
             // Fewest tokens spent wins over the claim order.
             (&[(1, 3, 10), (2, 1, 5), (3, 2, 20)], 100, 2),
             // Equal spend: the newest claim goes, never the older client.
