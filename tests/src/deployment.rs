@@ -32,9 +32,10 @@ fn rank(stage: &str) -> Option<u8> {
     match stage {
         "audit" => Some(0),
         "waf" => Some(1),
-        "jwt" => Some(2),
-        "mfa" => Some(3),
-        "ratelimit" => Some(4),
+        "transport" => Some(2),
+        "jwt" => Some(3),
+        "mfa" => Some(4),
+        "ratelimit" => Some(5),
         _ => None,
     }
 }

@@ -12,6 +12,8 @@
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
 //!   bytes a test asks for;
+//! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
+//!   or HTTPS (certificate-bound and DPoP-bound tokens);
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
 //!   protobuf definitions, recording the log records and spans Envoy sends;
 //! - [`audit_schemas`]: checkers of audit records against the official ECS and
@@ -29,6 +31,7 @@ pub mod deployment;
 mod echo;
 mod envoy;
 mod http;
+pub mod oidc;
 mod otlp;
 mod paths;
 pub mod tls;

@@ -10,11 +10,12 @@
 //! unknown section (or field inside one) is refused when the module loads:
 //!
 //! ```json
-//! {"waf": {"paranoia_level": 1}, "jwt": {"providers": {...}}, "mfa": {...},
-//!  "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
+//! {"waf": {"paranoia_level": 1}, "transport": {"policies": {...}, "rules": [...]},
+//!  "jwt": {"providers": {...}}, "mfa": {...}, "ratelimit": {"rules": [...]},
+//!  "audit": {"schema": "ecs"}}
 //! ```
 //!
-//! Stages run in the order WAF, JWT, MFA, rate limit; the audit stage writes
+//! Stages run in the order WAF, transport, JWT, MFA, rate limit; the audit stage writes
 //! its record when the request ends (it sits first in the chain only so
 //! that its start time is taken before the other stages run).
 
@@ -25,15 +26,22 @@ use palisade_ratelimit::RateLimitStage;
 use palisade_shared::config::ConfigError;
 use palisade_shared::engine::sections::{within, Sections};
 use palisade_shared::engine::{Host, Module, Then};
+use palisade_transport::TransportStage;
 use palisade_waf::WafStage;
 
 /// The sections a bundle configuration may have, in stage order.
-pub const SECTIONS: [&str; 5] = ["waf", "jwt", "mfa", "ratelimit", "audit"];
+pub const SECTIONS: [&str; 6] = ["waf", "transport", "jwt", "mfa", "ratelimit", "audit"];
 
 /// Every stage of the bundle, each on or off.
 pub type BundleStage = Then<
     Option<AuditStage>,
-    Then<Option<WafStage>, Then<Option<JwtStage>, Then<Option<MfaStage>, Option<RateLimitStage>>>>,
+    Then<
+        Option<WafStage>,
+        Then<
+            Option<TransportStage>,
+            Then<Option<JwtStage>, Then<Option<MfaStage>, Option<RateLimitStage>>>,
+        >,
+    >,
 >;
 
 /// The module `palisade.wasm` (root id `palisade`).
@@ -76,10 +84,13 @@ impl Module for Bundle {
             then: Then {
                 first: section(&sections, "waf", host, WafStage::configure)?,
                 then: Then {
-                    first: section(&sections, "jwt", host, JwtStage::configure)?,
+                    first: section(&sections, "transport", host, TransportStage::configure)?,
                     then: Then {
-                        first: section(&sections, "mfa", host, MfaStage::configure)?,
-                        then: section(&sections, "ratelimit", host, RateLimitStage::configure)?,
+                        first: section(&sections, "jwt", host, JwtStage::configure)?,
+                        then: Then {
+                            first: section(&sections, "mfa", host, MfaStage::configure)?,
+                            then: section(&sections, "ratelimit", host, RateLimitStage::configure)?,
+                        },
                     },
                 },
             },

@@ -10,7 +10,9 @@
 
 use std::rc::Rc;
 
-use crate::contract::{self, Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use crate::contract::{
+    self, Denial, Identity, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
+};
 use crate::matcher::RequestView;
 
 use super::host::{HeaderMap, Host, LogLevel};
@@ -242,18 +244,37 @@ impl ResponseHead {
         }
     }
 
-    /// Adds a header toward the client (only while the response headers
-    /// are being answered).
-    pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
+    fn editable(&self, host: &dyn Host, name: &str) -> bool {
         if self.access != MapAccess::Edit {
             host.log(
                 LogLevel::Warn,
-                &format!("palisade: response header `{name}` not added: the headers have gone on"),
+                &format!("palisade: response header `{name}` not edited: the headers have gone on"),
             );
+        }
+        self.access == MapAccess::Edit
+    }
+
+    /// Adds a header toward the client (only while the response headers
+    /// are being answered).
+    pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
             return;
         }
         host.add_header(HeaderMap::Response, name, value);
         if let Some(all) = &mut self.headers {
+            all.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// Sets (replaces) a header toward the client (only while the response
+    /// headers are being answered).
+    pub fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
+            return;
+        }
+        host.set_header(HeaderMap::Response, name, Some(value));
+        if let Some(all) = &mut self.headers {
+            all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             all.push((name.to_string(), value.to_string()));
         }
     }
@@ -289,10 +310,20 @@ pub enum Attribute {
     PeerSubject,
     /// `connection.sha256_peer_certificate_digest`.
     PeerSha256,
+    /// `connection.requested_server_name`: the SNI.
+    RequestedServerName,
+    /// `connection.peer_certificate`: the client certificate, PEM (every
+    /// SAN and the issuer are only in it: `connection.uri_san_peer_certificate`
+    /// and `dns_san_peer_certificate` give the first SAN alone).
+    PeerCertificate,
+    /// `filter_state["palisade.tls_cipher"]`: Envoy has no cipher attribute;
+    /// its `set_filter_state` HTTP filter writes `%DOWNSTREAM_TLS_CIPHER%`
+    /// there (`envoy/tls.yaml`). Filter state, so no client can set it.
+    TlsCipher,
 }
 
 impl Attribute {
-    const COUNT: usize = 13;
+    const COUNT: usize = 16;
 
     /// The attribute's property path.
     pub fn path(self) -> &'static [&'static str] {
@@ -310,6 +341,9 @@ impl Attribute {
             Attribute::Mtls => &["connection", "mtls"],
             Attribute::PeerSubject => &["connection", "subject_peer_certificate"],
             Attribute::PeerSha256 => &["connection", "sha256_peer_certificate_digest"],
+            Attribute::RequestedServerName => &["connection", "requested_server_name"],
+            Attribute::PeerCertificate => &["connection", "peer_certificate"],
+            Attribute::TlsCipher => &["filter_state", "palisade.tls_cipher"],
         }
     }
 
@@ -382,6 +416,8 @@ pub enum DecisionKind {
     Waf,
     /// `palisade.denial`.
     Denial,
+    /// `palisade.tls`.
+    Tls,
 }
 
 /// A set of [`DecisionKind`]s.
@@ -449,6 +485,7 @@ pub struct Decisions {
     ratelimit: Decided<RateLimitDecision>,
     waf: Decided<WafDecision>,
     denial: Decided<Denial>,
+    tls: Decided<TlsDecision>,
     unreadable: DecisionSet,
 }
 
@@ -513,6 +550,7 @@ impl Decisions {
             // this VM: a Palisade module beside it may have refused first
             // (it feeds only the audit record, never a decision).
             denial: Decided::Unread,
+            tls: Decided::new(in_memory.contains(DecisionKind::Tls)),
             unreadable: DecisionSet::NONE,
         }
     }
@@ -523,6 +561,7 @@ impl Decisions {
         ratelimit, set_ratelimit, RateLimitDecision, DecisionKind::RateLimit, contract::RATELIMIT, "rate-limit decision";
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
+        tls, set_tls, TlsDecision, DecisionKind::Tls, contract::TLS, "transport decision";
     }
 
     /// The decisions whose filter state was there but could not be read (a
