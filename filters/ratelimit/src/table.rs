@@ -30,7 +30,7 @@
 //!
 //! Value layout (little endian): `version: u8, ways: u8, fingerprint: u64`,
 //! then per slot `owner: u64 (0 = free), level: u128, updated_ns: u64,
-//! claimed_ns: u64`. A value with another version, way count or bucket
+//! claim: u64` (the claim's order in the set). A value with another version, way count or bucket
 //! fingerprint is read as an empty set (the operator changed the rule), and
 //! the next write replaces it.
 
@@ -134,8 +134,11 @@ impl TableSpec {
 struct Slot {
     owner: u64,
     state: BucketState,
-    /// When the owner claimed the slot (monotonic nanoseconds).
-    claimed_ns: u64,
+    /// The order of the owner's claim in its set: one more than the newest
+    /// claim in the set when it was made. Not a time: workers decide at
+    /// their own tick clocks, which can disagree on the order of claims a
+    /// few milliseconds apart; the set's CAS serializes claims exactly.
+    claim: u64,
 }
 
 const FREE: Slot = Slot {
@@ -144,7 +147,7 @@ const FREE: Slot = Slot {
         level: 0,
         updated_ns: 0,
     },
-    claimed_ns: 0,
+    claim: 0,
 };
 
 /// A decoded set (a fixed array: decoding allocates nothing).
@@ -194,7 +197,7 @@ impl Set {
                     level: read_u128(&chunk[8..24]),
                     updated_ns: read_u64(&chunk[24..32]),
                 },
-                claimed_ns: read_u64(&chunk[32..40]),
+                claim: read_u64(&chunk[32..40]),
             };
         }
         set
@@ -209,7 +212,7 @@ impl Set {
             out.extend_from_slice(&slot.owner.to_le_bytes());
             out.extend_from_slice(&slot.state.level.to_le_bytes());
             out.extend_from_slice(&slot.state.updated_ns.to_le_bytes());
-            out.extend_from_slice(&slot.claimed_ns.to_le_bytes());
+            out.extend_from_slice(&slot.claim.to_le_bytes());
         }
         out
     }
@@ -285,13 +288,19 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
     let mut set = Set::decode(value, ask.table.ways, fingerprint);
     let spec = ask.bucket;
     let now = ask.now_ns;
-    // A new claim is stamped now; an owner keeps its stamp.
-    let mut claimed_ns = now;
+    // A new claim comes after every claim in the set; an owner keeps its own.
+    let mut claim = set
+        .slots()
+        .iter()
+        .map(|s| s.claim)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
 
     let (index, state, claimed, evicted) =
         if let Some(i) = set.slots().iter().position(|s| s.owner == ask.owner) {
             let slot = &set.slots()[i];
-            claimed_ns = slot.claimed_ns;
+            claim = slot.claim;
             (i, slot.state.refilled(spec, now), false, false)
         } else if let Some(i) = set
             .slots()
@@ -326,7 +335,7 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
                 *slot = Slot {
                     owner: ask.owner,
                     state: after,
-                    claimed_ns,
+                    claim,
                 };
             }
             let value = set.encode(fingerprint);
@@ -354,13 +363,7 @@ fn eviction_victim(set: &Set, spec: &BucketSpec, now_ns: u64) -> usize {
     set.slots()
         .iter()
         .enumerate()
-        .max_by_key(|(i, s)| {
-            (
-                s.state.refilled(spec, now_ns).tokens(spec),
-                s.claimed_ns,
-                *i,
-            )
-        })
+        .max_by_key(|(i, s)| (s.state.refilled(spec, now_ns).tokens(spec), s.claim, *i))
         .map(|(i, _)| i)
         .unwrap_or(0)
 }
@@ -570,7 +573,7 @@ mod tests {
                 state: BucketState::full(&bucket, claimed_ns)
                     .take(&bucket, spent)
                     .unwrap(),
-                claimed_ns,
+                claim: claimed_ns,
             };
         }
         (bucket, set)
@@ -688,14 +691,27 @@ mod tests {
     }
 
     #[test]
-    fn an_owner_keeps_its_claim_time() {
+    fn claims_are_ordered_by_the_set_not_by_the_clock() {
         let bucket = BucketSpec::new(5, 1, 60 * SEC);
-        let table = TableSpec::new(1, "k/");
-        let (_, value) = evaluate(None, &ask(&bucket, &table, 4, 7));
-        let (_, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 4, 9 * SEC));
-        let set = Set::decode(value.as_deref(), 1, bucket.fingerprint());
-        assert_eq!(set.slots()[0].claimed_ns, 7);
-        assert_eq!(set.slots()[0].state.updated_ns, 9 * SEC);
+        let table = TableSpec::new(2, "k/");
+        // Client 4 claims at 9 s on one worker, then client 5 at 7 s on a
+        // worker whose tick clock is behind: 5 is still the later claim.
+        let (_, value) = evaluate(None, &ask(&bucket, &table, 4, 9 * SEC));
+        let (_, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 5, 7 * SEC));
+        let (_, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 4, 10 * SEC));
+        let claims = |value: &Option<Vec<u8>>| -> Vec<(u64, u64)> {
+            let set = Set::decode(value.as_deref(), 2, bucket.fingerprint());
+            set.slots().iter().map(|s| (s.owner, s.claim)).collect()
+        };
+        assert_eq!(claims(&value), [(4, 1), (5, 2)], "an owner keeps its claim");
+        // Client 4 spent two tokens, client 5 one: a newcomer at 10 s (client
+        // 5's bucket has refilled a little: whole tokens) evicts 5.
+        let newcomer = Ask {
+            on_full: TableFullAction::Evict,
+            ..ask(&bucket, &table, 6, 10 * SEC)
+        };
+        let (_, value) = evaluate(value.as_deref(), &newcomer);
+        assert_eq!(claims(&value), [(4, 1), (6, 3)]);
     }
 
     #[test]
