@@ -12,6 +12,8 @@
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
 //!   bytes a test asks for;
+//! - [`rls`]: Redis and the rate-limit service (`palisade-rls`) of the
+//!   global rate-limit tests;
 //! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
 //!   or HTTPS (certificate-bound and DPoP-bound tokens);
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
@@ -34,6 +36,7 @@ mod http;
 pub mod oidc;
 mod otlp;
 mod paths;
+pub mod rls;
 pub mod tls;
 pub mod tokens;
 
