@@ -929,6 +929,23 @@ mod tests {
         "token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#;
 
     #[test]
+    fn workers_of_one_process_agree_on_a_random_hash_key() {
+        // Two VMs of one Envoy share one host's shared data.
+        let envoy = FakeHost::new();
+        let first = RateLimitStage::configure(SPRAYED.as_bytes(), &envoy).unwrap();
+        let second = RateLimitStage::configure(SPRAYED.as_bytes(), &envoy).unwrap();
+        assert_eq!(first.config.hash_key, second.config.hash_key);
+        assert_ne!(
+            first.config.hash_key,
+            HashKey::default(),
+            "not the fixed key"
+        );
+        // Another Envoy process draws another key (a 2^-128 chance otherwise).
+        let other = RateLimitStage::configure(SPRAYED.as_bytes(), &FakeHost::new()).unwrap();
+        assert_ne!(other.config.hash_key, first.config.hash_key);
+    }
+
+    #[test]
     fn a_bucket_of_two_allows_two_then_refuses_with_its_fields() {
         let host = FakeHost::new()
             .with_request("GET", "/")
