@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls certs sslyze oci token run test test-unit test-wasm test-fuzz test-e2e fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls certs sslyze oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -35,6 +35,7 @@ help:
 	@echo "make test    unit tests (natively and in V8), a short fuzz run, then end-to-end tests against a real Envoy"
 	@echo "make test-wasm  every policy's unit tests compiled to $(WASM_TARGET) and run in Node's V8"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; FUZZ_TARGETS to pick some"
+	@echo "make waf-report  the WAF's benign and attack rates per family and per rule"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
 	@echo "make oci     push Wasm OCI images to OCI_REGISTRY, write WasmPlugin manifests: dist/istio-bundle/ (bundle), dist/istio/ (modules)"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
@@ -166,10 +167,24 @@ test: test-unit test-wasm test-fuzz test-e2e
 # palisade-rls is tested on its own: built beside the other crates, its
 # dependencies (tokio, tower, hyper) would take the workspace's features and
 # be compiled a second time for `make rls`; alone they are compiled once.
-test-unit: rls-deps
+# The WAF's corpora (benign text found on this machine, including the READMEs
+# of tests/node_modules, and the attack corpora) run optimized, in one test.
+test-unit: rls-deps node-deps
 	cargo test --workspace --exclude palisade-e2e --exclude palisade-rls --no-default-features
 	cargo test -p palisade-rls
+	cargo test -p palisade-waf --no-default-features --release --test corpora
 	cargo test -p palisade-e2e --lib
+
+# The WAF's benign and attack rates per family and per rule over all the text
+# on this machine (unsampled), printed, not enforced. WAF_CONFIG=config.json
+# tests your configuration (exclusions, disabled and custom rules);
+# WAF_BENIGN=values.txt adds your own traffic, one value per line;
+# WAF_SHOW=<rule id> lists the values behind a rule's number
+# (filters/waf/tests/corpora.rs lists the other options).
+waf-report: node-deps
+	WAF_REPORT=1 $(if $(WAF_CONFIG),WAF_CONFIG=$(abspath $(WAF_CONFIG))) \
+	  $(if $(WAF_BENIGN),WAF_BENIGN=$(abspath $(WAF_BENIGN))) \
+	  cargo test -p palisade-waf --no-default-features --release --test corpora -- --nocapture
 
 # The same unit tests, compiled for the target the modules ship for
 # ($(WASM_TARGET)) and run in V8, the engine Envoy runs them in, through

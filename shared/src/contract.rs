@@ -130,6 +130,12 @@ pub struct WafDecision {
     pub matches: Vec<WafMatch>,
     /// `allowed`, `blocked`, `detected` (detect-only mode) or `csrf_blocked`.
     pub action: String,
+    /// Whether the request body was inspected (up to the WAF's
+    /// `max_body_bytes`). `false` when there is no body, when a route
+    /// exclusion turned body inspection off, when the decision was made at
+    /// the headers (a refusal of the head), or when the body was refused
+    /// for its size. Absent in decisions written before this field existed.
+    pub body_inspected: bool,
 }
 
 /// The downstream connection as the transport filter saw it, and what its

@@ -381,6 +381,9 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--disable-hot-restart")
+            // Envoy writes access logs out every 10 s by default; the tests read
+            // them right after their requests.
+            .args(["--file-flush-interval-msec", "50"])
             .args(log_level)
             .args(extra_args)
             .stdin(Stdio::null())
@@ -543,9 +546,8 @@ impl Envoy {
     }
 
     /// Waits (up to 30 s) until the access log has at least `n` lines, and returns them.
-    /// Envoy flushes access logs on a timer from its own thread, so a line can lag its
-    /// response, by seconds on a machine busy with other test processes; the wait only
-    /// lasts that long when lines are missing.
+    /// Envoy writes access logs out on a timer (50 ms here), so a line can lag its
+    /// response, by seconds on a machine busy with other test processes.
     pub fn wait_access_log(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -3,6 +3,7 @@
 //! mode, CSRF (blocking and shadow), the body limit, route exclusions, the
 //! published decision and the metrics.
 
+use palisade_e2e::tokens::TestIssuer;
 use palisade_e2e::{EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use serde_json::{json, Value};
 
@@ -283,6 +284,79 @@ fn exclusions_can_name_an_envoy_route() {
     let xss = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
     assert_eq!(envoy.get(&format!("/cms/page?html={xss}")).status, 200);
     assert_eq!(envoy.get(&format!("/blog/page?html={xss}")).status, 403);
+}
+
+#[test]
+fn the_decision_says_whether_the_body_was_inspected() {
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("waf", json!({"csrf": {"enabled": false}}))
+        .upstream(&upstream)
+        .routes(json!([
+            { "match": { "prefix": "/answered" }, "direct_response": { "status": 200, "body": { "inline_string": "ok" } } },
+            { "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": "30s" } }
+        ]))
+        .access_log_format(DECISION_LOG)
+        .start();
+    let form = |path: &str, body: &str| {
+        Request::post(path, body.to_string())
+            .header("content-type", "application/x-www-form-urlencoded")
+    };
+    // The body reaches the WAF before the upstream.
+    let r = envoy.request(form("/api/items", "comment=hello"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (decision, _) = last_decision(&envoy, 1);
+    assert_eq!(decision["body_inspected"], true, "{decision}");
+    // No body: nothing to inspect.
+    assert_eq!(envoy.get("/api/items?q=shoes").status, 200);
+    let (decision, _) = last_decision(&envoy, 2);
+    assert_eq!(decision["body_inspected"], false, "{decision}");
+    // Envoy answers this route at the headers: the body never reaches the
+    // WAF, whose decision (made on the head) says so.
+    let r = envoy.request(form(
+        "/answered",
+        "comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (decision, _) = last_decision(&envoy, 3);
+    assert_eq!(decision["action"], "allowed", "{decision}");
+    assert_eq!(decision["body_inspected"], false, "{decision}");
+}
+
+#[test]
+fn a_later_refusal_at_the_headers_leaves_a_decision_made_without_the_body() {
+    let issuer = TestIssuer::new("https://idp.example.com", "k1", 7);
+    let upstream = EchoUpstream::start();
+    let envoy = EnvoyConfig::new()
+        .wasm_filter("waf", json!({"csrf": {"enabled": false}}))
+        .wasm_filter(
+            "jwt",
+            json!({"providers": {"corp": {"issuer": issuer.issuer, "audiences": ["api"], "jwks": issuer.jwks()}}}),
+        )
+        .upstream(&upstream)
+        .access_log_format(DECISION_LOG)
+        .start();
+    // No token: the JWT filter answers 401 at the headers; the body (an
+    // attack) never reaches the WAF.
+    let r = envoy.request(
+        Request::post("/api/items", "comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+            .header("content-type", "application/x-www-form-urlencoded"),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    let (decision, denial) = last_decision(&envoy, 1);
+    assert_eq!(decision["action"], "allowed", "{decision}");
+    assert_eq!(decision["body_inspected"], false, "{decision}");
+    assert!(denial.is_some_and(|d| d["filter"] == "jwt"));
+    // With a token the body reaches the WAF, which refuses it.
+    let token = issuer.token(json!({"sub": "alice"}));
+    let r = envoy.request(
+        Request::post("/api/items", "comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", &format!("Bearer {token}")),
+    );
+    assert_refused(&r, 403);
+    let (decision, _) = last_decision(&envoy, 2);
+    assert_eq!(decision["body_inspected"], true, "{decision}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! below 90%. Skipped, with a message, when the corpus is absent.
 //!
 //! The bulk of the evaluation runs natively against the core
-//! (`filters/waf/tests/crs_corpus.rs`); this replay checks that what Envoy
+//! (`filters/waf/tests/corpora.rs`); this replay checks that what Envoy
 //! delivers to the module gives the same verdicts.
 
 #[path = "../../filters/waf/tests/support/ftw.rs"]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::csrf::{AllowedOrigin, CsrfPolicy};
 use crate::engine::RuleSet;
-use crate::rules::{Family, Pattern, RuleSpec, Severity, Targets};
+use crate::rules::{Condition, Family, Pattern, RuleSpec, Severity, Targets};
 use crate::signatures;
 use crate::transform::Transform;
 
@@ -368,6 +368,7 @@ impl Config {
                     targets,
                     transforms: c.transforms.clone(),
                     pattern,
+                    condition: Condition::Always,
                     description: c.description.clone(),
                 });
             }

@@ -156,9 +156,162 @@ impl CsrfPolicy {
     }
 }
 
+/// Whether `host` (`name[:port]`, lower case, without the default port of
+/// `scheme`) is the request's own authority or one of its subdomains, the
+/// request's port read with the same scheme.
+fn is_own_host(scheme: &str, host: &str, head: &RequestHead<'_>) -> bool {
+    let own = without_default_port(scheme, head.authority);
+    let split = |h: &str| -> (String, String) {
+        match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                (name.to_string(), port.to_string())
+            }
+            _ => (h.to_string(), String::new()),
+        }
+    };
+    let ((name, port), (own_name, own_port)) = (split(host), split(&own));
+    !own_name.is_empty()
+        && port == own_port
+        && (name == own_name
+            || name
+                .strip_suffix(own_name.as_str())
+                .is_some_and(|sub| sub.ends_with('.')))
+}
+
+/// Whether the URL in `value` (the first `scheme://`, else `scheme:/`)
+/// names a host other than the request's own. The host is read as the most
+/// suspicious parser would: after the last `@` before the query (so
+/// `http://site%2f@evil.example/` is `evil.example`). A URL without a host
+/// (`file:/etc/passwd`) is foreign.
+pub fn url_is_foreign(value: &str, head: &RequestHead<'_>) -> bool {
+    let (colon, rest) = match value.find("://") {
+        Some(i) => (i, &value[i + 3..]),
+        None => match value.find(":/") {
+            Some(i) => (i, &value[i + 2..]),
+            None => return true,
+        },
+    };
+    let before = &value[..colon];
+    let scheme_start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .map_or(0, |i| i + 1);
+    let scheme = before[scheme_start..].to_ascii_lowercase();
+    let end = rest
+        .find(|c: char| c == '?' || c == '#' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    let span = &rest[..end];
+    let after_user = span.rsplit_once('@').map_or(span, |(_, h)| h);
+    let host = after_user
+        .split(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let host = without_default_port(&scheme, &host);
+    host.is_empty() || !is_own_host(&scheme, &host, head)
+}
+
+/// Whether the request comes from somewhere other than its own site: no
+/// `Referer`, one that is not a URL, or one naming a host other than the
+/// request's own or one of its subdomains. (Session fixation: a session id
+/// in the parameters is planted by a link or another site, not sent by the
+/// application's own pages.)
+pub fn referer_is_foreign(head: &RequestHead<'_>) -> bool {
+    let Some((scheme, host)) = head.header("referer").and_then(origin_of) else {
+        return true;
+    };
+    !is_own_host(&scheme, &host, head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_to_the_site_itself_is_not_foreign() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("example.com", "https://example.com/", false),
+            ("example.com", "http://www.example.com/some/path", false),
+            ("example.com", "http://foo:bar@example.com/", false),
+            ("example.com", "https://example.com:1234/", true),
+            ("example.com", "https://example.com.evil.com/", true),
+            ("example.com", "http://example.com/:asd@evil.com/", true),
+            ("localhost", "jar:http://evil.co/b.zip!a", true),
+            ("localhost", "file:///etc/passwd", true),
+            ("localhost", "jar:file:/path/to/app.jar!/x", true),
+            ("localhost", "/get/https://example.com/", true),
+            (
+                "api.example.com:8443",
+                "https://api.example.com:8443/cb",
+                false,
+            ),
+        ];
+        for (authority, value, foreign) in cases {
+            let head = RequestHead {
+                method: "GET",
+                path: "/",
+                authority,
+                route_name: "",
+                headers: &[],
+            };
+            assert_eq!(
+                url_is_foreign(value, &head),
+                *foreign,
+                "{authority} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_referer_from_the_site_itself_is_not_foreign() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            ("app.example.com", None, true),
+            (
+                "app.example.com",
+                Some("https://app.example.com/login"),
+                false,
+            ),
+            (
+                "app.example.com",
+                Some("https://eu.app.example.com/"),
+                false,
+            ),
+            (
+                "app.example.com:8443",
+                Some("https://app.example.com:8443/x"),
+                false,
+            ),
+            (
+                "localhost",
+                Some("https://localhost.attackersite.com/"),
+                true,
+            ),
+            (
+                "app.example.com",
+                Some("https://attacker.example.com/"),
+                true,
+            ),
+            ("example.com", Some("https://evilexample.com/"), true),
+            ("app.example.com", Some("not a url"), true),
+        ];
+        for (authority, referer, foreign) in cases {
+            let headers: Vec<(String, String)> = referer
+                .iter()
+                .map(|r| ("referer".to_string(), r.to_string()))
+                .collect();
+            let head = RequestHead {
+                method: "GET",
+                path: "/",
+                authority,
+                route_name: "",
+                headers: &headers,
+            };
+            assert_eq!(
+                referer_is_foreign(&head),
+                *foreign,
+                "{authority} {referer:?}"
+            );
+        }
+    }
 
     fn policy(allowed: &[&str], require: bool) -> CsrfPolicy {
         CsrfPolicy {

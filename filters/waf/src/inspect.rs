@@ -1,15 +1,17 @@
 //! The decision: scan a request's fields, add up the anomaly score, check
 //! CSRF, and say what to do.
 
+use std::cell::OnceCell;
+
 use palisade_shared::contract::{WafDecision, WafMatch};
 use palisade_shared::matcher::RequestView;
 
 use crate::config::{BodyLimitAction, Config, Exclusion, Mode};
-use crate::csrf::CsrfViolation;
+use crate::csrf::{self, CsrfViolation};
 use crate::engine::{Rule, RuleFilter};
 use crate::json;
 use crate::request::{body_fields, head_fields, BodyKind, Field, Location, RequestHead};
-use crate::rules::Targets;
+use crate::rules::{Condition, Targets};
 
 /// At most this many matches are listed in a decision.
 pub const MAX_LISTED_MATCHES: usize = 32;
@@ -54,6 +56,12 @@ pub struct Inspection {
     csrf: Option<CsrfViolation>,
     csrf_exempt: bool,
     body_too_large: bool,
+    /// The body (or its first `max_body_bytes`) was inspected.
+    body_inspected: bool,
+    /// Whether the request has no `Referer` from its own site (rules with
+    /// [`Condition::ForeignReferer`] count only then); worked out the first
+    /// time such a rule could match.
+    foreign_referer: OnceCell<bool>,
 }
 
 impl Inspection {
@@ -72,6 +80,8 @@ struct FieldFilter<'a> {
     config: &'a Config,
     exclusions: &'a [usize],
     field: &'a Field<'a>,
+    head: &'a RequestHead<'a>,
+    foreign_referer: &'a OnceCell<bool>,
 }
 
 impl FieldFilter<'_> {
@@ -104,6 +114,13 @@ impl RuleFilter for FieldFilter<'_> {
     }
 
     fn rule_enabled(&self, rule: &Rule) -> bool {
+        if rule.condition == Condition::ForeignReferer
+            && !*self
+                .foreign_referer
+                .get_or_init(|| csrf::referer_is_foreign(self.head))
+        {
+            return false;
+        }
         !self.exclusions.iter().any(|i| {
             let e = &self.config.exclusions[*i];
             e.covers(rule.id, &rule.family) && (!e.is_targeted() || self.names_field(e))
@@ -156,7 +173,7 @@ impl Waf {
         }
         let mut fields = Vec::with_capacity(16);
         head_fields(head, &self.config.inspect_headers, &mut fields);
-        self.scan_fields(&fields, &mut inspection);
+        self.scan_fields(head, &fields, &mut inspection);
         self.protocol_checks(head, &mut inspection);
         inspection
     }
@@ -170,6 +187,7 @@ impl Waf {
                 return;
             }
         }
+        inspection.body_inspected = true;
         let body = &body[..body.len().min(self.config.max_body_bytes)];
         // Validation alone is cheap; replacing bad bytes only when there are some.
         let text = match std::str::from_utf8(body) {
@@ -178,7 +196,7 @@ impl Waf {
         };
         let kind = BodyKind::from_content_type(head.header("content-type"));
         body_fields(&kind, &text, &mut |field| {
-            self.scan_field(field, inspection)
+            self.scan_field(head, field, inspection)
         });
         // Matches in a JSON body know their value's offset: one more walk
         // spells their paths.
@@ -202,27 +220,40 @@ impl Waf {
         })
     }
 
-    fn scan_fields(&self, fields: &[Field<'_>], inspection: &mut Inspection) {
+    fn scan_fields(
+        &self,
+        head: &RequestHead<'_>,
+        fields: &[Field<'_>],
+        inspection: &mut Inspection,
+    ) {
         for field in fields {
-            self.scan_field(field, inspection);
+            self.scan_field(head, field, inspection);
         }
     }
 
-    fn scan_field(&self, field: &Field<'_>, inspection: &mut Inspection) {
+    fn scan_field(&self, head: &RequestHead<'_>, field: &Field<'_>, inspection: &mut Inspection) {
         let filter = FieldFilter {
             config: &self.config,
             exclusions: &inspection.exclusions,
             field,
+            head,
+            foreign_referer: &inspection.foreign_referer,
         };
         let matched = &mut inspection.matched;
         let json_matches = &mut inspection.json_matches;
+        let rules = self.config.rules.rules();
         self.config.rules.scan(
             field.target,
             &field.value,
             field.transforms,
             &filter,
             &mut |r| {
-                if !matched.iter().any(|(m, _)| *m == r) {
+                // A link counts only when it leaves the site.
+                let own_link = rules.get(r).is_some_and(|rule| {
+                    rule.condition == Condition::ForeignUrl
+                        && !csrf::url_is_foreign(&field.value, head)
+                });
+                if !own_link && !matched.iter().any(|(m, _)| *m == r) {
                     if let Location::JsonAt(at) = field.location {
                         json_matches.push((matched.len(), at));
                     }
@@ -361,6 +392,7 @@ impl Waf {
                 score,
                 matches,
                 action: label.into(),
+                body_inspected: inspection.body_inspected,
             },
             families,
             csrf: inspection.csrf,
@@ -765,6 +797,71 @@ mod tests {
             None,
         );
         assert!(!ids(&v).contains(&10001));
+    }
+
+    #[test]
+    fn conditional_rules_look_at_the_referer_and_the_link() {
+        let w = waf("{}");
+        let fixation = "/login?PHPSESSID=74B0CB414BD77D17B5680A6386EF1666";
+        // A session id from a link or another site is planted.
+        for headers in [vec![], vec![("referer", "https://evil.example/")]] {
+            let v = run(&w, "GET", fixation, &headers, None);
+            assert!(ids(&v).contains(&29002), "{headers:?}: {v:?}");
+            assert!(matches!(v.action, Action::Refuse { .. }));
+        }
+        // The application's own pages may carry it.
+        let own = [("referer", "https://api.example.com/account")];
+        assert!(!ids(&run(&w, "GET", fixation, &own, None)).contains(&29002));
+        // A link leaves the site or it does not (paranoia 2).
+        let w = waf(r#"{"paranoia_level": 2}"#);
+        let off_site = run(&w, "GET", "/go?to=https://evil.example/x", &[], None);
+        assert!(ids(&off_site).contains(&21009), "{off_site:?}");
+        let own_link = run(&w, "GET", "/go?to=https://api.example.com/x", &[], None);
+        assert!(!ids(&own_link).contains(&21009), "{own_link:?}");
+    }
+
+    #[test]
+    fn the_decision_says_whether_the_body_was_inspected() {
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let cases: &[(&str, &str, Option<&str>, bool)] = &[
+            ("{}", "/items", None, false),
+            ("{}", "/items", Some("a=1"), true),
+            // The first bytes are inspected, the rest passes.
+            (r#"{"max_body_bytes":2}"#, "/items", Some("a=1234"), true),
+            // Refused for its size, not read.
+            (
+                r#"{"max_body_bytes":2,"body_limit_action":"reject"}"#,
+                "/items",
+                Some("a=1234"),
+                false,
+            ),
+            // A route with every signature off does not read bodies.
+            (
+                r#"{"exclusions":[{"match":{"path":{"prefix":"/upload"}}}]}"#,
+                "/upload",
+                Some("a=1"),
+                false,
+            ),
+        ];
+        for (config, path, body, inspected) in cases {
+            let v = run(&waf(config), "POST", path, &form, *body);
+            assert_eq!(v.decision.body_inspected, *inspected, "{config} {body:?}");
+        }
+        // A refusal made at the headers, before the body arrives.
+        let w = waf("{}");
+        let headers = hdrs(&form);
+        let head = RequestHead {
+            method: "POST",
+            path: SQLI,
+            authority: "api.example.com",
+            route_name: "",
+            headers: &headers,
+        };
+        let v = w.verdict(&w.inspect_head(&head));
+        assert!(matches!(v.action, Action::Refuse { .. }));
+        assert!(!v.decision.body_inspected);
+        let json = serde_json::to_value(&v.decision).unwrap();
+        assert_eq!(json["body_inspected"], false);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::json;
 use crate::rules::Targets;
-use crate::transform::{form_decode, TransformSet};
+use crate::transform::{self, form_decode, Transform, TransformSet};
 
 /// The parts of a request the WAF sees before the body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -480,6 +480,9 @@ fn xml_fields<'a>(body: &'a str, out: &mut Vec<Field<'a>>) {
     }
 }
 
+/// An XML text or attribute value as the application reads it: the XML
+/// parser has resolved its entity and character references (`&amp;lt;`
+/// reaches the application as `&lt;`, which a page then shows as `<`).
 fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
     if value.is_empty() {
         return;
@@ -488,7 +491,7 @@ fn push_xml<'a>(value: &'a str, out: &mut Vec<Field<'a>>) {
         target: Targets::ARGS,
         name: Cow::Borrowed("xml"),
         location: Location::Is("xml"),
-        value: Cow::Borrowed(value),
+        value: transform::apply_one(value, Transform::HtmlEntityDecode),
         transforms: None,
     });
 }

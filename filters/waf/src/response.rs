@@ -80,6 +80,7 @@ mod tests {
                     location: "args:q".into(),
                 }],
                 action: "blocked".into(),
+                body_inspected: false,
             },
             families: vec!["sqli".into()],
             csrf: None,

@@ -24,6 +24,10 @@ pub enum Family {
     Template,
     /// NoSQL (MongoDB operator) injection.
     Nosql,
+    /// LDAP filter injection.
+    Ldap,
+    /// Session fixation: a session id planted through a link or a page.
+    Session,
     /// XML external entities.
     Xxe,
     /// Cross-site scripting.
@@ -34,7 +38,7 @@ pub enum Family {
 
 impl Family {
     /// Every built-in family, in a stable order.
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 14] = [
         Family::Protocol,
         Family::Scanner,
         Family::Lfi,
@@ -44,6 +48,8 @@ impl Family {
         Family::Java,
         Family::Template,
         Family::Nosql,
+        Family::Ldap,
+        Family::Session,
         Family::Xxe,
         Family::Xss,
         Family::Sqli,
@@ -61,6 +67,8 @@ impl Family {
             Family::Java => "java",
             Family::Template => "template",
             Family::Nosql => "nosql",
+            Family::Ldap => "ldap",
+            Family::Session => "session",
             Family::Xxe => "xxe",
             Family::Xss => "xss",
             Family::Sqli => "sqli",
@@ -186,6 +194,21 @@ pub enum Pattern {
     },
 }
 
+/// When a match counts, beyond the pattern itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Condition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only when the request does not come from its own site: no `Referer`,
+    /// or one naming another host (a session id that a link or another
+    /// site planted, rather than the application's own page).
+    ForeignReferer,
+    /// Only when the URL in the value names a host other than the
+    /// request's own (a link to another site, rather than to this one).
+    ForeignUrl,
+}
+
 /// A signature before compilation (built-in or from the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSpec {
@@ -203,6 +226,8 @@ pub struct RuleSpec {
     pub transforms: Vec<Transform>,
     /// What it matches.
     pub pattern: Pattern,
+    /// When a match counts.
+    pub condition: Condition,
     /// One line for operators.
     pub description: String,
 }

@@ -75,8 +75,9 @@ pub struct WafStage {
     waf: Waf,
     metrics: Metrics,
     /// `palisade.waf` for a request that matched nothing, serialized once:
-    /// it is what nearly every request publishes.
-    clean_allow: Vec<u8>,
+    /// it is what nearly every request publishes. Indexed by whether the
+    /// body was inspected.
+    clean_allow: [Vec<u8>; 2],
 }
 
 /// The standalone module `palisade_waf.wasm`.
@@ -118,12 +119,15 @@ impl WafStage {
                 config.anomaly_threshold
             ),
         );
-        let clean_allow = serde_json::to_vec(&WafDecision {
-            score: 0,
-            matches: Vec::new(),
-            action: "allowed".into(),
-        })
-        .unwrap_or_default();
+        let clean_allow = [false, true].map(|body_inspected| {
+            serde_json::to_vec(&WafDecision {
+                score: 0,
+                matches: Vec::new(),
+                action: "allowed".into(),
+                body_inspected,
+            })
+            .unwrap_or_default()
+        });
         Ok(WafStage {
             metrics: Metrics::define(host, &config),
             waf: Waf::new(config),
@@ -139,14 +143,7 @@ impl WafStage {
     fn finish(&self, cx: &mut Exchange<'_>, verdict: Verdict) -> Option<Refusal> {
         let host = cx.host;
         self.metrics.record(host, &verdict);
-        let clean = verdict.decision.score == 0
-            && verdict.decision.matches.is_empty()
-            && verdict.decision.action == "allowed";
-        if clean && !self.clean_allow.is_empty() {
-            engine::publish(host, WafModule::NAME, contract::WAF, &self.clean_allow);
-        } else {
-            engine::publish_json(host, WafModule::NAME, contract::WAF, &verdict.decision);
-        }
+        self.publish(host, &verdict.decision);
         if verdict.decision.action != "allowed" {
             let rules: Vec<String> = verdict
                 .decision
@@ -185,6 +182,18 @@ impl WafStage {
         };
         cx.decisions.set_waf(verdict.decision);
         refusal
+    }
+
+    /// Publishes a decision as `palisade.waf`.
+    fn publish(&self, host: &dyn Host, decision: &WafDecision) {
+        let clean =
+            decision.score == 0 && decision.matches.is_empty() && decision.action == "allowed";
+        let clean_allow = &self.clean_allow[usize::from(decision.body_inspected)];
+        if clean && !clean_allow.is_empty() {
+            engine::publish(host, WafModule::NAME, contract::WAF, clean_allow);
+        } else {
+            engine::publish_json(host, WafModule::NAME, contract::WAF, decision);
+        }
     }
 
     fn route_name(&self, cx: &mut Exchange<'_>) -> String {
@@ -235,6 +244,13 @@ impl Stage for WafStage {
             };
         }
         request.inspection = Some(inspection);
+        // The decision so far, made without the body (`body_inspected:
+        // false`): a request whose stream ends before its body reaches the
+        // WAF (a `direct_response` route, a later stage refusing at the
+        // headers) still carries it, in filter state and to the audit; the
+        // body's inspection replaces it. Not counted: the body's is.
+        self.publish(cx.host, &verdict.decision);
+        cx.decisions.set_waf(verdict.decision);
         Step::ReadBody {
             max_bytes: self.waf.config.max_body_bytes,
         }
@@ -293,10 +309,13 @@ mod tests {
             engine.on_request_headers(2, &mut slot, false, &host),
             Action::Continue
         );
-        assert!(
-            host.property_text(contract::WAF).is_none(),
-            "no verdict before the body"
+        // The head's decision stands until the body's replaces it: a
+        // request that ends before its body carries it.
+        assert_eq!(
+            host.property_text(contract::WAF).unwrap(),
+            r#"{"score":0,"matches":[],"action":"allowed","body_inspected":false}"#
         );
+        assert_eq!(host.metric("palisade.waf.requests.allowed"), 0);
         assert_eq!(
             engine.on_request_body(2, &mut slot, 10, false, &host),
             Action::Pause
@@ -314,6 +333,7 @@ mod tests {
         let waf = host.property_json(contract::WAF).unwrap();
         assert_eq!(waf["action"], "blocked");
         assert_eq!(waf["matches"][0]["location"], "json.name");
+        assert_eq!(waf["body_inspected"], true);
         assert_eq!(host.metric("palisade.waf.requests.blocked"), 1);
     }
 
@@ -328,7 +348,7 @@ mod tests {
         );
         assert_eq!(
             host.property_text(contract::WAF).unwrap(),
-            r#"{"score":0,"matches":[],"action":"allowed"}"#
+            r#"{"score":0,"matches":[],"action":"allowed","body_inspected":false}"#
         );
         assert_eq!(host.metric("palisade.waf.requests.allowed"), 1);
         assert!(host.replies().is_empty());

@@ -1,1 +1,4 @@
+pub mod benign;
 pub mod ftw;
+pub mod payloads;
+pub mod text;
