@@ -13,13 +13,15 @@ use libfuzzer_sys::fuzz_target;
 use palisade_fuzz::{header_pairs, Header};
 use palisade_ratelimit::config::parse_duration;
 use palisade_ratelimit::key::{
-    client_key, key_hash, ClientAddressSpec, Descriptor, IdentityClaim, McpField, RequestFacts,
+    client_key, key_hash, ClientAddressSpec, Descriptor, HashKey, IdentityClaim, McpField,
+    RequestFacts,
 };
 use palisade_shared::contract::{Identity, McpDecision};
 use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
+    hash_key: (u64, u64),
     method: String,
     host: String,
     path: String,
@@ -100,10 +102,11 @@ fuzz_target!(|input: Input| {
     for (name, _) in &facts.headers {
         descriptors.push(Descriptor::Header(name.clone()));
     }
+    let hash_key = HashKey::new(input.hash_key.0, input.hash_key.1);
     for d in &descriptors {
-        let _ = key_hash(std::slice::from_ref(d), &facts, &client);
+        let _ = key_hash(&hash_key, std::slice::from_ref(d), &facts, &client);
     }
-    let _ = key_hash(&descriptors, &facts, &client);
+    let _ = key_hash(&hash_key, &descriptors, &facts, &client);
 
     // Two addresses of one IPv4 group share the client key.
     let prefix = input.ipv4_prefix.min(32);
@@ -150,7 +153,7 @@ fuzz_target!(|input: Input| {
                 headers: vec![("x-a".into(), a.into()), ("x-b".into(), b.into())],
                 ..RequestFacts::default()
             };
-            key_hash(&pair, &facts, &client).unwrap()
+            key_hash(&hash_key, &pair, &facts, &client).unwrap()
         };
         assert_ne!(hash(a, b), hash(a2, b2));
     }

@@ -451,7 +451,7 @@ fn memory_stays_bounded_under_address_spraying() {
             "client_address": {"xff_trusted_hops": 1},
             "rules": [
                 {"name": "sprayed", "match": {"path": {"prefix": "/sprayed"}},
-                 "key": ["client_address"], "slots": 8,
+                 "key": ["client_address"], "slots": 8, "on_table_full": "deny",
                  "token_bucket": {"max_tokens": 1, "fill_interval": "1h"}},
                 {"name": "reused", "match": {"path": {"prefix": "/reused"}},
                  "key": ["client_address"], "slots": 4,
@@ -514,6 +514,71 @@ fn memory_stays_bounded_under_address_spraying() {
         counter(&envoy, "palisade.ratelimit.rule.reused.table_full"),
         0
     );
+}
+
+/// The lockout of issue 18, with the default `on_table_full`: a client
+/// sprays distinct API keys into a table of 16 slots (two workers), far more
+/// keys than slots. A steady client keeps its exact limit, a client that
+/// arrives in the middle of the spray is served, nobody is refused for want
+/// of a slot, and the table does not grow.
+#[test]
+fn a_key_spray_neither_locks_out_new_clients_nor_moves_a_steady_limit() {
+    let (_up, envoy) = envoy_with(
+        json!({"rules": [{
+            "name": "per_key", "key": [{"header": "x-api-key"}], "slots": 16,
+            "token_bucket": {"max_tokens": 5, "tokens_per_fill": 5, "fill_interval": "1h"}
+        }]}),
+        2,
+    );
+    let with_key = |key: &str| envoy.request(Request::get("/").header("x-api-key", key));
+    assert_eq!(with_key("steady").status, 200);
+    let spraying = std::sync::atomic::AtomicBool::new(true);
+    let sprayed = AtomicU32::new(0);
+    let (steady, late) = std::thread::scope(|s| {
+        for t in 0..6u32 {
+            let (spraying, sprayed, with_key) = (&spraying, &sprayed, &with_key);
+            s.spawn(move || {
+                let mut i = 0;
+                while spraying.load(Ordering::Relaxed) {
+                    let r = with_key(&format!("spray-{t}-{i}"));
+                    assert_eq!(r.status, 200, "a sprayed key is a new client: {}", r.text());
+                    sprayed.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+        // The spray fills the table before the other clients come back.
+        while sprayed.load(Ordering::Relaxed) < 100 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut steady = Vec::new();
+        let mut late = Vec::new();
+        for _ in 0..8 {
+            steady.push(with_key("steady"));
+            late.push(with_key("late"));
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        spraying.store(false, Ordering::Relaxed);
+        (steady, late)
+    });
+    let statuses = |rs: &[Response]| rs.iter().map(|r| r.status).collect::<Vec<_>>();
+    // 1 before the spray + 4 during it, then refused on its own empty bucket.
+    assert_eq!(statuses(&steady), [200, 200, 200, 200, 429, 429, 429, 429]);
+    for r in &steady[4..] {
+        assert!(r.text().contains("Quota Exceeded"), "{}", r.text());
+    }
+    // The newcomer is served from its first request on.
+    assert_eq!(late[0].status, 200);
+    for r in &late {
+        assert!(!r.text().contains("Too many clients"), "{}", r.text());
+    }
+    let sprayed = u64::from(sprayed.load(Ordering::Relaxed));
+    assert!(sprayed > 300, "the spray made {sprayed} requests");
+    assert_eq!(
+        counter(&envoy, "palisade.ratelimit.rule.per_key.table_full"),
+        0
+    );
+    assert!(counter(&envoy, "palisade.ratelimit.slot_evictions") >= sprayed - 16);
 }
 
 #[test]

@@ -318,6 +318,62 @@ mod tests {
         assert!(c.get(0, &one, 1).is_none(), "replaced, never confused");
     }
 
+    /// Memory held by the cache's own structures, in slots, and the bytes
+    /// of the tokens it keeps.
+    fn footprint(c: &TokenCache) -> (usize, usize, usize) {
+        let tokens = c.entries.values().map(|e| e.token.len()).sum();
+        (c.entries.capacity(), c.order.capacity(), tokens)
+    }
+
+    /// Floods a cache of 64 with 3 000 verified tokens of the longest
+    /// allowed length, in the patterns an attacker holding many valid tokens
+    /// could send: it never holds more than 64 tokens, and its index and
+    /// queue stay within a small multiple of that.
+    #[test]
+    fn adversarial_tokens_never_grow_the_cache_past_its_capacity() {
+        const CAP: usize = 64;
+        const TOKEN_BYTES: usize = 8192;
+        let tail = "t".repeat(KEY_TAIL);
+        let token = |i: usize, same_tail: bool| {
+            let head = format!("{i:08}.");
+            let end = if same_tail {
+                tail.clone()
+            } else {
+                format!("{i:0>48}")
+            };
+            format!(
+                "{head}{}{end}",
+                "p".repeat(TOKEN_BYTES - head.len() - end.len())
+            )
+        };
+        // (pattern, token number i of 3 000)
+        // Token i -> (its number, whether it shares one tail, its `until`).
+        type Pattern = fn(usize) -> (usize, bool, i64);
+        let patterns: [(&str, Pattern); 4] = [
+            ("distinct tokens", |i| (i, false, 100)),
+            ("one slot for all (shared tail)", |i| (i, true, 100)),
+            ("a hot token between new ones", |i| {
+                (if i % 2 == 0 { 0 } else { i }, false, 100)
+            }),
+            ("short-lived tokens", |i| (i, false, 1 + (i % 3) as i64)),
+        ];
+        for (name, pattern) in patterns {
+            let mut c = TokenCache::new(CAP);
+            for i in 0..3_000 {
+                let (n, same_tail, until) = pattern(i);
+                let t = token(n, same_tail);
+                assert_eq!(t.len(), TOKEN_BYTES);
+                c.put(0, &t, facts("x"), 0, until);
+                let _ = c.get(0, &t, until - 1);
+                let (index, queue, tokens) = footprint(&c);
+                assert!(c.len() <= CAP, "{name}: {} entries", c.len());
+                assert!(tokens <= CAP * TOKEN_BYTES, "{name}: {tokens} token bytes");
+                assert!(index <= 4 * CAP, "{name}: index of {index}");
+                assert!(queue <= 4 * CAP, "{name}: queue of {queue}");
+            }
+        }
+    }
+
     #[test]
     fn rewriting_the_same_token_does_not_grow_the_queue_unboundedly() {
         let mut c = TokenCache::new(2);

@@ -21,7 +21,8 @@ use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::bucket::{BucketSpec, MAX_CAPACITY, MAX_INTERVAL_NS, MIN_INTERVAL_NS};
 use crate::key::{
-    key_hash, ClientAddressSpec, ClientKey, Descriptor, IdentityClaim, McpField, RequestFacts,
+    key_hash, ClientAddressSpec, ClientKey, Descriptor, HashKey, IdentityClaim, McpField,
+    RequestFacts,
 };
 use crate::table::{TableFullAction, TableSpec};
 
@@ -201,9 +202,9 @@ enum RawDescriptor {
 #[derive(Debug, Default, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum RawTableFull {
-    #[default]
     Deny,
     Allow,
+    #[default]
     Evict,
 }
 
@@ -393,6 +394,10 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// What the rules need from a request.
     pub needs: Needs,
+    /// The client-key hash key: all zero from [`Config::from_json`], the
+    /// process's random key once the stage agreed on it
+    /// ([`crate::hash_key::agree`]).
+    pub hash_key: HashKey,
 }
 
 impl Config {
@@ -530,6 +535,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         global_service,
         rules,
         needs,
+        hash_key: HashKey::default(),
     })
 }
 
@@ -695,7 +701,13 @@ fn compile_rule(
     let fixed_key_hash = if per_request_key {
         None
     } else {
-        key_hash(&key, &RequestFacts::default(), &ClientKey::default())
+        // One bucket for every request: no key an attacker could choose.
+        key_hash(
+            &HashKey::default(),
+            &key,
+            &RequestFacts::default(),
+            &ClientKey::default(),
+        )
     };
     Ok(Rule {
         name: r.name,
@@ -987,7 +999,7 @@ mod tests {
         );
         assert_eq!(
             all.local.as_ref().unwrap().on_table_full,
-            TableFullAction::Deny
+            TableFullAction::Evict
         );
         assert_eq!(all.when_key_missing, WhenKeyMissing::SharedBucket);
         assert!(!all.shadow);
@@ -1003,7 +1015,7 @@ mod tests {
         };
         assert_eq!(
             all.fixed_key_hash,
-            key_hash(&[], &facts, &ClientKey::default())
+            key_hash(&HashKey::default(), &[], &facts, &ClientKey::default())
         );
         assert!(all.fixed_key_hash.is_some());
         assert_eq!(config.rules[1].fixed_key_hash, None);

@@ -2,22 +2,71 @@
 //!
 //! A rule's key is a list of descriptors (the client address, a header, a
 //! claim of the verified identity, the path, ...). Their values are hashed
-//! into one 64-bit key hash with SipHash (std's `DefaultHasher`): the hash
-//! picks the slot set and is stored in the slot as its owner, so a client
-//! would need a second preimage of a 64-bit SipHash to spend from another
-//! client's bucket. Each value is framed by a tag and its length, so
-//! `("ab", "c")` and `("a", "bc")` never collide by construction.
+//! into one 64-bit key hash with SipHash-1-3 under a [`HashKey`] drawn at
+//! random once per Envoy process (see [`crate::hash_key`]): the hash picks
+//! the slot set and is stored in the slot as its owner, so a client would
+//! need a second preimage of a 64-bit keyed SipHash to spend from another
+//! client's bucket, and nobody who does not know the key can choose keys
+//! that land in a given set. Each value is framed by a tag and its length,
+//! so `("ab", "c")` and `("a", "bc")` never collide by construction.
 //!
 //! Values are never logged: a key may be an API key or a user id.
 
 use std::borrow::Cow;
-use std::hash::{DefaultHasher, Hasher};
+use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 use palisade_shared::contract::{Identity, McpDecision};
 use palisade_shared::forwarded::{client_address, Fallback, TrustedProxies};
 use palisade_shared::matcher::RequestView;
+use siphasher::sip::SipHasher13;
+
+/// The 128-bit SipHash key of the client-key hash. The default (all zero)
+/// is for rules whose key never varies; the stage replaces it with the
+/// process's random key when the configuration loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashKey {
+    k0: u64,
+    k1: u64,
+}
+
+impl HashKey {
+    /// Length of [`HashKey::to_bytes`].
+    pub const LEN: usize = 16;
+
+    /// The key with these two halves.
+    pub fn new(k0: u64, k1: u64) -> Self {
+        HashKey { k0, k1 }
+    }
+
+    /// A key from the host's random source (WASI `random_get`, which Envoy
+    /// serves from BoringSSL).
+    pub fn random() -> Result<Self, String> {
+        let mut bytes = [0u8; Self::LEN];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no random source: {e}"))?;
+        Ok(Self::from_bytes(&bytes).unwrap_or_default())
+    }
+
+    /// The key encoded as 16 bytes, little endian.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..8].copy_from_slice(&self.k0.to_le_bytes());
+        out[8..].copy_from_slice(&self.k1.to_le_bytes());
+        out
+    }
+
+    /// The key encoded by [`HashKey::to_bytes`]; `None` for any other length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let k0 = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let k1 = u64::from_le_bytes(bytes.get(8..)?.try_into().ok()?);
+        Some(HashKey { k0, k1 })
+    }
+
+    fn hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_keys(self.k0, self.k1)
+    }
+}
 
 /// One part of a rule's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,11 +360,12 @@ fn descriptor_value<'a>(
 /// is absent (no such header, no verified identity or no such claim, no peer
 /// address). `client` is the request's [`client_key`].
 pub fn key_hash(
+    hash_key: &HashKey,
     descriptors: &[Descriptor],
     facts: &RequestFacts,
     client: &ClientKey,
 ) -> Option<u64> {
-    let mut h = DefaultHasher::new();
+    let mut h = hash_key.hasher();
     for d in descriptors {
         let (tag, value) = descriptor_value(d, facts, client)?;
         h.write_u8(tag);
@@ -415,8 +465,8 @@ pub fn value_digest(value: &[u8]) -> String {
 /// The key hash shared by every request of a rule whose key is missing
 /// ([`crate::config::WhenKeyMissing::SharedBucket`]). No real key hashes to
 /// it except by a 64-bit accident: real keys start with a descriptor tag.
-pub fn missing_key_hash() -> u64 {
-    let mut h = DefaultHasher::new();
+pub fn missing_key_hash(hash_key: &HashKey) -> u64 {
+    let mut h = hash_key.hasher();
     h.write_u8(0);
     h.write(b"palisade.ratelimit: key missing");
     h.finish()
@@ -477,7 +527,7 @@ mod tests {
     }
 
     fn hash(ds: &[Descriptor], f: &RequestFacts, c: &ClientAddressSpec) -> Option<u64> {
-        key_hash(ds, f, &client_key(c, f))
+        key_hash(&HashKey::default(), ds, f, &client_key(c, f))
     }
 
     #[test]
@@ -508,7 +558,10 @@ mod tests {
         let header = [Descriptor::Header("x-api-key".into())];
         let constant = [Descriptor::Constant("k1".into())];
         assert_ne!(hash(&header, &f, &c), hash(&constant, &f, &c));
-        assert_ne!(hash(&[], &f, &c), Some(missing_key_hash()));
+        assert_ne!(
+            hash(&[], &f, &c),
+            Some(missing_key_hash(&HashKey::default()))
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub mod bucket;
 pub mod clock;
 pub mod config;
 pub mod global;
+pub mod hash_key;
 pub mod key;
 pub mod limiter;
 pub mod optimistic;

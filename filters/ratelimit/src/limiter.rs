@@ -306,13 +306,13 @@ fn active_rules<'a>(
         }
         let computed = match rule.fixed_key_hash {
             Some(fixed) => Some(fixed),
-            None => key_hash(&rule.key, facts, client),
+            None => key_hash(&config.hash_key, &rule.key, facts, client),
         };
         let hash = match computed {
             Some(h) => h,
             None => match rule.when_key_missing {
                 WhenKeyMissing::SkipRule => continue,
-                WhenKeyMissing::SharedBucket => missing_key_hash(),
+                WhenKeyMissing::SharedBucket => missing_key_hash(&config.hash_key),
             },
         };
         let (set, owner) = local.table.place(hash);
@@ -1060,6 +1060,7 @@ mod tests {
     fn memory_stays_bounded_whatever_the_number_of_clients() {
         let c = config(
             r#"{"rules":[{"name":"ip","key":["client_address"],"slots":16,
+                "on_table_full":"deny",
                 "token_bucket":{"max_tokens":1,"fill_interval":"1s"}}]}"#,
         );
         let store = MemoryStore::new();

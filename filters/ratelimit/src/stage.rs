@@ -16,7 +16,8 @@ use palisade_shared::engine::{
 use crate::clock::MonotonicClock;
 use crate::config::{Config, GlobalMode};
 use crate::global::{self, Answer, Entries, Failure};
-use crate::key::RequestFacts;
+use crate::hash_key;
+use crate::key::{HashKey, RequestFacts};
 use crate::limiter::{create_tables, decide_at_tick, Decision, RuleOutcome, RuleReport};
 use crate::optimistic::WriteCache;
 use crate::response::{allowed_headers, decision_json_into, denial, published, refusal_reply};
@@ -342,8 +343,10 @@ impl RateLimitStage {
 
     /// The stage for a configuration: metrics defined, slot tables created.
     pub fn configure(config: &[u8], host: &dyn Host) -> Result<Self, ConfigError> {
-        let config = Config::from_json(config)?;
+        let mut config = Config::from_json(config)?;
         let created = create_tables(&config, &HostStore(host))
+            .map_err(|e| ConfigError::invalid("rules", e))?;
+        config.hash_key = hash_key::agree(&HostStore(host), HashKey::random)
             .map_err(|e| ConfigError::invalid("rules", e))?;
         let slots: u64 = config
             .rules
@@ -951,6 +954,26 @@ mod tests {
     use palisade_shared::engine::{Action, Engine, Module};
 
     use super::*;
+
+    const SPRAYED: &str = r#"{"rules":[{"name":"k","key":[{"header":"x-k"}],
+        "token_bucket":{"max_tokens":1,"fill_interval":"1h"}}]}"#;
+
+    #[test]
+    fn workers_of_one_process_agree_on_a_random_hash_key() {
+        // Two VMs of one Envoy share one host's shared data.
+        let envoy = FakeHost::new();
+        let first = RateLimitStage::configure(SPRAYED.as_bytes(), &envoy).unwrap();
+        let second = RateLimitStage::configure(SPRAYED.as_bytes(), &envoy).unwrap();
+        assert_eq!(first.config.hash_key, second.config.hash_key);
+        assert_ne!(
+            first.config.hash_key,
+            HashKey::default(),
+            "not the fixed key"
+        );
+        // Another Envoy process draws another key (a 2^-128 chance otherwise).
+        let other = RateLimitStage::configure(SPRAYED.as_bytes(), &FakeHost::new()).unwrap();
+        assert_ne!(other.config.hash_key, first.config.hash_key);
+    }
 
     #[test]
     fn a_bucket_of_two_allows_two_then_refuses_with_its_fields() {

@@ -18,18 +18,29 @@
 //! another client loses nothing. When every slot of a set is busy, the rule's
 //! [`TableFullAction`] decides.
 //!
+//! The default, [`TableFullAction::Evict`], keeps every client served while
+//! an attacker sprays distinct keys: a new client takes the slot whose bucket
+//! holds the most whole tokens (its owner spent the least) and, among those,
+//! the one claimed last. A key sprayed once spends one request's cost, no
+//! more than any client that made a request, and every sprayed key that
+//! arrives in a set after a client claimed its slot is a later claim: from
+//! then on the spray only ever evicts its own keys, and the client keeps its
+//! bucket, exactly. An evicted owner loses nothing it is owed: its bucket
+//! starts again full if it comes back (it gains at most what it had spent).
+//!
 //! Value layout (little endian): `version: u8, ways: u8, fingerprint: u64`,
-//! then per slot `owner: u64 (0 = free), level: u128, updated_ns: u64`. A value
-//! with another version, way count or bucket fingerprint is read as an empty
-//! set (the operator changed the rule), and the next write replaces it.
+//! then per slot `owner: u64 (0 = free), level: u128, updated_ns: u64,
+//! claim: u64` (the claim's order in the set). A value with another version, way count or bucket
+//! fingerprint is read as an empty set (the operator changed the rule), and
+//! the next write replaces it.
 
 use std::borrow::Cow;
 
 use crate::bucket::{BucketSpec, BucketState};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 10;
-const SLOT_LEN: usize = 32;
+const SLOT_LEN: usize = 40;
 
 /// The most slots in one set.
 pub const MAX_WAYS: u32 = 8;
@@ -41,12 +52,13 @@ const PREFORMATTED_KEYS: u32 = 1024;
 /// What to do with a client that has no slot when every slot of its set is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableFullAction {
-    /// Refuse the request (the default: the limit stays closed).
+    /// Refuse the request (until a slot of its set refills).
     Deny,
     /// Let the request through without a bucket.
     Allow,
-    /// Take over the slot whose bucket is closest to full; its owner starts
-    /// again from a full bucket if it comes back.
+    /// The default: take over the slot whose bucket holds the most whole
+    /// tokens, among those the one claimed last; its owner starts again from
+    /// a full bucket if it comes back.
     Evict,
 }
 
@@ -122,6 +134,11 @@ impl TableSpec {
 struct Slot {
     owner: u64,
     state: BucketState,
+    /// The order of the owner's claim in its set: one more than the newest
+    /// claim in the set when it was made. Not a time: workers decide at
+    /// their own tick clocks, which can disagree on the order of claims a
+    /// few milliseconds apart; the set's CAS serializes claims exactly.
+    claim: u64,
 }
 
 const FREE: Slot = Slot {
@@ -130,6 +147,7 @@ const FREE: Slot = Slot {
         level: 0,
         updated_ns: 0,
     },
+    claim: 0,
 };
 
 /// A decoded set (a fixed array: decoding allocates nothing).
@@ -179,6 +197,7 @@ impl Set {
                     level: read_u128(&chunk[8..24]),
                     updated_ns: read_u64(&chunk[24..32]),
                 },
+                claim: read_u64(&chunk[32..40]),
             };
         }
         set
@@ -193,6 +212,7 @@ impl Set {
             out.extend_from_slice(&slot.owner.to_le_bytes());
             out.extend_from_slice(&slot.state.level.to_le_bytes());
             out.extend_from_slice(&slot.state.updated_ns.to_le_bytes());
+            out.extend_from_slice(&slot.claim.to_le_bytes());
         }
         out
     }
@@ -268,10 +288,20 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
     let mut set = Set::decode(value, ask.table.ways, fingerprint);
     let spec = ask.bucket;
     let now = ask.now_ns;
+    // A new claim comes after every claim in the set; an owner keeps its own.
+    let mut claim = set
+        .slots()
+        .iter()
+        .map(|s| s.claim)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
 
     let (index, state, claimed, evicted) =
         if let Some(i) = set.slots().iter().position(|s| s.owner == ask.owner) {
-            (i, set.slots()[i].state.refilled(spec, now), false, false)
+            let slot = &set.slots()[i];
+            claim = slot.claim;
+            (i, slot.state.refilled(spec, now), false, false)
         } else if let Some(i) = set
             .slots()
             .iter()
@@ -290,20 +320,12 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
                     return (Verdict::TableFull { retry_ns }, None);
                 }
                 TableFullAction::Allow => return (Verdict::Unmetered, None),
-                TableFullAction::Evict => {
-                    // The bucket closest to full: its owner loses the least.
-                    let victim = set
-                        .slots()
-                        .iter()
-                        .enumerate()
-                        .max_by_key(|(_, s)| {
-                            let r = s.state.refilled(spec, now);
-                            (r.level, std::cmp::Reverse(s.state.updated_ns))
-                        })
-                        .map(|(i, _)| i)
-                        .unwrap_or(0);
-                    (victim, BucketState::full(spec, now), true, true)
-                }
+                TableFullAction::Evict => (
+                    eviction_victim(&set, spec, now),
+                    BucketState::full(spec, now),
+                    true,
+                    true,
+                ),
             }
         };
 
@@ -313,6 +335,7 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
                 *slot = Slot {
                     owner: ask.owner,
                     state: after,
+                    claim,
                 };
             }
             let value = set.encode(fingerprint);
@@ -327,6 +350,22 @@ pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>
         }
         None => (Verdict::Empty { state }, None),
     }
+}
+
+/// The slot a new client takes from a full set: the bucket with the most
+/// whole tokens (its owner spent the least, and gets it all back as a full
+/// bucket if it returns), among those the one claimed last. Whole tokens, not
+/// the exact level: an older one-off key has refilled a fraction more than a
+/// newer one, which must not make it the victim before the newer one. The
+/// claim order is what protects a client from keys that arrive after it: the
+/// newest claim among equals is always one of theirs.
+fn eviction_victim(set: &Set, spec: &BucketSpec, now_ns: u64) -> usize {
+    set.slots()
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, s)| (s.state.refilled(spec, now_ns).tokens(spec), s.claim, *i))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
 }
 
 /// Gives `cost` tokens back to the client's bucket (undoing a spend when
@@ -521,6 +560,158 @@ mod tests {
         let owners: Vec<u64> = set.slots().iter().map(|s| s.owner).collect();
         // Client 2 (3 tokens left) was closest to full and lost its slot.
         assert_eq!(owners, vec![1, 3]);
+    }
+
+    /// A set of slots `(owner, tokens spent, claimed_ns)`, each spent when
+    /// claimed, for a bucket of 10 that refills one token a minute.
+    fn set_of(slots: &[(u64, u64, u64)]) -> (BucketSpec, Set) {
+        let bucket = BucketSpec::new(10, 1, 60 * SEC);
+        let mut set = Set::empty(u32::try_from(slots.len()).unwrap());
+        for (slot, &(owner, spent, claimed_ns)) in set.slots_mut().iter_mut().zip(slots) {
+            *slot = Slot {
+                owner,
+                state: BucketState::full(&bucket, claimed_ns)
+                    .take(&bucket, spent)
+                    .unwrap(),
+                claim: claimed_ns,
+            };
+        }
+        (bucket, set)
+    }
+
+    /// Slots as `(owner, tokens spent, claimed_ns)`.
+    type Slots = &'static [(u64, u64, u64)];
+
+    #[test]
+    fn the_victim_spent_least_and_claimed_last() {
+        // (slots, time of the choice, victim's owner)
+        let cases: &[(Slots, u64, u64)] = &[
+            // Fewest tokens spent wins over the claim order.
+            (&[(1, 3, 10), (2, 1, 5), (3, 2, 20)], 100, 2),
+            // Equal spend: the newest claim goes, never the older client.
+            (&[(1, 1, 10), (2, 1, 30), (3, 1, 20)], 100, 2),
+            (&[(7, 1, 0), (8, 1, 1)], 100, 8),
+            // Spend compares in whole tokens: 30 s after it, client 1 has
+            // refilled half a token more than client 2, still the same whole
+            // tokens, so the newer claim (2) goes.
+            (&[(1, 1, 0), (2, 1, 30 * SEC)], 30 * SEC, 2),
+            // A minute later client 1 has a whole token more: it spent less.
+            (&[(1, 2, 0), (2, 2, 30 * SEC)], 60 * SEC, 1),
+            // A heavy client is never the victim of a one-off key.
+            (&[(1, 9, 0), (2, 1, 50), (3, 1, 40)], 100, 2),
+            // Ties in everything: the last slot, deterministically.
+            (&[(1, 1, 5), (2, 1, 5)], 100, 2),
+        ];
+        for (slots, now, victim) in cases {
+            let (bucket, set) = set_of(slots);
+            let i = eviction_victim(&set, &bucket, *now);
+            assert_eq!(set.slots()[i].owner, *victim, "{slots:?} at {now}");
+        }
+    }
+
+    /// The spray of the issue, in one set: a steady client holds a slot, then
+    /// one-off keys arrive without end. The steady client spends exactly its
+    /// limit, a client arriving in the middle of the spray is served, and
+    /// the set never grows.
+    #[test]
+    fn a_spray_of_one_off_keys_evicts_only_its_own_keys() {
+        let bucket = BucketSpec::new(5, 5, 3600 * SEC);
+        let table = TableSpec::new(8, "k/");
+        let evict = |owner: u64, now_ns: u64| Ask {
+            on_full: TableFullAction::Evict,
+            ..ask(&bucket, &table, owner, now_ns)
+        };
+        let mut value: Option<Vec<u8>> = None;
+        let step = |owner: u64, now_ns: u64, value: &mut Option<Vec<u8>>| {
+            let (verdict, written) = evaluate(value.as_deref(), &evict(owner, now_ns));
+            if let Some(w) = written {
+                *value = Some(w);
+            }
+            verdict
+        };
+        let steady = 1;
+        let mut steady_allowed = 0;
+        let mut spray_key = 1000;
+        for round in 0..40u64 {
+            let now = round * SEC;
+            if step(steady, now, &mut value).passes() {
+                steady_allowed += 1;
+            }
+            // 50 one-off keys between two requests of the steady client.
+            for _ in 0..50 {
+                spray_key += 1;
+                assert!(matches!(
+                    step(spray_key, now, &mut value),
+                    Verdict::Spend { claimed: true, .. }
+                ));
+            }
+            if round == 20 {
+                // A newcomer in the middle of the spray gets a bucket.
+                assert!(step(2, now, &mut value).passes());
+            }
+        }
+        assert_eq!(steady_allowed, 5, "the steady client keeps its exact limit");
+        let set = Set::decode(value.as_deref(), 8, bucket.fingerprint());
+        assert!(set.slots().iter().any(|s| s.owner == steady));
+        assert_eq!(value.map(|v| v.len()), Some(HEADER_LEN + 8 * SLOT_LEN));
+    }
+
+    #[test]
+    fn deny_and_allow_keep_the_owners_and_evict_takes_the_spent_least() {
+        let bucket = BucketSpec::new(3, 1, 60 * SEC);
+        let table = TableSpec::new(2, "k/");
+        let mut value = None;
+        for owner in [1, 1, 2] {
+            value = evaluate(value.as_deref(), &ask(&bucket, &table, owner, 0)).1;
+        }
+        // (action, expected verdict kind, owners after)
+        let cases = [
+            (TableFullAction::Deny, "table_full", [1, 2]),
+            (TableFullAction::Allow, "unmetered", [1, 2]),
+            (TableFullAction::Evict, "evicted", [1, 3]),
+        ];
+        for (action, kind, owners) in cases {
+            let a = Ask {
+                on_full: action,
+                ..ask(&bucket, &table, 3, SEC)
+            };
+            let (verdict, written) = evaluate(value.as_deref(), &a);
+            let got = match verdict {
+                Verdict::TableFull { .. } => "table_full",
+                Verdict::Unmetered => "unmetered",
+                Verdict::Spend { evicted: true, .. } => "evicted",
+                _ => "other",
+            };
+            assert_eq!(got, kind, "{action:?}");
+            let after = written.or_else(|| value.clone());
+            let set = Set::decode(after.as_deref(), 2, bucket.fingerprint());
+            let now: Vec<u64> = set.slots().iter().map(|s| s.owner).collect();
+            assert_eq!(now, owners, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn claims_are_ordered_by_the_set_not_by_the_clock() {
+        let bucket = BucketSpec::new(5, 1, 60 * SEC);
+        let table = TableSpec::new(2, "k/");
+        // Client 4 claims at 9 s on one worker, then client 5 at 7 s on a
+        // worker whose tick clock is behind: 5 is still the later claim.
+        let (_, value) = evaluate(None, &ask(&bucket, &table, 4, 9 * SEC));
+        let (_, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 5, 7 * SEC));
+        let (_, value) = evaluate(value.as_deref(), &ask(&bucket, &table, 4, 10 * SEC));
+        let claims = |value: &Option<Vec<u8>>| -> Vec<(u64, u64)> {
+            let set = Set::decode(value.as_deref(), 2, bucket.fingerprint());
+            set.slots().iter().map(|s| (s.owner, s.claim)).collect()
+        };
+        assert_eq!(claims(&value), [(4, 1), (5, 2)], "an owner keeps its claim");
+        // Client 4 spent two tokens, client 5 one: a newcomer at 10 s (client
+        // 5's bucket has refilled a little: whole tokens) evicts 5.
+        let newcomer = Ask {
+            on_full: TableFullAction::Evict,
+            ..ask(&bucket, &table, 6, 10 * SEC)
+        };
+        let (_, value) = evaluate(value.as_deref(), &newcomer);
+        assert_eq!(claims(&value), [(4, 1), (6, 3)]);
     }
 
     #[test]
