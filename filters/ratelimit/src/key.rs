@@ -131,6 +131,11 @@ pub struct RequestFacts {
     pub headers: Vec<(String, String)>,
     /// The verified identity, when the JWT stage (or filter) verified one.
     pub identity: Option<Rc<Identity>>,
+    /// Tokens the request takes from each rule's bucket instead of the
+    /// rule's `cost` (at least 1, at most the bucket's capacity): for a
+    /// stage that prices each request itself, such as the LLM stage's
+    /// token reservation. `None`: the rule's `cost`.
+    pub cost: Option<u64>,
 }
 
 impl RequestFacts {
@@ -273,6 +278,7 @@ mod tests {
                 sub: Some("alice".into()),
                 ..Identity::default()
             })),
+            cost: None,
         }
     }
 

@@ -171,12 +171,15 @@ impl Decision {
     }
 }
 
-struct Active<'a> {
-    index: usize,
-    rule: &'a Rule,
-    key: Cow<'a, str>,
-    set: u32,
-    owner: u64,
+pub(crate) struct Active<'a> {
+    pub(crate) index: usize,
+    pub(crate) rule: &'a Rule,
+    pub(crate) key: Cow<'a, str>,
+    pub(crate) set: u32,
+    pub(crate) owner: u64,
+    /// Tokens this request takes from the rule's bucket: the rule's `cost`,
+    /// or the request's own ([`RequestFacts::cost`]) up to the capacity.
+    pub(crate) cost: u64,
 }
 
 impl Active<'_> {
@@ -194,12 +197,12 @@ impl Active<'_> {
         }
     }
 
-    fn ask(&self, now_ns: u64) -> Ask<'_> {
+    pub(crate) fn ask(&self, now_ns: u64) -> Ask<'_> {
         Ask {
             bucket: &self.rule.bucket,
             table: &self.rule.table,
             owner: self.owner,
-            cost: self.rule.cost,
+            cost: self.cost,
             on_full: self.rule.on_table_full,
             now_ns,
         }
@@ -238,14 +241,14 @@ impl Active<'_> {
                 ..metered(RuleOutcome::Spent, after, after.nanos_until_full(spec))
             },
             Verdict::Spend { after, .. } => {
-                let before = after.give_back(spec, self.rule.cost);
+                let before = after.give_back(spec, self.cost);
                 metered(RuleOutcome::NotSpent, before, before.nanos_until_full(spec))
             }
             Verdict::Empty { state } => {
                 let mut r = metered(
                     RuleOutcome::Limited,
                     state,
-                    state.nanos_until(spec, self.rule.cost),
+                    state.nanos_until(spec, self.cost),
                 );
                 r.reset = r.reset.max(1);
                 r
@@ -262,7 +265,7 @@ impl Active<'_> {
 }
 
 /// The rules that apply to a request, with their client keys.
-fn active_rules<'a>(
+pub(crate) fn active_rules<'a>(
     config: &'a Config,
     facts: &RequestFacts,
     client: &ClientKey,
@@ -291,6 +294,9 @@ fn active_rules<'a>(
             key: rule.table.key(set),
             set,
             owner,
+            cost: facts
+                .cost
+                .map_or(rule.cost, |c| c.clamp(1, rule.bucket.capacity())),
         });
     }
     active
