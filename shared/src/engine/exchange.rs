@@ -10,7 +10,9 @@
 
 use std::rc::Rc;
 
-use crate::contract::{self, Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use crate::contract::{
+    self, Denial, Identity, LlmDecision, MfaDecision, RateLimitDecision, WafDecision,
+};
 use crate::matcher::RequestView;
 
 use super::host::{HeaderMap, Host, LogLevel};
@@ -382,6 +384,8 @@ pub enum DecisionKind {
     Waf,
     /// `palisade.denial`.
     Denial,
+    /// `palisade.llm`.
+    Llm,
 }
 
 /// A set of [`DecisionKind`]s.
@@ -449,6 +453,7 @@ pub struct Decisions {
     ratelimit: Decided<RateLimitDecision>,
     waf: Decided<WafDecision>,
     denial: Decided<Denial>,
+    llm: Decided<LlmDecision>,
     unreadable: DecisionSet,
 }
 
@@ -513,6 +518,7 @@ impl Decisions {
             // this VM: a Palisade module beside it may have refused first
             // (it feeds only the audit record, never a decision).
             denial: Decided::Unread,
+            llm: Decided::new(in_memory.contains(DecisionKind::Llm)),
             unreadable: DecisionSet::NONE,
         }
     }
@@ -523,6 +529,7 @@ impl Decisions {
         ratelimit, set_ratelimit, RateLimitDecision, DecisionKind::RateLimit, contract::RATELIMIT, "rate-limit decision";
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
+        llm, set_llm, LlmDecision, DecisionKind::Llm, contract::LLM, "LLM gateway decision";
     }
 
     /// The decisions whose filter state was there but could not be read (a
