@@ -34,7 +34,8 @@ fn rank(stage: &str) -> Option<u8> {
         "waf" => Some(1),
         "jwt" => Some(2),
         "mfa" => Some(3),
-        "ratelimit" => Some(4),
+        "llm" => Some(4),
+        "ratelimit" => Some(5),
         _ => None,
     }
 }

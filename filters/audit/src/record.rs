@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use palisade_shared::contract::{Denial, Identity, MfaDecision, RateLimitDecision, WafDecision};
+use palisade_shared::contract::{
+    Denial, Identity, LlmDecision, MfaDecision, RateLimitDecision, WafDecision,
+};
 use palisade_shared::forwarded::{
     client_address_from, hops, parse_peer_address, AddressSource, ClientAddress, Forwarding, Node,
 };
@@ -86,6 +88,9 @@ pub struct FilterStates {
     /// `palisade.denial`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
+    /// `palisade.llm`: the model, its tokens and budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmDecision>,
 }
 
 impl FilterStates {
@@ -107,6 +112,7 @@ impl FilterStates {
             ratelimit: parse(ratelimit),
             waf: parse(waf),
             denial: parse(denial),
+            llm: None,
         }
     }
 }

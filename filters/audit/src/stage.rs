@@ -15,7 +15,7 @@ use crate::record::{AuditRecord, FilterStates, RequestFacts, XFCC};
 use crate::schema;
 
 /// The stages whose refusals are counted separately.
-const FILTERS: [&str; 4] = ["jwt", "mfa", "ratelimit", "waf"];
+const FILTERS: [&str; 5] = ["jwt", "llm", "mfa", "ratelimit", "waf"];
 
 struct Metrics {
     records: Counter,
@@ -91,6 +91,7 @@ impl AuditStage {
             ratelimit: d.ratelimit(host).cloned(),
             waf: d.waf(host).cloned(),
             denial: d.denial(host).cloned(),
+            llm: d.llm(host).cloned(),
         };
         let unreadable = d.unreadable().len();
         if unreadable > 0 {

@@ -11,15 +11,16 @@
 //!
 //! ```json
 //! {"waf": {"paranoia_level": 1}, "jwt": {"providers": {...}}, "mfa": {...},
-//!  "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
+//!  "llm": {"models": [...]}, "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
 //! ```
 //!
-//! Stages run in the order WAF, JWT, MFA, rate limit; the audit stage writes
+//! Stages run in the order WAF, JWT, MFA, LLM, rate limit; the audit stage writes
 //! its record when the request ends (it sits first in the chain only so
 //! that its start time is taken before the other stages run).
 
 use palisade_audit::AuditStage;
 use palisade_jwt::JwtStage;
+use palisade_llm::LlmStage;
 use palisade_mfa::MfaStage;
 use palisade_ratelimit::RateLimitStage;
 use palisade_shared::config::ConfigError;
@@ -28,12 +29,18 @@ use palisade_shared::engine::{Host, Module, Then};
 use palisade_waf::WafStage;
 
 /// The sections a bundle configuration may have, in stage order.
-pub const SECTIONS: [&str; 5] = ["waf", "jwt", "mfa", "ratelimit", "audit"];
+pub const SECTIONS: [&str; 6] = ["waf", "jwt", "mfa", "llm", "ratelimit", "audit"];
 
 /// Every stage of the bundle, each on or off.
 pub type BundleStage = Then<
     Option<AuditStage>,
-    Then<Option<WafStage>, Then<Option<JwtStage>, Then<Option<MfaStage>, Option<RateLimitStage>>>>,
+    Then<
+        Option<WafStage>,
+        Then<
+            Option<JwtStage>,
+            Then<Option<MfaStage>, Then<Option<LlmStage>, Option<RateLimitStage>>>,
+        >,
+    >,
 >;
 
 /// The module `palisade.wasm` (root id `palisade`).
@@ -79,7 +86,10 @@ impl Module for Bundle {
                     first: section(&sections, "jwt", host, JwtStage::configure)?,
                     then: Then {
                         first: section(&sections, "mfa", host, MfaStage::configure)?,
-                        then: section(&sections, "ratelimit", host, RateLimitStage::configure)?,
+                        then: Then {
+                            first: section(&sections, "llm", host, LlmStage::configure)?,
+                            then: section(&sections, "ratelimit", host, RateLimitStage::configure)?,
+                        },
                     },
                 },
             },
