@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps oci token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps llm-deps oci token run test test-unit test-e2e lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -96,6 +96,17 @@ otlp-deps:
 	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
 	fi
 
+# The official OpenAI Python client, the SDK the LLM end-to-end tests call
+# the gateway with (tests/llm_client.py), pinned here and installed into
+# .tools/llm.
+LLM_PIP := openai==3.51.0
+llm-deps:
+	@if ! $(TOOLS)/llm/bin/python -c 'import openai; assert openai.__version__ == "$(patsubst openai==%,%,$(LLM_PIP))"' 2>/dev/null; then \
+	  echo "installing $(LLM_PIP) into $(TOOLS)/llm"; \
+	  python3 -m venv $(TOOLS)/llm; \
+	  $(TOOLS)/llm/bin/pip install --quiet --disable-pip-version-check $(LLM_PIP); \
+	fi
+
 # Pushes every module (palisade.wasm as `bundle`, each palisade_<filter>.wasm
 # as `<filter>`) as a Wasm OCI image (and its compat variant) to
 # $(OCI_REGISTRY), then writes the WasmPlugin manifests pinned to the image
@@ -127,9 +138,9 @@ test-unit:
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa ratelimit waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt llm mfa ratelimit waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps
+test-e2e: build envoy node-deps registry otlp-deps llm-deps
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 

@@ -625,10 +625,14 @@ impl Stage for LlmStage {
         body: &[u8],
         complete: bool,
     ) -> ResponseBodyStep {
+        let mut ended = false;
         if let Some(reader) = request.admitted.as_mut().and_then(|c| c.reader.as_mut()) {
             reader.feed(body);
+            ended = reader.ended();
         }
-        if complete {
+        // Settled at the stream's last event: a client that hangs up right
+        // after it (as SDKs do) must not leave the record without usage.
+        if complete || ended {
             self.finish(request, cx);
         }
         ResponseBodyStep::Continue

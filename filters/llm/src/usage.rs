@@ -87,6 +87,8 @@ enum Line {
     Field,
     /// In a `data` field's value (`space`: a leading space may still come).
     Data { space: bool },
+    /// In an `event` field's value.
+    Event { space: bool },
     /// In a line that does not matter (another field, a comment).
     Ignored,
 }
@@ -102,7 +104,29 @@ pub struct UsageReader {
     after_cr: bool,
     /// Whether the current event has data.
     event_has_data: bool,
+    /// The current event's type (its `event` field), up to
+    /// [`EVENT_NAME_BYTES`].
+    event_name: Vec<u8>,
+    /// The current event's data, up to [`DONE`]'s length plus one.
+    data_head: Vec<u8>,
+    /// Whether the stream's last event has passed.
+    ended: bool,
 }
+
+/// OpenAI's last event of a chat or text completion stream.
+const DONE: &[u8] = b"[DONE]";
+
+/// The event types that end a stream: Anthropic's Messages API and the
+/// Responses API (which sends no `[DONE]`).
+const LAST_EVENTS: [&[u8]; 4] = [
+    b"message_stop",
+    b"response.completed",
+    b"response.incomplete",
+    b"response.failed",
+];
+
+/// Longer event types are none of [`LAST_EVENTS`].
+const EVENT_NAME_BYTES: usize = 20;
 
 impl UsageReader {
     /// A reader for a JSON body, or (`event_stream`) for
@@ -145,13 +169,23 @@ impl UsageReader {
             match self.line {
                 // An empty line ends the event: the next starts a new document.
                 Line::Start => {
+                    let name = std::mem::take(&mut self.event_name);
+                    let data = std::mem::take(&mut self.data_head);
                     if std::mem::take(&mut self.event_has_data) {
                         self.capture.reset();
+                        // Each data line ends with a newline.
+                        let data = data.strip_suffix(b"\n").unwrap_or(&data);
+                        if data == DONE || LAST_EVENTS.contains(&name.as_slice()) {
+                            self.ended = true;
+                        }
                     }
                 }
                 // Data lines of one event are joined by a newline.
-                Line::Data { .. } => self.capture.feed(b"\n"),
-                Line::Field | Line::Ignored => {}
+                Line::Data { .. } => {
+                    self.capture.feed(b"\n");
+                    self.keep_data(b'\n');
+                }
+                Line::Field | Line::Event { .. } | Line::Ignored => {}
             }
             self.line = Line::Start;
             self.field.clear();
@@ -163,6 +197,9 @@ impl UsageReader {
                     self.line = if self.field == b"data" {
                         self.event_has_data = true;
                         Line::Data { space: true }
+                    } else if self.field == b"event" {
+                        self.event_name.clear();
+                        Line::Event { space: true }
                     } else {
                         Line::Ignored
                     };
@@ -177,9 +214,31 @@ impl UsageReader {
             Line::Data { .. } => {
                 self.line = Line::Data { space: false };
                 self.capture.feed(&[b]);
+                self.keep_data(b);
+            }
+            Line::Event { space: true } if b == b' ' => self.line = Line::Event { space: false },
+            Line::Event { .. } => {
+                self.line = Line::Event { space: false };
+                if self.event_name.len() <= EVENT_NAME_BYTES {
+                    self.event_name.push(b);
+                }
             }
             Line::Ignored => {}
         }
+    }
+
+    /// Keeps the start of the event's data, enough to tell `[DONE]`.
+    fn keep_data(&mut self, b: u8) {
+        if self.data_head.len() <= DONE.len() {
+            self.data_head.push(b);
+        }
+    }
+
+    /// Whether the stream's last event has passed (`data: [DONE]`,
+    /// `message_stop`, `response.completed`...): its usage is final, even
+    /// if the client hangs up before the body's end reaches the proxy.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// The usage reported so far, `None` when the response reported none.
@@ -291,6 +350,41 @@ mod tests {
             let every: Vec<usize> = (0..body.len()).collect();
             assert_eq!(read(body, sse, &every), whole);
         }
+    }
+
+    #[test]
+    fn the_last_event_ends_a_stream_wherever_the_body_is_cut() {
+        for body in [OPENAI_STREAM, ANTHROPIC_STREAM, RESPONSES_STREAM] {
+            let bytes = body.as_bytes();
+            // Cut anywhere before the last event's data: not over yet.
+            let last_data = body.rfind("data:").unwrap_or(0);
+            for cut in 0..=last_data {
+                let mut r = UsageReader::new(true);
+                r.feed(&bytes[..cut]);
+                assert!(!r.ended(), "ended at {cut}: {body}");
+                r.feed(&bytes[cut..]);
+                assert!(r.ended(), "{body}");
+            }
+        }
+        let cases = [
+            ("data: [DONE]\n\n", true),
+            ("data:[DONE]\r\n\r\n", true),
+            ("event: message_stop\ndata: {}\n\n", true),
+            ("event:response.failed\ndata: {}\n\n", true),
+            // No data: not an event. Another type, or more than `[DONE]`.
+            ("event: message_stop\n\n", false),
+            ("event: message_stop_and_more\ndata: {}\n\n", false),
+            ("event: message_start\ndata: [DONE]!\n\n", false),
+            ("data: [DONE]\n", false),
+        ];
+        for (body, ended) in cases {
+            let mut r = UsageReader::new(true);
+            r.feed(body.as_bytes());
+            assert_eq!(r.ended(), ended, "{body:?}");
+        }
+        let mut json = UsageReader::new(false);
+        json.feed(OPENAI_JSON.as_bytes());
+        assert!(!json.ended(), "a JSON body ends with the response");
     }
 
     #[test]
