@@ -365,6 +365,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```json\n").unwrap() + "```json\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let c = Config::from_json(readme[start..end].as_bytes()).unwrap();
+        let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["small", "claude_haiku", "gpt4"]);
+        assert_eq!(c.budgets.unwrap().rules[0].name, "team_daily");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             (
