@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps llm-deps oci token run test test-unit test-e2e lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -31,7 +31,9 @@ help:
 	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
 	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901); DEMO=modules for separate modules"
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
-	@echo "make test    unit tests, then end-to-end tests against a real Envoy"
+	@echo "make test    unit tests (natively and in V8), a short fuzz run, then end-to-end tests against a real Envoy"
+	@echo "make test-wasm  every policy's unit tests compiled to $(WASM_TARGET) and run in Node's V8"
+	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; FUZZ_TARGETS to pick some"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
 	@echo "make oci     push Wasm OCI images to OCI_REGISTRY, write WasmPlugin manifests: dist/istio-bundle/ (bundle), dist/istio/ (modules)"
 	@echo "make bench   throughput and latency against Envoy's native filters (wrk)"
@@ -128,13 +130,56 @@ run: build envoy
 	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' $(DEMO_CONFIG) > .run/demo.yaml
 	scripts/demo.sh .run/demo.yaml
 
-# Unit tests of every core without the proxy-wasm SDK, then the end-to-end
-# tests against a real Envoy running the built modules.
-test: test-unit test-e2e
+# Unit tests of every core without the proxy-wasm SDK (natively, then in
+# V8), a short run of every fuzz target, then the end-to-end tests against a
+# real Envoy running the built modules.
+test: test-unit test-wasm test-fuzz test-e2e
 
 test-unit:
 	cargo test --workspace --exclude palisade-e2e --no-default-features
 	cargo test -p palisade-e2e --lib
+
+# The same unit tests, compiled for the target the modules ship for
+# ($(WASM_TARGET)) and run in V8, the engine Envoy runs them in, through
+# Node's WASI (scripts/wasi-run.mjs is cargo's runner for the target).
+# This keeps libtest and every test unchanged (no second copy, no
+# wasm-bindgen attributes) and tests the real target: 32-bit usize, WASI
+# clocks and randomness, wasm float formatting and allocation, V8's stack.
+# The target aborts on panic: #[should_panic] tests are skipped by libtest,
+# and a failing test ends its binary (the runner says which). Tests that
+# need threads are cfg'd out on wasm, where there are none.
+WASM_TEST_CRATES := palisade-shared $(addprefix palisade-,$(FILTERS)) palisade-bundle
+export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
+
+test-wasm: wasm-target
+	cargo test --target $(WASM_TARGET) --no-default-features $(addprefix -p ,$(WASM_TEST_CRATES)) --lib --tests
+
+# Fuzzing (fuzz/, its own workspace) needs the nightly toolchain, for this
+# only: the policies build with the pinned stable of rust-toolchain.toml.
+# cargo-fuzz comes from crates.io into .tools/cargo.
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 3
+FUZZ_TARGETS ?=
+CARGO_FUZZ_VERSION := 0.13.2
+export PATH := $(TOOLS)/cargo/bin:$(PATH)
+
+fuzz-tools:
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@cargo-fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || \
+	  cargo install --quiet --locked --root $(TOOLS)/cargo cargo-fuzz@$(CARGO_FUZZ_VERSION)
+
+# Each target for FUZZ_SECONDS, growing fuzz/corpus/<target>/ from the seeds.
+fuzz: fuzz-tools
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Each target for a few seconds from its seeds alone: regressions show in CI.
+test-fuzz: fuzz-tools
+	scripts/fuzz.sh $(FUZZ_TEST_SECONDS) --smoke $(FUZZ_TARGETS)
+
+# Rewrites fuzz/seeds/ and fuzz/keys/ from the JOSE and CRS corpora
+# (../shared/corpora), the WAF's benign values and envoy/*.yaml.
+fuzz-seeds:
+	python3 fuzz/seeds.py
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
@@ -146,6 +191,7 @@ test-e2e: build envoy node-deps registry otlp-deps llm-deps
 
 lint: wasm-target
 	cargo fmt --all --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --exclude palisade-e2e --all-targets --no-default-features -- -D warnings
 	cargo clippy --workspace --exclude palisade-e2e --target $(WASM_TARGET) -- -D warnings

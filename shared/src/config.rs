@@ -21,9 +21,16 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error found while validating an already parsed configuration.
+    /// An empty `path` (a member whose name is the empty string, at the
+    /// top) is reported as the document, `.`, so every error names a place.
     pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        let path = path.into();
         ConfigError {
-            path: path.into(),
+            path: if path.is_empty() {
+                ".".to_string()
+            } else {
+                path
+            },
             message: message.into(),
         }
     }
@@ -52,10 +59,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(text);
     let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        ConfigError {
-            path,
-            message: e.into_inner().to_string(),
-        }
+        ConfigError::invalid(path, e.into_inner().to_string())
     })?;
     de.end()
         .map_err(|e| ConfigError::invalid(".", e.to_string()))?;
@@ -111,6 +115,17 @@ mod tests {
         let err = parse_json::<Doc>(br#"{"limit":"ten"}"#).unwrap_err();
         assert_eq!(err.path, "limit");
         assert!(err.message.contains("expected u32"), "{err}");
+    }
+
+    #[test]
+    fn a_member_named_by_the_empty_string_is_placed_in_the_document() {
+        // Found by the `config` fuzz target: the error named no place.
+        let err = parse_json::<Doc>(br#"{"limit": 1, "": 2}"#).unwrap_err();
+        assert_eq!(err.path, ".");
+        assert!(err.message.contains("unknown field ``"), "{err}");
+        let err = parse_json::<Doc>(br#"{"rules": [{"": 2}]}"#).unwrap_err();
+        assert!(err.path.starts_with("rules[0]"), "{err}");
+        assert_eq!(ConfigError::invalid("", "x").path, ".");
     }
 
     #[test]

@@ -654,8 +654,6 @@ mod tests {
     use crate::optimistic::fake::EnvoyStore;
     use palisade_shared::store::{MemoryStore, StoreError};
     use std::cell::Cell;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
 
     const SEC: u64 = 1_000_000_000;
 
@@ -1059,82 +1057,91 @@ mod tests {
         assert!(d.reports[0].claimed);
     }
 
-    /// A thread-safe store with Envoy's CAS semantics, for real concurrency.
-    type Entries = HashMap<String, (Vec<u8>, u32)>;
+    // Threads race on one store here; a wasm VM has no threads (Envoy runs
+    // one VM per worker thread, and `make test-wasm` one VM per test binary).
+    #[cfg(not(target_family = "wasm"))]
+    mod concurrency {
+        use super::*;
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
 
-    #[derive(Default, Clone)]
-    struct ThreadStore(Arc<Mutex<(Entries, u32)>>);
+        /// A thread-safe store with Envoy's CAS semantics, for real concurrency.
+        type Entries = HashMap<String, (Vec<u8>, u32)>;
 
-    impl SharedStore for ThreadStore {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            let g = self.0.lock().unwrap();
-            Ok(match g.0.get(key) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            })
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            let mut g = self.0.lock().unwrap();
-            if let (Some(cas), Some((_, current))) = (cas.filter(|c| *c != 0), g.0.get(key)) {
-                if cas != *current {
-                    return Err(StoreError::CasMismatch);
-                }
-            }
-            // One token counter for every key, as Envoy's; a failed set
-            // takes no token.
-            g.1 += 1;
-            let next = g.1;
-            g.0.insert(key.to_string(), (value.to_vec(), next));
-            // Widen the race window between another thread's get and set.
-            drop(g);
-            std::thread::yield_now();
-            Ok(())
-        }
-    }
+        #[derive(Default, Clone)]
+        struct ThreadStore(Arc<Mutex<(Entries, u32)>>);
 
-    #[test]
-    fn exact_under_real_concurrency() {
-        let c = Arc::new(config(
-            r#"{"max_cas_retries":10000,"rules":[
-                {"name":"global","token_bucket":{"max_tokens":500,"fill_interval":"1h"}},
-                {"name":"ip","key":["client_address"],"token_bucket":{"max_tokens":100,"fill_interval":"1h"}}]}"#,
-        ));
-        let store = ThreadStore::default();
-        create_tables(&c, &store);
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let c = Arc::clone(&c);
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    // Each thread is a worker with its own remembered writes.
-                    let mut cache = WriteCache::new();
-                    let mut ok = 0u32;
-                    for i in 0..200u32 {
-                        // 4 clients, each hammered by two threads.
-                        let facts = from(&format!("10.0.0.{}", (t + i) % 4));
-                        if decide_with(&c, &store, &mut cache, &facts, 0)
-                            .refusal
-                            .is_none()
-                        {
-                            ok += 1;
-                        }
-                    }
-                    ok
+        impl SharedStore for ThreadStore {
+            fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+                let g = self.0.lock().unwrap();
+                Ok(match g.0.get(key) {
+                    Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                    None => (None, None),
                 })
-            })
-            .collect();
-        let total: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        // Each of the 4 clients gets exactly its 100: 400 of 1600, and
-        // `global` (500) never ran dry.
-        assert_eq!(total, 400);
-        let probe = config(
-            r#"{"rules":[{"name":"global","token_bucket":{"max_tokens":500,"fill_interval":"1h"}}]}"#,
-        );
-        let d = decide(&probe, &store, &get("/"), 0);
-        assert_eq!(
-            d.reports[0].remaining, 99,
-            "global spent exactly 400 (+1 probe)"
-        );
+            }
+            fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+                let mut g = self.0.lock().unwrap();
+                if let (Some(cas), Some((_, current))) = (cas.filter(|c| *c != 0), g.0.get(key)) {
+                    if cas != *current {
+                        return Err(StoreError::CasMismatch);
+                    }
+                }
+                // One token counter for every key, as Envoy's; a failed set
+                // takes no token.
+                g.1 += 1;
+                let next = g.1;
+                g.0.insert(key.to_string(), (value.to_vec(), next));
+                // Widen the race window between another thread's get and set.
+                drop(g);
+                std::thread::yield_now();
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn exact_under_real_concurrency() {
+            let c = Arc::new(config(
+                r#"{"max_cas_retries":10000,"rules":[
+                    {"name":"global","token_bucket":{"max_tokens":500,"fill_interval":"1h"}},
+                    {"name":"ip","key":["client_address"],"token_bucket":{"max_tokens":100,"fill_interval":"1h"}}]}"#,
+            ));
+            let store = ThreadStore::default();
+            create_tables(&c, &store);
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let c = Arc::clone(&c);
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        // Each thread is a worker with its own remembered writes.
+                        let mut cache = WriteCache::new();
+                        let mut ok = 0u32;
+                        for i in 0..200u32 {
+                            // 4 clients, each hammered by two threads.
+                            let facts = from(&format!("10.0.0.{}", (t + i) % 4));
+                            if decide_with(&c, &store, &mut cache, &facts, 0)
+                                .refusal
+                                .is_none()
+                            {
+                                ok += 1;
+                            }
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            let total: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            // Each of the 4 clients gets exactly its 100: 400 of 1600, and
+            // `global` (500) never ran dry.
+            assert_eq!(total, 400);
+            let probe = config(
+                r#"{"rules":[{"name":"global","token_bucket":{"max_tokens":500,"fill_interval":"1h"}}]}"#,
+            );
+            let d = decide(&probe, &store, &get("/"), 0);
+            assert_eq!(
+                d.reports[0].remaining, 99,
+                "global spent exactly 400 (+1 probe)"
+            );
+        }
     }
 
     /// Worker A's store: before each of A's writes, worker B may serve a

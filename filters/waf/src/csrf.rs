@@ -95,24 +95,21 @@ fn origin_of(url: &str) -> Option<(String, String)> {
         return None;
     }
     let scheme = scheme.to_ascii_lowercase();
+    let host = without_default_port(&scheme, authority);
+    Some((scheme, host))
+}
+
+/// `host[:port]` in lower case, without the default port of `scheme`: the
+/// port is part of an origin unless it is its scheme's own (`:80` is
+/// `http`'s, and is kept for `https`).
+fn without_default_port(scheme: &str, authority: &str) -> String {
     let mut host = authority.to_ascii_lowercase();
-    // Default ports are not part of the origin.
     for (s, port) in [("http", ":80"), ("https", ":443")] {
         if scheme == s && host.ends_with(port) {
             host.truncate(host.len() - port.len());
         }
     }
-    Some((scheme, host))
-}
-
-fn strip_default_port(authority: &str) -> String {
-    let lower = authority.to_ascii_lowercase();
-    for port in [":80", ":443"] {
-        if let Some(h) = lower.strip_suffix(port) {
-            return h.to_string();
-        }
-    }
-    lower
+    host
 }
 
 impl CsrfPolicy {
@@ -148,7 +145,9 @@ impl CsrfPolicy {
         if fetch_site.as_deref() == Some("cross-site") {
             return Some(CsrfViolation::CrossSiteFetch);
         }
-        let own = strip_default_port(head.authority);
+        // Same origin: the request's own host, its port read with the
+        // origin's scheme (the scheme a same-origin request was sent with).
+        let own = without_default_port(&scheme, head.authority);
         if !own.is_empty() && host == own {
             None
         } else {
@@ -225,6 +224,39 @@ mod tests {
                 "POST",
                 "api.example.com",
                 &[("origin", "https://evil.com")],
+                Some(OriginMismatch),
+            ),
+            // A port is the default only for its own scheme (found by the
+            // waf_csrf fuzz target: https on port 80 was refused as
+            // cross-site, and http to port 443 passed as the port-80 origin).
+            (
+                "POST",
+                "api.example.com:80",
+                &[("origin", "https://api.example.com:80")],
+                None,
+            ),
+            (
+                "POST",
+                "api.example.com:443",
+                &[("origin", "http://api.example.com:443")],
+                None,
+            ),
+            (
+                "POST",
+                "api.example.com:443",
+                &[("origin", "http://api.example.com")],
+                Some(OriginMismatch),
+            ),
+            (
+                "POST",
+                "api.example.com:80",
+                &[("origin", "http://api.example.com")],
+                None,
+            ),
+            (
+                "POST",
+                "api.example.com",
+                &[("origin", "https://api.example.com:80")],
                 Some(OriginMismatch),
             ),
             (

@@ -236,6 +236,20 @@ impl FakeHost {
         self.ended.borrow_mut().push(context_id);
     }
 
+    /// Forgets the replies sent, the lines logged, the calls dispatched,
+    /// the requests resumed or ended and the reads counted so far; keeps the
+    /// configuration, clock, shared data, properties and metrics. A host
+    /// that serves many scenarios in a row (a fuzz target's) stays small.
+    pub fn clear_records(&self) {
+        self.replies.borrow_mut().clear();
+        self.logs.borrow_mut().clear();
+        self.calls.borrow_mut().clear();
+        self.resumed.borrow_mut().clear();
+        self.ended.borrow_mut().clear();
+        self.property_reads.borrow_mut().clear();
+        self.header_reads.set(0);
+    }
+
     /// The replies sent so far.
     pub fn replies(&self) -> Vec<SentReply> {
         self.replies.borrow().clone()
