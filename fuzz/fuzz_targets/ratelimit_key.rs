@@ -68,6 +68,7 @@ fuzz_target!(|input: Input| {
         forwarded: input.forwarded.clone(),
         headers: header_pairs(&input.headers),
         identity,
+        cost: None,
     };
     let client = client_key(&spec, &facts);
     let mut descriptors = vec![
