@@ -312,6 +312,42 @@ fn a_stream_split_anywhere_is_charged_its_usage() {
     }
 }
 
+/// SDKs hang up once they have read the last event, often before the
+/// body's end reaches the proxy: the call is settled at the last event.
+#[test]
+fn a_stream_is_settled_at_its_last_event() {
+    let g = Gateway::new(team_config());
+    let host = &g.host;
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[]}"#;
+    host.set_request(
+        &[
+            (":method", "POST"),
+            (":path", "/v1/messages"),
+            (":authority", "llm.example.com"),
+            ("content-length", &body.len().to_string()),
+        ],
+        body.as_bytes(),
+    );
+    let mut slot: FlowSlot<_> = None;
+    let e = &g.engine;
+    assert_eq!(e.on_request_headers(7, &mut slot, false, host), Action::Continue);
+    assert_eq!(e.on_request_body(7, &mut slot, body.len(), true, host), Action::Continue);
+    host.set_response_headers(&[(":status", "200"), ("content-type", "text/event-stream")]);
+    e.on_response_headers(7, &mut slot, host);
+    let last = ANTHROPIC_STREAM.find("event: message_stop").unwrap();
+    let (before, rest) = ANTHROPIC_STREAM.split_at(last);
+    host.set_response_body(before.as_bytes());
+    e.on_response_body(7, &mut slot, before.len(), false, host);
+    assert_eq!(g.decision()["usage"], "pending", "the stream goes on");
+    host.set_response_body(rest.as_bytes());
+    e.on_response_body(7, &mut slot, rest.len(), false, host);
+    let d = g.decision();
+    assert_eq!(
+        (d["usage"].as_str(), d["output_tokens"].as_u64(), d["remaining"].as_u64()),
+        (Some("reported"), Some(15), Some(960))
+    );
+}
+
 #[test]
 fn a_stream_without_usage_is_charged_the_estimate() {
     let mut config = team_config();
