@@ -330,8 +330,14 @@ fn a_stream_is_settled_at_its_last_event() {
     );
     let mut slot: FlowSlot<_> = None;
     let e = &g.engine;
-    assert_eq!(e.on_request_headers(7, &mut slot, false, host), Action::Continue);
-    assert_eq!(e.on_request_body(7, &mut slot, body.len(), true, host), Action::Continue);
+    assert_eq!(
+        e.on_request_headers(7, &mut slot, false, host),
+        Action::Continue
+    );
+    assert_eq!(
+        e.on_request_body(7, &mut slot, body.len(), true, host),
+        Action::Continue
+    );
     host.set_response_headers(&[(":status", "200"), ("content-type", "text/event-stream")]);
     e.on_response_headers(7, &mut slot, host);
     let last = ANTHROPIC_STREAM.find("event: message_stop").unwrap();
@@ -343,7 +349,11 @@ fn a_stream_is_settled_at_its_last_event() {
     e.on_response_body(7, &mut slot, rest.len(), false, host);
     let d = g.decision();
     assert_eq!(
-        (d["usage"].as_str(), d["output_tokens"].as_u64(), d["remaining"].as_u64()),
+        (
+            d["usage"].as_str(),
+            d["output_tokens"].as_u64(),
+            d["remaining"].as_u64()
+        ),
         (Some("reported"), Some(15), Some(960))
     );
 }
