@@ -369,7 +369,7 @@ mod tests {
         let readme = include_str!("../README.md");
         let start = readme.find("```json\n").unwrap() + "```json\n".len();
         let end = start + readme[start..].find("```").unwrap();
-        let c = Config::from_json(readme[start..end].as_bytes()).unwrap();
+        let c = Config::from_json(&readme.as_bytes()[start..end]).unwrap();
         let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["small", "claude_haiku", "gpt4"]);
         assert_eq!(c.budgets.unwrap().rules[0].name, "team_daily");

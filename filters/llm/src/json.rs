@@ -82,7 +82,10 @@ fn value_end(bytes: &[u8], i: usize) -> Option<usize> {
 /// when it is not JSON or not an object.
 pub fn members(body: &[u8]) -> Option<Vec<Member>> {
     // Validated first, so the walk below may assume a well-formed document.
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    // JSON is UTF-8 throughout (RFC 8259), which serde_json does not check
+    // in what it ignores: a provider refuses such a body, so does the stage.
+    let text = std::str::from_utf8(body).ok()?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
     let mut i = skip_ws(body, 0);
     if body.get(i) != Some(&b'{') {
         return None;
@@ -390,6 +393,15 @@ mod tests {
             .map(|u| String::from_utf8(u).unwrap())
             .collect();
         (usages, c.model().map(str::to_string))
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_not_json() {
+        // Found by the llm_body fuzz target: invalid UTF-8 in a nested key,
+        // which serde_json skips unchecked and a provider refuses.
+        let body = b"{\"model\":\"m\",\"messages\":[{\"\xce\xce\":1}]}";
+        assert!(members(body).is_none());
+        assert!(members(br#"{"model":"m","messages":[{"\u00ce":1}]}"#).is_some());
     }
 
     #[test]
