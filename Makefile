@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -30,6 +30,7 @@ DEMO_CONFIG := $(if $(filter modules,$(DEMO)),envoy/demo.yaml,envoy/bundle.yaml)
 help:
 	@echo "make build   build every filter for $(WASM_TARGET) into $(DIST)/"
 	@echo "make run     start the demo: echo upstream + Envoy on 127.0.0.1:10000 (admin :9901); DEMO=modules for separate modules"
+	@echo "make certs   a local CA, server and client certificates (one with a SPIFFE ID) in $(DIST)/certs/ for envoy/tls.yaml"
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests (natively and in V8), a short fuzz run, then end-to-end tests against a real Envoy"
 	@echo "make test-wasm  every policy's unit tests compiled to $(WASM_TARGET) and run in Node's V8"
@@ -96,6 +97,27 @@ otlp-deps:
 	  echo "installing $(OTLP_PIP) into $(TOOLS)/otlp"; \
 	  python3 -m venv $(TOOLS)/otlp; \
 	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
+	fi
+
+# A local PKI for envoy/tls.yaml and mTLS trials (scripts/certs.sh, openssl):
+# the CA, Envoy's certificate for localhost / mtls.localhost / 127.0.0.1,
+# client certificates (one with a SPIFFE URI SAN), the upstream's and
+# Envoy's own for re-encryption. Made again when older than a week (they
+# last 30 days).
+CERTS := $(DIST)/certs
+certs:
+	@if [ ! -f $(CERTS)/ca.pem ] || [ -n "$$(find $(CERTS)/ca.pem -mtime +7)" ]; then \
+	  rm -rf $(CERTS); bash scripts/certs.sh $(CERTS); \
+	fi
+
+# The TLS scanner that grades envoy/tls.yaml in the tests (tests/tests/tls_config.rs):
+# sslyze from PyPI, pinned, in .tools/sslyze.
+SSLYZE_PIP := sslyze==6.3.1
+sslyze:
+	@if ! $(TOOLS)/sslyze/bin/python -c 'import sslyze' 2>/dev/null; then \
+	  echo "installing $(SSLYZE_PIP) into $(TOOLS)/sslyze"; \
+	  python3 -m venv $(TOOLS)/sslyze; \
+	  $(TOOLS)/sslyze/bin/pip install --quiet --disable-pip-version-check $(SSLYZE_PIP); \
 	fi
 
 # The official OpenAI Python client, the SDK the LLM end-to-end tests call
@@ -183,9 +205,9 @@ fuzz-seeds:
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt llm mfa ratelimit waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa llm ratelimit sender_constrained transport waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps llm-deps
+test-e2e: build envoy node-deps registry otlp-deps certs sslyze llm-deps
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 

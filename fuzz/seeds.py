@@ -17,6 +17,7 @@ import os
 import random
 import re
 import sys
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("PALISADE_SHARED", os.path.join(ROOT, "..", "shared"))
@@ -26,7 +27,7 @@ MAX_SEEDS = 40
 MAX_BYTES = 4096
 
 # The loaders of the `config` target, by its first byte.
-CONFIG_LOADERS = ["waf", "jwt", "mfa", "ratelimit", "audit", "bundle", "llm"]
+CONFIG_LOADERS = ["waf", "jwt", "mfa", "ratelimit", "audit", "bundle", "transport", "llm"]
 
 
 def write(target, items):
@@ -263,6 +264,22 @@ def config_seeds():
     write("config", seeds)
 
 
+def x509_seeds():
+    """The certificate fixtures as Envoy hands them over (PEM, URL-encoded
+    PEM) and as DER."""
+    seeds = []
+    folder = os.path.join(ROOT, "shared", "src", "fixtures")
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".pem"):
+            continue
+        with open(os.path.join(folder, name), "rb") as f:
+            pem = f.read()
+        body = pem.split(b"-----BEGIN CERTIFICATE-----")[1].split(b"-----END CERTIFICATE-----")[0]
+        der = base64.b64decode(b"".join(body.split()))
+        seeds += [pem, urllib.parse.quote(pem, safe="").encode(), der]
+    write("x509", seeds)
+
+
 # Realistic LLM calls and answers (the shapes tests/src/llm_upstream.rs and
 # filters/llm/src/usage.rs test with).
 LLM_REQUESTS = [
@@ -304,6 +321,7 @@ def main():
     jose_seeds()
     waf_seeds()
     config_seeds()
+    x509_seeds()
     llm_seeds()
 
 

@@ -5,6 +5,12 @@ bench/scenarios/jwt.json. The keys here are for benchmarks only.
 Usage: python3 bench/jwt/mint.py   (needs the `cryptography` package)
 Writes: jwks.json, rs256-repeated.txt, es256-repeated.txt,
         rs256-distinct.lua, es256-distinct.lua (500 distinct tokens each).
+
+       python3 bench/jwt/mint.py --dpop
+Writes only es256-dpop-token.txt: the ES256 token of es256-repeated.txt's
+claims, bound (cnf.jkt, RFC 9449) to the benchmark DPoP client's key, the
+P-256 scalar 0x42 repeated 32 times (tests/src/bin/dpop-proofs.rs signs the
+proofs with it).
 """
 import base64
 import json
@@ -77,5 +83,21 @@ def main():
             f.write('  return wrk.format("GET", "/api/items", { ["authorization"] = "Bearer " .. tokens[i] })\nend\n')
 
 
+def dpop_token():
+    ec_key = load("bench-es256.key.pem")
+    client = ec.derive_private_key(int.from_bytes(bytes([0x42]) * 32, "big"), ec.SECP256R1())
+    n = client.public_key().public_numbers()
+    jwk = {"crv": "P-256", "kty": "EC", "x": b64(int_bytes(n.x, 32)), "y": b64(int_bytes(n.y, 32))}
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(json.dumps(jwk, separators=(",", ":"), sort_keys=True).encode())
+    claims_dpop = dict(claims(0), cnf={"jkt": b64(digest.finalize())}, jti="bench-dpop")
+    with open(os.path.join(HERE, "es256-dpop-token.txt"), "w") as f:
+        f.write(mint("ES256", ec_key, "bench-ec", claims_dpop) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["--dpop"]:
+        dpop_token()
+    else:
+        main()

@@ -35,7 +35,8 @@ fn jwks(kid: &str) -> String {
 }
 
 /// The configurations: every stage with inline and remote keys; a strict
-/// WAF with small bodies; remote keys only (requests wait for them).
+/// WAF with small bodies and transport policies (plaintext: refused or
+/// let through with HSTS); remote keys only (requests wait for them).
 fn config(which: u8) -> String {
     let waf_strict = r#"{"paranoia_level": 4, "anomaly_threshold": 3, "max_body_bytes": 256,
         "body_limit_action": "reject", "expose_rule_ids": true,
@@ -65,6 +66,11 @@ fn config(which: u8) -> String {
         ),
         1 => format!(
             r#"{{"waf": {waf_strict},
+            "transport": {{"policies": {{
+                "tls": {{"client_certificate": {{"uri_sans": [{{"prefix": "spiffe://shop/"}}]}}}},
+                "open": {{"require_tls": false, "hsts": {{"max_age_s": 600}}}}}},
+                "rules": [{{"match": {{"path": {{"prefix": "/tls"}}}}, "policy": "tls"}},
+                          {{"match": {{}}, "policy": "open"}}]}},
             "ratelimit": {{"rules": [{{"name": "key", "key": [{{"header": "x-api-key"}}],
                 "when_key_missing": "shared_bucket", "slots": 4,
                 "token_bucket": {{"max_tokens": 2, "fill_interval": "1h"}}}}]}},

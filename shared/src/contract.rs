@@ -14,6 +14,7 @@
 //! | `palisade.ratelimit` | ratelimit | [`RateLimitDecision`] |
 //! | `palisade.waf` | waf | [`WafDecision`] |
 //! | `palisade.llm` | llm, for a recognized LLM API call (updated with the usage when the response ends) | [`LlmDecision`] |
+//! | `palisade.tls` | transport | [`TlsDecision`] |
 //! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
 //! | `palisade.audit` | audit | the finished audit record |
 //! | `palisade.audit.outcome` | audit, with `publish_outcome` | `allowed` or `denied` (plain text, for access-log attributes) |
@@ -33,6 +34,8 @@ pub const RATELIMIT: &str = "palisade.ratelimit";
 pub const WAF: &str = "palisade.waf";
 /// Property name of the LLM gateway decision: model, tokens, budget.
 pub const LLM: &str = "palisade.llm";
+/// Property name of the transport filter's view of the connection.
+pub const TLS: &str = "palisade.tls";
 /// Property name of the refusal, written by the filter that refused.
 pub const DENIAL: &str = "palisade.denial";
 /// Property name of the finished audit record.
@@ -181,6 +184,63 @@ pub struct LlmDecision {
     pub remaining: Option<u64>,
 }
 
+/// The downstream connection as the transport filter saw it, and what its
+/// policy made of it. Every field comes from Envoy's attributes of the
+/// connection it terminated (or from the certificate Envoy forwarded, only
+/// when its digest is the connection's), never from a client header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsDecision {
+    /// The policy that applied, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// `passed`, `refused`, `redirected` or `no_policy`.
+    pub outcome: String,
+    /// The requirement that failed, when refused or redirected (`tls`,
+    /// `min_version`, `cipher`, `client_certificate`,
+    /// `client_certificate.uri_san`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// The TLS version (`TLSv1.3`); absent on a plaintext connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The cipher suite (IANA or OpenSSL name, as Envoy reports it), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// The server name the client asked for (SNI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Whether the client presented a certificate.
+    pub peer_certificate_presented: bool,
+    /// Whether Envoy validated it (the listener has a validation context
+    /// and completed the handshake with it).
+    pub peer_certificate_validated: bool,
+    /// Its subject, RFC 2253 as Envoy prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_subject: Option<String>,
+    /// Its issuer, when known (the full certificate was available).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_issuer: Option<String>,
+    /// Its DNS subject alternative names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peer_dns_sans: Vec<String>,
+    /// Its URI subject alternative names (SPIFFE IDs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peer_uri_sans: Vec<String>,
+    /// The SHA-256 of its DER encoding, lower-case hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_sha256: Option<String>,
+    /// Its serial number, upper-case hex, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_serial_number: Option<String>,
+    /// Its `notBefore`, seconds since the epoch, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_not_before: Option<i64>,
+    /// Its `notAfter`, seconds since the epoch, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_not_after: Option<i64>,
+}
+
 /// A request refused by a filter: which one, with what status, and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -210,6 +270,21 @@ mod tests {
         assert!(!json.contains("acr"), "{json}");
         let back: Identity = serde_json::from_str(&json).unwrap();
         assert_eq!(back, id);
+    }
+
+    #[test]
+    fn tls_decision_round_trips() {
+        let tls = TlsDecision {
+            outcome: "passed".into(),
+            version: Some("TLSv1.3".into()),
+            peer_uri_sans: vec!["spiffe://cluster.local/ns/shop/sa/checkout".into()],
+            ..TlsDecision::default()
+        };
+        let json = serde_json::to_string(&tls).unwrap();
+        assert!(!json.contains("peer_dns_sans"), "{json}");
+        assert_eq!(serde_json::from_str::<TlsDecision>(&json).unwrap(), tls);
+        let plaintext: TlsDecision = serde_json::from_str(r#"{"outcome":"refused"}"#).unwrap();
+        assert!(plaintext.version.is_none() && !plaintext.peer_certificate_presented);
     }
 
     #[test]

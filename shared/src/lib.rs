@@ -13,6 +13,8 @@
 //! - [`headers`]: header lookup in a header map read whole;
 //! - [`store`]: compare-and-swap updates over proxy-wasm shared data;
 //! - [`time`]: RFC 3339 timestamps without a clock (time comes in as an argument);
+//! - [`x509`]: the parts of a client certificate the policies read (names,
+//!   SANs, serial, validity), and its SHA-256;
 //! - [`engine`]: the policy engine. Every policy is a stage it drives; it
 //!   reads each request once, hands decisions from stage to stage in memory,
 //!   and is the only code that knows proxy-wasm ([`engine::wasm`], feature
@@ -30,3 +32,4 @@ pub mod matcher;
 pub mod problem;
 pub mod store;
 pub mod time;
+pub mod x509;

@@ -32,10 +32,11 @@ fn rank(stage: &str) -> Option<u8> {
     match stage {
         "audit" => Some(0),
         "waf" => Some(1),
-        "jwt" => Some(2),
-        "mfa" => Some(3),
-        "llm" => Some(4),
-        "ratelimit" => Some(5),
+        "transport" => Some(2),
+        "jwt" => Some(3),
+        "mfa" => Some(4),
+        "llm" => Some(5),
+        "ratelimit" => Some(6),
         _ => None,
     }
 }

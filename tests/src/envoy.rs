@@ -29,6 +29,7 @@ pub struct EnvoyConfig {
     concurrency: u32,
     access_log_format: String,
     listener_tls: Option<Value>,
+    plaintext_listener: bool,
     hcm_extra: serde_json::Map<String, Value>,
     extra_args: Vec<String>,
 }
@@ -50,6 +51,7 @@ impl EnvoyConfig {
             concurrency: 1,
             access_log_format: AUDIT_LOG_FORMAT.to_string(),
             listener_tls: None,
+            plaintext_listener: false,
             hcm_extra: serde_json::Map::new(),
             extra_args: Vec::new(),
         }
@@ -124,6 +126,14 @@ impl EnvoyConfig {
         self
     }
 
+    /// With TLS on the main listener, also serves the same chain over
+    /// plaintext on a second listener, `plain` (see
+    /// [`Envoy::listener_address`]).
+    pub fn plaintext_listener(mut self) -> Self {
+        self.plaintext_listener = true;
+        self
+    }
+
     /// Sets a field of the HTTP connection manager, such as `xff_num_trusted_hops`.
     pub fn connection_manager(mut self, field: &str, value: Value) -> Self {
         self.hcm_extra.insert(field.to_string(), value);
@@ -181,20 +191,37 @@ impl EnvoyConfig {
         let mut chain = json!({
             "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm }]
         });
+        let plain = chain.clone();
         if let Some(tls) = &self.listener_tls {
             chain["transport_socket"] = json!({
                 "name": "envoy.transport_sockets.tls",
                 "typed_config": tls
             });
         }
+        let listener = |name: &str, chain: Value| {
+            json!({
+                "name": name,
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "filter_chains": [chain]
+            })
+        };
+        let mut main = listener("main", chain);
+        if self.listener_tls.is_some() {
+            // The TLS inspector reads the client's SNI
+            // (`connection.requested_server_name`).
+            main["listener_filters"] = json!([{
+                "name": "envoy.filters.listener.tls_inspector",
+                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" }
+            }]);
+        }
+        let mut listeners = vec![main];
+        if self.plaintext_listener {
+            listeners.push(listener("plain", plain));
+        }
         json!({
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
             "static_resources": {
-                "listeners": [{
-                    "name": "main",
-                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
-                    "filter_chains": [chain]
-                }],
+                "listeners": listeners,
                 "clusters": self.clusters
             }
         })

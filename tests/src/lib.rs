@@ -14,6 +14,8 @@
 //!   bytes a test asks for;
 //! - [`LlmUpstream`]: a test double of a paid LLM provider (OpenAI-compatible
 //!   and Anthropic), answering realistic JSON and event streams with usage;
+//! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
+//!   or HTTPS (certificate-bound and DPoP-bound tokens);
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
 //!   protobuf definitions, recording the log records and spans Envoy sends;
 //! - [`audit_schemas`]: checkers of audit records against the official ECS and
@@ -32,6 +34,7 @@ mod echo;
 mod envoy;
 mod http;
 mod llm_upstream;
+pub mod oidc;
 mod otlp;
 mod paths;
 pub mod tls;

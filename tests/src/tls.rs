@@ -9,87 +9,29 @@ use serde_json::{json, Value};
 
 use crate::http::Response;
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
-/// with the openssl command line in a fresh folder.
+/// The local PKI of `scripts/certs.sh` (what `make certs` writes to
+/// `dist/certs/`), made in a fresh folder: the CA, Envoy's server
+/// certificate (localhost, mtls.localhost, 127.0.0.1), clients `client`
+/// (CN=alice-laptop), `checkout` and `reporting` (SPIFFE IDs), the upstream's
+/// `echo` and Envoy's `gateway`, and `rogue`, a client of another CA.
 pub struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
-    /// Generates the CA and both certificates.
+    /// Generates every certificate with the project's script.
     pub fn generate() -> Pki {
         let dir = crate::run_dir().join("pki");
-        std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("openssl is needed for the TLS tests");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &key,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=Palisade test CA/O=Palisade",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        for (name, subject) in [
-            ("server", "/CN=127.0.0.1"),
-            ("client", "/CN=alice-laptop/O=Palisade"),
-        ] {
-            let keyfile = format!("{name}.key");
-            let csr = format!("{name}.csr");
-            run(&[
-                &["req"][..],
-                &key,
-                &["-keyout", &keyfile, "-out", &csr, "-subj", subject],
-            ]
-            .concat());
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-out",
-                &format!("{name}.pem"),
-                "-extfile",
-                &format!("{name}.ext"),
-            ]);
-        }
+        let out = Command::new("bash")
+            .arg(crate::repo_root().join("scripts/certs.sh"))
+            .arg(&dir)
+            .output()
+            .expect("bash and openssl are needed for the TLS tests");
+        assert!(
+            out.status.success(),
+            "scripts/certs.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Pki { dir }
     }
 
@@ -113,7 +55,7 @@ impl Pki {
     }
 
     /// The path of a file of it: `ca.pem`, `server.pem`, `server.key`,
-    /// `client.pem`, `client.key`.
+    /// `<client>.pem`, `<client>.key`.
     pub fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
@@ -136,35 +78,79 @@ pub fn curl_https(
     headers: &[(&str, &str)],
     client_cert: bool,
 ) -> Response {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-i",
-        "--http1.1",
-        "-X",
-        method,
-        "--cacert",
-        &pki.path("ca.pem"),
-    ]);
-    if client_cert {
+    let tls = Curl {
+        cert: client_cert.then_some("client"),
+        ..Curl::default()
+    };
+    tls.request(pki, addr, method, path, headers)
+        .unwrap_or_else(|e| panic!("curl: {e}"))
+}
+
+/// How curl connects: which client certificate it presents, the TLS
+/// versions and ciphers it offers, the server name it asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Curl<'a> {
+    /// The client certificate (`checkout` for `checkout.pem` and `.key`).
+    pub cert: Option<&'a str>,
+    /// `--tls-max` (`1.2`).
+    pub tls_max: Option<&'a str>,
+    /// `--ciphers` (TLS 1.2 cipher suites, OpenSSL names).
+    pub ciphers: Option<&'a str>,
+    /// The host name to ask for (SNI and `Host`), resolved to the listener.
+    pub server_name: Option<&'a str>,
+}
+
+impl Curl<'_> {
+    /// Sends one request over TLS; `Err` with curl's message when the
+    /// connection or handshake fails.
+    pub fn request(
+        &self,
+        pki: &Pki,
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        let mut cmd = Command::new("curl");
         cmd.args([
-            "--cert",
-            &pki.path("client.pem"),
-            "--key",
-            &pki.path("client.key"),
+            "-sS",
+            "-i",
+            "--http1.1",
+            "-X",
+            method,
+            "--cacert",
+            &pki.path("ca.pem"),
         ]);
+        if let Some(cert) = self.cert {
+            cmd.arg("--cert")
+                .arg(pki.path(&format!("{cert}.pem")))
+                .arg("--key")
+                .arg(pki.path(&format!("{cert}.key")));
+        }
+        if let Some(max) = self.tls_max {
+            cmd.args(["--tlsv1.2", "--tls-max", max]);
+        }
+        if let Some(ciphers) = self.ciphers {
+            cmd.args(["--ciphers", ciphers]);
+        }
+        for (name, value) in headers {
+            cmd.arg("-H").arg(format!("{name}: {value}"));
+        }
+        let host = match self.server_name {
+            Some(name) => {
+                cmd.arg("--resolve")
+                    .arg(format!("{name}:{}:{}", addr.port(), addr.ip()));
+                format!("{name}:{}", addr.port())
+            }
+            None => addr.to_string(),
+        };
+        cmd.arg(format!("https://{host}{path}"));
+        let out = cmd.output().expect("curl is needed for the TLS tests");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(parse_response(&out.stdout))
     }
-    for (name, value) in headers {
-        cmd.arg("-H").arg(format!("{name}: {value}"));
-    }
-    cmd.arg(format!("https://{addr}{path}"));
-    let out = cmd.output().expect("curl is needed for the TLS tests");
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_response(&out.stdout)
 }
 
 fn parse_response(raw: &[u8]) -> Response {

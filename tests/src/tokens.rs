@@ -77,3 +77,80 @@ impl TestIssuer {
         format!("{input}.{}", b64url(&signature.to_bytes()))
     }
 }
+
+/// A client's DPoP key (RFC 9449): ES256, a fixed scalar from `seed`.
+pub struct DpopKey {
+    key: SigningKey,
+}
+
+impl DpopKey {
+    /// The key with scalar `[seed; 32]`.
+    pub fn new(seed: u8) -> Self {
+        DpopKey {
+            key: SigningKey::from_slice(&[seed; 32]).unwrap(),
+        }
+    }
+
+    /// Its public JWK.
+    pub fn jwk(&self) -> Value {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        json!({"kty": "EC", "crv": "P-256",
+               "x": b64url(point.x().unwrap()), "y": b64url(point.y().unwrap())})
+    }
+
+    /// Its RFC 7638 thumbprint (what `cnf.jkt` of its tokens holds).
+    pub fn thumbprint(&self) -> String {
+        use sha2::Digest;
+        let jwk = self.jwk();
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap()
+        );
+        b64url(&sha2::Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// A proof for `method url`, bound to `access_token` when given, with
+    /// a fresh `jti`.
+    pub fn proof(&self, method: &str, url: &str, access_token: Option<&str>) -> String {
+        let mut claims = json!({"jti": fresh_jti(), "htm": method, "htu": url, "iat": now()});
+        if let Some(token) = access_token {
+            use sha2::Digest;
+            claims["ath"] = json!(b64url(&sha2::Sha256::digest(token.as_bytes())));
+        }
+        self.sign_proof(
+            &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk()}),
+            &claims,
+        )
+    }
+
+    /// A compact JWS of exactly `header` and `claims`, signed with this key
+    /// (whatever key the header names: a forgery when it names another).
+    pub fn sign_proof(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let signature: Signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", b64url(&signature.to_bytes()))
+    }
+}
+
+fn fresh_jti() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Decodes unpadded base64url (test inputs: panics on bad input).
+pub fn b64url_decode(text: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(text).unwrap()
+}

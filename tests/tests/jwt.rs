@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use palisade_e2e::oidc::OidcProvider;
 use palisade_e2e::tokens::{b64url, now, TestIssuer};
 use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
 use rsa::pkcs8::DecodePrivateKey;
@@ -884,90 +885,6 @@ fn host_and_portable_verifiers_agree_on_wycheproof() {
     }
     println!("{checked} Wycheproof cases: host and portable verdicts identical and as labelled");
     assert!(checked > 300, "{checked}");
-}
-
-/// The npm package `oidc-provider` (a certified OpenID Provider), installed
-/// under tests/ by `make`, started on loopback by the test.
-struct OidcProvider {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl OidcProvider {
-    fn installed() -> bool {
-        let dir = palisade_e2e::repo_root().join("tests/node_modules/oidc-provider");
-        if !dir.exists() {
-            println!("skipping: {} is absent (cd tests && npm ci)", dir.display());
-        }
-        dir.exists()
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    /// Starts the provider on `port`, signing with a new key named `kid`.
-    fn start(port: u16, kid: &str) -> OidcProvider {
-        let tests = palisade_e2e::repo_root().join("tests");
-        let mut child = std::process::Command::new("node")
-            .arg(tests.join("jwt-oidc-provider.mjs"))
-            .arg(port.to_string())
-            .arg(kid)
-            .current_dir(&tests)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !line.starts_with("ready") {
-            line.clear();
-            if out.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("oidc-provider did not start");
-            }
-        }
-        OidcProvider { child, port }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A JWT access token from the client credentials grant with a resource indicator.
-    fn token(&self, scope: &str) -> String {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode("e2e:e2e-secret-not-used-anywhere-else");
-        let body = format!(
-            "grant_type=client_credentials&scope={scope}&resource=https%3A%2F%2Fapi.palisade.test"
-        );
-        let r = palisade_e2e::send(
-            self.addr(),
-            &Request::post("/token", body)
-                .header("host", &format!("127.0.0.1:{}", self.port))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("authorization", &format!("Basic {basic}")),
-        )
-        .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["access_token"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn oidc_envoy(issuer: &str, port: u16) -> (EchoUpstream, Envoy) {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use palisade_shared::contract::{
-    Denial, Identity, LlmDecision, MfaDecision, RateLimitDecision, WafDecision,
+    Denial, Identity, LlmDecision, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
 };
 use palisade_shared::forwarded::{
     client_address_from, hops, parse_peer_address, AddressSource, ClientAddress, Forwarding, Node,
@@ -91,6 +91,10 @@ pub struct FilterStates {
     /// `palisade.llm`: the model, its tokens and budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmDecision>,
+    /// `palisade.tls`: the transport policy's decision (named `transport` in
+    /// the record, beside the record's own `tls` part).
+    #[serde(rename = "transport", skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsDecision>,
 }
 
 impl FilterStates {
@@ -113,6 +117,7 @@ impl FilterStates {
             waf: parse(waf),
             denial: parse(denial),
             llm: None,
+            tls: None,
         }
     }
 }
@@ -331,6 +336,18 @@ pub struct TlsPart {
     /// `TLSv1.3`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The cipher suite (from the transport policy's `palisade.tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// The server name the client asked for (from `palisade.tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The client certificate's DNS SANs (from `palisade.tls`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peer_dns_sans: Vec<String>,
+    /// The client certificate's URI SANs (from `palisade.tls`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peer_uri_sans: Vec<String>,
     /// The client certificate's subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_subject: Option<String>,
@@ -415,9 +432,14 @@ impl ClientPart {
 }
 
 impl TlsPart {
-    /// The TLS facts, with the certificate Envoy forwarded when it is the
+    /// The TLS facts: the transport policy's view of the connection when it
+    /// ran (`palisade.tls`, read from the connection itself), else Envoy's
+    /// attributes, with the certificate Envoy forwarded when it is the
     /// connection's.
     fn of(facts: &RequestFacts) -> Option<TlsPart> {
+        if let Some(t) = facts.states.tls.as_ref().filter(|t| t.version.is_some()) {
+            return Some(Self::from_transport(t));
+        }
         if facts.tls_version.is_none() && facts.peer_subject.is_none() {
             return None;
         }
@@ -426,13 +448,7 @@ impl TlsPart {
             first_value(&facts.request_headers, XFCC),
         ) {
             (Some(digest), Some(xfcc)) => {
-                certificate::from_xfcc(xfcc, digest).map(|c| CertificatePart {
-                    peer_issuer: c.issuer.clone(),
-                    peer_serial_number: c.serial_number.clone(),
-                    peer_not_before: c.not_before_ms.map(rfc3339_millis),
-                    peer_not_after: c.not_after_ms.map(rfc3339_millis),
-                    parsed: c,
-                })
+                certificate::from_xfcc(xfcc, digest).map(CertificatePart::of)
             }
             _ => None,
         };
@@ -441,7 +457,45 @@ impl TlsPart {
             peer_subject: facts.peer_subject.clone(),
             peer_sha256: facts.peer_sha256.clone(),
             peer_certificate,
+            ..TlsPart::default()
         })
+    }
+
+    fn from_transport(t: &TlsDecision) -> TlsPart {
+        let peer_certificate = match (&t.peer_issuer, &t.peer_serial_number) {
+            (Some(issuer), Some(serial)) => Some(CertificatePart::of(PeerCertificate {
+                subject: t.peer_subject.clone().unwrap_or_default(),
+                issuer: issuer.clone(),
+                serial_number: serial.clone(),
+                not_before_ms: t.peer_not_before.and_then(|s| s.checked_mul(1000)),
+                not_after_ms: t.peer_not_after.and_then(|s| s.checked_mul(1000)),
+                dns_sans: t.peer_dns_sans.clone(),
+                uri_sans: t.peer_uri_sans.clone(),
+            })),
+            _ => None,
+        };
+        TlsPart {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+            sni: t.sni.clone(),
+            peer_subject: t.peer_subject.clone(),
+            peer_sha256: t.peer_sha256.clone(),
+            peer_dns_sans: t.peer_dns_sans.clone(),
+            peer_uri_sans: t.peer_uri_sans.clone(),
+            peer_certificate,
+        }
+    }
+}
+
+impl CertificatePart {
+    fn of(c: PeerCertificate) -> CertificatePart {
+        CertificatePart {
+            peer_issuer: c.issuer.clone(),
+            peer_serial_number: c.serial_number.clone(),
+            peer_not_before: c.not_before_ms.map(rfc3339_millis),
+            peer_not_after: c.not_after_ms.map(rfc3339_millis),
+            parsed: c,
+        }
     }
 }
 

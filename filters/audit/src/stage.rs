@@ -15,7 +15,7 @@ use crate::record::{AuditRecord, FilterStates, RequestFacts, XFCC};
 use crate::schema;
 
 /// The stages whose refusals are counted separately.
-const FILTERS: [&str; 5] = ["jwt", "llm", "mfa", "ratelimit", "waf"];
+const FILTERS: [&str; 6] = ["jwt", "llm", "mfa", "ratelimit", "transport", "waf"];
 
 struct Metrics {
     records: Counter,
@@ -92,6 +92,7 @@ impl AuditStage {
             waf: d.waf(host).cloned(),
             denial: d.denial(host).cloned(),
             llm: d.llm(host).cloned(),
+            tls: d.tls(host).cloned(),
         };
         let unreadable = d.unreadable().len();
         if unreadable > 0 {

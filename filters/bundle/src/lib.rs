@@ -10,11 +10,12 @@
 //! unknown section (or field inside one) is refused when the module loads:
 //!
 //! ```json
-//! {"waf": {"paranoia_level": 1}, "jwt": {"providers": {...}}, "mfa": {...},
-//!  "llm": {"models": [...]}, "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
+//! {"waf": {"paranoia_level": 1}, "transport": {"policies": {...}, "rules": [...]},
+//!  "jwt": {"providers": {...}}, "mfa": {...}, "llm": {"models": [...]},
+//!  "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
 //! ```
 //!
-//! Stages run in the order WAF, JWT, MFA, LLM, rate limit; the audit stage writes
+//! Stages run in the order WAF, transport, JWT, MFA, LLM, rate limit; the audit stage writes
 //! its record when the request ends (it sits first in the chain only so
 //! that its start time is taken before the other stages run).
 
@@ -26,10 +27,19 @@ use palisade_ratelimit::RateLimitStage;
 use palisade_shared::config::ConfigError;
 use palisade_shared::engine::sections::{within, Sections};
 use palisade_shared::engine::{Host, Module, Then};
+use palisade_transport::TransportStage;
 use palisade_waf::WafStage;
 
 /// The sections a bundle configuration may have, in stage order.
-pub const SECTIONS: [&str; 6] = ["waf", "jwt", "mfa", "llm", "ratelimit", "audit"];
+pub const SECTIONS: [&str; 7] = [
+    "waf",
+    "transport",
+    "jwt",
+    "mfa",
+    "llm",
+    "ratelimit",
+    "audit",
+];
 
 /// Every stage of the bundle, each on or off.
 pub type BundleStage = Then<
@@ -37,8 +47,11 @@ pub type BundleStage = Then<
     Then<
         Option<WafStage>,
         Then<
-            Option<JwtStage>,
-            Then<Option<MfaStage>, Then<Option<LlmStage>, Option<RateLimitStage>>>,
+            Option<TransportStage>,
+            Then<
+                Option<JwtStage>,
+                Then<Option<MfaStage>, Then<Option<LlmStage>, Option<RateLimitStage>>>,
+            >,
         >,
     >,
 >;
@@ -83,12 +96,20 @@ impl Module for Bundle {
             then: Then {
                 first: section(&sections, "waf", host, WafStage::configure)?,
                 then: Then {
-                    first: section(&sections, "jwt", host, JwtStage::configure)?,
+                    first: section(&sections, "transport", host, TransportStage::configure)?,
                     then: Then {
-                        first: section(&sections, "mfa", host, MfaStage::configure)?,
+                        first: section(&sections, "jwt", host, JwtStage::configure)?,
                         then: Then {
-                            first: section(&sections, "llm", host, LlmStage::configure)?,
-                            then: section(&sections, "ratelimit", host, RateLimitStage::configure)?,
+                            first: section(&sections, "mfa", host, MfaStage::configure)?,
+                            then: Then {
+                                first: section(&sections, "llm", host, LlmStage::configure)?,
+                                then: section(
+                                    &sections,
+                                    "ratelimit",
+                                    host,
+                                    RateLimitStage::configure,
+                                )?,
+                            },
                         },
                     },
                 },

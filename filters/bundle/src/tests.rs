@@ -28,6 +28,10 @@ fn suite() -> Value {
     let x = b64url_encode(signing_key().verifying_key().as_bytes());
     json!({
         "waf": {"paranoia_level": 1},
+        "transport": {
+            "policies": {"internal": {"client_certificate": {}, "hsts": {}}},
+            "rules": [{"match": {"path": {"prefix": "/internal"}}, "policy": "internal"}]
+        },
         "jwt": {
             "providers": {"corp": {
                 "issuer": "https://idp", "audiences": ["api"],
@@ -97,6 +101,7 @@ fn a_missing_section_turns_its_stage_off() {
     assert!(stage.then.first.is_none(), "no waf section, no WAF");
     let all = configure(&suite(), &host).unwrap();
     assert!(all.then.first.is_some() && all.then.then.first.is_some());
+    assert!(all.then.then.then.first.is_some(), "jwt");
 }
 
 #[test]

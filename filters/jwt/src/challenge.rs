@@ -3,6 +3,7 @@
 
 use palisade_shared::problem::{Problem, CONTENT_TYPE};
 
+use crate::config::{Config, Provider};
 use crate::decide::Refusal;
 use crate::error::Reason;
 
@@ -16,47 +17,85 @@ fn title(status: u16) -> &'static str {
     }
 }
 
-/// The `WWW-Authenticate` value: no `error` for a missing token (RFC 6750
-/// 3.1), `invalid_token` for a bad one, `insufficient_scope` with the needed
-/// `scope` for a valid token that may not do this.
-pub fn challenge(realm: &str, refusal: &Refusal) -> Option<String> {
+/// The `WWW-Authenticate` values of a refusal.
+///
+/// RFC 6750: no `error` for a missing token, `invalid_token` for a bad one,
+/// `insufficient_scope` with the needed `scope`. RFC 9449 section 7.1: a
+/// provider that takes DPoP tokens adds a `DPoP` challenge with its `algs`;
+/// a token presented with the `DPoP` scheme, or a bad proof, is answered
+/// with the `DPoP` challenge alone, carrying the error (`invalid_token`,
+/// `invalid_dpop_proof` or `use_dpop_nonce`).
+pub fn challenges(config: &Config, refusal: &Refusal) -> Vec<String> {
     let r = refusal.reason;
-    match r {
-        Reason::TokenMissing => Some(format!("Bearer realm=\"{realm}\"")),
-        Reason::KeysUnavailable => None,
-        Reason::InsufficientScope | Reason::ClaimMismatch => {
-            let mut v = format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"",
-                r.description()
-            );
-            if let Some(scope) = &refusal.scope {
-                v.push_str(&format!(", scope=\"{}\"", scope.replace(['"', '\\'], "")));
+    if matches!(r, Reason::KeysUnavailable | Reason::DpopReplayUnavailable) {
+        return Vec::new();
+    }
+    let realm = &config.realm;
+    let concerned: Vec<&Provider> = match refusal.provider {
+        Some(p) => config.providers.get(p).into_iter().collect(),
+        None => refusal
+            .providers
+            .iter()
+            .filter_map(|p| config.providers.get(*p))
+            .collect(),
+    };
+    let bearer = concerned.iter().any(|p| p.sender.accepts_bearer());
+    let mut algs: Vec<&str> = Vec::new();
+    for policy in concerned.iter().filter_map(|p| p.dpop.as_ref()) {
+        for alg in &policy.algorithms {
+            if !algs.contains(&alg.name()) {
+                algs.push(alg.name());
             }
-            Some(v)
         }
-        _ => Some(format!(
-            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
-            r.description()
-        )),
+    }
+    let dpop = (!algs.is_empty()).then(|| format!("algs=\"{}\"", algs.join(" ")));
+    let Some(error) = r.error_code() else {
+        // No token: every scheme the route's providers take.
+        let mut out = Vec::new();
+        if bearer || dpop.is_none() {
+            out.push(format!("Bearer realm=\"{realm}\""));
+        }
+        out.extend(dpop.map(|algs| format!("DPoP {algs}")));
+        return out;
+    };
+    let mut params = format!(
+        "error=\"{error}\", error_description=\"{}\"",
+        r.description()
+    );
+    if let Some(scope) = &refusal.scope {
+        params.push_str(&format!(", scope=\"{}\"", scope.replace(['"', '\\'], "")));
+    }
+    let in_dpop = refusal.dpop_scheme || r.is_dpop_proof() || r == Reason::DpopNonce;
+    match dpop {
+        Some(algs) if in_dpop => vec![format!("DPoP {params}, {algs}")],
+        Some(algs) => vec![
+            format!("Bearer realm=\"{realm}\", {params}"),
+            format!("DPoP {algs}"),
+        ],
+        None => vec![format!("Bearer realm=\"{realm}\", {params}")],
     }
 }
 
-/// The whole reply for a refusal.
+/// The whole reply for a refusal; `nonce` goes in `DPoP-Nonce` (a fresh
+/// server nonce, for providers that require them).
 pub fn reply(
-    realm: &str,
-    problem_body: bool,
+    config: &Config,
     refusal: &Refusal,
     request_id: Option<String>,
+    nonce: Option<String>,
 ) -> Reply {
     let status = refusal.reason.status();
-    let mut headers = Vec::new();
-    if let Some(c) = challenge(realm, refusal) {
-        headers.push(("www-authenticate".to_string(), c));
+    let mut headers: Vec<(String, String)> = challenges(config, refusal)
+        .into_iter()
+        .map(|c| ("www-authenticate".to_string(), c))
+        .collect();
+    if let Some(nonce) = nonce {
+        headers.push(("dpop-nonce".to_string(), nonce));
     }
     if status == 503 {
         headers.push(("retry-after".to_string(), "5".to_string()));
     }
-    let body = if problem_body {
+    let body = if config.problem_body {
         headers.push(("content-type".to_string(), CONTENT_TYPE.to_string()));
         Problem::new(status, title(status))
             .with_detail(refusal.reason.description())
@@ -75,43 +114,115 @@ pub fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
-    fn refusal(reason: Reason, scope: Option<&str>) -> Refusal {
+    const ED: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn config(problem_body: bool) -> Config {
+        Config::from_json(
+            format!(
+                r#"{{"realm": "api", "problem_body": {problem_body}, "providers": {{
+                    "bearer": {{"issuer": "b", "jwks": {ED}}},
+                    "dpop": {{"issuer": "d", "jwks": {ED}, "sender_constraint": "dpop",
+                              "dpop": {{"algorithms": ["ES256", "PS256"]}}}},
+                    "either": {{"issuer": "e", "jwks": {ED}, "sender_constraint": "either"}}
+                }}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn refusal(reason: Reason, provider: Option<usize>, scope: Option<&str>) -> Refusal {
         Refusal {
             reason,
-            provider: None,
+            provider,
             scope: scope.map(str::to_string),
+            dpop_scheme: false,
+            providers: vec![0],
         }
     }
 
     #[test]
-    fn challenges_follow_rfc_6750() {
+    fn bearer_challenges_follow_rfc_6750() {
+        let c = config(true);
         assert_eq!(
-            challenge("api", &refusal(Reason::TokenMissing, None)).unwrap(),
-            r#"Bearer realm="api""#
+            challenges(&c, &refusal(Reason::TokenMissing, None, None)),
+            [r#"Bearer realm="api""#]
         );
         assert_eq!(
-            challenge("api", &refusal(Reason::Expired, None)).unwrap(),
-            r#"Bearer realm="api", error="invalid_token", error_description="token is expired""#
+            challenges(&c, &refusal(Reason::Expired, Some(0), None)),
+            [r#"Bearer realm="api", error="invalid_token", error_description="token is expired""#]
         );
         assert_eq!(
-            challenge(
-                "api",
-                &refusal(Reason::InsufficientScope, Some("read write"))
-            )
-            .unwrap(),
-            r#"Bearer realm="api", error="insufficient_scope", error_description="token lacks the required scope", scope="read write""#
+            challenges(
+                &c,
+                &refusal(Reason::InsufficientScope, Some(0), Some("read write"))
+            ),
+            [
+                r#"Bearer realm="api", error="insufficient_scope", error_description="token lacks the required scope", scope="read write""#
+            ]
         );
-        assert!(challenge("api", &refusal(Reason::KeysUnavailable, None)).is_none());
+        assert!(challenges(&c, &refusal(Reason::KeysUnavailable, None, None)).is_empty());
+    }
+
+    #[test]
+    fn dpop_challenges_follow_rfc_9449() {
+        let c = config(true);
+        // Providers in name order: bearer 0, dpop 1, either 2.
+        let missing = Refusal {
+            providers: vec![0, 1],
+            ..refusal(Reason::TokenMissing, None, None)
+        };
+        assert_eq!(
+            challenges(&c, &missing),
+            [r#"Bearer realm="api""#, r#"DPoP algs="ES256 PS256""#]
+        );
+        let dpop_only = Refusal {
+            providers: vec![1],
+            ..missing.clone()
+        };
+        assert_eq!(challenges(&c, &dpop_only), [r#"DPoP algs="ES256 PS256""#]);
+        assert_eq!(
+            challenges(&c, &refusal(Reason::DpopProofReplayed, Some(1), None)),
+            [
+                r#"DPoP error="invalid_dpop_proof", error_description="DPoP proof was already used", algs="ES256 PS256""#
+            ]
+        );
+        assert_eq!(
+            challenges(&c, &refusal(Reason::DpopNonce, Some(1), None)),
+            [
+                r#"DPoP error="use_dpop_nonce", error_description="resource server requires nonce in DPoP proof", algs="ES256 PS256""#
+            ]
+        );
+        let expired_dpop = Refusal {
+            dpop_scheme: true,
+            ..refusal(Reason::Expired, Some(1), None)
+        };
+        assert_eq!(
+            challenges(&c, &expired_dpop),
+            [
+                r#"DPoP error="invalid_token", error_description="token is expired", algs="ES256 PS256""#
+            ]
+        );
+        // A DPoP-bound token sent as Bearer: told in Bearer, shown DPoP.
+        let as_bearer = challenges(&c, &refusal(Reason::DpopBoundAsBearer, Some(2), None));
+        assert_eq!(as_bearer.len(), 2);
+        assert!(as_bearer[0].starts_with(r#"Bearer realm="api", error="invalid_token""#));
+        assert_eq!(
+            as_bearer[1],
+            r#"DPoP algs="ES256 ES384 ES512 RS256 PS256 EdDSA""#
+        );
     }
 
     #[test]
     fn replies() {
+        let c = config(true);
         let r = reply(
-            "api",
-            true,
-            &refusal(Reason::SignatureInvalid, None),
+            &c,
+            &refusal(Reason::SignatureInvalid, Some(0), None),
             Some("rid-1".into()),
+            None,
         );
         assert_eq!(r.status, 401);
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -122,7 +233,12 @@ mod tests {
         assert!(r
             .headers
             .contains(&("content-type".into(), "application/problem+json".into())));
-        let r = reply("api", false, &refusal(Reason::KeysUnavailable, None), None);
+        let r = reply(
+            &config(false),
+            &refusal(Reason::KeysUnavailable, None, None),
+            None,
+            None,
+        );
         assert_eq!(r.status, 503);
         assert!(r.body.is_empty());
         assert_eq!(
@@ -130,8 +246,32 @@ mod tests {
             vec![("retry-after".to_string(), "5".to_string())]
         );
         assert_eq!(
-            reply("api", true, &refusal(Reason::ClaimMismatch, None), None).status,
+            reply(
+                &c,
+                &refusal(Reason::ClaimMismatch, Some(0), None),
+                None,
+                None
+            )
+            .status,
             403
+        );
+        let r = reply(
+            &c,
+            &refusal(Reason::DpopNonce, Some(1), None),
+            None,
+            Some("n-1".into()),
+        );
+        assert_eq!(r.status, 401);
+        assert!(r.headers.contains(&("dpop-nonce".into(), "n-1".into())));
+        assert_eq!(
+            reply(
+                &c,
+                &refusal(Reason::DpopReplayUnavailable, Some(1), None),
+                None,
+                None
+            )
+            .status,
+            503
         );
     }
 }

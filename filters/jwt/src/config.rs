@@ -139,6 +139,119 @@ pub struct RawProvider {
     /// A header that receives the whole payload, base64url.
     #[serde(default)]
     pub payload_header: Option<String>,
+    /// Whether tokens must be bound to the client: `none`, `mtls` (RFC
+    /// 8705), `dpop` (RFC 9449) or `either`.
+    #[serde(default)]
+    pub sender_constraint: SenderConstraint,
+    /// DPoP proof rules (with `dpop` or `either`).
+    #[serde(default)]
+    pub dpop: Option<RawDpop>,
+}
+
+/// How a provider's tokens are bound to their client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderConstraint {
+    /// Bearer tokens: whoever holds one may use it.
+    #[default]
+    None,
+    /// Certificate-bound (RFC 8705): `cnf.x5t#S256` is the SHA-256 of the
+    /// client certificate of the connection.
+    Mtls,
+    /// DPoP-bound (RFC 9449): `cnf.jkt` is the thumbprint of the key that
+    /// signs the request's `DPoP` proof.
+    Dpop,
+    /// Either binding; a token must carry at least one, and every binding
+    /// it carries is checked.
+    Either,
+}
+
+impl SenderConstraint {
+    /// Whether DPoP tokens are accepted.
+    pub fn accepts_dpop(self) -> bool {
+        matches!(self, SenderConstraint::Dpop | SenderConstraint::Either)
+    }
+
+    /// Whether tokens come with the `Bearer` scheme.
+    pub fn accepts_bearer(self) -> bool {
+        !matches!(self, SenderConstraint::Dpop)
+    }
+}
+
+fn default_dpop_max_age_s() -> u64 {
+    60
+}
+fn default_dpop_skew_s() -> u64 {
+    5
+}
+fn default_replay_entries() -> u32 {
+    65_536
+}
+fn default_nonce_lifetime_s() -> u64 {
+    300
+}
+
+/// DPoP proof rules, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// Accepted proof algorithms (asymmetric); default ES256, ES384, ES512,
+    /// RS256, PS256, EdDSA.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// How old a proof's `iat` may be, seconds.
+    #[serde(default = "default_dpop_max_age_s")]
+    pub max_age_s: u64,
+    /// Tolerated clock difference for `iat`, seconds.
+    #[serde(default = "default_dpop_skew_s")]
+    pub clock_skew_s: u64,
+    /// Proofs remembered at once (across workers) to refuse replays.
+    #[serde(default = "default_replay_entries")]
+    pub replay_entries: u32,
+    /// Server nonces: proofs must carry one this proxy issued.
+    #[serde(default)]
+    pub nonce: Option<RawNonce>,
+}
+
+/// DPoP server nonces, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNonce {
+    /// How long a nonce is accepted, seconds (a nonce is good for one to
+    /// two lifetimes).
+    #[serde(default = "default_nonce_lifetime_s")]
+    pub lifetime_s: u64,
+    /// The MAC key of the nonces, base64url, 32 bytes or more: set the same
+    /// on every proxy behind one load balancer. Absent: one random key per
+    /// proxy, shared by its workers.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// DPoP proof rules, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopPolicy {
+    /// Accepted proof algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// `algs` of the `WWW-Authenticate: DPoP` challenge.
+    pub algs: String,
+    /// Oldest accepted `iat`, seconds before now.
+    pub max_age_s: i64,
+    /// Clock skew, seconds.
+    pub clock_skew_s: i64,
+    /// Replay table size.
+    pub replay_entries: u32,
+    /// Nonces, when required.
+    pub nonce: Option<NoncePolicy>,
+}
+
+/// DPoP nonces, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoncePolicy {
+    /// Lifetime, seconds.
+    pub lifetime_s: i64,
+    /// The configured secret, if any.
+    pub secret: Option<Vec<u8>>,
 }
 
 /// A remote key source, as written.
@@ -325,6 +438,10 @@ pub struct Provider {
     pub claim_headers: Vec<(String, String)>,
     /// Payload header.
     pub payload_header: Option<String>,
+    /// How its tokens are bound to their client.
+    pub sender: SenderConstraint,
+    /// DPoP proof rules (`dpop` or `either`).
+    pub dpop: Option<DpopPolicy>,
 }
 
 /// Which providers a rule requires.
@@ -433,6 +550,12 @@ impl RequestNeeds {
             .any(|s| matches!(s, TokenSource::Query(_)));
         if query_tokens || rules.iter().any(|r| r.matcher.path.is_some()) {
             want(":path");
+        }
+        if providers.iter().any(|p| p.dpop.is_some()) {
+            // A proof is checked against the request's method and URL.
+            for name in [":method", ":scheme", ":authority", ":path", "dpop"] {
+                want(name);
+            }
         }
         for source in providers.iter().flat_map(|p| &p.sources) {
             match source {
@@ -712,7 +835,18 @@ fn compile_provider(name: &str, p: &RawProvider, at: &str) -> Result<Provider, C
         });
     }
     if sources.is_empty() {
-        sources.push(TokenSource::bearer());
+        if p.sender_constraint.accepts_bearer() {
+            sources.push(TokenSource::bearer());
+        }
+        if p.sender_constraint.accepts_dpop() {
+            sources.push(TokenSource::dpop());
+        }
+    } else if p.sender_constraint.accepts_dpop() {
+        // RFC 9449 section 7.1: a DPoP-bound token comes in `Authorization: DPoP`.
+        return Err(ConfigError::invalid(
+            field_path(at, "from"),
+            "DPoP tokens come in `Authorization: DPoP <token>`: leave `from` out with `sender_constraint` dpop or either",
+        ));
     }
     let mut claim_headers = Vec::new();
     for (i, c) in p.claim_headers.iter().enumerate() {
@@ -740,7 +874,19 @@ fn compile_provider(name: &str, p: &RawProvider, at: &str) -> Result<Provider, C
             "must be at most 3600",
         ));
     }
+    let dpop = match (&p.dpop, p.sender_constraint.accepts_dpop()) {
+        (Some(_), false) => {
+            return Err(ConfigError::invalid(
+                field_path(at, "dpop"),
+                "needs `sender_constraint` dpop or either",
+            ))
+        }
+        (None, false) => None,
+        (raw, true) => Some(compile_dpop(raw.as_ref(), &field_path(at, "dpop"))?),
+    };
     Ok(Provider {
+        sender: p.sender_constraint,
+        dpop,
         name: name.to_string(),
         claims: ClaimsPolicy {
             issuer: p.issuer.clone(),
@@ -757,6 +903,101 @@ fn compile_provider(name: &str, p: &RawProvider, at: &str) -> Result<Provider, C
         forward: p.forward,
         claim_headers,
         payload_header,
+    })
+}
+
+fn compile_dpop(raw: Option<&RawDpop>, at: &str) -> Result<DpopPolicy, ConfigError> {
+    let defaults = RawDpop {
+        algorithms: None,
+        max_age_s: default_dpop_max_age_s(),
+        clock_skew_s: default_dpop_skew_s(),
+        replay_entries: default_replay_entries(),
+        nonce: None,
+    };
+    let d = raw.unwrap_or(&defaults);
+    let algorithms = match &d.algorithms {
+        None => vec![
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::ES512,
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::EdDSA,
+        ],
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::invalid(
+                field_path(at, "algorithms"),
+                "must name at least one algorithm",
+            ))
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match Algorithm::from_name(name) {
+                Some(a) if !a.is_hmac() => Ok(a),
+                _ => Err(ConfigError::invalid(
+                    field_path(at, &format!("algorithms[{i}]")),
+                    format!("`{name}` is not an asymmetric JWS algorithm (RFC 9449 needs one)"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if d.max_age_s == 0 || d.max_age_s > 3600 {
+        return Err(ConfigError::invalid(
+            field_path(at, "max_age_s"),
+            "must be between 1 and 3600",
+        ));
+    }
+    if d.clock_skew_s > 300 {
+        return Err(ConfigError::invalid(
+            field_path(at, "clock_skew_s"),
+            "must be at most 300",
+        ));
+    }
+    if !(64..=1 << 20).contains(&d.replay_entries) {
+        return Err(ConfigError::invalid(
+            field_path(at, "replay_entries"),
+            "must be between 64 and 1048576",
+        ));
+    }
+    let nonce = match &d.nonce {
+        None => None,
+        Some(n) => {
+            if !(10..=86_400).contains(&n.lifetime_s) {
+                return Err(ConfigError::invalid(
+                    field_path(at, "nonce.lifetime_s"),
+                    "must be between 10 and 86400",
+                ));
+            }
+            let secret = match &n.secret {
+                None => None,
+                Some(text) => match crate::jws::b64url_decode(text) {
+                    Some(bytes) if bytes.len() >= 32 => Some(bytes),
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            field_path(at, "nonce.secret"),
+                            "must be base64url of 32 bytes or more",
+                        ))
+                    }
+                },
+            };
+            Some(NoncePolicy {
+                lifetime_s: n.lifetime_s as i64,
+                secret,
+            })
+        }
+    };
+    Ok(DpopPolicy {
+        algs: algorithms
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(" "),
+        algorithms,
+        max_age_s: d.max_age_s as i64,
+        clock_skew_s: d.clock_skew_s as i64,
+        replay_entries: d.replay_entries,
+        nonce,
     })
 }
 
@@ -983,11 +1224,87 @@ mod tests {
                 "verifier",
             ),
             (format!(r#"{{"providers":{{{p}}},"ruels":[]}}"#), "ruels"),
+            (
+                format!(
+                    r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"sender_constraint":"dpop","from":[{{"header":"x-t"}}]}}}}}}"#
+                ),
+                "providers.a.from",
+            ),
+            (
+                format!(r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"dpop":{{}}}}}}}}"#),
+                "providers.a.dpop",
+            ),
+            (
+                format!(
+                    r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"sender_constraint":"either","dpop":{{"algorithms":["HS256"]}}}}}}}}"#
+                ),
+                "providers.a.dpop.algorithms[0]",
+            ),
+            (
+                format!(
+                    r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"sender_constraint":"dpop","dpop":{{"max_age_s":0}}}}}}}}"#
+                ),
+                "providers.a.dpop.max_age_s",
+            ),
+            (
+                format!(
+                    r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"sender_constraint":"dpop","dpop":{{"replay_entries":8}}}}}}}}"#
+                ),
+                "providers.a.dpop.replay_entries",
+            ),
+            (
+                format!(
+                    r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"sender_constraint":"dpop","dpop":{{"nonce":{{"secret":"c2hvcnQ"}}}}}}}}}}"#
+                ),
+                "providers.a.dpop.nonce.secret",
+            ),
+            (
+                format!(
+                    r#"{{"providers":{{"a":{{"issuer":"i","jwks":{ED},"sender_constraint":"bound"}}}}}}"#
+                ),
+                "providers.a.sender_constraint",
+            ),
         ];
         for (json, path) in cases {
             let err = cfg(&json).unwrap_err();
             assert_eq!(err.path, path, "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn sender_constraints_compile() {
+        let c = cfg(&format!(
+            r#"{{"providers":{{
+                "d":{{"issuer":"i","jwks":{ED},"sender_constraint":"dpop"}},
+                "e":{{"issuer":"j","jwks":{ED},"sender_constraint":"either","dpop":{{"algorithms":["ES256","EdDSA"],"nonce":{{}}}}}},
+                "m":{{"issuer":"k","jwks":{ED},"sender_constraint":"mtls"}}}}}}"#
+        ))
+        .unwrap();
+        let (d, e, m) = (&c.providers[0], &c.providers[1], &c.providers[2]);
+        assert_eq!(d.sources, vec![TokenSource::dpop()]);
+        assert_eq!(e.sources, vec![TokenSource::bearer(), TokenSource::dpop()]);
+        assert_eq!(m.sources, vec![TokenSource::bearer()]);
+        let dp = d.dpop.as_ref().unwrap();
+        assert_eq!(dp.algs, "ES256 ES384 ES512 RS256 PS256 EdDSA");
+        assert_eq!(
+            (dp.max_age_s, dp.clock_skew_s, dp.replay_entries),
+            (60, 5, 65_536)
+        );
+        assert!(dp.nonce.is_none());
+        let nonce = e.dpop.as_ref().unwrap().nonce.as_ref().unwrap();
+        assert_eq!((nonce.lifetime_s, nonce.secret.is_none()), (300, true));
+        assert!(m.dpop.is_none());
+        assert_eq!(
+            c.needs.headers,
+            vec![
+                ":method",
+                ":scheme",
+                ":authority",
+                ":path",
+                "dpop",
+                "authorization"
+            ]
+        );
     }
 
     #[test]

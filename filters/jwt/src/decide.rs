@@ -17,6 +17,7 @@ use crate::config::{ClaimCheck, Config, Provider, Requirement, Rule};
 use crate::error::Reason;
 use crate::jwk::KeySet;
 use crate::jws;
+use crate::sender::{self, SenderContext};
 use crate::source::{self, TokenPlaces, TokenSource};
 use crate::verify::{verify_jws, SignatureVerifier};
 
@@ -60,6 +61,11 @@ pub struct Refusal {
     pub provider: Option<usize>,
     /// For `insufficient_scope`: the scopes the route needs, space separated.
     pub scope: Option<String>,
+    /// Whether the refused token came with the `DPoP` scheme (the
+    /// challenge answers in kind).
+    pub dpop_scheme: bool,
+    /// The rule's providers, for the challenge of a missing token.
+    pub providers: Vec<usize>,
 }
 
 /// What to do with the request.
@@ -113,7 +119,7 @@ pub fn rule_for<'c>(config: &'c Config, request: &Request<'_>) -> Option<&'c Rul
 enum TokenOutcome {
     Missing,
     Verified(Verified),
-    Failed(Reason),
+    Failed(Reason, bool),
     NeedKeys,
 }
 
@@ -131,8 +137,9 @@ pub fn decide(
     verifier: &dyn SignatureVerifier,
     cache: &mut TokenCache,
     now: i64,
+    senders: &mut dyn SenderContext,
 ) -> Decision {
-    let decision = decide_by_rule(config, request, keys, verifier, cache, now);
+    let decision = decide_by_rule(config, request, keys, verifier, cache, now, senders);
     if is_authenticated(&decision) || !(config.bypass_cors_preflight && request.is_cors_preflight())
     {
         return decision;
@@ -157,6 +164,7 @@ fn decide_by_rule(
     verifier: &dyn SignatureVerifier,
     cache: &mut TokenCache,
     now: i64,
+    senders: &mut dyn SenderContext,
 ) -> Decision {
     let allow_none = Decision::Allow {
         verified: vec![],
@@ -168,6 +176,8 @@ fn decide_by_rule(
             reason: Reason::TokenMissing,
             provider: None,
             scope: None,
+            dpop_scheme: false,
+            providers: (0..config.providers.len()).collect(),
         });
     };
     let (providers, need_all) = match &rule.requirement {
@@ -182,7 +192,7 @@ fn decide_by_rule(
     // One pass, nothing collected: the usual rule names one provider.
     let mut waiting: Vec<usize> = Vec::new();
     let mut verified = Vec::new();
-    let mut first_failure: Option<(usize, Reason)> = None;
+    let mut first_failure: Option<(usize, Reason, bool)> = None;
     let mut any_missing = false;
     for &index in providers {
         let provider = &config.providers[index];
@@ -195,32 +205,53 @@ fn decide_by_rule(
                     && !need_all
                     && jws::peek_issuer(&token).is_some_and(|iss| iss != provider.claims.issuer)
                 {
-                    TokenOutcome::Failed(Reason::IssuerMismatch)
+                    TokenOutcome::Failed(Reason::IssuerMismatch, src.is_dpop())
                 } else {
+                    let dpop_scheme = src.is_dpop();
                     let src = provider
                         .sources
                         .iter()
                         .position(|s| std::ptr::eq(s, src))
                         .unwrap_or(0);
-                    check_token(
+                    let outcome = check_token(
                         config, provider, index, &token, src, keys, verifier, cache, now,
-                    )
+                    );
+                    match outcome {
+                        TokenOutcome::Verified(v) => match sender::check(
+                            index,
+                            provider,
+                            &v.facts.claims,
+                            &token,
+                            dpop_scheme,
+                            request,
+                            verifier,
+                            now,
+                            senders,
+                        ) {
+                            Ok(()) => TokenOutcome::Verified(v),
+                            Err(reason) => TokenOutcome::Failed(reason, dpop_scheme),
+                        },
+                        TokenOutcome::Failed(reason, _) => {
+                            TokenOutcome::Failed(reason, dpop_scheme)
+                        }
+                        other => other,
+                    }
                 }
             }
         };
         match outcome {
             TokenOutcome::Verified(v) => verified.push(v),
             TokenOutcome::Missing => any_missing = true,
-            TokenOutcome::Failed(reason) => {
+            TokenOutcome::Failed(reason, dpop_scheme) => {
                 // Prefer the failure of the provider whose issuer the token
                 // names over "issuer mismatch" of the others.
                 let better = match first_failure {
                     None => true,
-                    Some((_, Reason::IssuerMismatch)) => reason != Reason::IssuerMismatch,
+                    Some((_, Reason::IssuerMismatch, _)) => reason != Reason::IssuerMismatch,
                     Some(_) => false,
                 };
                 if better {
-                    first_failure = Some((index, reason));
+                    first_failure = Some((index, reason, dpop_scheme));
                 }
             }
             TokenOutcome::NeedKeys => waiting.push(index),
@@ -236,15 +267,19 @@ fn decide_by_rule(
     }
     if !satisfied {
         let failure = match first_failure {
-            Some((p, reason)) => Refusal {
+            Some((p, reason, dpop_scheme)) => Refusal {
                 reason,
                 provider: Some(p),
                 scope: None,
+                dpop_scheme,
+                providers: providers.clone(),
             },
             None => Refusal {
                 reason: Reason::TokenMissing,
                 provider: None,
                 scope: None,
+                dpop_scheme: false,
+                providers: providers.clone(),
             },
         };
         let only_missing = failure.reason == Reason::TokenMissing;
@@ -264,7 +299,8 @@ fn decide_by_rule(
         }
         return Decision::Deny(failure);
     }
-    if let Some(refusal) = check_authorization(rule, &verified) {
+    if let Some(mut refusal) = check_authorization(rule, &verified) {
+        refusal.providers = providers.clone();
         return Decision::Deny(refusal);
     }
     let cache_hits = verified.iter().filter(|v| v.cached).count() as u32;
@@ -288,7 +324,7 @@ fn check_token(
     now: i64,
 ) -> TokenOutcome {
     if token.len() > config.max_token_bytes {
-        return TokenOutcome::Failed(Reason::TokenTooLarge);
+        return TokenOutcome::Failed(Reason::TokenTooLarge, false);
     }
     // A hit stands for every check below: see `cache`.
     if let Some(facts) = cache.get(index, token, now) {
@@ -301,22 +337,22 @@ fn check_token(
     }
     let parsed = match jws::parse(token, config.max_token_bytes) {
         Ok(p) => p,
-        Err(reason) => return TokenOutcome::Failed(reason),
+        Err(reason) => return TokenOutcome::Failed(reason, false),
     };
     let set = match keys.keys(index) {
         KeyState::Ready(set) => set,
         KeyState::Loading => return TokenOutcome::NeedKeys,
-        KeyState::Unavailable => return TokenOutcome::Failed(Reason::KeysUnavailable),
+        KeyState::Unavailable => return TokenOutcome::Failed(Reason::KeysUnavailable, false),
     };
     if let Err(reason) = verify_jws(&parsed, &set, provider.algorithms.as_deref(), verifier) {
-        return TokenOutcome::Failed(reason);
+        return TokenOutcome::Failed(reason, false);
     }
     let map = match claims::parse_claims(&parsed.payload) {
         Ok(m) => m,
-        Err(reason) => return TokenOutcome::Failed(reason),
+        Err(reason) => return TokenOutcome::Failed(reason, false),
     };
     if let Err(reason) = claims::check(&map, parsed.header.typ.as_deref(), &provider.claims, now) {
-        return TokenOutcome::Failed(reason);
+        return TokenOutcome::Failed(reason, false);
     }
     let until = match map.get("exp").and_then(Value::as_f64) {
         Some(exp) => (exp.floor() as i64).saturating_add(provider.claims.clock_skew_s),
@@ -373,6 +409,8 @@ fn check_authorization(rule: &Rule, verified: &[Verified]) -> Option<Refusal> {
                 reason: Reason::InsufficientScope,
                 provider: Some(first.provider),
                 scope: Some(needed.join(" ")),
+                dpop_scheme: false,
+                providers: Vec::new(),
             });
         }
     }
@@ -383,6 +421,8 @@ fn check_authorization(rule: &Rule, verified: &[Verified]) -> Option<Refusal> {
                 reason: Reason::ClaimMismatch,
                 provider: Some(first.provider),
                 scope: None,
+                dpop_scheme: false,
+                providers: Vec::new(),
             });
         }
     }

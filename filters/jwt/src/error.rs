@@ -48,6 +48,42 @@ pub enum Reason {
     ClaimMismatch,
     /// The provider's keys could not be loaded.
     KeysUnavailable,
+    /// A DPoP-bound token (`cnf.jkt`) came with the `Bearer` scheme.
+    DpopBoundAsBearer,
+    /// The provider requires bound tokens and this one has no `cnf` binding (or came with the `DPoP` scheme without `cnf.jkt`).
+    NotSenderConstrained,
+    /// A certificate-bound token came over a connection without a client certificate.
+    MtlsCertificateMissing,
+    /// `cnf.x5t#S256` is not the SHA-256 of the connection's client certificate.
+    MtlsCertificateMismatch,
+    /// No `DPoP` header with a DPoP-bound token.
+    DpopProofMissing,
+    /// Several `DPoP` headers, or one that is not a compact JWS with JSON header and claims.
+    DpopProofMalformed(&'static str),
+    /// The proof's `typ` is not `dpop+jwt`.
+    DpopProofType,
+    /// The proof's `alg` is not one of the provider's DPoP algorithms (or has `crit`).
+    DpopProofAlgorithm,
+    /// The proof's `jwk` is absent, holds private key material, or is no usable public key for its `alg`.
+    DpopProofKey,
+    /// The proof's signature does not verify with its own `jwk`.
+    DpopProofSignature,
+    /// `htm` is not the request's method.
+    DpopProofMethod,
+    /// `htu` is not the request's URL (after normalization).
+    DpopProofUrl,
+    /// `iat` is missing or outside the accepted window.
+    DpopProofTime,
+    /// `ath` is not the hash of the access token.
+    DpopProofTokenHash,
+    /// The thumbprint of the proof's `jwk` is not the token's `cnf.jkt`.
+    DpopProofKeyMismatch,
+    /// A proof with this key and `jti` was accepted before.
+    DpopProofReplayed,
+    /// The provider requires server nonces and the proof has none, or an old or unknown one.
+    DpopNonce,
+    /// The replay table is full of live proofs, or shared data failed: the proof cannot be remembered.
+    DpopReplayUnavailable,
 }
 
 impl Reason {
@@ -76,11 +112,29 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::ClaimMismatch => "claim_mismatch",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::DpopBoundAsBearer => "dpop_bound_token_as_bearer",
+            Reason::NotSenderConstrained => "token_not_sender_constrained",
+            Reason::MtlsCertificateMissing => "mtls_certificate_missing",
+            Reason::MtlsCertificateMismatch => "mtls_certificate_mismatch",
+            Reason::DpopProofMissing => "dpop_proof_missing",
+            Reason::DpopProofMalformed(_) => "dpop_proof_malformed",
+            Reason::DpopProofType => "dpop_proof_typ",
+            Reason::DpopProofAlgorithm => "dpop_proof_alg",
+            Reason::DpopProofKey => "dpop_proof_jwk",
+            Reason::DpopProofSignature => "dpop_proof_signature",
+            Reason::DpopProofMethod => "dpop_proof_htm",
+            Reason::DpopProofUrl => "dpop_proof_htu",
+            Reason::DpopProofTime => "dpop_proof_iat",
+            Reason::DpopProofTokenHash => "dpop_proof_ath",
+            Reason::DpopProofKeyMismatch => "dpop_proof_key_mismatch",
+            Reason::DpopProofReplayed => "dpop_proof_replayed",
+            Reason::DpopNonce => "use_dpop_nonce",
+            Reason::DpopReplayUnavailable => "dpop_replay_unavailable",
         }
     }
 
     /// Every reason name, for defining the metrics up front.
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 40] = [
         "token_missing",
         "token_too_large",
         "token_malformed",
@@ -103,13 +157,31 @@ impl Reason {
         "insufficient_scope",
         "claim_mismatch",
         "keys_unavailable",
+        "dpop_bound_token_as_bearer",
+        "token_not_sender_constrained",
+        "mtls_certificate_missing",
+        "mtls_certificate_mismatch",
+        "dpop_proof_missing",
+        "dpop_proof_malformed",
+        "dpop_proof_typ",
+        "dpop_proof_alg",
+        "dpop_proof_jwk",
+        "dpop_proof_signature",
+        "dpop_proof_htm",
+        "dpop_proof_htu",
+        "dpop_proof_iat",
+        "dpop_proof_ath",
+        "dpop_proof_key_mismatch",
+        "dpop_proof_replayed",
+        "use_dpop_nonce",
+        "dpop_replay_unavailable",
     ];
 
     /// The HTTP status a refusal for this reason gets.
     pub fn status(self) -> u16 {
         match self {
             Reason::InsufficientScope | Reason::ClaimMismatch => 403,
-            Reason::KeysUnavailable => 503,
+            Reason::KeysUnavailable | Reason::DpopReplayUnavailable => 503,
             _ => 401,
         }
     }
@@ -140,7 +212,62 @@ impl Reason {
             Reason::InsufficientScope => "token lacks the required scope",
             Reason::ClaimMismatch => "token lacks a required claim value",
             Reason::KeysUnavailable => "signing keys are unavailable",
+            Reason::DpopBoundAsBearer => {
+                "token is DPoP-bound: send it with the DPoP scheme and a proof"
+            }
+            Reason::NotSenderConstrained => {
+                "token is not bound to its client as this provider requires"
+            }
+            Reason::MtlsCertificateMissing => {
+                "token is bound to a client certificate the connection did not present"
+            }
+            Reason::MtlsCertificateMismatch => "token is bound to another client certificate",
+            Reason::DpopProofMissing => "no DPoP proof",
+            Reason::DpopProofMalformed(what) => what,
+            Reason::DpopProofType => "DPoP proof typ is not dpop+jwt",
+            Reason::DpopProofAlgorithm => "DPoP proof algorithm is not allowed",
+            Reason::DpopProofKey => "DPoP proof key is missing, private or unusable",
+            Reason::DpopProofSignature => "DPoP proof signature is invalid",
+            Reason::DpopProofMethod => "DPoP proof is for another method",
+            Reason::DpopProofUrl => "DPoP proof is for another URL",
+            Reason::DpopProofTime => "DPoP proof is too old or from the future",
+            Reason::DpopProofTokenHash => "DPoP proof is for another access token",
+            Reason::DpopProofKeyMismatch => "DPoP proof key is not the key the token is bound to",
+            Reason::DpopProofReplayed => "DPoP proof was already used",
+            Reason::DpopNonce => "resource server requires nonce in DPoP proof",
+            Reason::DpopReplayUnavailable => "DPoP proofs cannot be checked for replay now",
         }
+    }
+
+    /// The RFC 6750 / RFC 9449 `error` of the challenge, `None` for a
+    /// missing token or a server-side failure.
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            Reason::TokenMissing | Reason::KeysUnavailable | Reason::DpopReplayUnavailable => None,
+            Reason::InsufficientScope | Reason::ClaimMismatch => Some("insufficient_scope"),
+            Reason::DpopNonce => Some("use_dpop_nonce"),
+            r if r.is_dpop_proof() => Some("invalid_dpop_proof"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// Whether the failure is the DPoP proof's (RFC 9449 `invalid_dpop_proof`).
+    pub fn is_dpop_proof(self) -> bool {
+        matches!(
+            self,
+            Reason::DpopProofMissing
+                | Reason::DpopProofMalformed(_)
+                | Reason::DpopProofType
+                | Reason::DpopProofAlgorithm
+                | Reason::DpopProofKey
+                | Reason::DpopProofSignature
+                | Reason::DpopProofMethod
+                | Reason::DpopProofUrl
+                | Reason::DpopProofTime
+                | Reason::DpopProofTokenHash
+                | Reason::DpopProofKeyMismatch
+                | Reason::DpopProofReplayed
+        )
     }
 }
 
@@ -173,6 +300,24 @@ mod tests {
             Reason::InsufficientScope,
             Reason::ClaimMismatch,
             Reason::KeysUnavailable,
+            Reason::DpopBoundAsBearer,
+            Reason::NotSenderConstrained,
+            Reason::MtlsCertificateMissing,
+            Reason::MtlsCertificateMismatch,
+            Reason::DpopProofMissing,
+            Reason::DpopProofMalformed("x"),
+            Reason::DpopProofType,
+            Reason::DpopProofAlgorithm,
+            Reason::DpopProofKey,
+            Reason::DpopProofSignature,
+            Reason::DpopProofMethod,
+            Reason::DpopProofUrl,
+            Reason::DpopProofTime,
+            Reason::DpopProofTokenHash,
+            Reason::DpopProofKeyMismatch,
+            Reason::DpopProofReplayed,
+            Reason::DpopNonce,
+            Reason::DpopReplayUnavailable,
         ];
         let names: Vec<&str> = all.iter().map(|r| r.name()).collect();
         assert_eq!(names, Reason::NAMES.to_vec());

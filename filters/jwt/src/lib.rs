@@ -17,6 +17,10 @@
 //! - [`config`]: the configuration, compiled once;
 //! - [`decide`]: rule, requirement, scopes and claims: the [`decide::Decision`];
 //! - [`challenge`]: the 401/403/503 reply with `WWW-Authenticate` and a problem body;
+//! - [`sender`]: sender-constrained tokens (RFC 8705 certificate-bound,
+//!   RFC 9449 DPoP), with [`dpop`] (proofs), [`htu`] (URL normalization),
+//!   [`replay`] (proofs accepted once, across workers) and [`nonce`]
+//!   (server nonces);
 //! - [`cache`]: verified tokens, per worker;
 //! - [`remote`]: when remote keys are fetched, and the shared-data records that share them;
 //! - [`keys`]: each worker's remote key sets, kept in step through shared data;
@@ -39,11 +43,16 @@ pub mod challenge;
 pub mod claims;
 pub mod config;
 pub mod decide;
+pub mod dpop;
 pub mod error;
+pub mod htu;
 pub mod jwk;
 pub mod jws;
 pub mod keys;
+pub mod nonce;
 pub mod remote;
+pub mod replay;
+pub mod sender;
 pub mod source;
 pub mod stage;
 pub mod verify;

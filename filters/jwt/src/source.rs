@@ -22,6 +22,20 @@ impl TokenSource {
             prefix: "Bearer ".into(),
         }
     }
+
+    /// `Authorization: DPoP <token>` (RFC 9449 section 7.1).
+    pub fn dpop() -> Self {
+        TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "DPoP ".into(),
+        }
+    }
+
+    /// Whether a token found here came with the `DPoP` scheme.
+    pub fn is_dpop(&self) -> bool {
+        matches!(self, TokenSource::Header { name, prefix }
+            if name == "authorization" && prefix.trim().eq_ignore_ascii_case("dpop"))
+    }
 }
 
 use std::borrow::Cow;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use palisade_shared::config::ConfigError;
 use palisade_shared::contract;
 use palisade_shared::engine::{
-    self, CallResponse, Counter, DecisionKind, DecisionSet, Exchange, Host, HostStore, LogLevel,
-    Module, Needs, Refusal, Stage, Step, Wake,
+    self, Attribute, Attributes, CallResponse, Counter, DecisionKind, DecisionSet, Exchange, Host,
+    HostStore, LogLevel, Module, Needs, Refusal, Stage, Step, Wake,
 };
 use palisade_shared::store::{self, UpdateOutcome};
 
@@ -22,7 +22,10 @@ use crate::error::Reason;
 use crate::jwk::{parse_jwks_value, Jwk, Symmetric};
 use crate::jws::Algorithm;
 use crate::keys::{FetchEvent, RemoteKeySets};
+use crate::nonce;
 use crate::remote;
+use crate::replay::{Recorded, ReplayTable};
+use crate::sender::SenderContext;
 use crate::verify::{self, Portable, SignatureVerifier};
 
 /// How often the root context ticks when a provider's keys are remote.
@@ -136,6 +139,93 @@ pub struct JwtStage {
     use_host_verifier: bool,
     any_remote: bool,
     worker: RefCell<Worker>,
+    /// Each DPoP provider's replay table, by provider index.
+    replay: Vec<Option<ReplayTable>>,
+    /// Each nonce-requiring provider's nonce key, by provider index.
+    nonce_keys: RefCell<Vec<Option<Vec<u8>>>>,
+}
+
+/// The shared-data key of a provider's nonce key, when none is configured.
+fn nonce_key_name(provider: &str) -> String {
+    format!("palisade.jwt.dpop.{provider}.nonce_key")
+}
+
+/// The nonce key shared by the workers: the stored one, or a new random
+/// one stored for the others (workers that start together may each store
+/// one; a nonce that fails under the key a worker holds makes it read the
+/// stored key again, so they converge on the last one written).
+fn shared_nonce_key(host: &dyn Host, provider: &str) -> Result<Vec<u8>, String> {
+    let key = nonce_key_name(provider);
+    let stored = || {
+        host.shared_get(&key)
+            .ok()
+            .and_then(|(v, _)| v)
+            .filter(|v| v.len() >= 32)
+    };
+    if let Some(existing) = stored() {
+        return Ok(existing);
+    }
+    let mut fresh = [0u8; 32];
+    getrandom::getrandom(&mut fresh)
+        .map_err(|e| format!("no randomness for the nonce key: {e}"))?;
+    host.shared_set(&key, &fresh, None)
+        .map_err(|e| format!("cannot store the nonce key: {e:?}"))?;
+    Ok(stored().unwrap_or_else(|| fresh.to_vec()))
+}
+
+/// The sender-constraint checks' view of the proxy for one request.
+struct Senders<'a> {
+    host: &'a dyn Host,
+    attributes: &'a mut Attributes,
+    replay: &'a [Option<ReplayTable>],
+    nonce_keys: &'a RefCell<Vec<Option<Vec<u8>>>>,
+    config: &'a Config,
+}
+
+impl SenderContext for Senders<'_> {
+    fn peer_certificate_sha256(&mut self) -> Option<Vec<u8>> {
+        // A certificate Envoy validated on this connection, never a header.
+        if !self.attributes.flag(self.host, Attribute::Mtls) {
+            return None;
+        }
+        let hex = self.attributes.string(self.host, Attribute::PeerSha256)?;
+        palisade_shared::x509::from_hex(hex).filter(|d| d.len() == 32)
+    }
+
+    fn record_proof(
+        &mut self,
+        provider: usize,
+        proof: (u64, u32),
+        now: i64,
+        until: i64,
+    ) -> Recorded {
+        match self.replay.get(provider).and_then(Option::as_ref) {
+            Some(table) => table.record(&HostStore(self.host), proof, now, until),
+            None => Recorded::Unavailable,
+        }
+    }
+
+    fn nonce_secret(&mut self, provider: usize, refresh: bool) -> Option<Vec<u8>> {
+        let p = self.config.providers.get(provider)?;
+        let rules = p.dpop.as_ref()?.nonce.as_ref()?;
+        if let Some(secret) = &rules.secret {
+            return Some(secret.clone());
+        }
+        let mut keys = self.nonce_keys.try_borrow_mut().ok()?;
+        let slot = keys.get_mut(provider)?;
+        if refresh {
+            if let Some(stored) = self
+                .host
+                .shared_get(&nonce_key_name(&p.name))
+                .ok()
+                .and_then(|(v, _)| v)
+                .filter(|v| v.len() >= 32)
+            {
+                *slot = Some(stored);
+            }
+        }
+        slot.clone()
+    }
 }
 
 /// The standalone module `palisade_jwt.wasm`.
@@ -198,6 +288,31 @@ impl JwtStage {
             .providers
             .iter()
             .any(|p| matches!(p.keys, KeySource::Remote(_)));
+        let mut replay = Vec::with_capacity(config.providers.len());
+        let mut nonce_keys = Vec::with_capacity(config.providers.len());
+        for p in &config.providers {
+            let at = format!("providers.{}.dpop", p.name);
+            let Some(policy) = &p.dpop else {
+                replay.push(None);
+                nonce_keys.push(None);
+                continue;
+            };
+            let table = ReplayTable::new(
+                policy.replay_entries,
+                format!("palisade.jwt.dpop.{}.jti.", p.name),
+            );
+            table
+                .create(&HostStore(host))
+                .map_err(|e| ConfigError::invalid(format!("{at}.replay_entries"), e))?;
+            replay.push(Some(table));
+            nonce_keys.push(match &policy.nonce {
+                Some(n) if n.secret.is_none() => Some(
+                    shared_nonce_key(host, &p.name)
+                        .map_err(|e| ConfigError::invalid(format!("{at}.nonce"), e))?,
+                ),
+                _ => None,
+            });
+        }
         Ok(JwtStage {
             worker: RefCell::new(Worker {
                 keys: RemoteKeySets::new(&config),
@@ -207,6 +322,8 @@ impl JwtStage {
             use_host_verifier,
             any_remote,
             config,
+            replay,
+            nonce_keys: RefCell::new(nonce_keys),
         })
     }
 
@@ -216,11 +333,13 @@ impl JwtStage {
 
     /// Decides, and when an unknown `kid` may mean another worker already
     /// holds rotated keys, takes them and decides again.
+    #[allow(clippy::too_many_arguments)]
     fn decide_synced(
         &self,
         worker: &mut Worker,
         request: &Request<'_>,
         host: &dyn Host,
+        attributes: &mut Attributes,
         expired: bool,
         now_ms: i64,
     ) -> Decision {
@@ -228,7 +347,14 @@ impl JwtStage {
             host,
             use_host: self.use_host_verifier,
         };
-        let run = |worker: &mut Worker| {
+        let mut senders = Senders {
+            host,
+            attributes,
+            replay: &self.replay,
+            nonce_keys: &self.nonce_keys,
+            config: &self.config,
+        };
+        let mut run = |worker: &mut Worker| {
             let lookup = worker.keys.lookup(&self.config, expired, now_ms);
             decide::decide(
                 &self.config,
@@ -237,6 +363,7 @@ impl JwtStage {
                 &verifier,
                 &mut worker.cache,
                 now_ms / 1000,
+                &mut senders,
             )
         };
         let decision = run(worker);
@@ -306,7 +433,14 @@ impl JwtStage {
             view: cx.request.view(&route_name),
             headers: cx.request.headers(),
         };
-        let mut decision = self.decide_synced(&mut worker, &request, host, expired, now_ms);
+        let mut decision = self.decide_synced(
+            &mut worker,
+            &request,
+            host,
+            &mut *cx.attributes,
+            expired,
+            now_ms,
+        );
         // Only the headers the rules and token sources need were read: when
         // the answer is not already an allow with a token, a CORS preflight
         // could change it, so look (an absent header costs little), and
@@ -324,7 +458,14 @@ impl JwtStage {
                 view: cx.request.view(&route_name),
                 headers: cx.request.headers(),
             };
-            decision = self.decide_synced(&mut worker, &request, host, expired, now_ms);
+            decision = self.decide_synced(
+                &mut worker,
+                &request,
+                host,
+                &mut *cx.attributes,
+                expired,
+                now_ms,
+            );
         }
         let deadline_ms =
             now_ms.saturating_add(i64::try_from(self.config.key_wait_ms).unwrap_or(i64::MAX));
@@ -426,16 +567,50 @@ impl JwtStage {
             level,
             &format!("refused ({}, provider {provider})", refusal.reason.name()),
         );
+        let nonce = self.fresh_nonce(host, refusal, cx.now_ms() / 1000);
         Step::Refuse(Refusal {
             filter: JwtModule::NAME,
             reason: refusal.reason.name().to_string(),
-            reply: challenge::reply(
-                &self.config.realm,
-                self.config.problem_body,
-                refusal,
-                cx.request.request_id(host),
-            ),
+            reply: challenge::reply(&self.config, refusal, cx.request.request_id(host), nonce),
         })
+    }
+
+    /// A server nonce for the challenge, when the provider concerned (or,
+    /// for a missing token, one of the rule's) requires them.
+    fn fresh_nonce(&self, host: &dyn Host, refusal: &JwtRefusal, now_s: i64) -> Option<String> {
+        if refusal.reason.status() != 401 {
+            return None;
+        }
+        let candidates: Vec<usize> = match refusal.provider {
+            Some(p) => vec![p],
+            None => refusal.providers.clone(),
+        };
+        let p = candidates.into_iter().find(|p| {
+            self.config
+                .providers
+                .get(*p)
+                .and_then(|p| p.dpop.as_ref())
+                .is_some_and(|d| d.nonce.is_some())
+        })?;
+        let lifetime = self
+            .config
+            .providers
+            .get(p)?
+            .dpop
+            .as_ref()?
+            .nonce
+            .as_ref()?
+            .lifetime_s;
+        let mut attributes = Attributes::default();
+        let mut senders = Senders {
+            host,
+            attributes: &mut attributes,
+            replay: &self.replay,
+            nonce_keys: &self.nonce_keys,
+            config: &self.config,
+        };
+        let secret = senders.nonce_secret(p, false)?;
+        Some(nonce::mint(&secret, now_s, lifetime))
     }
 
     /// Logs and counts what the key sets reported.
@@ -486,6 +661,8 @@ fn keys_unavailable() -> JwtRefusal {
         reason: Reason::KeysUnavailable,
         provider: None,
         scope: None,
+        dpop_scheme: false,
+        providers: Vec::new(),
     }
 }
 

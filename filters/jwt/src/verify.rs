@@ -82,6 +82,16 @@ fn expected_signature_len(alg: Algorithm, key: &Jwk) -> Option<usize> {
     }
 }
 
+/// Whether a parsed JWS verifies with one given key (a DPoP proof's own
+/// `jwk`): the key fits the algorithm, the signature has its size, and the
+/// verifier (host or portable, as for tokens) accepts it.
+pub fn verifies_with(jws: &Jws<'_>, key: &Jwk, verifier: &dyn SignatureVerifier) -> bool {
+    let alg = jws.header.alg;
+    key.fits(alg)
+        && expected_signature_len(alg, key).is_none_or(|n| n == jws.signature.len())
+        && verifier.verify(alg, key, jws.signing_input.as_bytes(), &jws.signature)
+}
+
 /// Verifies a parsed JWS against a key set; returns the key that verified.
 pub fn verify_jws<'k>(
     jws: &Jws<'_>,

@@ -11,7 +11,7 @@
 use std::rc::Rc;
 
 use crate::contract::{
-    self, Denial, Identity, LlmDecision, MfaDecision, RateLimitDecision, WafDecision,
+    self, Denial, Identity, LlmDecision, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
 };
 use crate::matcher::RequestView;
 
@@ -244,18 +244,37 @@ impl ResponseHead {
         }
     }
 
-    /// Adds a header toward the client (only while the response headers
-    /// are being answered).
-    pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
+    fn editable(&self, host: &dyn Host, name: &str) -> bool {
         if self.access != MapAccess::Edit {
             host.log(
                 LogLevel::Warn,
-                &format!("palisade: response header `{name}` not added: the headers have gone on"),
+                &format!("palisade: response header `{name}` not edited: the headers have gone on"),
             );
+        }
+        self.access == MapAccess::Edit
+    }
+
+    /// Adds a header toward the client (only while the response headers
+    /// are being answered).
+    pub fn add(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
             return;
         }
         host.add_header(HeaderMap::Response, name, value);
         if let Some(all) = &mut self.headers {
+            all.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// Sets (replaces) a header toward the client (only while the response
+    /// headers are being answered).
+    pub fn set(&mut self, host: &dyn Host, name: &str, value: &str) {
+        if !self.editable(host, name) {
+            return;
+        }
+        host.set_header(HeaderMap::Response, name, Some(value));
+        if let Some(all) = &mut self.headers {
+            all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             all.push((name.to_string(), value.to_string()));
         }
     }
@@ -291,10 +310,20 @@ pub enum Attribute {
     PeerSubject,
     /// `connection.sha256_peer_certificate_digest`.
     PeerSha256,
+    /// `connection.requested_server_name`: the SNI.
+    RequestedServerName,
+    /// `connection.peer_certificate`: the client certificate, PEM (every
+    /// SAN and the issuer are only in it: `connection.uri_san_peer_certificate`
+    /// and `dns_san_peer_certificate` give the first SAN alone).
+    PeerCertificate,
+    /// `filter_state["palisade.tls_cipher"]`: Envoy has no cipher attribute;
+    /// its `set_filter_state` HTTP filter writes `%DOWNSTREAM_TLS_CIPHER%`
+    /// there (`envoy/tls.yaml`). Filter state, so no client can set it.
+    TlsCipher,
 }
 
 impl Attribute {
-    const COUNT: usize = 13;
+    const COUNT: usize = 16;
 
     /// The attribute's property path.
     pub fn path(self) -> &'static [&'static str] {
@@ -312,6 +341,9 @@ impl Attribute {
             Attribute::Mtls => &["connection", "mtls"],
             Attribute::PeerSubject => &["connection", "subject_peer_certificate"],
             Attribute::PeerSha256 => &["connection", "sha256_peer_certificate_digest"],
+            Attribute::RequestedServerName => &["connection", "requested_server_name"],
+            Attribute::PeerCertificate => &["connection", "peer_certificate"],
+            Attribute::TlsCipher => &["filter_state", "palisade.tls_cipher"],
         }
     }
 
@@ -386,6 +418,8 @@ pub enum DecisionKind {
     Denial,
     /// `palisade.llm`.
     Llm,
+    /// `palisade.tls`.
+    Tls,
 }
 
 /// A set of [`DecisionKind`]s.
@@ -454,6 +488,7 @@ pub struct Decisions {
     waf: Decided<WafDecision>,
     denial: Decided<Denial>,
     llm: Decided<LlmDecision>,
+    tls: Decided<TlsDecision>,
     unreadable: DecisionSet,
 }
 
@@ -519,6 +554,7 @@ impl Decisions {
             // (it feeds only the audit record, never a decision).
             denial: Decided::Unread,
             llm: Decided::new(in_memory.contains(DecisionKind::Llm)),
+            tls: Decided::new(in_memory.contains(DecisionKind::Tls)),
             unreadable: DecisionSet::NONE,
         }
     }
@@ -530,6 +566,7 @@ impl Decisions {
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
         llm, set_llm, LlmDecision, DecisionKind::Llm, contract::LLM, "LLM gateway decision";
+        tls, set_tls, TlsDecision, DecisionKind::Tls, contract::TLS, "transport decision";
     }
 
     /// The decisions whose filter state was there but could not be read (a

@@ -153,6 +153,28 @@ fn scenarios() -> Vec<(&'static str, RequestFacts, &'static str)> {
     let mut tls = base.clone();
     tls.tls_version = Some("TLSv1.2".into());
     out.push(("TLS", tls, ""));
+    let mut transport = base.clone();
+    transport.states.tls = serde_json::from_value(serde_json::json!({
+        "policy": "shop", "outcome": "passed", "version": "TLSv1.3",
+        "cipher": "TLS_AES_128_GCM_SHA256", "sni": "api.example.com",
+        "peer_certificate_presented": true, "peer_certificate_validated": true,
+        "peer_subject": "CN=checkout,O=Shop", "peer_issuer": "CN=Palisade local CA,O=Palisade",
+        "peer_dns_sans": ["checkout.shop.svc"],
+        "peer_uri_sans": ["spiffe://cluster.local/ns/shop/sa/checkout"],
+        "peer_sha256": digest, "peer_serial_number": "0BADC0DE",
+        "peer_not_before": 1_700_000_000, "peer_not_after": 1_800_000_000
+    }))
+    .ok();
+    out.push(("mTLS through the transport policy", transport.clone(), ""));
+    transport.states.tls = serde_json::from_value(serde_json::json!({
+        "policy": "web", "outcome": "refused", "failed": "tls"
+    }))
+    .ok();
+    transport.states.denial = serde_json::from_value(serde_json::json!({
+        "filter": "transport", "status": 403, "reason": "tls"
+    }))
+    .ok();
+    out.push(("plaintext refused by the transport policy", transport, ""));
     let bare = RequestFacts {
         source_address: Some("/run/envoy.sock".into()),
         ..RequestFacts::default()

@@ -36,6 +36,13 @@ struct Row {
     request: Option<BenchRequest>,
     #[serde(default)]
     wrk_lua: Option<String>,
+    /// The listener speaks TLS (`https://`).
+    #[serde(default)]
+    tls: bool,
+    /// A DPoP-bound token (file): every request sends it with its own DPoP
+    /// proof, made for the row before it runs.
+    #[serde(default)]
+    dpop_token: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -209,9 +216,36 @@ fn run_row(
             p
         }
     };
-    let url = format!("http://{}{}", envoy.addr(), request.path);
+    let scheme = if row.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{}{}", envoy.addr(), request.path);
+    // DPoP rows: fresh proofs, never replayed, one set for the warm-up and
+    // one for the measured run (each wrk run starts its script again).
+    let (warm_lua, lua_path) = match &row.dpop_token {
+        Some(token_file) => {
+            let token = std::fs::read_to_string(root.join(token_file))
+                .map_err(|e| format!("{token_file}: {e}"))?;
+            let warm = dir.join("dpop-warm.lua");
+            let measured = dir.join("dpop.lua");
+            write_dpop_lua(
+                &warm,
+                &url,
+                &request.path,
+                token.trim(),
+                2 * PROOFS_PER_SECOND,
+            )?;
+            write_dpop_lua(
+                &measured,
+                &url,
+                &request.path,
+                token.trim(),
+                seconds as usize * PROOFS_PER_SECOND,
+            )?;
+            (warm, measured)
+        }
+        None => (lua_path.clone(), lua_path),
+    };
     // Warm-up: V8 tiers wasm up from its baseline compiler while it runs.
-    wrk(&lua_path, &url, 2, connections)?;
+    wrk(&warm_lua, &url, 2, connections)?;
     let cpu_before = cpu_seconds(envoy.pid())?;
     let output = wrk(&lua_path, &url, seconds, connections)?;
     let cpu_after = cpu_seconds(envoy.pid())?;
@@ -233,6 +267,35 @@ fn run_row(
         rss_mib,
         cpu_us,
     })
+}
+
+/// DPoP proofs made per second of a row: more than Envoy serves with one
+/// worker, so no proof is sent twice.
+const PROOFS_PER_SECOND: usize = 8000;
+
+/// A wrk script that sends `token` with the DPoP scheme and a new proof
+/// (for `GET url`) on each request, `count` of them.
+fn write_dpop_lua(
+    path: &Path,
+    url: &str,
+    request_path: &str,
+    token: &str,
+    count: usize,
+) -> Result<(), String> {
+    let key = palisade_e2e::tokens::DpopKey::new(0x42);
+    let htu = url.split('?').next().unwrap_or(url);
+    let mut lua = String::with_capacity(count * 720 + 512);
+    lua.push_str("local proofs = {\n");
+    for _ in 0..count {
+        let _ = writeln!(lua, "  \"{}\",", key.proof("GET", htu, Some(token)));
+    }
+    let _ = write!(
+        lua,
+        "}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", {}, {{ [\"authorization\"] = {}, [\"dpop\"] = proofs[i] or proofs[#proofs] }})\nend\n",
+        lua_string(request_path),
+        lua_string(&format!("DPoP {token}"))
+    );
+    std::fs::write(path, lua).map_err(|e| e.to_string())
 }
 
 /// The CPU Envoy (all its threads) runs on, and the one wrk runs on. Left

@@ -53,15 +53,22 @@ pub(super) fn render(r: &AuditRecord) -> Value {
         .and_then(parse_socket_address);
     let tls = r.tls.as_ref().map(|t| {
         let cert = t.peer_certificate.as_ref();
+        let sans: Vec<&String> = t.peer_dns_sans.iter().chain(&t.peer_uri_sans).collect();
         json!({
             "version_protocol": t.version.as_deref().map(|_| "tls"),
             "version": t.version.as_deref().map(|v| v.trim_start_matches("TLSv")),
+            "established": t.version.as_ref().map(|_| true),
+            "cipher": t.cipher,
             "client": {
+                "server_name": t.sni,
                 "subject": t.peer_subject,
                 "issuer": cert.map(|c| &c.peer_issuer),
                 "not_before": cert.and_then(|c| c.peer_not_before.as_ref()),
                 "not_after": cert.and_then(|c| c.peer_not_after.as_ref()),
-                "x509": { "serial_number": cert.map(|c| &c.peer_serial_number) },
+                "x509": {
+                    "serial_number": cert.map(|c| &c.peer_serial_number),
+                    "alternative_names": (!sans.is_empty()).then_some(sans),
+                },
                 "hash": { "sha256": t.peer_sha256.as_deref().map(str::to_ascii_uppercase) },
             },
         })

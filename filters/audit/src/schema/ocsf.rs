@@ -116,14 +116,27 @@ pub(super) fn render(r: &AuditRecord) -> Value {
         });
     let tls = r.tls.as_ref().and_then(|t| {
         let version = t.version.as_ref()?;
+        let sans: Vec<Value> = t
+            .peer_dns_sans
+            .iter()
+            .map(|n| json!({"name": n, "type": "DNS"}))
+            .chain(
+                t.peer_uri_sans
+                    .iter()
+                    .map(|u| json!({"name": u, "type": "URI"})),
+            )
+            .collect();
         Some(json!({
             "version": version,
+            "cipher": t.cipher,
+            "sni": t.sni,
             "certificate": t.peer_certificate.as_ref().map(|c| json!({
                 "issuer": c.peer_issuer,
                 "serial_number": c.peer_serial_number,
                 "subject": t.peer_subject,
                 "created_time": c.parsed.not_before_ms,
                 "expiration_time": c.parsed.not_after_ms,
+                "sans": (!sans.is_empty()).then_some(&sans),
                 "fingerprints": t.peer_sha256.as_ref().map(|h| json!([{
                     "algorithm_id": SHA_256,
                     "algorithm": "SHA-256",
@@ -137,7 +150,14 @@ pub(super) fn render(r: &AuditRecord) -> Value {
         .tls
         .as_ref()
         .filter(|t| t.peer_certificate.is_none() || t.version.is_none())
-        .map(|t| json!({ "peer_subject": t.peer_subject, "peer_sha256": t.peer_sha256 }));
+        .map(|t| {
+            json!({
+                "peer_subject": t.peer_subject,
+                "peer_sha256": t.peer_sha256,
+                "peer_dns_sans": (!t.peer_dns_sans.is_empty()).then_some(&t.peer_dns_sans),
+                "peer_uri_sans": (!t.peer_uri_sans.is_empty()).then_some(&t.peer_uri_sans),
+            })
+        });
     let mut profiles = vec!["security_control", "datetime"];
     if actor.is_some() {
         profiles.push("host");

@@ -1,5 +1,6 @@
 use super::*;
 use crate::jws::b64url_encode;
+use crate::sender::Nothing;
 use crate::verify::Portable;
 use ed25519_dalek::Signer;
 use serde_json::json;
@@ -86,6 +87,7 @@ fn run(config: &Config, method: &str, path: &str, hs: &[(&str, &str)]) -> Decisi
         &Portable,
         &mut TokenCache::new(16),
         NOW,
+        &mut Nothing,
     )
 }
 
@@ -342,19 +344,35 @@ fn keys_loading_unavailable_and_cache() {
     let loading = Keys(HashMap::from([(0, KeyState::Loading)]));
     let mut cache = TokenCache::new(16);
     assert_eq!(
-        decide(&c, &req, &loading, &Portable, &mut cache, NOW),
+        decide(&c, &req, &loading, &Portable, &mut cache, NOW, &mut Nothing),
         Decision::WaitForKeys(vec![0])
     );
     let down = Keys(HashMap::new());
     assert_eq!(
-        denied(decide(&c, &req, &down, &Portable, &mut cache, NOW)),
+        denied(decide(
+            &c,
+            &req,
+            &down,
+            &Portable,
+            &mut cache,
+            NOW,
+            &mut Nothing
+        )),
         Reason::KeysUnavailable
     );
     let ready = inline_keys(&c);
-    let first = decide(&c, &req, &ready, &Portable, &mut cache, NOW);
+    let first = decide(&c, &req, &ready, &Portable, &mut cache, NOW, &mut Nothing);
     assert!(matches!(first, Decision::Allow { cache_hits: 0, .. }));
     // The second time the cache answers, even without keys...
-    let second = decide(&c, &req, &down, &Portable, &mut cache, NOW + 10);
+    let second = decide(
+        &c,
+        &req,
+        &down,
+        &Portable,
+        &mut cache,
+        NOW + 10,
+        &mut Nothing,
+    );
     assert!(
         matches!(second, Decision::Allow { cache_hits: 1, .. }),
         "{second:?}"
@@ -367,7 +385,8 @@ fn keys_loading_unavailable_and_cache() {
             &ready,
             &Portable,
             &mut cache,
-            NOW + 300 + 60
+            NOW + 300 + 60,
+            &mut Nothing
         )),
         Reason::Expired
     );
@@ -378,7 +397,7 @@ fn keys_loading_unavailable_and_cache() {
         ..req
     };
     assert!(matches!(
-        decide(&c, &req, &loading, &Portable, &mut cache, NOW),
+        decide(&c, &req, &loading, &Portable, &mut cache, NOW, &mut Nothing),
         Decision::Deny(_)
     ));
 }
@@ -408,6 +427,7 @@ fn upstream_edits_remove_client_copies_and_tokens() {
         &Portable,
         &mut TokenCache::new(4),
         NOW,
+        &mut Nothing,
     ));
     let edits = upstream_edits(&c, &req, &v);
     // Set headers replace the client's copies; the token header goes.
@@ -441,6 +461,7 @@ fn upstream_edits_remove_client_copies_and_tokens() {
         &Portable,
         &mut TokenCache::new(4),
         NOW,
+        &mut Nothing,
     ));
     let edits = upstream_edits(&c, &req2, &v);
     assert_eq!(edits.remove, vec!["x-roles", "authorization"]);
@@ -465,6 +486,7 @@ fn upstream_edits_remove_client_copies_and_tokens() {
         &Portable,
         &mut TokenCache::new(4),
         NOW,
+        &mut Nothing,
     ));
     assert_eq!(
         upstream_edits(&c, &req, &v).path.as_deref(),
@@ -488,6 +510,7 @@ fn upstream_edits_remove_client_copies_and_tokens() {
         &Portable,
         &mut TokenCache::new(4),
         NOW,
+        &mut Nothing,
     ));
     assert_eq!(
         upstream_edits(&c, &req, &v).cookie,
