@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -99,6 +99,23 @@ otlp-deps:
 	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
 	fi
 
+# The global rate-limit backend of the tests, the demo and the benchmarks:
+# Redis (Debian's redis-server, started on loopback by the tests, the demo
+# and the bench runner) and palisade-rls (services/rls: Envoy's RLS API over
+# limitador). Building it runs bindgen (libclang) and links Debian's
+# librocksdb-dev instead of compiling RocksDB (.cargo/config.toml).
+RLS_APT := redis-server librocksdb-dev libsnappy-dev libclang-dev libssl-dev pkg-config
+rls-deps:
+	@missing=$$(for p in $(RLS_APT); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing" $$missing "(Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+rls: rls-deps
+	cargo build -p palisade-rls
+
 # A local PKI for envoy/tls.yaml and mTLS trials (scripts/certs.sh, openssl):
 # the CA, Envoy's certificate for localhost / mtls.localhost / 127.0.0.1,
 # client certificates (one with a SPIFFE URI SAN), the upstream's and
@@ -146,7 +163,7 @@ oci: build
 token:
 	@bash scripts/demo-token.sh
 
-run: build envoy
+run: build envoy rls
 	cargo build --release -p palisade-e2e --bin echo-upstream
 	@mkdir -p .run
 	sed 's/"schema": "palisade"/"schema": "$(AUDIT_SCHEMA)"/' $(DEMO_CONFIG) > .run/demo.yaml
@@ -157,8 +174,12 @@ run: build envoy
 # real Envoy running the built modules.
 test: test-unit test-wasm test-fuzz test-e2e
 
-test-unit:
-	cargo test --workspace --exclude palisade-e2e --no-default-features
+# palisade-rls is tested on its own: built beside the other crates, its
+# dependencies (tokio, tower, hyper) would take the workspace's features and
+# be compiled a second time for `make rls`; alone they are compiled once.
+test-unit: rls-deps
+	cargo test --workspace --exclude palisade-e2e --exclude palisade-rls --no-default-features
+	cargo test -p palisade-rls
 	cargo test -p palisade-e2e --lib
 
 # The same unit tests, compiled for the target the modules ship for
@@ -205,18 +226,19 @@ fuzz-seeds:
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa llm ratelimit sender_constrained transport waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mfa llm ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps certs sslyze llm-deps
+test-e2e: build envoy node-deps registry otlp-deps rls certs sslyze llm-deps
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 
-lint: wasm-target
+# The rate-limit service (palisade-rls) is a native server: not for wasm32.
+lint: wasm-target rls-deps
 	cargo fmt --all --check
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --exclude palisade-e2e --all-targets --no-default-features -- -D warnings
-	cargo clippy --workspace --exclude palisade-e2e --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --workspace --exclude palisade-e2e --exclude palisade-rls --target $(WASM_TARGET) -- -D warnings
 
 fmt:
 	cargo fmt --all
@@ -224,7 +246,7 @@ fmt:
 # wrk comes from Debian's package; the runner reads bench/scenarios/*.json.
 # The do-nothing module (bench/noop) is built beside the filters, trimmed the
 # same way, as the floor of any wasm filter's cost.
-bench: build envoy
+bench: build envoy rls
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	cargo build --release --target $(WASM_TARGET) -p palisade-bench-noop
 	@mkdir -p $(DIST)/bench

@@ -7,6 +7,8 @@
 #
 # The config is one of bench/envoy/*.yaml (same placeholders as `make bench`;
 # {{SUITE:<stage>}} stands for bench/suite/<stage>.json).
+# Configs that ask the global rate-limit service ({{RLS_PORT}}) need it running
+# on RLS_PORT (default 18081; filters/ratelimit/README.md, "Performance", shows how).
 # Extra request headers: BENCH_HEADERS="name: value" (several separated by
 # newlines); BENCH_METHOD (default GET) and BENCH_BODY_FILE (a file sent as
 # the request body) for requests with a body. BENCH_TLS=1 sends over TLS
@@ -33,6 +35,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 sed -e "s#{{LISTEN_PORT}}#$port#g" -e "s#{{ADMIN_PORT}}#$admin#g" -e "s#{{DIST}}#$dist#g" \
     -e "s#{{REPO}}#$repo#g" -e "s#{{TMP}}#$dir#g" -e "s#{{UPSTREAM_PORT}}#${UPSTREAM_PORT:-18080}#g" \
+    -e "s#{{RLS_PORT}}#${RLS_PORT:-18081}#g" \
     "$template" > "$dir/envoy.yaml"
 # {{SUITE:<stage>}}: the stage configuration in bench/suite/<stage>.json (one line).
 for f in "$repo"/bench/suite/*.json; do

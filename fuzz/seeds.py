@@ -264,6 +264,31 @@ def config_seeds():
     write("config", seeds)
 
 
+def field(number, payload):
+    """A length-delimited protobuf field (`payload` under 128 bytes)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def varint(number, value):
+    """A varint protobuf field (`value` under 128)."""
+    return bytes([number << 3, value])
+
+
+def rls_seeds():
+    """RateLimitResponses as a rate-limit service sends them: OK and
+    OVER_LIMIT with a descriptor status (a named limit of 10 per minute,
+    remaining hits, a reset with nanoseconds), UNKNOWN, no status, an empty
+    answer, and a truncated one."""
+    limit = varint(2, 10) + varint(3, 2) + field(1, b"fleet")
+    reset = varint(1, 59) + bytes([0x10, 0x80, 0x94, 0xEB, 0xDC, 0x03])
+    answers = []
+    for code, remaining in [(1, 9), (2, 0), (0, 0)]:
+        status = varint(1, code) + field(2, limit) + varint(3, remaining) + field(4, reset)
+        answers.append(varint(1, code) + field(2, status))
+    answers += [varint(1, 1), b"", answers[0][:-3], answers[1] + field(2, varint(1, 1))]
+    write("ratelimit_rls", answers)
+
+
 def x509_seeds():
     """The certificate fixtures as Envoy hands them over (PEM, URL-encoded
     PEM) and as DER."""
@@ -321,6 +346,7 @@ def main():
     jose_seeds()
     waf_seeds()
     config_seeds()
+    rls_seeds()
     x509_seeds()
     llm_seeds()
 

@@ -542,10 +542,12 @@ impl Envoy {
         assert!(violations.is_empty(), "{}", violations.join("\n\n"));
     }
 
-    /// Waits (up to 10 s) until the access log has at least `n` lines, and returns them.
-    /// Envoy flushes access logs on a timer, so a line can lag its response.
+    /// Waits (up to 30 s) until the access log has at least `n` lines, and returns them.
+    /// Envoy flushes access logs on a timer from its own thread, so a line can lag its
+    /// response, by seconds on a machine busy with other test processes; the wait only
+    /// lasts that long when lines are missing.
     pub fn wait_access_log(&self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let lines = self.read_access_log();
             if lines.len() >= n || Instant::now() > deadline {

@@ -14,6 +14,8 @@
 //!   bytes a test asks for;
 //! - [`LlmUpstream`]: a test double of a paid LLM provider (OpenAI-compatible
 //!   and Anthropic), answering realistic JSON and event streams with usage;
+//! - [`rls`]: Redis and the rate-limit service (`palisade-rls`) of the
+//!   global rate-limit tests;
 //! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
 //!   or HTTPS (certificate-bound and DPoP-bound tokens);
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
@@ -37,6 +39,7 @@ mod llm_upstream;
 pub mod oidc;
 mod otlp;
 mod paths;
+pub mod rls;
 pub mod tls;
 pub mod tokens;
 

@@ -411,6 +411,10 @@ impl LlmStage {
                         "store_failure",
                         "the token budgets could not be read or updated; retry later".to_string(),
                     ),
+                    RefusalReason::ServiceFailure => (
+                        "service_failure",
+                        "the rate-limit service did not answer; retry later".to_string(),
+                    ),
                 };
                 return self.refuse(
                     cx,

@@ -10,7 +10,7 @@
 //!     "key": ["client_address"]
 //!   }]
 //! }"#).unwrap();
-//! assert_eq!(config.rules[0].bucket.capacity(), 100);
+//! assert_eq!(config.rules[0].local.as_ref().unwrap().bucket.capacity(), 100);
 //! ```
 
 use serde::Deserialize;
@@ -29,6 +29,14 @@ pub const MAX_SLOTS: u32 = 262_144;
 pub const DEFAULT_SLOTS: u32 = 4096;
 /// CAS attempts after the first, unless configured.
 pub const DEFAULT_MAX_CAS_RETRIES: u32 = 32;
+/// How long a global rule waits for the rate-limit service, unless configured.
+pub const DEFAULT_GLOBAL_TIMEOUT_MS: u64 = 100;
+/// The longest a global rule may be configured to wait.
+pub const MAX_GLOBAL_TIMEOUT_MS: u64 = 10_000;
+/// Keys each worker tracks for asynchronous global rules, unless configured.
+pub const DEFAULT_ASYNC_KEYS: u32 = 4096;
+/// The most keys each worker may track for asynchronous global rules.
+pub const MAX_ASYNC_KEYS: u32 = 65_536;
 
 // ---------------------------------------------------------------- raw JSON
 
@@ -49,6 +57,8 @@ struct RawConfig {
     on_store_failure: FailureMode,
     #[serde(default)]
     client_address: RawClientAddress,
+    #[serde(default)]
+    global_service: Option<RawGlobalService>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
@@ -102,11 +112,53 @@ impl Default for RawClientAddress {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawGlobalService {
+    cluster: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default = "default_async_keys")]
+    max_async_keys: u32,
+}
+
+fn default_async_keys() -> u32 {
+    DEFAULT_ASYNC_KEYS
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobalRule {
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    on_failure: FailureMode,
+    #[serde(default)]
+    header_values: HeaderValues,
+    #[serde(default)]
+    mode: RawGlobalMode,
+    #[serde(default)]
+    local_share: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawGlobalMode {
+    #[default]
+    Sync,
+    Async,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: String,
     #[serde(default, rename = "match")]
     request_match: RequestMatch,
-    token_bucket: RawTokenBucket,
+    #[serde(default)]
+    backend: Backend,
+    #[serde(default)]
+    global: Option<RawGlobalRule>,
+    #[serde(default)]
+    token_bucket: Option<RawTokenBucket>,
     #[serde(default = "one")]
     cost: u64,
     #[serde(default)]
@@ -116,7 +168,7 @@ struct RawRule {
     #[serde(default)]
     slots: Option<u32>,
     #[serde(default)]
-    on_table_full: RawTableFull,
+    on_table_full: Option<RawTableFull>,
     #[serde(default)]
     shadow: bool,
 }
@@ -191,6 +243,70 @@ pub enum WhenKeyMissing {
     SkipRule,
 }
 
+/// Where a rule's limit is held.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// In this proxy's shared data (the default): exact across its workers.
+    #[default]
+    Local,
+    /// In a rate-limit service shared by every proxy, asked over Envoy's
+    /// rate-limit service API.
+    Global,
+}
+
+/// How a global rule sends the values of `header` key descriptors.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderValues {
+    /// As a 128-bit hash (the default): a header used as a key is often a
+    /// credential (an API key), which the service then never sees or stores.
+    #[default]
+    Hashed,
+    /// As they came, for services whose limits match particular values.
+    Plain,
+}
+
+/// When a global rule learns the service's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalMode {
+    /// Every request waits for the service's answer: as exact as the service.
+    Sync,
+    /// Each worker admits up to `share` tokens per key on its own, reports
+    /// them to the service in the background and learns from its answers;
+    /// past its share a request waits for the service as in `Sync`.
+    Async {
+        /// Tokens a worker admits per key between two answers.
+        share: u64,
+    },
+}
+
+/// How a global rule asks the rate-limit service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalRule {
+    /// How long a request waits for the service, in milliseconds.
+    pub timeout_ms: u64,
+    /// What the rule does when the service does not answer in time, or not
+    /// with a verdict.
+    pub on_failure: FailureMode,
+    /// How `header` key values are sent.
+    pub header_values: HeaderValues,
+    /// Synchronous or asynchronous.
+    pub mode: GlobalMode,
+}
+
+/// A bucket in this proxy's shared data: a local rule's limit, or the tier
+/// a global rule keeps in front of the service.
+#[derive(Debug, Clone)]
+pub struct LocalBucket {
+    /// The bucket every client of the rule gets.
+    pub bucket: BucketSpec,
+    /// The rule's slot table.
+    pub table: TableSpec,
+    /// What to do when a client finds no free slot.
+    pub on_table_full: TableFullAction,
+}
+
 /// One compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -198,8 +314,6 @@ pub struct Rule {
     pub name: String,
     /// Which requests the rule applies to.
     pub matcher: RequestMatcher,
-    /// The bucket every client of this rule gets.
-    pub bucket: BucketSpec,
     /// Tokens per request.
     pub cost: u64,
     /// What the client key is made of; empty: one bucket for everyone.
@@ -209,12 +323,25 @@ pub struct Rule {
     pub fixed_key_hash: Option<u64>,
     /// Requests without the key.
     pub when_key_missing: WhenKeyMissing,
-    /// The rule's slot table.
-    pub table: TableSpec,
-    /// What to do when a client finds no free slot.
-    pub on_table_full: TableFullAction,
+    /// The bucket in this proxy: always for a local rule; for a global
+    /// rule, the optional tier that sheds a flood before it reaches the
+    /// service.
+    pub local: Option<LocalBucket>,
+    /// For a global rule, how the service is asked.
+    pub global: Option<GlobalRule>,
     /// Count and log, never refuse.
     pub shadow: bool,
+}
+
+/// The rate-limit service of the global rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalService {
+    /// The Envoy cluster the gRPC calls go to.
+    pub cluster: String,
+    /// The `domain` of every `RateLimitRequest`.
+    pub domain: String,
+    /// Keys each worker tracks for asynchronous rules.
+    pub max_async_keys: usize,
 }
 
 /// What parts of a request the rules look at, so the adapter fetches
@@ -254,6 +381,8 @@ pub struct Config {
     pub on_store_failure: FailureMode,
     /// How the client address is found.
     pub client_address: ClientAddressSpec,
+    /// The rate-limit service, when a rule is global.
+    pub global_service: Option<GlobalService>,
     /// The rules, in order.
     pub rules: Vec<Rule>,
     /// What the rules need from a request.
@@ -325,10 +454,46 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         ipv6_prefix: ca.ipv6_prefix,
     };
 
+    let global_service = match raw.global_service {
+        None => None,
+        Some(g) => {
+            if g.cluster.is_empty() {
+                return Err(ConfigError::invalid(
+                    "global_service.cluster",
+                    "must name an Envoy cluster",
+                ));
+            }
+            let domain = g.domain.unwrap_or_else(|| raw.domain.clone());
+            if domain.is_empty() {
+                return Err(ConfigError::invalid(
+                    "global_service.domain",
+                    "must not be empty",
+                ));
+            }
+            if g.max_async_keys == 0 || g.max_async_keys > MAX_ASYNC_KEYS {
+                return Err(ConfigError::invalid(
+                    "global_service.max_async_keys",
+                    format!("must be between 1 and {MAX_ASYNC_KEYS}"),
+                ));
+            }
+            Some(GlobalService {
+                cluster: g.cluster,
+                domain,
+                max_async_keys: usize::try_from(g.max_async_keys).unwrap_or(usize::MAX),
+            })
+        }
+    };
+
     let mut needs = Needs::default();
     let mut rules = Vec::with_capacity(raw.rules.len());
     for (i, r) in raw.rules.into_iter().enumerate() {
         let at = format!("rules[{i}]");
+        if r.backend == Backend::Global && global_service.is_none() {
+            return Err(ConfigError::invalid(
+                field_path(&at, "backend"),
+                "a global rule needs `global_service` (the Envoy cluster of the rate-limit service)",
+            ));
+        }
         let rule = compile_rule(r, &at, &raw.domain, &mut needs)?;
         if rules.iter().any(|other: &Rule| other.name == rule.name) {
             return Err(ConfigError::invalid(
@@ -346,6 +511,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         max_cas_retries: raw.max_cas_retries,
         on_store_failure: raw.on_store_failure,
         client_address,
+        global_service,
         rules,
         needs,
     })
@@ -366,39 +532,48 @@ fn compile_rule(
     needs.path |= r.request_match.path.is_some();
     needs.route_name |= r.request_match.route_name.is_some();
 
-    let tb = &r.token_bucket;
-    let tb_at = field_path(at, "token_bucket");
-    if tb.max_tokens == 0 || tb.max_tokens > MAX_CAPACITY {
-        return Err(ConfigError::invalid(
-            field_path(&tb_at, "max_tokens"),
-            format!("must be between 1 and {MAX_CAPACITY}"),
-        ));
-    }
-    if tb.tokens_per_fill == 0 || tb.tokens_per_fill > MAX_CAPACITY {
-        return Err(ConfigError::invalid(
-            field_path(&tb_at, "tokens_per_fill"),
-            format!("must be between 1 and {MAX_CAPACITY}"),
-        ));
-    }
-    let interval = parse_duration(&tb.fill_interval)
-        .filter(|ns| (MIN_INTERVAL_NS..=MAX_INTERVAL_NS).contains(ns))
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                field_path(&tb_at, "fill_interval"),
-                format!(
-                    "`{}` is not a duration between 1ms and 366d (such as \"1s\", \"0.5s\", \"250ms\", \"1m\", \"1h\")",
-                    tb.fill_interval
-                ),
-            )
-        })?;
-    let bucket = BucketSpec::new(tb.max_tokens, tb.tokens_per_fill, interval);
-    if r.cost == 0 || r.cost > tb.max_tokens {
+    let global = match (r.backend, r.global) {
+        (Backend::Local, Some(_)) => {
+            return Err(ConfigError::invalid(
+                field_path(at, "global"),
+                "only a rule with `backend: global` asks the rate-limit service",
+            ))
+        }
+        (Backend::Local, None) => None,
+        (Backend::Global, g) => Some(compile_global(g.unwrap_or_default(), at, r.cost)?),
+    };
+    let bucket = match &r.token_bucket {
+        Some(tb) => Some(compile_bucket(tb, &field_path(at, "token_bucket"))?),
+        None if global.is_some() => None,
+        None => {
+            return Err(ConfigError::invalid(
+                field_path(at, "token_bucket"),
+                "a local rule needs its token bucket",
+            ))
+        }
+    };
+    let max_cost = match &bucket {
+        Some(b) => b.capacity(),
+        None => u64::from(u32::MAX),
+    };
+    if r.cost == 0 || r.cost > max_cost {
         return Err(ConfigError::invalid(
             field_path(at, "cost"),
-            format!(
-                "must be between 1 and token_bucket.max_tokens ({})",
-                tb.max_tokens
-            ),
+            match &bucket {
+                Some(_) => format!("must be between 1 and token_bucket.max_tokens ({max_cost})"),
+                None => format!("must be between 1 and {max_cost}"),
+            },
+        ));
+    }
+    if bucket.is_none() && (r.slots.is_some() || r.on_table_full.is_some()) {
+        let field = if r.slots.is_some() {
+            "slots"
+        } else {
+            "on_table_full"
+        };
+        return Err(ConfigError::invalid(
+            field_path(at, field),
+            "sizes the local bucket table: only with `token_bucket`",
         ));
     }
 
@@ -457,28 +632,36 @@ fn compile_rule(
     }
 
     let per_request_key = key.iter().any(|d| !matches!(d, Descriptor::Constant(_)));
-    let slots = match r.slots {
-        Some(0) => {
-            return Err(ConfigError::invalid(
-                field_path(at, "slots"),
-                "must be at least 1",
-            ))
+    let local = match bucket {
+        None => None,
+        Some(bucket) => {
+            let slots = match r.slots {
+                Some(0) => {
+                    return Err(ConfigError::invalid(
+                        field_path(at, "slots"),
+                        "must be at least 1",
+                    ))
+                }
+                Some(n) if n > MAX_SLOTS => {
+                    return Err(ConfigError::invalid(
+                        field_path(at, "slots"),
+                        format!("must be at most {MAX_SLOTS}"),
+                    ))
+                }
+                Some(n) => n,
+                None if per_request_key => DEFAULT_SLOTS,
+                None => 1,
+            };
+            Some(LocalBucket {
+                bucket,
+                table: TableSpec::new(slots, table_key_prefix(domain, &r.name)),
+                on_table_full: match r.on_table_full.unwrap_or_default() {
+                    RawTableFull::Deny => TableFullAction::Deny,
+                    RawTableFull::Allow => TableFullAction::Allow,
+                    RawTableFull::Evict => TableFullAction::Evict,
+                },
+            })
         }
-        Some(n) if n > MAX_SLOTS => {
-            return Err(ConfigError::invalid(
-                field_path(at, "slots"),
-                format!("must be at most {MAX_SLOTS}"),
-            ))
-        }
-        Some(n) => n,
-        None if per_request_key => DEFAULT_SLOTS,
-        None => 1,
-    };
-    let table = TableSpec::new(slots, table_key_prefix(domain, &r.name));
-    let on_table_full = match r.on_table_full {
-        RawTableFull::Deny => TableFullAction::Deny,
-        RawTableFull::Allow => TableFullAction::Allow,
-        RawTableFull::Evict => TableFullAction::Evict,
     };
     let fixed_key_hash = if per_request_key {
         None
@@ -488,14 +671,84 @@ fn compile_rule(
     Ok(Rule {
         name: r.name,
         matcher,
-        bucket,
         cost: r.cost,
         key,
         fixed_key_hash,
         when_key_missing: r.when_key_missing,
-        table,
-        on_table_full,
+        local,
+        global,
         shadow: r.shadow,
+    })
+}
+
+fn compile_bucket(tb: &RawTokenBucket, tb_at: &str) -> Result<BucketSpec, ConfigError> {
+    if tb.max_tokens == 0 || tb.max_tokens > MAX_CAPACITY {
+        return Err(ConfigError::invalid(
+            field_path(tb_at, "max_tokens"),
+            format!("must be between 1 and {MAX_CAPACITY}"),
+        ));
+    }
+    if tb.tokens_per_fill == 0 || tb.tokens_per_fill > MAX_CAPACITY {
+        return Err(ConfigError::invalid(
+            field_path(tb_at, "tokens_per_fill"),
+            format!("must be between 1 and {MAX_CAPACITY}"),
+        ));
+    }
+    let interval = parse_duration(&tb.fill_interval)
+        .filter(|ns| (MIN_INTERVAL_NS..=MAX_INTERVAL_NS).contains(ns))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                field_path(tb_at, "fill_interval"),
+                format!(
+                    "`{}` is not a duration between 1ms and 366d (such as \"1s\", \"0.5s\", \"250ms\", \"1m\", \"1h\")",
+                    tb.fill_interval
+                ),
+            )
+        })?;
+    Ok(BucketSpec::new(tb.max_tokens, tb.tokens_per_fill, interval))
+}
+
+fn compile_global(g: RawGlobalRule, at: &str, cost: u64) -> Result<GlobalRule, ConfigError> {
+    let g_at = field_path(at, "global");
+    let timeout_ms = match &g.timeout {
+        None => DEFAULT_GLOBAL_TIMEOUT_MS,
+        Some(text) => parse_duration(text)
+            .map(|ns| ns / 1_000_000)
+            .filter(|ms| (1..=MAX_GLOBAL_TIMEOUT_MS).contains(ms))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    field_path(&g_at, "timeout"),
+                    format!("`{text}` is not a duration between 1ms and 10s (such as \"50ms\")"),
+                )
+            })?,
+    };
+    let mode = match (g.mode, g.local_share) {
+        (RawGlobalMode::Sync, None) => GlobalMode::Sync,
+        (RawGlobalMode::Sync, Some(_)) => {
+            return Err(ConfigError::invalid(
+                field_path(&g_at, "local_share"),
+                "only for `mode: async`",
+            ))
+        }
+        (RawGlobalMode::Async, None) => {
+            return Err(ConfigError::invalid(
+                field_path(&g_at, "local_share"),
+                "`mode: async` needs the tokens each worker may admit per key between two answers of the service",
+            ))
+        }
+        (RawGlobalMode::Async, Some(share)) if share < cost || share > u64::from(u32::MAX) => {
+            return Err(ConfigError::invalid(
+                field_path(&g_at, "local_share"),
+                format!("must be between the rule's cost ({cost}) and {}", u32::MAX),
+            ))
+        }
+        (RawGlobalMode::Async, Some(share)) => GlobalMode::Async { share },
+    };
+    Ok(GlobalRule {
+        timeout_ms,
+        on_failure: g.on_failure,
+        header_values: g.header_values,
+        mode,
     })
 }
 
@@ -649,13 +902,19 @@ mod tests {
         assert_eq!(config.client_address.ipv6_prefix, 64);
         let rule = &config.rules[0];
         assert_eq!(rule.cost, 2);
-        assert_eq!(rule.bucket, BucketSpec::new(5, 1, 12_000_000_000));
-        assert_eq!(rule.table.slots(), 104);
         assert_eq!(
-            rule.table.key(3),
+            rule.local.as_ref().unwrap().bucket,
+            BucketSpec::new(5, 1, 12_000_000_000)
+        );
+        assert_eq!(rule.local.as_ref().unwrap().table.slots(), 104);
+        assert_eq!(
+            rule.local.as_ref().unwrap().table.key(3),
             format!("{}3", table_key_prefix("api", "login"))
         );
-        assert_eq!(rule.on_table_full, TableFullAction::Evict);
+        assert_eq!(
+            rule.local.as_ref().unwrap().on_table_full,
+            TableFullAction::Evict
+        );
         assert_eq!(rule.when_key_missing, WhenKeyMissing::SkipRule);
         assert!(rule.shadow);
         assert_eq!(rule.key.len(), 8);
@@ -690,12 +949,22 @@ mod tests {
         assert_eq!(config.client_address.ipv6_prefix, 128);
         let all = &config.rules[0];
         assert_eq!(all.cost, 1);
-        assert_eq!(all.bucket.refill_tokens(), 1);
-        assert_eq!(all.table.slots(), 1, "a constant key needs one slot");
-        assert_eq!(all.on_table_full, TableFullAction::Deny);
+        assert_eq!(all.local.as_ref().unwrap().bucket.refill_tokens(), 1);
+        assert_eq!(
+            all.local.as_ref().unwrap().table.slots(),
+            1,
+            "a constant key needs one slot"
+        );
+        assert_eq!(
+            all.local.as_ref().unwrap().on_table_full,
+            TableFullAction::Deny
+        );
         assert_eq!(all.when_key_missing, WhenKeyMissing::SharedBucket);
         assert!(!all.shadow);
-        assert_eq!(config.rules[1].table.slots(), u64::from(DEFAULT_SLOTS));
+        assert_eq!(
+            config.rules[1].local.as_ref().unwrap().table.slots(),
+            u64::from(DEFAULT_SLOTS)
+        );
         // A key that is the same for every request is hashed once, here.
         let facts = RequestFacts {
             path: "/x".into(),
@@ -755,6 +1024,168 @@ mod tests {
             r#"{"rules":[{"name":"a"}]}"#.to_string(),
         ];
         for json in cases {
+            assert!(Config::from_json(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn global_rules_compile() {
+        let config = Config::from_json(
+            br#"{
+              "domain": "api",
+              "global_service": {"cluster": "ratelimit", "domain": "fleet", "max_async_keys": 100},
+              "rules": [
+                {"name": "plain", "backend": "global", "key": ["client_address"]},
+                {"name": "tuned", "backend": "global", "cost": 500,
+                 "global": {"timeout": "20ms", "on_failure": "allow", "header_values": "plain",
+                            "mode": "async", "local_share": 1000},
+                 "token_bucket": {"max_tokens": 1000, "fill_interval": "1s"}, "slots": 16},
+                {"name": "local", "token_bucket": {"max_tokens": 1, "fill_interval": "1s"}}
+              ]
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.global_service,
+            Some(GlobalService {
+                cluster: "ratelimit".into(),
+                domain: "fleet".into(),
+                max_async_keys: 100,
+            })
+        );
+        let plain = &config.rules[0];
+        assert!(plain.local.is_none(), "no local tier");
+        assert_eq!(
+            plain.global,
+            Some(GlobalRule {
+                timeout_ms: DEFAULT_GLOBAL_TIMEOUT_MS,
+                on_failure: FailureMode::Deny,
+                header_values: HeaderValues::Hashed,
+                mode: GlobalMode::Sync,
+            })
+        );
+        let tuned = &config.rules[1];
+        assert_eq!(
+            tuned.global,
+            Some(GlobalRule {
+                timeout_ms: 20,
+                on_failure: FailureMode::Allow,
+                header_values: HeaderValues::Plain,
+                mode: GlobalMode::Async { share: 1000 },
+            })
+        );
+        assert_eq!(tuned.local.as_ref().unwrap().table.slots(), 16);
+        assert_eq!(tuned.cost, 500);
+        assert!(config.rules[2].global.is_none());
+        // The service's domain defaults to the configuration's.
+        let config = Config::from_json(
+            br#"{"domain": "d", "global_service": {"cluster": "c"},
+                 "rules": [{"name": "g", "backend": "global"}]}"#,
+        )
+        .unwrap();
+        let service = config.global_service.unwrap();
+        assert_eq!(service.domain, "d");
+        assert_eq!(service.max_async_keys, DEFAULT_ASYNC_KEYS as usize);
+    }
+
+    #[test]
+    fn global_errors_name_the_field() {
+        const SERVICE: &str = r#""global_service":{"cluster":"rls"}"#;
+        let cases = [
+            (
+                r#"{"rules":[{"name":"g","backend":"global"}]}"#.to_string(),
+                "rules[0].backend",
+            ),
+            (
+                r#"{"rules":[{"name":"l"}]}"#.to_string(),
+                "rules[0].token_bucket",
+            ),
+            (
+                format!(r#"{{{SERVICE},"rules":[{{"name":"l",{BUCKET},"global":{{}}}}]}}"#),
+                "rules[0].global",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"timeout":"0ms"}}}}]}}"#
+                ),
+                "rules[0].global.timeout",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"timeout":"11s"}}}}]}}"#
+                ),
+                "rules[0].global.timeout",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"mode":"async"}}}}]}}"#
+                ),
+                "rules[0].global.local_share",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":5,"global":{{"mode":"async","local_share":4}}}}]}}"#
+                ),
+                "rules[0].global.local_share",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"local_share":4}}}}]}}"#
+                ),
+                "rules[0].global.local_share",
+            ),
+            (
+                format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":0}}]}}"#),
+                "rules[0].cost",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","cost":4294967296}}]}}"#
+                ),
+                "rules[0].cost",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global",{BUCKET},"cost":11}}]}}"#
+                ),
+                "rules[0].cost",
+            ),
+            (
+                format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","slots":8}}]}}"#),
+                "rules[0].slots",
+            ),
+            (
+                format!(
+                    r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","on_table_full":"allow"}}]}}"#
+                ),
+                "rules[0].on_table_full",
+            ),
+            (
+                r#"{"global_service":{"cluster":""}}"#.to_string(),
+                "global_service.cluster",
+            ),
+            (
+                r#"{"global_service":{"cluster":"c","domain":""}}"#.to_string(),
+                "global_service.domain",
+            ),
+            (
+                r#"{"global_service":{"cluster":"c","max_async_keys":0}}"#.to_string(),
+                "global_service.max_async_keys",
+            ),
+        ];
+        for (json, path) in cases {
+            assert_eq!(err(&json).path, path, "{json}");
+        }
+        for json in [
+            format!(r#"{{{SERVICE},"rules":[{{"name":"g","backend":"remote"}}]}}"#),
+            format!(
+                r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"retries":1}}}}]}}"#
+            ),
+            format!(
+                r#"{{{SERVICE},"rules":[{{"name":"g","backend":"global","global":{{"header_values":"salted"}}}}]}}"#
+            ),
+            r#"{"global_service":{"domain":"d"}}"#.to_string(),
+        ] {
             assert!(Config::from_json(json.as_bytes()).is_err(), "{json}");
         }
     }

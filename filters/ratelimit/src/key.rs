@@ -10,8 +10,9 @@
 //!
 //! Values are never logged: a key may be an API key or a user id.
 
+use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hasher};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 use palisade_shared::contract::Identity;
@@ -72,6 +73,18 @@ impl IdentityClaim {
             "jti" => IdentityClaim::Jti,
             _ => return None,
         })
+    }
+
+    /// The claim's name, as configured.
+    pub fn name(&self) -> &'static str {
+        match self {
+            IdentityClaim::Provider => "provider",
+            IdentityClaim::Iss => "iss",
+            IdentityClaim::Sub => "sub",
+            IdentityClaim::ClientId => "client_id",
+            IdentityClaim::Acr => "acr",
+            IdentityClaim::Jti => "jti",
+        }
     }
 
     fn value<'a>(&self, identity: &'a Identity) -> Option<&'a str> {
@@ -217,6 +230,33 @@ fn prefix_mask_u128(prefix: u8) -> u128 {
     }
 }
 
+/// One descriptor's value in a request, with the tag that frames it in the
+/// key hash; `None` when the value is absent (no such header, no verified
+/// identity or no such claim, no peer address). `client` is the request's
+/// [`client_key`]. Local rules hash these values ([`key_hash`]); global
+/// rules send them to the rate-limit service ([`service_entries`]).
+fn descriptor_value<'a>(
+    d: &'a Descriptor,
+    facts: &'a RequestFacts,
+    client: &'a ClientKey,
+) -> Option<(u8, Cow<'a, [u8]>)> {
+    Some(match d {
+        Descriptor::ClientAddress => (1, client.bytes.as_deref()?.into()),
+        Descriptor::Header(name) => (2, facts.header(name)?.as_bytes().into()),
+        Descriptor::Identity(claim) => {
+            (3, claim.value(facts.identity.as_ref()?)?.as_bytes().into())
+        }
+        Descriptor::Path => {
+            let path = facts.path.split('?').next().unwrap_or(&facts.path);
+            (4, path.as_bytes().into())
+        }
+        Descriptor::Method => (5, facts.method.as_bytes().into()),
+        Descriptor::Host => (6, facts.view().host_only().into_bytes().into()),
+        Descriptor::RouteName => (7, facts.route_name.as_bytes().into()),
+        Descriptor::Constant(c) => (8, c.as_bytes().into()),
+    })
+}
+
 /// The key hash of a request for a rule, or `None` when a descriptor's value
 /// is absent (no such header, no verified identity or no such claim, no peer
 /// address). `client` is the request's [`client_key`].
@@ -227,26 +267,98 @@ pub fn key_hash(
 ) -> Option<u64> {
     let mut h = DefaultHasher::new();
     for d in descriptors {
-        let (tag, value): (u8, std::borrow::Cow<'_, [u8]>) = match d {
-            Descriptor::ClientAddress => (1, client.bytes.as_deref()?.into()),
-            Descriptor::Header(name) => (2, facts.header(name)?.as_bytes().into()),
-            Descriptor::Identity(claim) => {
-                (3, claim.value(facts.identity.as_ref()?)?.as_bytes().into())
-            }
-            Descriptor::Path => {
-                let path = facts.path.split('?').next().unwrap_or(&facts.path);
-                (4, path.as_bytes().into())
-            }
-            Descriptor::Method => (5, facts.method.as_bytes().into()),
-            Descriptor::Host => (6, facts.view().host_only().into_bytes().into()),
-            Descriptor::RouteName => (7, facts.route_name.as_bytes().into()),
-            Descriptor::Constant(c) => (8, c.as_bytes().into()),
-        };
+        let (tag, value) = descriptor_value(d, facts, client)?;
         h.write_u8(tag);
         h.write_usize(value.len());
         h.write(&value);
     }
     Some(h.finish())
+}
+
+/// How a global rule's descriptor entries are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFormat {
+    /// The prefix lengths the client address is grouped by.
+    pub client_address: ClientAddressSpec,
+    /// Send `header` values as a hash (they may be credentials).
+    pub hash_headers: bool,
+}
+
+/// The entry key a descriptor is sent under to the rate-limit service.
+fn entry_key(d: &Descriptor) -> Cow<'static, str> {
+    match d {
+        Descriptor::ClientAddress => "client_address".into(),
+        Descriptor::Header(name) => format!("header.{name}").into(),
+        Descriptor::Identity(claim) => format!("identity.{}", claim.name()).into(),
+        Descriptor::Path => "path".into(),
+        Descriptor::Method => "method".into(),
+        Descriptor::Host => "host".into(),
+        Descriptor::RouteName => "route_name".into(),
+        Descriptor::Constant(_) => "constant".into(),
+    }
+}
+
+/// The entries of a global rule's `RateLimitDescriptor` for a request: the
+/// rule's name under `rule`, then one entry per key descriptor, built from
+/// the same values a local rule hashes. A value the request does not have is
+/// sent empty, so every such request shares one counter of the service, as
+/// `when_key_missing: shared_bucket` shares one bucket locally; `None` when
+/// a value is absent and `skip` says the rule then does not apply.
+pub fn service_entries(
+    rule: &str,
+    descriptors: &[Descriptor],
+    facts: &RequestFacts,
+    client: &ClientKey,
+    format: &EntryFormat,
+    skip: bool,
+) -> Option<Vec<(Cow<'static, str>, String)>> {
+    let mut entries = Vec::with_capacity(descriptors.len() + 1);
+    entries.push((Cow::Borrowed("rule"), rule.to_string()));
+    for d in descriptors {
+        let value = match descriptor_value(d, facts, client) {
+            None if skip => return None,
+            None => String::new(),
+            Some((_, bytes)) => match d {
+                Descriptor::ClientAddress => client_text(&bytes, &format.client_address),
+                Descriptor::Header(_) if format.hash_headers => value_digest(&bytes),
+                _ => String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        };
+        entries.push((entry_key(d), value));
+    }
+    Some(entries)
+}
+
+/// The client-address bytes of [`client_key`] as text: the masked address,
+/// with its prefix length when it stands for a network (`203.0.113.0/24`),
+/// or the peer's text when the client had no IP address.
+fn client_text(bytes: &[u8], spec: &ClientAddressSpec) -> String {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        let ip = Ipv4Addr::from(v4);
+        return match spec.ipv4_prefix {
+            32.. => ip.to_string(),
+            p => format!("{ip}/{p}"),
+        };
+    }
+    if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+        let ip = Ipv6Addr::from(v6);
+        return match spec.ipv6_prefix {
+            128.. => ip.to_string(),
+            p => format!("{ip}/{p}"),
+        };
+    }
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A value as 32 hex digits of SipHash-1-3 with a 128-bit output and a
+/// fixed key: the same on every proxy and in every build (the algorithm is
+/// pinned by the `siphasher` crate, unlike std's `DefaultHasher`), and a
+/// second value with the same digest takes about 2^128 work to find.
+pub fn value_digest(value: &[u8]) -> String {
+    use siphasher::sip128::{Hasher128, SipHasher13};
+    let mut h = SipHasher13::new_with_keys(0x7061_6c69_7361_6465, 0x2e72_6174_656c_696d);
+    h.write(value);
+    format!("{:032x}", h.finish128().as_u128())
 }
 
 /// The key hash shared by every request of a rule whose key is missing

@@ -49,11 +49,14 @@
 pub mod bucket;
 pub mod clock;
 pub mod config;
+pub mod global;
 pub mod key;
 pub mod limiter;
 pub mod optimistic;
 pub mod response;
+pub mod rls;
 pub mod settle;
+pub mod share;
 pub mod stage;
 pub mod table;
 

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use palisade_shared::store::{SharedStore, UpdateOutcome};
 
 use crate::bucket::{seconds_ceil, BucketState};
-use crate::config::{Config, FailureMode, Rule, WhenKeyMissing};
+use crate::config::{Config, FailureMode, LocalBucket, Rule, WhenKeyMissing};
 use crate::key::{client_key, key_hash, missing_key_hash, ClientKey, RequestFacts};
 use crate::optimistic::{self, Guess, Read, Target, WriteCache};
 use crate::table::{evaluate, give_back, written_after_ns, Ask, Verdict};
@@ -52,6 +52,21 @@ pub enum RuleOutcome {
     NotSpent,
     /// The shared store failed for this rule.
     StoreFailure,
+    /// A global rule's rate-limit service did not answer in time, or not
+    /// with a verdict, and the rule fails closed (`on_failure: deny`).
+    ServiceFailure,
+    /// The same, and the rule fails open (`on_failure: allow`): the request
+    /// passed this rule unmetered.
+    ServiceFailedOpen,
+}
+
+/// A limit as `RateLimit-Policy` advertises it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// `q`: the quota (a bucket's capacity, a service limit's requests per unit).
+    pub quota: u64,
+    /// `w`: the seconds the quota is for, when known.
+    pub window: Option<u64>,
 }
 
 /// One matching rule's part in the decision.
@@ -65,6 +80,9 @@ pub struct RuleReport {
     pub shadow: bool,
     /// Whether `remaining` and `reset` describe a real bucket.
     pub metered: bool,
+    /// The limit `remaining` and `reset` are counted against, as the
+    /// `RateLimit-Policy` field advertises it.
+    pub policy: Policy,
     /// Whole tokens left after this request.
     pub remaining: u64,
     /// Seconds until the bucket is full again or, when the rule limited,
@@ -82,7 +100,10 @@ impl RuleReport {
         !self.shadow
             && matches!(
                 self.outcome,
-                RuleOutcome::Limited | RuleOutcome::TableFull | RuleOutcome::StoreFailure
+                RuleOutcome::Limited
+                    | RuleOutcome::TableFull
+                    | RuleOutcome::StoreFailure
+                    | RuleOutcome::ServiceFailure
             )
     }
 
@@ -101,6 +122,8 @@ pub enum RefusalReason {
     TableFull,
     /// The shared store failed and `on_store_failure` is `deny`.
     StoreFailure,
+    /// The rate-limit service failed and the global rule's `on_failure` is `deny`.
+    ServiceFailure,
 }
 
 impl RefusalReason {
@@ -110,6 +133,7 @@ impl RefusalReason {
             RefusalReason::RateLimited => "rate_limited",
             RefusalReason::TableFull => "table_full",
             RefusalReason::StoreFailure => "store_failure",
+            RefusalReason::ServiceFailure => "service_failure",
         }
     }
 }
@@ -174,6 +198,7 @@ impl Decision {
 pub(crate) struct Active<'a> {
     pub(crate) index: usize,
     pub(crate) rule: &'a Rule,
+    pub(crate) local: &'a LocalBucket,
     pub(crate) key: Cow<'a, str>,
     pub(crate) set: u32,
     pub(crate) owner: u64,
@@ -199,11 +224,11 @@ impl Active<'_> {
 
     pub(crate) fn ask(&self, now_ns: u64) -> Ask<'_> {
         Ask {
-            bucket: &self.rule.bucket,
-            table: &self.rule.table,
+            bucket: &self.local.bucket,
+            table: &self.local.table,
             owner: self.owner,
             cost: self.cost,
-            on_full: self.rule.on_table_full,
+            on_full: self.local.on_table_full,
             now_ns,
         }
     }
@@ -214,6 +239,10 @@ impl Active<'_> {
             outcome,
             shadow: self.rule.shadow,
             metered: false,
+            policy: Policy {
+                quota: self.local.bucket.capacity(),
+                window: Some(self.local.bucket.window_seconds()),
+            },
             remaining: 0,
             reset: 0,
             claimed: false,
@@ -223,7 +252,7 @@ impl Active<'_> {
 
     /// The report for a verdict; `spent` says whether a `Spend` was written.
     fn report_verdict(&self, verdict: &Verdict, spent: bool) -> RuleReport {
-        let spec = &self.rule.bucket;
+        let spec = &self.local.bucket;
         let metered = |outcome, state: BucketState, reset_ns: u64| RuleReport {
             metered: true,
             remaining: state.tokens(spec),
@@ -264,7 +293,8 @@ impl Active<'_> {
     }
 }
 
-/// The rules that apply to a request, with their client keys.
+/// The rules with a bucket in this proxy (local rules, and global rules'
+/// local tiers) that apply to a request, with their client keys.
 pub(crate) fn active_rules<'a>(
     config: &'a Config,
     facts: &RequestFacts,
@@ -273,6 +303,7 @@ pub(crate) fn active_rules<'a>(
     let view = facts.view();
     let mut active = Vec::with_capacity(config.rules.len());
     for (index, rule) in config.rules.iter().enumerate() {
+        let Some(local) = &rule.local else { continue };
         if !rule.matcher.matches(&view) {
             continue;
         }
@@ -287,16 +318,17 @@ pub(crate) fn active_rules<'a>(
                 WhenKeyMissing::SharedBucket => missing_key_hash(),
             },
         };
-        let (set, owner) = rule.table.place(hash);
+        let (set, owner) = local.table.place(hash);
         active.push(Active {
             index,
             rule,
-            key: rule.table.key(set),
+            local,
+            key: local.table.key(set),
             set,
             owner,
             cost: facts
                 .cost
-                .map_or(rule.cost, |c| c.clamp(1, rule.bucket.capacity())),
+                .map_or(rule.cost, |c| c.clamp(1, local.bucket.capacity())),
         });
     }
     active
@@ -600,12 +632,17 @@ fn refuse_after_spending<S: SharedStore + ?Sized>(
 
 /// The refusal the refusing reports add up to: rate limited if any bucket is
 /// empty, else table full, else store failure; wait for the slowest.
-fn refusal_for(reports: &[RuleReport]) -> Refusal {
+pub(crate) fn refusal_for(reports: &[RuleReport]) -> Refusal {
     let refusing: Vec<&RuleReport> = reports.iter().filter(|r| r.refuses()).collect();
     let reason = if refusing.iter().any(|r| r.outcome == RuleOutcome::Limited) {
         RefusalReason::RateLimited
     } else if refusing.iter().any(|r| r.outcome == RuleOutcome::TableFull) {
         RefusalReason::TableFull
+    } else if refusing
+        .iter()
+        .any(|r| r.outcome == RuleOutcome::ServiceFailure)
+    {
+        RefusalReason::ServiceFailure
     } else {
         RefusalReason::StoreFailure
     };
@@ -629,10 +666,10 @@ fn refusal_for(reports: &[RuleReport]) -> Refusal {
 /// request, is what makes every later update a true CAS.
 pub fn create_tables<S: SharedStore + ?Sized>(config: &Config, store: &S) -> Result<u64, String> {
     let mut created = 0;
-    for rule in &config.rules {
-        let empty = rule.table.empty_value(&rule.bucket);
-        for set in 0..rule.table.sets() {
-            let key = rule.table.key(set);
+    for local in config.rules.iter().filter_map(|r| r.local.as_ref()) {
+        let empty = local.table.empty_value(&local.bucket);
+        for set in 0..local.table.sets() {
+            let key = local.table.key(set);
             match store.get(&key) {
                 Ok((Some(_), _)) => {}
                 Ok((None, _)) => {

@@ -36,7 +36,10 @@ pub const QUOTA_EXCEEDED_TYPE: &str =
 pub use palisade_shared::engine::Reply;
 
 fn advertised(decision: &Decision) -> impl Iterator<Item = &RuleReport> {
-    decision.reports.iter().filter(|r| !r.shadow && r.metered)
+    decision
+        .reports
+        .iter()
+        .filter(|r| !r.shadow && r.metered && r.policy.quota > 0)
 }
 
 /// The `RateLimit-Policy` and `RateLimit` field values for the enforced
@@ -54,12 +57,10 @@ pub fn rate_limit_fields(config: &Config, decision: &Decision) -> Option<(String
         }
         // Rule names are restricted to [A-Za-z0-9_-]: valid inside an
         // sf-string without escaping.
-        policy.push_str(&format!(
-            "\"{}\";q={};w={}",
-            rule.name,
-            rule.bucket.capacity(),
-            rule.bucket.window_seconds()
-        ));
+        policy.push_str(&format!("\"{}\";q={}", rule.name, report.policy.quota));
+        if let Some(window) = report.policy.window {
+            policy.push_str(&format!(";w={window}"));
+        }
         limit.push_str(&format!(
             "\"{}\";r={};t={}",
             rule.name, report.remaining, report.reset
@@ -140,6 +141,10 @@ pub fn refusal_reply(
                 )),
             RefusalReason::StoreFailure => Problem::new(config.status, status_title(config.status))
                 .with_detail("The rate limiter could not read or update its buckets; retry later."),
+            RefusalReason::ServiceFailure => {
+                Problem::new(config.status, status_title(config.status))
+                    .with_detail("The rate-limit service did not answer in time; retry later.")
+            }
         }
         .with_request_id(request_id);
         body = problem.to_json();
@@ -264,7 +269,7 @@ pub fn denial(config: &Config, decision: &Decision) -> Option<Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::{Refusal, RuleReport};
+    use crate::limiter::{Policy, Refusal, RuleReport};
 
     fn config(json: &str) -> Config {
         Config::from_json(json.as_bytes()).unwrap()
@@ -276,11 +281,17 @@ mod tests {
         {"name":"trial","shadow":true,"token_bucket":{"max_tokens":5,"fill_interval":"1s"}}]}"#;
 
     fn report(rule: usize, outcome: RuleOutcome, remaining: u64, reset: u64) -> RuleReport {
+        // The buckets of TWO_RULES.
+        let (quota, window) = [(100, 60), (1000, 86_400), (5, 5)][rule];
         RuleReport {
             rule,
             outcome,
             shadow: rule == 2,
             metered: true,
+            policy: Policy {
+                quota,
+                window: Some(window),
+            },
             remaining,
             reset,
             claimed: false,

@@ -106,7 +106,7 @@ pub fn settle<S: SharedStore + ?Sized>(
                 continue;
             }
         };
-        let spec = &a.rule.bucket;
+        let spec = &a.local.bucket;
         // No slot: the bucket refilled to full and was handed on.
         let state = state.unwrap_or_else(|| BucketState::full(spec, now_ns));
         out.rules.push(SettledRule {

@@ -11,6 +11,10 @@
 //! the machine, where requests/s does not. The table, the module sizes and
 //! Envoy's resident memory are also written to `bench/results.md`.
 //!
+//! Rows whose config names `{{RLS_PORT}}` (global rate limits) get a Redis
+//! and `palisade-rls` with the limits of `bench/rls-limits.json`, on
+//! loopback, for the whole run.
+//!
 //! Environment: `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 16),
 //! `BENCH_FILTER` (run only rows whose name contains it).
 
@@ -19,6 +23,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use palisade_e2e::rls::{RateLimitService, Redis};
 use palisade_e2e::{dist_dir, envoy_bin, repo_root, run_dir, EchoUpstream, Envoy};
 use serde::Deserialize;
 
@@ -125,10 +130,23 @@ fn main() {
     }
 
     let upstream = EchoUpstream::start();
+    // The global rate-limit backend, for the rows that ask it.
+    let needs_service = rows.iter().any(|r| {
+        std::fs::read_to_string(root.join(&r.config)).is_ok_and(|t| t.contains("{{RLS_PORT}}"))
+    });
+    let backend = needs_service.then(|| {
+        let limits = std::fs::read_to_string(root.join("bench/rls-limits.json"))
+            .expect("bench/rls-limits.json");
+        let limits = serde_json::from_str(&limits).expect("bench/rls-limits.json is JSON");
+        let redis = Redis::start();
+        let service = RateLimitService::start(&redis, &limits);
+        (redis, service)
+    });
+    let rls_port = backend.as_ref().map_or(0, |(_, s)| s.addr().port());
     let mut results: Vec<Measured> = Vec::new();
     for row in rows {
         eprintln!("bench: {} ({seconds} s)", row.name);
-        match run_row(&root, &row, &upstream, seconds, connections) {
+        match run_row(&root, &row, &upstream, rls_port, seconds, connections) {
             Ok(m) => results.push(m),
             Err(e) => eprintln!("bench: {} failed: {e}", row.name),
         }
@@ -141,13 +159,20 @@ fn main() {
     eprintln!("bench: wrote {}", out.display());
 }
 
-fn render_template(root: &Path, row: &Row, tmp: &Path, upstream: &EchoUpstream) -> String {
+fn render_template(
+    root: &Path,
+    row: &Row,
+    tmp: &Path,
+    upstream: &EchoUpstream,
+    rls_port: u16,
+) -> String {
     let template = std::fs::read_to_string(root.join(&row.config))
         .unwrap_or_else(|e| panic!("{}: {e}", row.config));
     let mut text = template
         .replace("{{LISTEN_PORT}}", "0")
         .replace("{{ADMIN_PORT}}", "0")
         .replace("{{UPSTREAM_PORT}}", &upstream.port().to_string())
+        .replace("{{RLS_PORT}}", &rls_port.to_string())
         .replace("{{DIST}}", &dist_dir().display().to_string())
         .replace("{{TMP}}", &tmp.display().to_string())
         .replace("{{REPO}}", &root.display().to_string());
@@ -198,11 +223,12 @@ fn run_row(
     root: &Path,
     row: &Row,
     upstream: &EchoUpstream,
+    rls_port: u16,
     seconds: u64,
     connections: u64,
 ) -> Result<Measured, String> {
     let dir = run_dir();
-    let config = render_template(root, row, &dir, upstream);
+    let config = render_template(root, row, &dir, upstream, rls_port);
     let config_path = dir.join("envoy.yaml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
     let envoy = Envoy::run(&dir, &config_path, 1, &["-l".into(), "warning".into()]);
