@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls certs sslyze oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -139,6 +139,17 @@ sslyze:
 	  $(TOOLS)/sslyze/bin/pip install --quiet --disable-pip-version-check $(SSLYZE_PIP); \
 	fi
 
+# The official OpenAI Python client, the SDK the LLM end-to-end tests call
+# the gateway with (tests/llm_client.py), pinned here and installed into
+# .tools/llm.
+LLM_PIP := openai==3.51.0
+llm-deps:
+	@if ! $(TOOLS)/llm/bin/python -c 'import openai; assert openai.__version__ == "$(patsubst openai==%,%,$(LLM_PIP))"' 2>/dev/null; then \
+	  echo "installing $(LLM_PIP) into $(TOOLS)/llm"; \
+	  python3 -m venv $(TOOLS)/llm; \
+	  $(TOOLS)/llm/bin/pip install --quiet --disable-pip-version-check $(LLM_PIP); \
+	fi
+
 # Pushes every module (palisade.wasm as `bundle`, each palisade_<filter>.wasm
 # as `<filter>`) as a Wasm OCI image (and its compat variant) to
 # $(OCI_REGISTRY), then writes the WasmPlugin manifests pinned to the image
@@ -231,9 +242,9 @@ fuzz-seeds:
 
 # The policy tests run twice: each policy as its own module, then every
 # policy in the bundle (palisade.wasm), from the same test code.
-E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mcp mfa ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
+E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mcp mfa llm ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps rls certs sslyze
+test-e2e: build envoy node-deps registry otlp-deps rls certs sslyze llm-deps
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 

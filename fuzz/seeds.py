@@ -27,7 +27,7 @@ MAX_SEEDS = 40
 MAX_BYTES = 4096
 
 # The loaders of the `config` target, by its first byte.
-CONFIG_LOADERS = ["waf", "jwt", "mfa", "ratelimit", "audit", "bundle", "transport"]
+CONFIG_LOADERS = ["waf", "jwt", "mfa", "ratelimit", "audit", "bundle", "transport", "llm"]
 
 
 def write(target, items):
@@ -305,6 +305,41 @@ def x509_seeds():
     write("x509", seeds)
 
 
+# Realistic LLM calls and answers (the shapes tests/src/llm_upstream.rs and
+# filters/llm/src/usage.rs test with).
+LLM_REQUESTS = [
+    # (API: the `llm_body` target's first byte, body)
+    (0, open(os.path.join(ROOT, "bench", "llm", "chat.json")).read().strip()),
+    (0, open(os.path.join(ROOT, "bench", "llm", "chat-stream.json")).read().strip()),
+    (0, '{"model":"o3","messages":[],"max_completion_tokens":null,"max_tokens":9000}'),
+    (1, '{"model":"gpt-3.5-turbo-instruct","prompt":"Say this is a test","max_tokens":7}'),
+    (2, '{"model":"text-embedding-3-small","input":["a","b"]}'),
+    (3, '{"model":"gpt-4.1","input":"Tell me a story","max_output_tokens":  4096, "stream": true}'),
+    (4, '{ "model" : "claude-sonnet-4-5", "max_tokens": 1024, "messages": [{"role": "user", "content": "Hi"}], "stream": false }'),
+    (4, '{"mod\\u0065l":"claude-haiku-4-5","messages":[]}'),
+]
+
+LLM_RESPONSES = [
+    # (event stream, body)
+    (False, '{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o","choices":[],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29}}'),
+    (False, '{"type":"message","model":"claude-sonnet-4-5","content":[{"type":"text","text":"usage"}],"usage":{"input_tokens":12,"cache_read_input_tokens":50,"output_tokens":6}}'),
+    (True, 'data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"\\"usage\\": {}"}}],"usage":null}\n\n'
+           'data: {"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}\n\ndata: [DONE]\n\n'),
+    (True, 'event: message_start\r\ndata: {"type":"message_start","message":{"model":"claude-sonnet-4-5","usage":{"input_tokens":25,"output_tokens":1}}}\r\n\r\n'
+           'event: message_delta\r\ndata: {"type":"message_delta","usage":{"output_tokens":15}}\r\n\r\nevent: message_stop\r\ndata: {"type":"message_stop"}\r\n\r\n'),
+    (True, 'event: response.completed\ndata: {"type":"response.completed","response":{"model":"gpt-4.1","usage":{"input_tokens":36,"output_tokens":87,"total_tokens":123}}}\n\n'),
+]
+
+
+def llm_seeds():
+    write("llm_body", [bytes([api, 0, 100]) + body.encode() for api, body in LLM_REQUESTS])
+    seeds = []
+    for sse, body in LLM_RESPONSES:
+        for step in (0, 6, 30):
+            seeds.append(bytes([step << 1 | int(sse)]) + body.encode())
+    write("llm_usage", seeds)
+
+
 def main():
     if not os.path.isdir(os.path.join(SHARED, "corpora")):
         sys.exit(f"no corpora under {SHARED}: set PALISADE_SHARED to the shared/ folder")
@@ -313,6 +348,7 @@ def main():
     config_seeds()
     rls_seeds()
     x509_seeds()
+    llm_seeds()
 
 
 if __name__ == "__main__":

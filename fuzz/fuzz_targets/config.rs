@@ -24,14 +24,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&loader, json)) = data.split_first() else {
         return;
     };
-    // 6 (transport) came after the bundle's 5: the seeds keep their loader.
-    let result = match loader % 7 {
+    // 6 (transport) came after the bundle's 5: the seeds keep their loader; 7 (llm) after it.
+    let result = match loader % 8 {
         0 => palisade_waf::config::Config::from_json(json).map(drop),
         1 => palisade_jwt::config::Config::from_json(json).map(drop),
         2 => palisade_mfa::config::Config::from_json(json).map(drop),
         3 => palisade_ratelimit::config::Config::from_json(json).map(drop),
         4 => palisade_audit::config::AuditConfig::from_json(json).map(drop),
         6 => palisade_transport::config::Config::from_json(json).map(drop),
+        7 => palisade_llm::config::Config::from_json(json).map(drop),
         _ => {
             let host = FakeHost::new();
             match Bundle::configure(json, &host) {

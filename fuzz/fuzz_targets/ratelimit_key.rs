@@ -83,6 +83,7 @@ fuzz_target!(|input: Input| {
                 decision: "allowed".into(),
                 ..McpDecision::default()
             }),
+        cost: None,
     };
     let client = client_key(&spec, &facts);
     let mut descriptors = vec![

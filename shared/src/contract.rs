@@ -14,6 +14,7 @@
 //! | `palisade.ratelimit` | ratelimit | [`RateLimitDecision`] |
 //! | `palisade.waf` | waf | [`WafDecision`] |
 //! | `palisade.mcp` | mcp | [`McpDecision`] |
+//! | `palisade.llm` | llm, for a recognized LLM API call (updated with the usage when the response ends) | [`LlmDecision`] |
 //! | `palisade.tls` | transport | [`TlsDecision`] |
 //! | `palisade.denial` | whichever filter refuses the request | [`Denial`] |
 //! | `palisade.audit` | audit | the finished audit record |
@@ -34,6 +35,8 @@ pub const RATELIMIT: &str = "palisade.ratelimit";
 pub const WAF: &str = "palisade.waf";
 /// Property name of the MCP decision.
 pub const MCP: &str = "palisade.mcp";
+/// Property name of the LLM gateway decision: model, tokens, budget.
+pub const LLM: &str = "palisade.llm";
 /// Property name of the transport filter's view of the connection.
 pub const TLS: &str = "palisade.tls";
 /// Property name of the refusal, written by the filter that refused.
@@ -173,6 +176,55 @@ pub struct McpDecision {
     /// (truncated); every other argument is left out.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub arguments: std::collections::BTreeMap<String, String>,
+}
+
+/// The LLM gateway's decision on one LLM API call: the model asked for,
+/// the tokens it used and what its budget has left. Published when the
+/// request is decided and again, with the usage, when the response ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LlmDecision {
+    /// The API's provider format: `openai` (OpenAI-compatible) or `anthropic`.
+    pub provider: String,
+    /// The operation, as the OpenTelemetry GenAI conventions name it:
+    /// `chat`, `text_completion` or `embeddings`.
+    pub operation: String,
+    /// The model the request asked for (`gen_ai.request.model`).
+    pub model: String,
+    /// The model the response named, when it named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_model: Option<String>,
+    /// Whether the response was asked for as a stream (SSE).
+    pub stream: bool,
+    /// The output-token limit sent upstream (after any cap), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Whether the stage lowered (or set) the request's output-token limit.
+    pub capped: bool,
+    /// `allowed`, or why the call was refused: `model_not_allowed`,
+    /// `max_tokens_exceeded`, `budget_exceeded`, `invalid_request`, ...
+    pub outcome: String,
+    /// Input (prompt) tokens, as the provider reported them (or estimated).
+    pub input_tokens: u64,
+    /// Output (completion) tokens, as the provider reported them (or estimated).
+    pub output_tokens: u64,
+    /// Where the token counts come from: `reported` (the provider's
+    /// `usage`), `estimated` (no usage in the response: the configured
+    /// estimate was charged) or `pending` (the response has not ended, or
+    /// the call never reached the provider).
+    pub usage: String,
+    /// Tokens charged to the budgets (input and output weighted per model).
+    pub charged: u64,
+    /// The budget rule with the fewest tokens left, when one applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+    /// What that budget is keyed on, as `descriptor=value` pairs (header
+    /// values as a hash: they may be credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_key: Option<String>,
+    /// Tokens that budget has left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
 }
 
 /// The downstream connection as the transport filter saw it, and what its

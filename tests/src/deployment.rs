@@ -36,7 +36,8 @@ fn rank(stage: &str) -> Option<u8> {
         "jwt" => Some(3),
         "mfa" => Some(4),
         "mcp" => Some(5),
-        "ratelimit" => Some(5),
+        "llm" => Some(6),
+        "ratelimit" => Some(7),
         _ => None,
     }
 }

@@ -12,6 +12,8 @@
 //!   Envoy, and prints Envoy's own log when the test is failing;
 //! - [`Request`] / [`Response`]: a small HTTP/1.1 client that sends exactly the
 //!   bytes a test asks for;
+//! - [`LlmUpstream`]: a test double of a paid LLM provider (OpenAI-compatible
+//!   and Anthropic), answering realistic JSON and event streams with usage;
 //! - [`rls`]: Redis and the rate-limit service (`palisade-rls`) of the
 //!   global rate-limit tests;
 //! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
@@ -33,6 +35,7 @@ pub mod deployment;
 mod echo;
 mod envoy;
 mod http;
+mod llm_upstream;
 pub mod oidc;
 mod otlp;
 mod paths;
@@ -44,5 +47,6 @@ pub use deployment::{config_error, config_field, deployment, Deployment};
 pub use echo::EchoUpstream;
 pub use envoy::{run_dir, wasm_filter_json, Envoy, EnvoyConfig, AUDIT_LOG_FORMAT};
 pub use http::{send, send_raw, Request, Response};
+pub use llm_upstream::{LlmCall, LlmUpstream, DEFAULT_REPLY_TOKENS};
 pub use otlp::OtlpReceiver;
 pub use paths::{bundle_path, dist_dir, envoy_bin, module_path, repo_root, shared_corpora};

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use palisade_shared::contract::{
-    Denial, Identity, McpDecision, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
+    Denial, Identity, LlmDecision, McpDecision, MfaDecision, RateLimitDecision, TlsDecision,
+    WafDecision,
 };
 use palisade_shared::forwarded::{
     client_address_from, hops, parse_peer_address, AddressSource, ClientAddress, Forwarding, Node,
@@ -92,6 +93,9 @@ pub struct FilterStates {
     /// id and decision (logged arguments redacted like query parameters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpDecision>,
+    /// `palisade.llm`: the model, its tokens and budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmDecision>,
     /// `palisade.tls`: the transport policy's decision (named `transport` in
     /// the record, beside the record's own `tls` part).
     #[serde(rename = "transport", skip_serializing_if = "Option::is_none")]
@@ -119,6 +123,7 @@ impl FilterStates {
             waf: parse(waf),
             denial: parse(denial),
             mcp: parse(mcp),
+            llm: None,
             tls: None,
         }
     }

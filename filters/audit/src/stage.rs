@@ -15,7 +15,7 @@ use crate::record::{AuditRecord, FilterStates, RequestFacts, XFCC};
 use crate::schema;
 
 /// The stages whose refusals are counted separately.
-const FILTERS: [&str; 6] = ["jwt", "mcp", "mfa", "ratelimit", "transport", "waf"];
+const FILTERS: [&str; 7] = ["jwt", "llm", "mcp", "mfa", "ratelimit", "transport", "waf"];
 
 struct Metrics {
     records: Counter,
@@ -106,6 +106,7 @@ impl AuditStage {
             } else {
                 None
             },
+            llm: d.llm(host).cloned(),
             tls: d.tls(host).cloned(),
         };
         let unreadable = d.unreadable().len();

@@ -12,15 +12,16 @@
 //! ```json
 //! {"waf": {"paranoia_level": 1}, "transport": {"policies": {...}, "rules": [...]},
 //!  "jwt": {"providers": {...}}, "mfa": {...}, "mcp": {"routes": [...]},
-//!  "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
+//!  "llm": {"models": [...]}, "ratelimit": {"rules": [...]}, "audit": {"schema": "ecs"}}
 //! ```
 //!
-//! Stages run in the order WAF, transport, JWT, MFA, MCP, rate limit; the audit stage writes
+//! Stages run in the order WAF, transport, JWT, MFA, MCP, LLM, rate limit; the audit stage writes
 //! its record when the request ends (it sits first in the chain only so
 //! that its start time is taken before the other stages run).
 
 use palisade_audit::AuditStage;
 use palisade_jwt::JwtStage;
+use palisade_llm::LlmStage;
 use palisade_mcp::McpStage;
 use palisade_mfa::MfaStage;
 use palisade_ratelimit::RateLimitStage;
@@ -31,12 +32,13 @@ use palisade_transport::TransportStage;
 use palisade_waf::WafStage;
 
 /// The sections a bundle configuration may have, in stage order.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "waf",
     "transport",
     "jwt",
     "mfa",
     "mcp",
+    "llm",
     "ratelimit",
     "audit",
 ];
@@ -50,7 +52,10 @@ pub type BundleStage = Then<
             Option<TransportStage>,
             Then<
                 Option<JwtStage>,
-                Then<Option<MfaStage>, Then<Option<McpStage>, Option<RateLimitStage>>>,
+                Then<
+                    Option<MfaStage>,
+                    Then<Option<McpStage>, Then<Option<LlmStage>, Option<RateLimitStage>>>,
+                >,
             >,
         >,
     >,
@@ -103,12 +108,15 @@ impl Module for Bundle {
                             first: section(&sections, "mfa", host, MfaStage::configure)?,
                             then: Then {
                                 first: section(&sections, "mcp", host, McpStage::configure)?,
-                                then: section(
-                                    &sections,
-                                    "ratelimit",
-                                    host,
-                                    RateLimitStage::configure,
-                                )?,
+                                then: Then {
+                                    first: section(&sections, "llm", host, LlmStage::configure)?,
+                                    then: section(
+                                        &sections,
+                                        "ratelimit",
+                                        host,
+                                        RateLimitStage::configure,
+                                    )?,
+                                },
                             },
                         },
                     },

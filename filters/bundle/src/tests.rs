@@ -43,6 +43,7 @@ fn suite() -> Value {
             "policies": {"admin": {"acr_values": ["mfa"]}},
             "rules": [{"match": {"path": {"prefix": "/admin"}}, "policy": "admin"}]
         },
+        "llm": {"models": [{"name": "gpt4", "match": {"prefix": "gpt-4"}, "scopes": ["llm:gpt4"]}]},
         "ratelimit": {"rules": [{"name": "per_user", "key": [{"identity": "sub"}], "when_key_missing": "skip_rule",
                                  "token_bucket": {"max_tokens": 2, "fill_interval": "1h"}}]},
         "audit": {}

@@ -169,6 +169,16 @@ impl BucketState {
         Some(BucketState { level, ..self })
     }
 
+    /// The bucket after taking `cost` tokens, or every token it holds when
+    /// it holds fewer: a charge settled after the fact, when the cost is
+    /// only known once the request is over (tokens an LLM reported).
+    pub fn take_saturating(self, spec: &BucketSpec, cost: u64) -> Self {
+        BucketState {
+            level: self.level.saturating_sub(spec.units(cost)),
+            ..self
+        }
+    }
+
     /// The bucket after giving `cost` tokens back (a spend that was undone),
     /// never above capacity.
     pub fn give_back(self, spec: &BucketSpec, cost: u64) -> Self {
@@ -293,6 +303,16 @@ mod tests {
         assert_eq!(BucketSpec::new(10, 3, SEC).window_seconds(), 4);
         // Sub-second windows are advertised as 1 s (the field has no fractions).
         assert_eq!(BucketSpec::new(1, 1, MIN_INTERVAL_NS).window_seconds(), 1);
+    }
+
+    #[test]
+    fn a_late_charge_empties_a_bucket_that_holds_less() {
+        let spec = BucketSpec::new(10, 1, SEC);
+        let b = BucketState::full(&spec, 0);
+        assert_eq!(b.take_saturating(&spec, 4).tokens(&spec), 6);
+        assert_eq!(b.take_saturating(&spec, 4), b.take(&spec, 4).unwrap());
+        let empty = b.take_saturating(&spec, 25);
+        assert_eq!((empty.level, empty.updated_ns), (0, 0));
     }
 
     #[test]

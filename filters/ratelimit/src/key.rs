@@ -130,7 +130,8 @@ impl McpField {
         }
     }
 
-    fn value<'a>(&self, mcp: &'a McpDecision) -> Option<&'a str> {
+    /// Its value in `mcp`, `None` when absent or empty.
+    pub fn value<'a>(&self, mcp: &'a McpDecision) -> Option<&'a str> {
         let v = match self {
             McpField::Method => Some(mcp.method.as_str()),
             McpField::Tool => mcp.tool.as_deref(),
@@ -247,6 +248,11 @@ pub struct RequestFacts {
     pub identity: Option<Rc<Identity>>,
     /// The MCP decision, when the MCP stage (or filter) made one.
     pub mcp: Option<McpDecision>,
+    /// Tokens the request takes from each rule's bucket instead of the
+    /// rule's `cost` (at least 1, at most the bucket's capacity): for a
+    /// stage that prices each request itself, such as the LLM stage's
+    /// token reservation. `None`: the rule's `cost`.
+    pub cost: Option<u64>,
 }
 
 impl RequestFacts {
@@ -497,6 +503,7 @@ mod tests {
                 decision: "allowed".into(),
                 ..McpDecision::default()
             }),
+            cost: None,
         }
     }
 

@@ -24,6 +24,8 @@
 //! - [`optimistic`]: a bucket update as one write with a presumed CAS token
 //!   from the worker's last write, instead of a read and a write;
 //! - [`response`]: RateLimit header fields, the refusal, the filter state;
+//! - [`settle`]: a cost known only after the response (LLM tokens) settled
+//!   against the provisional one the request was decided with;
 //! - [`clock`]: the host's monotonic clock as one time line for every
 //!   worker (stage side: the core receives `now_ns` as an argument);
 //! - [`stage`]: the policy as a stage of the engine (`docs/architecture.md`).
@@ -54,6 +56,7 @@ pub mod limiter;
 pub mod optimistic;
 pub mod response;
 pub mod rls;
+pub mod settle;
 pub mod share;
 pub mod stage;
 pub mod table;

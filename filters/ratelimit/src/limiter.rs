@@ -195,13 +195,16 @@ impl Decision {
     }
 }
 
-struct Active<'a> {
-    index: usize,
-    rule: &'a Rule,
-    local: &'a LocalBucket,
-    key: Cow<'a, str>,
-    set: u32,
-    owner: u64,
+pub(crate) struct Active<'a> {
+    pub(crate) index: usize,
+    pub(crate) rule: &'a Rule,
+    pub(crate) local: &'a LocalBucket,
+    pub(crate) key: Cow<'a, str>,
+    pub(crate) set: u32,
+    pub(crate) owner: u64,
+    /// Tokens this request takes from the rule's bucket: the rule's `cost`,
+    /// or the request's own ([`RequestFacts::cost`]) up to the capacity.
+    pub(crate) cost: u64,
 }
 
 impl Active<'_> {
@@ -219,12 +222,12 @@ impl Active<'_> {
         }
     }
 
-    fn ask(&self, now_ns: u64) -> Ask<'_> {
+    pub(crate) fn ask(&self, now_ns: u64) -> Ask<'_> {
         Ask {
             bucket: &self.local.bucket,
             table: &self.local.table,
             owner: self.owner,
-            cost: self.rule.cost,
+            cost: self.cost,
             on_full: self.local.on_table_full,
             now_ns,
         }
@@ -267,14 +270,14 @@ impl Active<'_> {
                 ..metered(RuleOutcome::Spent, after, after.nanos_until_full(spec))
             },
             Verdict::Spend { after, .. } => {
-                let before = after.give_back(spec, self.rule.cost);
+                let before = after.give_back(spec, self.cost);
                 metered(RuleOutcome::NotSpent, before, before.nanos_until_full(spec))
             }
             Verdict::Empty { state } => {
                 let mut r = metered(
                     RuleOutcome::Limited,
                     state,
-                    state.nanos_until(spec, self.rule.cost),
+                    state.nanos_until(spec, self.cost),
                 );
                 r.reset = r.reset.max(1);
                 r
@@ -292,7 +295,7 @@ impl Active<'_> {
 
 /// The rules with a bucket in this proxy (local rules, and global rules'
 /// local tiers) that apply to a request, with their client keys.
-fn active_rules<'a>(
+pub(crate) fn active_rules<'a>(
     config: &'a Config,
     facts: &RequestFacts,
     client: &ClientKey,
@@ -323,6 +326,9 @@ fn active_rules<'a>(
             key: local.table.key(set),
             set,
             owner,
+            cost: facts
+                .cost
+                .map_or(rule.cost, |c| c.clamp(1, local.bucket.capacity())),
         });
     }
     active

@@ -333,7 +333,7 @@ impl RateLimitStage {
             return Step::Continue;
         }
         let host = cx.host;
-        let facts = self.gather(cx);
+        let facts = Self::request_facts(&self.config, cx);
         let decision = self.decide(host, &facts);
         if decision.refusal.is_some() || config.global_service.is_none() {
             return self.finish(request, cx, decision);
@@ -425,9 +425,11 @@ impl RateLimitStage {
         )
     }
 
-    /// Reads what the rules need from the request, and nothing else.
-    fn gather(&self, cx: &mut Exchange<'_>) -> RequestFacts {
-        let needs = &self.config.needs;
+    /// Reads what `config`'s rules need from the request, and nothing else
+    /// (also for a stage that spends from these buckets in other units:
+    /// the LLM stage's token budgets).
+    pub fn request_facts(config: &Config, cx: &mut Exchange<'_>) -> RequestFacts {
+        let needs = &config.needs;
         let host = cx.host;
         let text = |s: &str| s.to_string();
         let mut facts = RequestFacts::default();
@@ -448,7 +450,7 @@ impl RateLimitStage {
                 .attributes
                 .string(host, Attribute::SourceAddress)
                 .map(str::to_string);
-            let trusted = &self.config.client_address.trusted;
+            let trusted = &config.client_address.trusted;
             if trusted.hops > 0 {
                 facts.forwarded = cx.request.header(trusted.header.name()).map(str::to_string);
             }
@@ -465,6 +467,25 @@ impl RateLimitStage {
             facts.mcp = cx.decisions.mcp(host).cloned();
         }
         facts
+    }
+
+    /// The request headers [`Self::request_facts`] reads for `config`.
+    pub fn request_headers(config: &Config) -> Vec<String> {
+        let n = &config.needs;
+        let trusted = &config.client_address.trusted;
+        let mut headers: Vec<String> = Vec::new();
+        for (wanted, name) in [
+            (n.method, ":method"),
+            (n.host, ":authority"),
+            (n.path, ":path"),
+            (n.client_address && trusted.hops > 0, trusted.header.name()),
+        ] {
+            if wanted {
+                headers.push(name.to_string());
+            }
+        }
+        headers.extend(n.headers.iter().cloned());
+        headers
     }
 
     fn log_decision(&self, host: &dyn Host, d: &Decision) {
@@ -801,25 +822,11 @@ impl Stage for RateLimitStage {
     type Request = RateLimitRequest;
 
     fn needs(&self) -> Needs {
-        let n = &self.config.needs;
-        let trusted = &self.config.client_address.trusted;
-        let mut headers: Vec<String> = Vec::new();
-        for (wanted, name) in [
-            (n.method, ":method"),
-            (n.host, ":authority"),
-            (n.path, ":path"),
-            (n.client_address && trusted.hops > 0, trusted.header.name()),
-        ] {
-            if wanted {
-                headers.push(name.to_string());
-            }
-        }
-        headers.extend(n.headers.iter().cloned());
         Needs {
-            request_headers: headers,
+            request_headers: Self::request_headers(&self.config),
             tick: Some(TICK_PERIOD),
             provides: DecisionSet::of(&[DecisionKind::RateLimit, DecisionKind::Denial]),
-            request_body: n.mcp,
+            request_body: self.config.needs.mcp,
             ..Needs::default()
         }
     }

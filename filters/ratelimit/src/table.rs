@@ -281,53 +281,91 @@ impl Verdict {
     }
 }
 
-/// Reads a set value (`None`: the key does not exist yet) and decides,
-/// returning the verdict and, when tokens are to be spent, the new value.
-pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>>) {
-    let fingerprint = ask.bucket.fingerprint();
-    let mut set = Set::decode(value, ask.table.ways, fingerprint);
+/// Where a client's bucket is in a set, and its state now.
+struct Placed {
+    index: usize,
+    state: BucketState,
+    claimed: bool,
+    evicted: bool,
+    /// The slot's place in its set's claim order.
+    claim: u64,
+}
+
+/// Finds the client's slot in `set`, or a free, idle or (with
+/// [`TableFullAction::Evict`]) evicted one for a new client; `Err` is the
+/// verdict when there is none.
+fn locate(set: &Set, ask: &Ask<'_>) -> Result<Placed, Verdict> {
     let spec = ask.bucket;
     let now = ask.now_ns;
     // A new claim comes after every claim in the set; an owner keeps its own.
-    let mut claim = set
+    let claim = set
         .slots()
         .iter()
         .map(|s| s.claim)
         .max()
         .unwrap_or(0)
         .saturating_add(1);
+    let placed = |index, state, claimed, evicted, claim| Placed {
+        index,
+        state,
+        claimed,
+        evicted,
+        claim,
+    };
+    if let Some(i) = set.slots().iter().position(|s| s.owner == ask.owner) {
+        let slot = &set.slots()[i];
+        return Ok(placed(
+            i,
+            slot.state.refilled(spec, now),
+            false,
+            false,
+            slot.claim,
+        ));
+    }
+    if let Some(i) = set
+        .slots()
+        .iter()
+        .position(|s| s.owner == 0 || s.state.refilled(spec, now).is_full(spec))
+    {
+        return Ok(placed(i, BucketState::full(spec, now), true, false, claim));
+    }
+    match ask.on_full {
+        TableFullAction::Deny => {
+            let retry_ns = set
+                .slots()
+                .iter()
+                .map(|s| s.state.refilled(spec, now).nanos_until_full(spec))
+                .min()
+                .unwrap_or(0);
+            Err(Verdict::TableFull { retry_ns })
+        }
+        TableFullAction::Allow => Err(Verdict::Unmetered),
+        TableFullAction::Evict => Ok(placed(
+            eviction_victim(set, spec, now),
+            BucketState::full(spec, now),
+            true,
+            true,
+            claim,
+        )),
+    }
+}
 
-    let (index, state, claimed, evicted) =
-        if let Some(i) = set.slots().iter().position(|s| s.owner == ask.owner) {
-            let slot = &set.slots()[i];
-            claim = slot.claim;
-            (i, slot.state.refilled(spec, now), false, false)
-        } else if let Some(i) = set
-            .slots()
-            .iter()
-            .position(|s| s.owner == 0 || s.state.refilled(spec, now).is_full(spec))
-        {
-            (i, BucketState::full(spec, now), true, false)
-        } else {
-            match ask.on_full {
-                TableFullAction::Deny => {
-                    let retry_ns = set
-                        .slots()
-                        .iter()
-                        .map(|s| s.state.refilled(spec, now).nanos_until_full(spec))
-                        .min()
-                        .unwrap_or(0);
-                    return (Verdict::TableFull { retry_ns }, None);
-                }
-                TableFullAction::Allow => return (Verdict::Unmetered, None),
-                TableFullAction::Evict => (
-                    eviction_victim(&set, spec, now),
-                    BucketState::full(spec, now),
-                    true,
-                    true,
-                ),
-            }
-        };
+/// Reads a set value (`None`: the key does not exist yet) and decides,
+/// returning the verdict and, when tokens are to be spent, the new value.
+pub fn evaluate(value: Option<&[u8]>, ask: &Ask<'_>) -> (Verdict, Option<Vec<u8>>) {
+    let fingerprint = ask.bucket.fingerprint();
+    let mut set = Set::decode(value, ask.table.ways, fingerprint);
+    let spec = ask.bucket;
+    let Placed {
+        index,
+        state,
+        claimed,
+        evicted,
+        claim,
+    } = match locate(&set, ask) {
+        Ok(placed) => placed,
+        Err(verdict) => return (verdict, None),
+    };
 
     match state.take(spec, ask.cost) {
         Some(after) => {
@@ -368,6 +406,29 @@ fn eviction_victim(set: &Set, spec: &BucketSpec, now_ns: u64) -> usize {
         .unwrap_or(0)
 }
 
+/// Charges `cost` tokens to the client's bucket after the fact (the real
+/// cost of a request, known once it is over): the bucket is emptied rather
+/// than refused when it holds fewer, so what was used is never forgiven
+/// beyond what the bucket held. A client without a slot gets one as in
+/// [`evaluate`]. Returns the bucket after the charge and the new value;
+/// `(None, None)` when no slot could be had (the table is full).
+pub fn charge(value: Option<&[u8]>, ask: &Ask<'_>) -> (Option<BucketState>, Option<Vec<u8>>) {
+    let fingerprint = ask.bucket.fingerprint();
+    let mut set = Set::decode(value, ask.table.ways, fingerprint);
+    let Ok(placed) = locate(&set, ask) else {
+        return (None, None);
+    };
+    let after = placed.state.take_saturating(ask.bucket, ask.cost);
+    if let Some(slot) = set.slots_mut().get_mut(placed.index) {
+        *slot = Slot {
+            owner: ask.owner,
+            state: after,
+            claim: placed.claim,
+        };
+    }
+    (Some(after), Some(set.encode(fingerprint)))
+}
+
 /// Gives `cost` tokens back to the client's bucket (undoing a spend when
 /// another rule refused the request). Returns the new value, or `None` when
 /// the client no longer has a slot (its bucket was full and reused, so there
@@ -378,6 +439,16 @@ pub fn give_back(value: Option<&[u8]>, ask: &Ask<'_>) -> Option<Vec<u8>> {
     let slot = set.slots_mut().iter_mut().find(|s| s.owner == ask.owner)?;
     slot.state = slot.state.give_back(ask.bucket, ask.cost);
     Some(set.encode(fingerprint))
+}
+
+/// The client's bucket in a set value as it is at `ask.now_ns`, `None`
+/// when the client has no slot (its bucket is full, as a new one).
+pub fn bucket_of(value: Option<&[u8]>, ask: &Ask<'_>) -> Option<BucketState> {
+    Set::decode(value, ask.table.ways, ask.bucket.fingerprint())
+        .slots()
+        .iter()
+        .find(|s| s.owner == ask.owner)
+        .map(|s| s.state.refilled(ask.bucket, ask.now_ns))
 }
 
 /// The newest bucket timestamp in a set value (0 for a value of another
@@ -527,6 +598,23 @@ mod tests {
         ));
         let set = Set::decode(value.as_deref(), 2, bucket.fingerprint());
         assert_eq!(set.slots().iter().filter(|s| s.owner == 3).count(), 1);
+    }
+
+    #[test]
+    fn a_late_charge_claims_a_slot_and_empties_at_most() {
+        let bucket = BucketSpec::new(10, 1, 60 * SEC);
+        let table = TableSpec::new(1, "k/");
+        let charge_of = |owner, cost| Ask {
+            cost,
+            ..ask(&bucket, &table, owner, 0)
+        };
+        let (after, value) = charge(None, &charge_of(7, 4));
+        assert_eq!(after.unwrap().tokens(&bucket), 6);
+        let (after, value) = charge(value.as_deref(), &charge_of(7, 40));
+        assert_eq!(after.unwrap().tokens(&bucket), 0);
+        assert_eq!(bucket_of(value.as_deref(), &charge_of(7, 0)), after);
+        // The only slot is busy: another client's charge finds none.
+        assert_eq!(charge(value.as_deref(), &charge_of(8, 1)), (None, None));
     }
 
     #[test]

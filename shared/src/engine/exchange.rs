@@ -11,7 +11,8 @@
 use std::rc::Rc;
 
 use crate::contract::{
-    self, Denial, Identity, McpDecision, MfaDecision, RateLimitDecision, TlsDecision, WafDecision,
+    self, Denial, Identity, LlmDecision, McpDecision, MfaDecision, RateLimitDecision, TlsDecision,
+    WafDecision,
 };
 use crate::matcher::RequestView;
 
@@ -431,6 +432,8 @@ pub enum DecisionKind {
     Denial,
     /// `palisade.mcp`.
     Mcp,
+    /// `palisade.llm`.
+    Llm,
     /// `palisade.tls`.
     Tls,
 }
@@ -501,6 +504,7 @@ pub struct Decisions {
     waf: Decided<WafDecision>,
     denial: Decided<Denial>,
     mcp: Decided<McpDecision>,
+    llm: Decided<LlmDecision>,
     tls: Decided<TlsDecision>,
     unreadable: DecisionSet,
 }
@@ -567,6 +571,7 @@ impl Decisions {
             // (it feeds only the audit record, never a decision).
             denial: Decided::Unread,
             mcp: Decided::new(in_memory.contains(DecisionKind::Mcp)),
+            llm: Decided::new(in_memory.contains(DecisionKind::Llm)),
             tls: Decided::new(in_memory.contains(DecisionKind::Tls)),
             unreadable: DecisionSet::NONE,
         }
@@ -579,6 +584,7 @@ impl Decisions {
         waf, set_waf, WafDecision, DecisionKind::Waf, contract::WAF, "WAF decision";
         denial, set_denial, Denial, DecisionKind::Denial, contract::DENIAL, "refusal";
         mcp, set_mcp, McpDecision, DecisionKind::Mcp, contract::MCP, "MCP decision";
+        llm, set_llm, LlmDecision, DecisionKind::Llm, contract::LLM, "LLM gateway decision";
         tls, set_tls, TlsDecision, DecisionKind::Tls, contract::TLS, "transport decision";
     }
 

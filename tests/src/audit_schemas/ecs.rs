@@ -19,6 +19,19 @@ use serde_json::Value;
 /// `filters/audit/README.md`.
 pub const CUSTOM_FIELD_SETS: &[&str] = &["palisade"];
 
+/// The `gen_ai` fields Palisade writes, with their types: ECS's `gen_ai`
+/// field set (ECS 9, after the OpenTelemetry GenAI semantic conventions),
+/// which the 8.11 definition predates. Checked like the definition's own.
+pub const GEN_AI_FIELDS: &[(&str, &str)] = &[
+    ("gen_ai.system", "keyword"),
+    ("gen_ai.operation.name", "keyword"),
+    ("gen_ai.request.model", "keyword"),
+    ("gen_ai.request.max_tokens", "long"),
+    ("gen_ai.response.model", "keyword"),
+    ("gen_ai.usage.input_tokens", "long"),
+    ("gen_ai.usage.output_tokens", "long"),
+];
+
 #[derive(Debug, Deserialize)]
 struct Field {
     #[serde(rename = "type")]
@@ -56,8 +69,18 @@ impl EcsSchema {
     pub fn load(path: &Path) -> EcsSchema {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let fields: BTreeMap<String, Field> = serde_norway::from_str(&text)
+        let mut fields: BTreeMap<String, Field> = serde_norway::from_str(&text)
             .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+        for (name, kind) in GEN_AI_FIELDS {
+            fields.entry(name.to_string()).or_insert_with(|| Field {
+                kind: kind.to_string(),
+                normalize: Vec::new(),
+                allowed_values: Vec::new(),
+                required: false,
+                object_type: None,
+                pattern: None,
+            });
+        }
         let mut field_sets = BTreeSet::new();
         for name in fields.keys() {
             let mut prefix = name.as_str();

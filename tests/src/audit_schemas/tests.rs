@@ -133,7 +133,15 @@ fn scenarios() -> Vec<(&'static str, RequestFacts, &'static str)> {
         Some(br#"{"filter":"waf","status":403,"reason":"sqli"}"#),
         Some(br#"{"method":"tools/call","tool":"write_note","id":"4","decision":"denied","reason":"tool_denied","arguments":{"path":"/tmp/x"}}"#),
     );
-    out.push(("denied, with every decision", denied, ""));
+    out.push(("denied, with every decision", denied.clone(), ""));
+    let mut llm = base.clone();
+    llm.method = Some("POST".into());
+    llm.path = Some("/v1/chat/completions".into());
+    llm.states.llm = serde_json::from_str(
+        r#"{"provider":"openai","operation":"chat","model":"gpt-4o","response_model":"gpt-4o-2024-08-06","stream":true,"max_tokens":500,"capped":true,"outcome":"allowed","input_tokens":19,"output_tokens":10,"usage":"reported","charged":29,"budget":"team","budget_key":"client_id=team-a","remaining":971}"#,
+    )
+    .unwrap();
+    out.push(("an LLM call with its usage", llm, ""));
     let (xfcc, digest) = client_certificate();
     let mut mtls = base.clone();
     mtls.tls_version = Some("TLSv1.3".into());
@@ -217,6 +225,21 @@ fn the_defects_are_caught() {
         r#"{"schema":"ecs","xff_trusted_hops":2,"request_headers":["x-tenant"]}"#,
     );
     assert_eq!(errors(&good_ecs), Vec::<String>::new());
+    let mut gen_ai = good_ecs.clone();
+    gen_ai["gen_ai"] = json!({"usage": {"input_tokens": "19"}, "request": {"temperature": 1}});
+    let found = errors(&gen_ai);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("gen_ai.usage.input_tokens")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("gen_ai.request.temperature")),
+        "{found:?}"
+    );
     let ecs_cases: [(&str, Value, &str); 9] = [
         (
             "http.request.headers.x-tenant",

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::{authority_host_port, custom_fields, prune};
 use crate::record::{AuditRecord, Outcome};
+use palisade_shared::contract::LlmDecision;
 use palisade_shared::forwarded::{parse_socket_address, AddressSource};
 
 /// The ECS version the records follow.
@@ -136,8 +137,26 @@ pub(super) fn render(r: &AuditRecord) -> Value {
             "upstream_cluster": r.upstream.as_ref().and_then(|u| u.cluster.clone()),
             "response_code_details": r.response.code_details,
         },
+        "gen_ai": r.decisions.llm.as_ref().map(gen_ai),
         "palisade": custom_fields(r, true),
     }))
+}
+
+/// The LLM call under `gen_ai.*`, as the OpenTelemetry GenAI semantic
+/// conventions (and ECS's `gen_ai` field set, which follows them) name its
+/// attributes; the budget stays under `palisade.llm`.
+fn gen_ai(llm: &LlmDecision) -> Value {
+    let usage = llm.usage != "pending";
+    json!({
+        "system": llm.provider,
+        "operation": { "name": llm.operation },
+        "request": { "model": llm.model, "max_tokens": llm.max_tokens },
+        "response": { "model": llm.response_model },
+        "usage": {
+            "input_tokens": usage.then_some(llm.input_tokens),
+            "output_tokens": usage.then_some(llm.output_tokens),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -212,6 +231,47 @@ mod tests {
         assert_eq!(v["palisade"]["request"]["headers"]["x-tenant"], "acme");
         assert!(v["http"]["request"].get("headers").is_none());
         assert!(v.get("tls").is_none());
+    }
+
+    #[test]
+    fn an_llm_call_is_under_gen_ai_and_its_budget_under_palisade() {
+        let mut facts = RequestFacts {
+            method: Some("POST".into()),
+            path: Some("/v1/chat/completions".into()),
+            status: Some(200),
+            ..RequestFacts::default()
+        };
+        facts.states.llm = Some(LlmDecision {
+            provider: "openai".into(),
+            operation: "chat".into(),
+            model: "gpt-4o".into(),
+            response_model: Some("gpt-4o-2024-08-06".into()),
+            max_tokens: Some(500),
+            outcome: "allowed".into(),
+            input_tokens: 19,
+            output_tokens: 10,
+            usage: "reported".into(),
+            charged: 29,
+            budget: Some("team".into()),
+            budget_key: Some("client_id=team-a".into()),
+            remaining: Some(971),
+            ..LlmDecision::default()
+        });
+        let v = render_ecs(&facts, r#"{"schema":"ecs"}"#);
+        assert_eq!(
+            v["gen_ai"],
+            json!({"system": "openai", "operation": {"name": "chat"},
+                   "request": {"model": "gpt-4o", "max_tokens": 500},
+                   "response": {"model": "gpt-4o-2024-08-06"},
+                   "usage": {"input_tokens": 19, "output_tokens": 10}})
+        );
+        assert_eq!(v["palisade"]["llm"]["remaining"], 971);
+        assert_eq!(v["palisade"]["llm"]["budget_key"], "client_id=team-a");
+        // A call refused before it reached the provider used no tokens:
+        // no usage is claimed.
+        facts.states.llm.as_mut().unwrap().usage = "pending".into();
+        let v = render_ecs(&facts, r#"{"schema":"ecs"}"#);
+        assert!(v["gen_ai"].get("usage").is_none(), "{v}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ struct Tagged<'a> {
 
 /// The custom field set `palisade` of the standard schemas (ECS `palisade.*`,
 /// OCSF `unmapped.palisade`): what those schemas have no field for. The
-/// filters' decisions (`identity`, `mfa`, `mcp`, `ratelimit`, `waf`, `denial`), the
+/// filters' decisions (`identity`, `mfa`, `mcp`, `llm`, `ratelimit`, `waf`, `denial`), the
 /// forwarding header's hops as written (`client.forwarded_for`, any text)
 /// and why the client address is not the trusted hop
 /// (`client.address_fallback`); with `headers`, the logged request and

@@ -319,6 +319,31 @@ mod tests {
     }
 
     #[test]
+    fn an_llm_call_is_an_extension_of_the_record() {
+        let mut facts = RequestFacts {
+            method: Some("POST".into()),
+            path: Some("/v1/messages".into()),
+            status: Some(429),
+            ..RequestFacts::default()
+        };
+        facts.states.llm = Some(palisade_shared::contract::LlmDecision {
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4-5".into(),
+            outcome: "budget_exceeded".into(),
+            budget: Some("team".into()),
+            remaining: Some(12),
+            ..Default::default()
+        });
+        let v = render_ocsf(&facts, r#"{"schema":"ocsf"}"#);
+        let llm = &v["unmapped"]["palisade"]["llm"];
+        assert_eq!(llm["model"], "claude-sonnet-4-5");
+        assert_eq!(
+            (llm["budget"].as_str(), llm["remaining"].as_u64()),
+            (Some("team"), Some(12))
+        );
+    }
+
+    #[test]
     fn other_methods_keep_their_name() {
         let facts = RequestFacts {
             method: Some("PURGE".into()),
