@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy node-deps registry otlp-deps mcp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -75,11 +75,10 @@ envoy:
 	@v=$$("$(ENVOY_BIN)" --version 2>&1); grep -m1 version <<< "$$v"
 
 # Node packages of the end-to-end tests, pinned by tests/package-lock.json:
-# the identity provider oidc-provider (JWT and MCP tests), and the official
-# MCP TypeScript SDK with zod (the MCP server and client of tests/tests/mcp.rs).
+# the identity provider oidc-provider (JWT and MCP tests).
 node-deps:
-	@if [ ! -d tests/node_modules/oidc-provider ] || [ ! -d tests/node_modules/@modelcontextprotocol/sdk ]; then \
-	  echo "installing tests/node_modules (oidc-provider, @modelcontextprotocol/sdk)"; \
+	@if [ ! -d tests/node_modules/oidc-provider ]; then \
+	  echo "installing tests/node_modules (oidc-provider)"; \
 	  cd tests && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
@@ -99,6 +98,17 @@ otlp-deps:
 	  echo "installing $(OTLP_PIP) into $(TOOLS)/otlp"; \
 	  python3 -m venv $(TOOLS)/otlp; \
 	  $(TOOLS)/otlp/bin/pip install --quiet --disable-pip-version-check $(OTLP_PIP); \
+	fi
+
+# The MCP server and client of the MCP end-to-end test (tests/mcp_server.py,
+# tests/mcp_client.py) are built on the official MCP Python SDK, pinned here
+# and installed into .tools/mcp.
+MCP_PIP := mcp==2.3.0
+mcp-deps:
+	@if ! $(TOOLS)/mcp/bin/python -c 'import mcp.server.mcpserver, mcp.client.auth.extensions.client_credentials' 2>/dev/null; then \
+	  echo "installing $(MCP_PIP) into $(TOOLS)/mcp"; \
+	  python3 -m venv $(TOOLS)/mcp; \
+	  $(TOOLS)/mcp/bin/pip install --quiet --disable-pip-version-check $(MCP_PIP); \
 	fi
 
 # The global rate-limit backend of the tests, the demo and the benchmarks:
@@ -244,7 +254,7 @@ fuzz-seeds:
 # policy in the bundle (palisade.wasm), from the same test code.
 E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mcp mfa llm ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps rls certs sslyze llm-deps
+test-e2e: build envoy node-deps registry otlp-deps mcp-deps rls certs sslyze llm-deps
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
 

@@ -1,10 +1,11 @@
 //! MCP governance end to end, with real MCP parts: a server and a client
-//! built on the official MCP TypeScript SDK (`@modelcontextprotocol/sdk`,
-//! tests/mcp-server.mjs and tests/mcp-client.mjs) talk Streamable HTTP
-//! through Envoy running the JWT stage (an OAuth protected resource, RFC 9728
-//! and 8707) and the MCP stage, with tokens from the `oidc-provider` IdP.
-//! The client knows only the server's URL and its client credentials: it
-//! finds the authorization server from the metadata named in the first 401.
+//! built on the official MCP Python SDK (PyPI `mcp`, installed by `make
+//! mcp-deps` into .tools/mcp; tests/mcp_server.py and tests/mcp_client.py)
+//! talk Streamable HTTP through Envoy running the JWT stage (an OAuth
+//! protected resource, RFC 9728 and 8707) and the MCP stage, with tokens from
+//! the `oidc-provider` IdP. The client knows only the server's URL and its
+//! client credentials: it finds the authorization server from the metadata
+//! named in the first 401, and steps up to the scope a 403 names.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -25,14 +26,14 @@ impl McpServer {
     fn start() -> McpServer {
         let port = OidcProvider::free_port();
         let tests = palisade_e2e::repo_root().join("tests");
-        let mut child = Command::new("node")
-            .arg(tests.join("mcp-server.mjs"))
+        let mut child = Command::new(python())
+            .arg(tests.join("mcp_server.py"))
             .arg(port.to_string())
             .current_dir(&tests)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("node");
+            .expect("python");
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -72,10 +73,15 @@ impl Drop for McpServer {
     }
 }
 
+/// The interpreter of the venv `make mcp-deps` installs the SDK into.
+fn python() -> std::path::PathBuf {
+    palisade_e2e::repo_root().join(".tools/mcp/bin/python")
+}
+
 fn installed() -> bool {
-    let sdk = palisade_e2e::repo_root().join("tests/node_modules/@modelcontextprotocol/sdk");
+    let sdk = python();
     if !sdk.exists() {
-        println!("skipping: {} is absent (make node-deps)", sdk.display());
+        println!("skipping: {} is absent (make mcp-deps)", sdk.display());
     }
     OidcProvider::installed() && sdk.exists()
 }
@@ -132,18 +138,20 @@ fn mcp_envoy(op: &OidcProvider, server: &McpServer, port: u16) -> Envoy {
 }
 
 /// Runs the SDK client against `url` as `client`; its report.
-fn run_client(url: &str, issuer: &str, client: (&str, &str), scope: &str) -> Value {
+fn run_client(url: &str, issuer: &str, client: (&str, &str)) -> Value {
     let tests = palisade_e2e::repo_root().join("tests");
-    let out = Command::new("node")
-        .arg(tests.join("mcp-client.mjs"))
-        .args([url, issuer, client.0, client.1, scope])
+    let out = Command::new(python())
+        .arg(tests.join("mcp_client.py"))
+        .args([url, issuer, client.0, client.1])
         .current_dir(&tests)
-        .stderr(Stdio::inherit())
         .output()
-        .expect("node");
+        .expect("python");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("client report {e}: {text}"))
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        let log = String::from_utf8_lossy(&out.stderr);
+        panic!("client report {e}: {text}\n{log}")
+    })
 }
 
 fn ok(report: &Value, step: &str) -> Value {
@@ -152,22 +160,35 @@ fn ok(report: &Value, step: &str) -> Value {
     s["result"].clone()
 }
 
-/// `code`: the JSON-RPC error the body must carry; `None` where the SDK
-/// raises its own error (after a 403 for a missing scope it asks for a
-/// token with that scope, and gives up when the IdP will not grant it).
-fn refused(report: &Value, step: &str, status: u16, code: Option<i64>) {
+/// `status`: the HTTP status of the step's last request to the MCP
+/// endpoint; `code`: the JSON-RPC error of its body, which the SDK raises.
+fn refused(report: &Value, step: &str, status: u16, code: i64) {
     let s = &report["steps"][step];
     assert_eq!(s["ok"], false, "{step} should be refused: {s}");
-    // The SDK raises the HTTP status as the error's code, with the body
-    // (the JSON-RPC error) in its message.
-    assert_eq!(s["code"], status, "{step}: {s}");
-    if let Some(code) = code {
-        let error = s["error"].as_str().unwrap_or_default();
-        assert!(
-            error.contains(&format!(r#""code":{code}"#)),
-            "{step}: {error}"
-        );
-    }
+    let statuses = s["statuses"].as_array().cloned().unwrap_or_default();
+    assert_eq!(statuses.last(), Some(&json!(status)), "{step}: {s}");
+    assert_eq!(s["code"], code, "{step}: {s}");
+}
+
+/// Whether the client made a `method` request to a URL ending in `suffix`
+/// that was answered with `status`.
+fn fetched_by(exchanges: &[Value], method: &str, suffix: &str, status: u64) -> bool {
+    exchanges.iter().any(|x| {
+        x["method"] == method
+            && x["url"].as_str().is_some_and(|u| u.ends_with(suffix))
+            && x["status"] == status
+    })
+}
+
+/// Whether an MCP request was refused with a 403 whose challenge names the
+/// write tool's scope.
+fn challenged_for_write(exchanges: &[Value]) -> bool {
+    exchanges.iter().any(|x| {
+        x["status"] == 403
+            && x["www_authenticate"].as_str().is_some_and(|c| {
+                c.contains("insufficient_scope") && c.contains(r#"scope="mcp:write""#)
+            })
+    })
 }
 
 fn text_of(result: &Value) -> &str {
@@ -188,8 +209,8 @@ fn sdk_client_discovers_the_issuer_and_is_governed_per_tool_and_resource() {
     let envoy = mcp_envoy(&op, &server, port);
     let url = format!("http://127.0.0.1:{port}/mcp");
 
-    // A client with both scopes.
-    let full = run_client(&url, &op.issuer(), CLIENT, "mcp:read mcp:write");
+    // A client the IdP grants both scopes.
+    let full = run_client(&url, &op.issuer(), CLIENT);
     let exchanges = full["exchanges"].as_array().unwrap();
     let first = &exchanges[0];
     assert_eq!(
@@ -204,48 +225,77 @@ fn sdk_client_discovers_the_issuer_and_is_governed_per_tool_and_resource() {
         )),
         "{challenge}"
     );
-    let fetched = |suffix: &str, status: u64| {
-        exchanges.iter().any(|x| {
-            x["url"].as_str().is_some_and(|u| u.ends_with(suffix)) && x["status"] == status
-        })
-    };
     assert!(
-        fetched("/.well-known/oauth-protected-resource/mcp", 200),
+        fetched_by(
+            exchanges,
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp",
+            200
+        ),
         "{exchanges:?}"
     );
-    assert!(fetched("/token", 200), "{exchanges:?}");
-    let connect = ok(&full, "connect");
-    assert!(connect["session"].is_string(), "{connect}");
-    // The listing shows what this caller may call: never the denied tool.
+    assert!(
+        fetched_by(exchanges, "POST", "/token", 200),
+        "{exchanges:?}"
+    );
     assert_eq!(
-        ok(&full, "list_tools"),
+        ok(&full, "connect")["protocol_version"],
+        "2025-11-25",
+        "{full}"
+    );
+    // The first token carries the scope the 401 named: the listing shows
+    // what it may call, never the denied tool nor the write tool.
+    assert_eq!(ok(&full, "list_tools"), json!(["search_notes"]));
+    assert_eq!(text_of(&ok(&full, "search")), "searched: q3");
+    refused(&full, "admin", 403, -32003);
+    assert_eq!(text_of(&ok(&full, "read_public")), "public note 1");
+    refused(&full, "read_private", 403, -32003);
+    // The write tool's 403 names the scope it needs; the SDK gets a token
+    // with it too (this client may have it) and the call goes through.
+    assert!(challenged_for_write(exchanges), "{exchanges:?}");
+    let write = &full["steps"]["write"];
+    assert_eq!(
+        write["statuses"].as_array().and_then(|s| s.first()),
+        Some(&json!(403)),
+        "{write}"
+    );
+    assert_eq!(text_of(&ok(&full, "write")), "written: 5 characters");
+    assert_eq!(
+        ok(&full, "list_tools_after_write"),
         json!(["search_notes", "write_note"])
     );
-    assert_eq!(text_of(&ok(&full, "search")), "searched: q3");
-    assert_eq!(text_of(&ok(&full, "write")), "written: 5 characters");
-    refused(&full, "write_oversized", 400, Some(-32602));
-    refused(&full, "admin", 403, Some(-32003));
-    assert_eq!(text_of(&ok(&full, "read_public")), "public note 1");
-    refused(&full, "read_private", 403, Some(-32003));
-    ok(&full, "close");
+    refused(&full, "write_oversized", 400, -32602);
+    // The server gave the client a session, which the client ended (a
+    // DELETE carries the session id, and the SDK sends one only then).
+    assert!(
+        fetched_by(exchanges, "DELETE", "/mcp", 200),
+        "{exchanges:?}"
+    );
 
-    // A client with the read scope only: the write tool is neither listed
-    // nor callable, and its refusal names the scope it needs.
-    let reader = run_client(&url, &op.issuer(), READER, "mcp:read");
+    // A client the IdP grants the read scope only: the write tool is neither
+    // listed nor callable, and its refusal names the scope it needs.
+    let reader = run_client(&url, &op.issuer(), READER);
     assert_eq!(ok(&reader, "list_tools"), json!(["search_notes"]));
     assert_eq!(text_of(&ok(&reader, "search")), "searched: q3");
-    refused(&reader, "write", 403, None);
+    assert_eq!(text_of(&ok(&reader, "read_public")), "public note 1");
+    let reader_exchanges = reader["exchanges"].as_array().unwrap();
     assert!(
-        reader["exchanges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["status"] == 403
-                && x["www_authenticate"].as_str().is_some_and(|c| c
-                    .contains("insufficient_scope")
-                    && c.contains(r#"scope="mcp:write""#))),
-        "{}",
-        reader["exchanges"]
+        challenged_for_write(reader_exchanges),
+        "{reader_exchanges:?}"
+    );
+    // The IdP refuses it the scope: the SDK raises the token error (and
+    // drops the connection, its way of failing a step-up).
+    assert!(
+        fetched_by(reader_exchanges, "POST", "/token", 400),
+        "{reader_exchanges:?}"
+    );
+    let write = &reader["steps"]["write"];
+    assert!(
+        write["ok"] == false
+            && write["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("invalid_scope")),
+        "{write}"
     );
 
     // What was refused never reached the server: not the admin tool, not the
