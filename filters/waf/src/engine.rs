@@ -1031,8 +1031,8 @@ mod tests {
 
     #[test]
     fn a_gate_cache_stays_within_its_capacity_under_crafted_values() {
-        // Small caches (room for a few hundred states over the least each
-        // gate accepts), so that a few hundred values refill them.
+        // Small caches (128 KiB over the least each gate accepts), so that
+        // a few dozen crafted values fill one.
         let set = RuleSet::compile_with_gates(&crate::signatures::builtin(4), |_, least| {
             least + (1 << 17)
         })
@@ -1066,6 +1066,7 @@ mod tests {
         let mut crafted = Crafted(0x9e37_79b9);
         let mut clears = 0;
         let mut values = 0;
+        let mut gave_up = 0;
         // Three clears, then the gate gives up on the values that keep
         // building states (the per-rule automata decide them) until enough
         // bytes have gone through the states it has: a fourth clear shows
@@ -1080,12 +1081,19 @@ mod tests {
             }
             values += 1;
             within_bound(&value);
+            if clears >= 3 {
+                // The search the scan made, once more: it gives up again.
+                let input = Input::new(value.as_bytes()).earliest(true);
+                let mut cache = data.cache.borrow_mut();
+                gave_up += usize::from(data.dfa.try_search_fwd(&mut cache, &input).is_err());
+            }
             let now = data.cache.borrow().clear_count();
             if now != clears {
                 clears = now;
                 still_right(&format!("after clear {clears}"));
             }
         }
+        assert!(gave_up > 0, "the gate never gave up");
         still_right("after");
     }
 
