@@ -315,30 +315,35 @@ struct Gate {
 }
 
 impl Gate {
-    /// A gate over these patterns whose states may use `capacity` bytes;
-    /// `None` when there are none.
-    fn build(patterns: &[&str], capacity: usize) -> Result<Option<Gate>, String> {
+    /// A gate over these patterns whose states may use `capacity(least)`
+    /// bytes, `least` being the smallest cache the DFA accepts; `None` when
+    /// there are no patterns.
+    fn build(patterns: &[&str], capacity: impl Fn(usize) -> usize) -> Result<Option<Gate>, String> {
         if patterns.is_empty() {
             return Ok(None);
         }
-        let dfa = LazyDfa::builder()
-            .configure(
-                LazyDfa::config()
-                    .cache_capacity(capacity)
-                    // A value that makes a new state at nearly every byte
-                    // (crafted to) would cost a closure over every rule per
-                    // byte: past a few cache refills the gate gives up on
-                    // it and says "maybe", and the per-rule automata decide.
-                    .minimum_cache_clear_count(Some(3))
-                    .minimum_bytes_per_state(Some(10)),
-            )
+        let nfa = thompson::Compiler::new()
             .syntax(syntax_config())
-            .thompson(
+            .configure(
                 thompson::Config::new()
                     .utf8(false)
                     .which_captures(thompson::WhichCaptures::None),
             )
             .build_many(patterns)
+            .map_err(|e| e.to_string())?;
+        let config = LazyDfa::config()
+            // A value that makes a new state at nearly every byte
+            // (crafted to) would cost a closure over every rule per
+            // byte: past a few cache refills the gate gives up on
+            // it and says "maybe", and the per-rule automata decide.
+            .minimum_cache_clear_count(Some(3))
+            .minimum_bytes_per_state(Some(10));
+        let least = config
+            .get_minimum_cache_capacity(&nfa)
+            .map_err(|e| e.to_string())?;
+        let dfa = LazyDfa::builder()
+            .configure(config.cache_capacity(capacity(least)))
+            .build_from_nfa(nfa)
             .map_err(|e| e.to_string())?;
         let cache = RefCell::new(dfa.create_cache());
         Ok(Some(Gate { dfa, cache }))
@@ -423,6 +428,18 @@ pub trait RuleFilter {
 impl RuleSet {
     /// Compiles `specs`; an error gives the index of the rule at fault.
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, (usize, String)> {
+        Self::compile_with_gates(specs, |group, _| {
+            GATE_GROUPS.get(group).map_or(0, |(_, capacity)| *capacity)
+        })
+    }
+
+    /// [`RuleSet::compile`] with the cache capacity of gate `group` (an
+    /// index into [`GATE_GROUPS`]) given by `gate_capacity(group, least)`,
+    /// `least` being the smallest the gate accepts (tests use small caches).
+    fn compile_with_gates(
+        specs: &[RuleSpec],
+        gate_capacity: impl Fn(usize, usize) -> usize,
+    ) -> Result<Self, (usize, String)> {
         let mut rules = Vec::with_capacity(specs.len());
         let mut units: Vec<Unit> = Vec::with_capacity(specs.len());
         let mut pipelines: Vec<Vec<Transform>> = Vec::new();
@@ -520,14 +537,15 @@ impl RuleSet {
         let prefilter = Prefilter::build(&required).map_err(|e| (0, e))?;
         let gates = GATE_GROUPS
             .iter()
-            .map(|(group, capacity)| {
+            .enumerate()
+            .map(|(g, (group, _))| {
                 let patterns: Vec<&str> = gate_patterns
                     .iter()
                     .zip(&units)
                     .filter(|(_, unit)| rules[unit.rule].targets.intersects(*group))
                     .map(|(p, _)| p.as_str())
                     .collect();
-                Gate::build(&patterns, *capacity)
+                Gate::build(&patterns, |least| gate_capacity(g, least))
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| (0, e))?;
@@ -957,6 +975,126 @@ mod tests {
         assert_eq!(ids(&set, Targets::ARGS, "x%3C"), vec![1, 3]);
         assert_eq!(ids(&set, Targets::ARGS, "x NEEDLE7"), vec![2, 3]);
         assert_eq!(ids(&set, Targets::ARGS, "--"), Vec::<u32>::new());
+    }
+
+    /// Ever-new values built from pieces of attack literals, each piece
+    /// cut short and glued with punctuation: nearly every byte moves the
+    /// data gate's lazy DFA to a state it has not built yet.
+    struct Crafted(u32);
+
+    impl Crafted {
+        const PIECES: [&'static str; 18] = [
+            "union all select",
+            "<script>",
+            "javascript:",
+            " onerror=",
+            "../../",
+            "${jndi:ldap:",
+            "/etc/passwd",
+            "sleep(",
+            "' or '1'='1",
+            "eval(",
+            "<!entity ",
+            "php://filter",
+            "{{7*7}}",
+            "$where",
+            "; cat ",
+            "%00",
+            "@@version",
+            "benchmark(",
+        ];
+        const GLUE: &'static [u8] = b" '\"();<>/=-_*.,|&$`~";
+
+        /// xorshift32: the same values on every platform.
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            self.next() as usize % n
+        }
+
+        fn value(&mut self) -> String {
+            let mut out = String::new();
+            for _ in 0..24 {
+                let piece = Self::PIECES[self.below(Self::PIECES.len())];
+                let cut = 1 + self.below(piece.len());
+                out.push_str(&piece[..cut]);
+                out.push(char::from(Self::GLUE[self.below(Self::GLUE.len())]));
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn a_gate_cache_stays_within_its_capacity_under_crafted_values() {
+        // Small caches (128 KiB over the least each gate accepts), so that
+        // a few dozen crafted values fill one.
+        let set = RuleSet::compile_with_gates(&crate::signatures::builtin(4), |_, least| {
+            least + (1 << 17)
+        })
+        .unwrap();
+        let data = set.gates[0].as_ref().unwrap();
+        // regex-automata keeps the states within the capacity; the buffers
+        // that build one state grow after that check, by at most what the
+        // least cache already holds for them.
+        let within_bound = |when: &str| {
+            for gate in set.gates.iter().flatten() {
+                let used = gate.cache.borrow().memory_usage();
+                let config = gate.dfa.get_config();
+                let least = config.get_minimum_cache_capacity(gate.dfa.get_nfa());
+                let bound = config.get_cache_capacity() + least.unwrap();
+                assert!(used <= bound, "{when}: {used} > {bound}");
+            }
+        };
+        let attack = "1' UNION SELECT password FROM users--";
+        let benign = "o'reilly trail runner, size 42 (blue)";
+        let still_right = |when: &str| {
+            let found = ids(&set, Targets::ARGS, attack);
+            assert!(!found.is_empty(), "{when}");
+            assert_eq!(found, brute_force(&set, Targets::ARGS, attack), "{when}");
+            assert_eq!(
+                ids(&set, Targets::ARGS, benign),
+                Vec::<u32>::new(),
+                "{when}"
+            );
+        };
+        still_right("before");
+        let mut crafted = Crafted(0x9e37_79b9);
+        let mut clears = 0;
+        let mut values = 0;
+        let mut gave_up = 0;
+        // Three clears, then the gate gives up on the values that keep
+        // building states (the per-rule automata decide them) until enough
+        // bytes have gone through the states it has: a fourth clear shows
+        // it resumes.
+        while clears < 4 {
+            assert!(values < 5_000, "{clears} clears after {values} values");
+            let value = crafted.value();
+            let found = ids(&set, Targets::ARGS, &value);
+            // Every rule run on every value would take most of the time.
+            if values % 16 == 0 {
+                assert_eq!(found, brute_force(&set, Targets::ARGS, &value), "{value:?}");
+            }
+            values += 1;
+            within_bound(&value);
+            if clears >= 3 {
+                // The search the scan made, once more: it gives up again.
+                let input = Input::new(value.as_bytes()).earliest(true);
+                let mut cache = data.cache.borrow_mut();
+                gave_up += usize::from(data.dfa.try_search_fwd(&mut cache, &input).is_err());
+            }
+            let now = data.cache.borrow().clear_count();
+            if now != clears {
+                clears = now;
+                still_right(&format!("after clear {clears}"));
+            }
+        }
+        assert!(gave_up > 0, "the gate never gave up");
+        still_right("after");
     }
 
     #[test]
