@@ -7,7 +7,7 @@
 //!   against the `openAPIV3Schema` of the WasmPlugin CRD in
 //!   `../shared/corpora/istio` (objects closed as `kubectl apply`'s strict
 //!   field validation does), plus the CRD's CEL rules, checked by hand;
-//! - the phases and priorities make Istio run WAF, JWT, MFA, rate limit, and
+//! - the phases and priorities make Istio run WAF, transport, JWT, MFA, MCP, LLM, rate limit, and
 //!   audit last in STATS; security filters fail closed, audit fails open;
 //!   the bundle runs where the WAF would and fails closed;
 //! - `sha256` is the digest of the image `make oci` pushes (or of the module
@@ -27,7 +27,16 @@ use palisade_oci::{wasmplugin, write_manifests, ManifestDirs, Module, ModuleKind
 use serde_json::{json, Value};
 
 /// The order Istio must run the separate modules in (those that are built).
-const CHAIN: [&str; 5] = ["waf", "jwt", "mfa", "ratelimit", "audit"];
+const CHAIN: [&str; 8] = [
+    "waf",
+    "transport",
+    "jwt",
+    "mfa",
+    "mcp",
+    "llm",
+    "ratelimit",
+    "audit",
+];
 const TAG: &str = "0.1.0";
 
 #[derive(Clone)]
@@ -591,7 +600,7 @@ fn envoy_loads_the_bundle_with_its_manifests_plugin_config() {
         .collect();
     assert_eq!(
         sections.len(),
-        5,
+        CHAIN.len(),
         "the README's example configures every stage: {sections:?}"
     );
     // Validation configures the module: one it refuses fails the check.
