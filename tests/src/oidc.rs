@@ -6,10 +6,8 @@
 //! server behind Envoy on loopback (`http://127.0.0.1:<port>/...`, scopes
 //! `mcp:read`, `mcp:write`), whose URI becomes their audience (RFC 8707).
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 
@@ -82,16 +80,7 @@ impl OidcProvider {
             .stderr(Stdio::null())
             .spawn()
             .expect("node");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !line.starts_with("ready") {
-            line.clear();
-            if out.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("oidc-provider did not start");
-            }
-        }
+        crate::wait_until_ready(&mut child, "oidc-provider");
         OidcProvider { child, port, tls }
     }
 

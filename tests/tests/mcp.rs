@@ -7,7 +7,6 @@
 //! client credentials: it finds the authorization server from the metadata
 //! named in the first 401, and steps up to the scope a 403 names.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,16 +33,7 @@ impl McpServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("python");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !line.starts_with("ready") {
-            line.clear();
-            if out.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the MCP server did not start");
-            }
-        }
+        palisade_e2e::wait_until_ready(&mut child, "the MCP server");
         McpServer { child, port }
     }
 
