@@ -29,6 +29,17 @@ struct TlsDemo {
     _upstream: EchoUpstream,
 }
 
+/// Whether this Envoy runs `envoy/tls.yaml`: its SPIFFE rule reads the
+/// whole client certificate, which Envoy gives from 1.38 on; an older one
+/// refuses the config at load, saying so (checked in envoy_configs.rs).
+fn this_envoy_runs_it() -> bool {
+    let runs = palisade_e2e::envoy_gives_peer_certificate();
+    if !runs {
+        eprintln!("skipping: envoy/tls.yaml needs Envoy 1.38 or later");
+    }
+    runs
+}
+
 /// Starts `envoy/tls.yaml` on free ports, with `pki` for `dist/certs/`.
 fn start(pki: &Pki) -> TlsDemo {
     let upstream = EchoUpstream::start();
@@ -71,6 +82,9 @@ fn start(pki: &Pki) -> TlsDemo {
 
 #[test]
 fn the_shipped_tls_config_serves_redirects_requires_and_reencrypts() {
+    if !this_envoy_runs_it() {
+        return;
+    }
     let pki = Pki::generate();
     let demo = start(&pki);
     let addr = demo.envoy.addr();
@@ -171,6 +185,9 @@ fn the_shipped_tls_config_serves_redirects_requires_and_reencrypts() {
 
 #[test]
 fn a_real_scanner_grades_the_tls_profile() {
+    if !this_envoy_runs_it() {
+        return;
+    }
     let sslyze = repo_root().join(".tools/sslyze/bin/python");
     if !sslyze.exists() {
         panic!("sslyze is missing: run `make sslyze` (make test does)");

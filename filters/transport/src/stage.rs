@@ -6,8 +6,8 @@
 use palisade_shared::config::ConfigError;
 use palisade_shared::contract;
 use palisade_shared::engine::{
-    self, Attribute, Counter, DecisionKind, DecisionSet, Exchange, Host, LogLevel, Module, Needs,
-    Refusal, ResponseStep, Stage, Step,
+    self, Attribute, Counter, DecisionKind, DecisionSet, Exchange, Host, HostFeature, LogLevel,
+    Module, Needs, Refusal, ResponseStep, Stage, Step,
 };
 use palisade_shared::x509;
 
@@ -69,9 +69,31 @@ pub struct TransportRequest {
 
 impl TransportStage {
     /// The stage for a configuration, its metrics defined.
+    /// A policy whose client-certificate rule reads the certificate
+    /// (subjects, issuers, SANs) is refused on an Envoy that cannot give it
+    /// ([`HostFeature::PeerCertificate`]): every such request would be
+    /// refused otherwise.
     pub fn configure(config: &[u8], host: &dyn Host) -> Result<Self, ConfigError> {
+        let config = Config::from_json(config)?;
+        for policy in &config.policies {
+            if policy
+                .client_certificate
+                .as_ref()
+                .is_some_and(|rule| rule.reads_certificate())
+            {
+                HostFeature::PeerCertificate.check(host).map_err(|needs| {
+                    ConfigError::invalid(
+                        format!("policies.{}.client_certificate", policy.name),
+                        format!(
+                            "{needs}: subjects, issuers and SANs are read from it \
+                             (the `sha256_fingerprints` allowlist works on every Envoy)"
+                        ),
+                    )
+                })?;
+            }
+        }
         Ok(TransportStage {
-            config: Config::from_json(config)?,
+            config,
             metrics: Metrics::define(host),
         })
     }

@@ -30,6 +30,7 @@ mod chain;
 mod driver;
 mod exchange;
 mod host;
+mod host_features;
 pub mod sections;
 mod stage;
 
@@ -51,6 +52,7 @@ pub use exchange::{
 pub use host::{
     log, Body, Counter, Gauge, HeaderMap, Host, HostError, HostStore, LogLevel, MetricKind,
 };
+pub use host_features::{EnvoyVersion, HostFeature};
 pub use stage::{
     BodyStep, CallResponse, Needs, Refusal, Reply, ResponseBodyStep, ResponseStep, Stage, Step,
     Wake,

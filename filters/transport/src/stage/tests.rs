@@ -155,8 +155,52 @@ fn a_missing_certificate_is_refused_with_hsts_and_a_problem() {
 fn no_policy_reads_nothing_of_the_connection() {
     let host = over_tls(FakeHost::new().with_request("GET", "/health"));
     assert_eq!(run(&host), Action::Continue);
-    assert_eq!(host.property_reads(), 0, "{:?}", host.properties_read());
+    // Only the load-time check of the host's release (`xds.node.*`) reads.
+    let reads = host.properties_read();
+    assert!(
+        reads.iter().all(|p| p.starts_with("xds.node.")),
+        "{reads:?}"
+    );
     assert!(hsts(&host).is_none());
     assert!(host.property_json(contract::TLS).is_none());
     assert_eq!(host.metric("palisade.transport.no_policy"), 1);
+}
+
+/// A fake Envoy that reports its release as `xds.node.user_agent_build_version`.
+fn envoy_release(host: FakeHost, minor: u64) -> FakeHost {
+    let path = |field| ["xds", "node", "user_agent_build_version", "version", field];
+    host.with_property(&path("major_number"), &1u64.to_le_bytes())
+        .with_property(&path("minor_number"), &minor.to_le_bytes())
+        .with_property(&path("patch"), &0u64.to_le_bytes())
+}
+
+#[test]
+fn certificate_rules_are_refused_at_load_on_an_envoy_without_the_certificate() {
+    // Envoy 1.37 has no `connection.peer_certificate`: the `shop` policy's
+    // SPIFFE rule could never pass, so the configuration is refused,
+    // naming the policy, the attribute and the release that has it.
+    let err = TransportModule::configure(CONFIG.as_bytes(), &envoy_release(FakeHost::new(), 37))
+        .err()
+        .unwrap();
+    assert_eq!(err.path, "policies.shop.client_certificate");
+    for part in [
+        "connection.peer_certificate",
+        "from Envoy 1.38 on",
+        "this Envoy is 1.37.0",
+    ] {
+        assert!(err.message.contains(part), "{err}");
+    }
+    // The same configuration loads on 1.38, and on a host that does not
+    // report a release (the rule then fails closed per request).
+    for host in [envoy_release(FakeHost::new(), 38), FakeHost::new()] {
+        assert!(TransportModule::configure(CONFIG.as_bytes(), &host).is_ok());
+    }
+    // A fingerprint allowlist needs only the digest every Envoy gives.
+    let fingerprints = format!(
+        r#"{{"policies": {{"p": {{"require_tls": true, "client_certificate":
+            {{"sha256_fingerprints": ["{}"]}}}}}}, "rules": [{{"match": {{}}, "policy": "p"}}]}}"#,
+        "ab".repeat(32)
+    );
+    let old = envoy_release(FakeHost::new(), 36);
+    assert!(TransportModule::configure(fingerprints.as_bytes(), &old).is_ok());
 }
