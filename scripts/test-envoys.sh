@@ -112,10 +112,13 @@ for v in "${versions[@]}"; do
     log=.run/envoys/$v-$deployment.log
     # shellcheck disable=SC2046 # the arguments are words on purpose
     args=($(run_args "$deployment"))
-    echo "== Envoy $v, $deployment: cargo test -p palisade-e2e ${args[*]}"
+    echo "== Envoy $v, $deployment"
     start=$SECONDS
-    if ENVOY_BIN=$bin PALISADE_E2E_DEPLOYMENT=$deployment \
-      cargo test --no-fail-fast -p palisade-e2e "${args[@]}" >"$log" 2>&1; then
+    if {
+      echo "ENVOY_BIN=$bin PALISADE_E2E_DEPLOYMENT=$deployment cargo test --no-fail-fast -p palisade-e2e ${args[*]}"
+      ENVOY_BIN=$bin PALISADE_E2E_DEPLOYMENT=$deployment \
+        cargo test --no-fail-fast -p palisade-e2e "${args[@]}"
+    } >"$log" 2>&1; then
       outcome=pass
     else
       outcome=FAIL
