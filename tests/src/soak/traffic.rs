@@ -46,8 +46,8 @@ pub enum Kind {
     HeaderFlood,
     /// A new `x-api-key` on every request.
     Spray,
-    /// A fresh `x-api-key` that claims a bucket, then (after a spray) sends
-    /// the rest of `KEY_LIMIT + 2` requests: its exact limit.
+    /// A fresh `x-api-key` that claims a bucket, then (after a spray) spends
+    /// it: its exact limit ([`Probe`]).
     LimitProbe,
 }
 
@@ -131,7 +131,7 @@ pub fn chain() -> Vec<(&'static str, Value)> {
         ),
         (
             "ratelimit",
-            json!({"rules": [{
+            json!({"rate_limit_headers": "always", "rules": [{
                 "name": "per_key", "key": [{"header": "x-api-key"}], "when_key_missing": "skip_rule",
                 "slots": 64,
                 "token_bucket": {"max_tokens": KEY_LIMIT, "tokens_per_fill": KEY_LIMIT, "fill_interval": "3600s"}
@@ -297,6 +297,75 @@ pub fn keyed(key: &str) -> Request {
     Request::get("/public/catalog").header("x-api-key", key)
 }
 
+/// What a new client's bucket may answer, request after request, while
+/// keys are sprayed (filters/ratelimit/README.md, "What a spraying client
+/// can do to others"): its first `KEY_LIMIT` requests pass; a sprayed key
+/// may evict its bucket only while it holds as many tokens as a sprayed key
+/// (it spent one request since it claimed the slot: it then starts again
+/// from a full bucket); otherwise each request spends exactly one token and
+/// it is refused exactly when none is left, with the problem body.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// Tokens left after the last request that passed.
+    last: Option<u64>,
+    served: usize,
+    refused: usize,
+    /// Times the bucket was evicted and claimed again.
+    pub resets: usize,
+}
+
+impl Probe {
+    /// Checks the next answer to the probe's key.
+    pub fn next(&mut self, r: &Response) -> Result<(), String> {
+        let remaining = r
+            .header("ratelimit")
+            .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("r=")))
+            .and_then(|n| n.parse::<u64>().ok());
+        let limit = KEY_LIMIT as u64;
+        match r.status {
+            429 => {
+                if self.served < KEY_LIMIT || (self.refused == 0 && self.last != Some(0)) {
+                    return Err(format!(
+                        "refused with {:?} tokens left, after {} passed",
+                        self.last, self.served
+                    ));
+                }
+                if !r.text().contains("Quota Exceeded") {
+                    return Err("429 without its problem body".into());
+                }
+                self.refused += 1;
+                Ok(())
+            }
+            200 => {
+                if self.refused > 0 {
+                    return Err("served after a refusal".into());
+                }
+                let Some(now) = remaining else {
+                    return Err(format!(
+                        "no RateLimit remaining in {:?}",
+                        r.header("ratelimit")
+                    ));
+                };
+                let expected = self.last.map_or(limit - 1, |l| l.saturating_sub(1));
+                let evicted = self.last == Some(limit - 1) && now == limit - 1;
+                if self.last == Some(0) || (now != expected && !evicted) {
+                    return Err(format!("{now} tokens left after {:?}", self.last));
+                }
+                self.resets += usize::from(evicted);
+                self.served += 1;
+                self.last = Some(now);
+                Ok(())
+            }
+            other => Err(format!("status {other}")),
+        }
+    }
+
+    /// Whether it was refused twice: done.
+    pub fn done(&self) -> bool {
+        self.refused >= 2
+    }
+}
+
 /// Sends a POST whose `Content-Length` promises more than it sends, then
 /// closes the connection. Returns whether it could be sent.
 pub fn send_truncated(addr: SocketAddr, issuer: &TestIssuer, n: u64) -> bool {
@@ -446,5 +515,53 @@ fn expect_header_contains(r: &Response, name: &str, part: &str) -> Result<(), St
     match r.header(name) {
         Some(v) if v.contains(part) => Ok(()),
         other => Err(format!("{name} {other:?} lacks {part}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, remaining: u64) -> Response {
+        let body = if status == 429 {
+            "{\"title\":\"Quota Exceeded\"}"
+        } else {
+            "{}"
+        };
+        Response {
+            status,
+            headers: vec![(
+                "ratelimit".into(),
+                format!("\"per_key\";r={remaining};t=1200"),
+            )],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn run(answers: &[(u16, u64)]) -> Result<usize, String> {
+        let mut probe = Probe::default();
+        for (status, remaining) in answers {
+            probe.next(&answer(*status, *remaining))?;
+        }
+        Ok(probe.resets)
+    }
+
+    #[test]
+    fn a_probe_gets_its_limit_exactly_unless_evicted_after_one_request() {
+        assert_eq!(
+            run(&[(200, 2), (200, 1), (200, 0), (429, 0), (429, 0)]),
+            Ok(0)
+        );
+        // Evicted before its second request (twice): starts again full.
+        assert_eq!(
+            run(&[(200, 2), (200, 2), (200, 2), (200, 1), (200, 0), (429, 0)]),
+            Ok(2)
+        );
+        // Never less than its limit, never more once it spent two.
+        assert!(run(&[(200, 2), (200, 1), (429, 0)]).is_err());
+        assert!(run(&[(200, 2), (200, 1), (200, 2)]).is_err());
+        assert!(run(&[(200, 2), (200, 1), (200, 0), (200, 0)]).is_err());
+        assert!(run(&[(200, 2), (200, 1), (200, 0), (429, 0), (200, 2)]).is_err());
+        assert!(run(&[(200, 1)]).is_err());
     }
 }
