@@ -1,6 +1,8 @@
 //! What the soak watches besides the answers: Envoy's resident memory, the
 //! Wasm VM counters of its admin stats, and its own log.
 
+use std::time::Duration;
+
 /// Envoy's resident set size, bytes (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -95,6 +97,92 @@ fn strip_digits(text: &str) -> String {
         }
     }
     out
+}
+
+/// The share of the run before memory is expected to be flat (caches and
+/// V8 heaps fill up first).
+const WARM_UP_SHARE: f64 = 0.2;
+/// Memory growth after warm-up that fails the run: the larger of this and
+/// [`RSS_GROWTH_SHARE`] of the mean RSS.
+const RSS_GROWTH_FLOOR: f64 = 8.0 * 1048576.0;
+const RSS_GROWTH_SHARE: f64 = 0.05;
+/// Envoy's RSS after warm-up, as report text; a growth over the bound is a
+/// problem.
+pub fn memory_verdict(
+    rss: &[(f64, u64)],
+    duration: Duration,
+    problems: &mut Vec<String>,
+) -> String {
+    let warm = duration.as_secs_f64() * WARM_UP_SHARE;
+    let after: Vec<(f64, f64)> = rss
+        .iter()
+        .filter(|(t, _)| *t >= warm)
+        .map(|(t, b)| (*t, *b as f64))
+        .collect();
+    let mib = |b: f64| b / 1048576.0;
+    let slope = slope(&after);
+    let span = after.last().map_or(0.0, |l| l.0) - after.first().map_or(0.0, |f| f.0);
+    let mean = after.iter().map(|p| p.1).sum::<f64>() / after.len().max(1) as f64;
+    let growth = slope * span;
+    let tolerance = RSS_GROWTH_FLOOR.max(RSS_GROWTH_SHARE * mean);
+    if after.len() < 3 {
+        problems.push("too few RSS samples after warm-up".into());
+    } else if growth > tolerance {
+        problems.push(format!(
+            "Envoy's RSS grew {:.1} MiB after warm-up (slope {:.2} MiB/min), over {:.1} MiB",
+            mib(growth),
+            mib(slope) * 60.0,
+            mib(tolerance)
+        ));
+    }
+    let first = rss.first().map_or(0, |s| s.1) as f64;
+    let last = rss.last().map_or(0, |s| s.1) as f64;
+    let peak = rss.iter().map(|s| s.1).max().unwrap_or(0) as f64;
+    format!(
+        "Envoy RSS: start {:.1} MiB, end {:.1} MiB, peak {:.1} MiB; after {:.0} s warm-up: slope {:+.3} MiB/min, \
+         fitted growth {:+.2} MiB over {:.0} s (limit {:.1} MiB)\n",
+        mib(first),
+        mib(last),
+        mib(peak),
+        warm,
+        mib(slope) * 60.0,
+        mib(growth),
+        span,
+        mib(tolerance)
+    )
+}
+
+/// The Wasm VM stats (and the JWT and rate-limit counters) at start and
+/// end, as report text; a VM failure, reload or new VM is a problem.
+pub fn vm_verdict(
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+    problems: &mut Vec<String>,
+) -> String {
+    let value = |stats: &[(String, u64)], name: &str| {
+        stats.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    };
+    let mut text = String::from("\nWasm VM stats (start -> end):\n");
+    for (name, end) in after {
+        let vm_stat = name.starts_with("wasm.") || is_vm_failure_stat(name);
+        let watched = name.contains("jwks_fetch")
+            || name.contains("keys_unavailable")
+            || name.contains("slot_evictions");
+        if !vm_stat && !watched {
+            continue;
+        }
+        let start = value(before, name).unwrap_or(0);
+        text += &format!("  {name}: {start} -> {end}\n");
+        if is_vm_failure_stat(name) && *end > 0 {
+            problems.push(format!("{name} = {end}"));
+        }
+        if name.ends_with(".created") && name.starts_with("wasm.") && *end != start {
+            problems.push(format!(
+                "{name} went from {start} to {end}: a VM was created during the soak"
+            ));
+        }
+    }
+    text
 }
 
 #[cfg(test)]
