@@ -189,7 +189,7 @@ pub(super) fn token_client(rec: &Recorder, addr: SocketAddr, issuer: &TestIssuer
             if !rec.running() {
                 return;
             }
-            let (kind, token) = if n % 2 == 0 {
+            let (kind, token) = if n.is_multiple_of(2) {
                 (Kind::MalformedToken, &malformed[n / 2 % malformed.len()])
             } else {
                 (Kind::ForgedToken, &forged[n / 2 % forged.len()])

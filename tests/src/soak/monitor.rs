@@ -77,7 +77,7 @@ pub fn log_summary(log: &str) -> Vec<(String, usize)> {
         *counts.entry(message).or_default() += 1;
     }
     let mut out: Vec<(String, usize)> = counts.into_iter().collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     out
 }
 

@@ -125,8 +125,8 @@ pub fn windows_table(samples: &[Sample], rss: &[(f64, u64)], window_s: u64, run_
         )[2];
         let rss_mib = rss
             .iter()
-            .filter(|(t, _)| *t <= end as f64)
-            .last()
+            .rev()
+            .find(|(t, _)| *t <= end as f64)
             .map_or(0.0, |(_, b)| *b as f64 / 1048576.0);
         let _ = writeln!(
             out,

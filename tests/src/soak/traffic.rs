@@ -171,7 +171,7 @@ fn bearer(token: &str) -> String {
 /// A valid request, number `n` of client `sub`.
 pub fn valid(issuer: &TestIssuer, sub: &str, n: u64) -> Request {
     let auth = bearer(&token(issuer, sub, "pwd"));
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         Request::get(&format!("/api/orders/{n}?q=blue+shoes&page=2")).header("authorization", &auth)
     } else {
         let body = json!({"item": format!("sku-{n}"), "quantity": 2, "note": "leave at the door"});
@@ -290,7 +290,7 @@ pub fn oversized(n: u64) -> Request {
 /// one value over its size limit.
 pub fn header_flood(n: u64) -> Request {
     let mut r = Request::get("/public/flood");
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         for i in 0..150 {
             r = r.header(&format!("x-flood-{i}"), "a");
         }
