@@ -17,7 +17,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/bin/envoy)
 export ENVOY_BIN
 export PALISADE_DIST := $(CURDIR)/$(DIST)
 
-.PHONY: help build wasm-target envoy envoy-matrix-deps test-envoys test-envoy-oldest node-deps registry otlp-deps mcp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
+.PHONY: help build wasm-target envoy envoy-matrix-deps test-envoys test-envoy-oldest node-deps registry otlp-deps mcp-deps rls-deps rls certs sslyze llm-deps oci token run test test-unit test-wasm test-fuzz test-e2e soak waf-report fuzz fuzz-tools fuzz-seeds lint fmt bench clean
 
 # The audit schema of the demo: palisade, ecs or ocsf.
 AUDIT_SCHEMA ?= palisade
@@ -33,7 +33,9 @@ help:
 	@echo "make certs   a local CA, server and client certificates (one with a SPIFFE ID) in $(DIST)/certs/ for envoy/tls.yaml"
 	@echo "make token   print a demo bearer token (MFA=none, ACR=pwd, AGE=3600 vary it)"
 	@echo "make test    unit tests (natively and in V8), a short fuzz run, then end-to-end tests against a real Envoy"
+	@echo "make test-envoys  end-to-end smoke tests against every supported Envoy ($(ENVOY_VERSIONS)), both deployments; ENVOY_FULL=1 for the whole suite"
 	@echo "make test-wasm  every policy's unit tests compiled to $(WASM_TARGET) and run in Node's V8"
+	@echo "make soak    the suite under hostile load, as modules then as the bundle, SOAK_SECONDS (default $(SOAK_SECONDS)) each"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS)) each; FUZZ_TARGETS to pick some"
 	@echo "make waf-report  the WAF's benign and attack rates per family and per rule"
 	@echo "make lint    rustfmt and clippy (host and wasm), warnings are errors"
@@ -302,6 +304,16 @@ test-envoy-oldest: $(E2E_DEPS) $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)
 	ENVOY_BIN=$$(readlink -f $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)) PALISADE_E2E_DEPLOYMENT=bundle \
 	  cargo test -p palisade-e2e $(addprefix --test ,$(sort $(foreach t,$(ENVOY_OLDEST_TESTS),$(firstword $(subst :, ,$(t)))))) \
 	  -- --exact $(foreach t,$(ENVOY_OLDEST_TESTS),$(lastword $(subst :, ,$(t))))
+
+# The soak under hostile load (tests/tests/soak.rs, tests/src/soak/): the
+# suite in one Envoy with two workers, as separate modules then as the
+# bundle, each for SOAK_SECONDS, under valid traffic, attacks, bad tokens,
+# bad bodies, header floods and key spraying while the IdP's JWKS endpoint
+# fails and recovers. Prints a report per deployment and writes it to
+# target/soak-report-<deployment>.txt. `make test` runs it for 30 s each.
+SOAK_SECONDS ?= 600
+soak: build envoy
+	PALISADE_SOAK_SECONDS=$(SOAK_SECONDS) cargo test -p palisade-e2e --test soak -- --nocapture
 
 # The rate-limit service (palisade-rls) is a native server: not for wasm32.
 lint: wasm-target rls-deps

@@ -94,8 +94,8 @@ fuzz_target!(|input: Input| {
         Descriptor::RouteName,
         Descriptor::Constant("c".into()),
     ];
-    for name in IdentityClaim::NAMES {
-        descriptors.push(Descriptor::Identity(IdentityClaim::parse(name).unwrap()));
+    for claim in IdentityClaim::ALL.into_iter().filter(|c| !c.is_list()) {
+        descriptors.push(Descriptor::Identity(claim));
     }
     for name in McpField::NAMES {
         descriptors.push(Descriptor::Mcp(McpField::parse(name).unwrap()));

@@ -83,6 +83,115 @@ pub struct Identity {
     pub jti: Option<String>,
 }
 
+/// A claim of [`Identity`] a configuration can name: a value a rule requires
+/// (MCP, LLM) or a rate-limit key. One list, so every policy accepts the
+/// same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityClaim {
+    /// The provider that verified the token.
+    Provider,
+    /// `iss`.
+    Iss,
+    /// `sub`.
+    Sub,
+    /// `client_id` / `azp`.
+    ClientId,
+    /// `acr`.
+    Acr,
+    /// `jti`.
+    Jti,
+    /// `aud` (a list).
+    Aud,
+    /// `amr` (a list).
+    Amr,
+    /// The scopes (a list).
+    Scope,
+}
+
+impl IdentityClaim {
+    /// Every claim, single values first.
+    pub const ALL: [IdentityClaim; 9] = [
+        IdentityClaim::Provider,
+        IdentityClaim::Iss,
+        IdentityClaim::Sub,
+        IdentityClaim::ClientId,
+        IdentityClaim::Acr,
+        IdentityClaim::Jti,
+        IdentityClaim::Aud,
+        IdentityClaim::Amr,
+        IdentityClaim::Scope,
+    ];
+
+    /// Its name in configurations.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityClaim::Provider => "provider",
+            IdentityClaim::Iss => "iss",
+            IdentityClaim::Sub => "sub",
+            IdentityClaim::ClientId => "client_id",
+            IdentityClaim::Acr => "acr",
+            IdentityClaim::Jti => "jti",
+            IdentityClaim::Aud => "aud",
+            IdentityClaim::Amr => "amr",
+            IdentityClaim::Scope => "scope",
+        }
+    }
+
+    /// The claim named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The names of the claims `keep` accepts, for error messages.
+    pub fn names(keep: impl Fn(IdentityClaim) -> bool) -> String {
+        let names: Vec<&str> = Self::ALL
+            .into_iter()
+            .filter(|c| keep(*c))
+            .map(Self::name)
+            .collect();
+        names.join(", ")
+    }
+
+    /// Whether the claim holds a list (`aud`, `amr`, scopes).
+    pub fn is_list(self) -> bool {
+        matches!(
+            self,
+            IdentityClaim::Aud | IdentityClaim::Amr | IdentityClaim::Scope
+        )
+    }
+
+    /// The value of a single-valued claim; `None` when it is absent or
+    /// empty, or a list.
+    pub fn value(self, identity: &Identity) -> Option<&str> {
+        let value = match self {
+            IdentityClaim::Provider => Some(identity.provider.as_str()),
+            IdentityClaim::Iss => Some(identity.iss.as_str()),
+            IdentityClaim::Sub => identity.sub.as_deref(),
+            IdentityClaim::ClientId => identity.client_id.as_deref(),
+            IdentityClaim::Acr => identity.acr.as_deref(),
+            IdentityClaim::Jti => identity.jti.as_deref(),
+            IdentityClaim::Aud | IdentityClaim::Amr | IdentityClaim::Scope => None,
+        };
+        value.filter(|v| !v.is_empty())
+    }
+
+    /// Whether the identity holds one of `wanted` for this claim (any of a
+    /// list's values). An absent or empty claim holds nothing.
+    pub fn holds_one_of(self, identity: &Identity, wanted: &[String]) -> bool {
+        let list = match self {
+            IdentityClaim::Aud => &identity.aud,
+            IdentityClaim::Amr => &identity.amr,
+            IdentityClaim::Scope => &identity.scope,
+            single => {
+                return single
+                    .value(identity)
+                    .is_some_and(|v| wanted.iter().any(|w| w == v))
+            }
+        };
+        list.iter().any(|v| !v.is_empty() && wanted.contains(v))
+    }
+}
+
 /// The MFA step-up filter's decision.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -313,6 +422,53 @@ mod tests {
         assert!(!json.contains("acr"), "{json}");
         let back: Identity = serde_json::from_str(&json).unwrap();
         assert_eq!(back, id);
+    }
+
+    #[test]
+    fn identity_claims_read_the_right_field() {
+        let id = Identity {
+            provider: "corp".into(),
+            iss: "https://idp".into(),
+            sub: Some("alice".into()),
+            client_id: Some("app".into()),
+            acr: Some("mfa".into()),
+            jti: Some("t-1".into()),
+            aud: vec!["api".into(), "mcp".into()],
+            amr: vec!["pwd".into(), "otp".into()],
+            scope: vec!["read".into()],
+            ..Identity::default()
+        };
+        let single = [
+            ("provider", "corp"),
+            ("iss", "https://idp"),
+            ("sub", "alice"),
+            ("client_id", "app"),
+            ("acr", "mfa"),
+            ("jti", "t-1"),
+        ];
+        for (name, want) in single {
+            let claim = IdentityClaim::parse(name).unwrap();
+            assert_eq!(claim.name(), name);
+            assert_eq!(claim.value(&id), Some(want));
+            assert!(claim.holds_one_of(&id, &["x".into(), want.into()]));
+            assert!(!claim.holds_one_of(&id, &["x".into()]));
+        }
+        for (name, member) in [("aud", "mcp"), ("amr", "otp"), ("scope", "read")] {
+            let claim = IdentityClaim::parse(name).unwrap();
+            assert!(claim.is_list() && claim.value(&id).is_none());
+            assert!(claim.holds_one_of(&id, &[member.into()]));
+            assert!(!claim.holds_one_of(&id, &["write".into()]));
+        }
+        assert!(IdentityClaim::parse("email").is_none());
+        // An absent or empty claim holds nothing, not even "".
+        let empty = Identity::default();
+        assert_eq!(IdentityClaim::Provider.value(&empty), None);
+        assert!(!IdentityClaim::Sub.holds_one_of(&empty, &["".into()]));
+        assert!(!IdentityClaim::Provider.holds_one_of(&empty, &["".into()]));
+        assert_eq!(
+            IdentityClaim::names(|c| !c.is_list()),
+            "provider, iss, sub, client_id, acr, jti"
+        );
     }
 
     #[test]

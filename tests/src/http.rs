@@ -133,6 +133,11 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(bytes)?;
+    read_response_from(stream)
+}
+
+/// Reads one response from a connection whose request was sent.
+pub(crate) fn read_response_from(stream: TcpStream) -> io::Result<Response> {
     let mut reader = BufReader::new(stream);
     read_response(&mut reader)
 }

@@ -16,6 +16,10 @@
 //!   and Anthropic), answering realistic JSON and event streams with usage;
 //! - [`rls`]: Redis and the rate-limit service (`palisade-rls`) of the
 //!   global rate-limit tests;
+//! - [`idp::FakeIdp`]: a discovery document and JWK set on loopback that a
+//!   test can rotate and make fail (503, dropped connections, no answer,
+//!   garbage);
+//! - [`soak`]: the soak under hostile load (`make soak`);
 //! - [`oidc::OidcProvider`]: the npm `oidc-provider` on loopback, over HTTP
 //!   or HTTPS (certificate-bound and DPoP-bound tokens);
 //! - [`OtlpReceiver`]: an OTLP/gRPC receiver on the official OpenTelemetry
@@ -35,6 +39,7 @@ pub mod deployment;
 mod echo;
 mod envoy;
 mod http;
+pub mod idp;
 mod llm_upstream;
 pub mod oidc;
 mod otlp;
@@ -42,6 +47,7 @@ mod paths;
 mod process;
 mod release;
 pub mod rls;
+pub mod soak;
 pub mod tls;
 pub mod tokens;
 

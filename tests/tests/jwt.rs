@@ -2,14 +2,12 @@
 //! verified against inline and remote (served here) JWK sets, with the
 //! host verifier and the portable one.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use palisade_e2e::idp::FakeIdp;
 use palisade_e2e::oidc::OidcProvider;
 use palisade_e2e::tokens::{b64url, now, TestIssuer};
 use palisade_e2e::{config_error, EchoUpstream, Envoy, EnvoyConfig, Request, Response};
@@ -530,115 +528,6 @@ fn invalid_config_is_refused() {
     );
 }
 
-/// A minimal identity provider on loopback: a discovery document and a JWK
-/// set that the test can change, take down, and count fetches of.
-struct FakeIdp {
-    addr: SocketAddr,
-    state: Arc<Mutex<IdpState>>,
-    jwks_hits: Arc<AtomicUsize>,
-    discovery_hits: Arc<AtomicUsize>,
-}
-
-struct IdpState {
-    issuer: String,
-    jwks: Value,
-    up: bool,
-}
-
-impl FakeIdp {
-    fn start(issuer: &str, jwks: Value) -> FakeIdp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(IdpState {
-            issuer: issuer.to_string(),
-            jwks,
-            up: true,
-        }));
-        let jwks_hits = Arc::new(AtomicUsize::new(0));
-        let discovery_hits = Arc::new(AtomicUsize::new(0));
-        let (st, jh, dh) = (state.clone(), jwks_hits.clone(), discovery_hits.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (st, jh, dh) = (st.clone(), jh.clone(), dh.clone());
-                std::thread::spawn(move || serve_idp(stream, &st, &jh, &dh));
-            }
-        });
-        FakeIdp {
-            addr,
-            state,
-            jwks_hits,
-            discovery_hits,
-        }
-    }
-
-    fn set_jwks(&self, jwks: Value) {
-        self.state.lock().unwrap().jwks = jwks;
-    }
-
-    fn set_up(&self, up: bool) {
-        self.state.lock().unwrap().up = up;
-    }
-
-    fn jwks_fetches(&self) -> usize {
-        self.jwks_hits.load(Ordering::SeqCst)
-    }
-}
-
-fn serve_idp(
-    stream: TcpStream,
-    state: &Mutex<IdpState>,
-    jwks_hits: &AtomicUsize,
-    discovery_hits: &AtomicUsize,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut authority = String::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("host") {
-                    authority = v.trim().to_string();
-                }
-            }
-        }
-        let (status, body) = {
-            let s = state.lock().unwrap();
-            if !s.up {
-                ("503 Service Unavailable", "down".to_string())
-            } else if path == "/.well-known/openid-configuration" {
-                discovery_hits.fetch_add(1, Ordering::SeqCst);
-                let doc =
-                    json!({"issuer": s.issuer, "jwks_uri": format!("http://{authority}/jwks")});
-                ("200 OK", doc.to_string())
-            } else if path == "/jwks" {
-                jwks_hits.fetch_add(1, Ordering::SeqCst);
-                ("200 OK", s.jwks.to_string())
-            } else {
-                ("404 Not Found", "{}".to_string())
-            }
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 /// Polls until `f` holds, or fails after `limit`.
 fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -657,7 +546,7 @@ fn remote_envoy(idp: &FakeIdp, provider: Value, concurrency: u32) -> Envoy {
             "jwt",
             json!({"providers": {"idp": provider}, "key_wait_ms": 3000}),
         )
-        .cluster("idp", idp.addr)
+        .cluster("idp", idp.addr())
         .concurrency(concurrency)
         .start()
 }
@@ -679,7 +568,7 @@ fn discovery_rotation_kid_flood_and_outage() {
         assert_eq!(get(&envoy, "/", Some(&t1)).status, 200);
     }
     // One fetch for the whole Envoy, not one per worker.
-    assert_eq!(idp.discovery_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(idp.discovery_fetches(), 1);
     assert_eq!(idp.jwks_fetches(), 1);
     assert_eq!(envoy.counter("palisade.jwt.jwks_fetch_ok"), Some(1));
 

@@ -23,7 +23,7 @@ use std::hash::{DefaultHasher, Hasher};
 use std::net::IpAddr;
 
 use palisade_ratelimit::config::Config as BudgetConfig;
-use palisade_ratelimit::key::{client_key, Descriptor, IdentityClaim, RequestFacts};
+use palisade_ratelimit::key::{client_key, Descriptor, RequestFacts};
 use palisade_shared::config::ConfigError;
 use palisade_shared::engine::sections::within;
 use serde_json::{json, Value};
@@ -160,18 +160,14 @@ pub fn key_description(budgets: &BudgetConfig, rule: usize, facts: &RequestFacts
                 });
                 ("client_address".into(), ip.map(|ip| ip.to_string()))
             }
-            Descriptor::Identity(claim) => {
-                let id = facts.identity.as_deref();
-                let (name, value) = match claim {
-                    IdentityClaim::Provider => ("provider", id.map(|i| i.provider.clone())),
-                    IdentityClaim::Iss => ("iss", id.map(|i| i.iss.clone())),
-                    IdentityClaim::Sub => ("sub", id.and_then(|i| i.sub.clone())),
-                    IdentityClaim::ClientId => ("client_id", id.and_then(|i| i.client_id.clone())),
-                    IdentityClaim::Acr => ("acr", id.and_then(|i| i.acr.clone())),
-                    IdentityClaim::Jti => ("jti", id.and_then(|i| i.jti.clone())),
-                };
-                (name.into(), value.filter(|v| !v.is_empty()))
-            }
+            Descriptor::Identity(claim) => (
+                claim.name().into(),
+                facts
+                    .identity
+                    .as_deref()
+                    .and_then(|id| claim.value(id))
+                    .map(str::to_string),
+            ),
             Descriptor::Mcp(field) => (
                 format!("mcp.{}", field.name()),
                 facts

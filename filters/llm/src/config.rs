@@ -15,10 +15,11 @@ use serde::Deserialize;
 
 use palisade_ratelimit::config::Config as BudgetConfig;
 use palisade_shared::config::{field_path, parse_json, ConfigError};
+use palisade_shared::contract::IdentityClaim;
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
 use crate::budget;
-use crate::policy::{Claim, ModelMatch, ModelRule};
+use crate::policy::{ModelMatch, ModelRule};
 
 /// The largest request body the stage reads, unless configured.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -244,12 +245,12 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut claims = Vec::with_capacity(m.claims.len());
         for (name, values) in m.claims {
             let c_at = field_path(&at, &format!("claims.{name}"));
-            let claim = Claim::parse(&name).ok_or_else(|| {
+            let claim = IdentityClaim::parse(&name).ok_or_else(|| {
                 ConfigError::invalid(
                     &c_at,
                     format!(
                         "not a claim of the verified identity (one of {})",
-                        Claim::NAMES.join(", ")
+                        IdentityClaim::names(|_| true)
                     ),
                 )
             })?;
@@ -373,6 +374,25 @@ mod tests {
         let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["small", "claude_haiku", "gpt4"]);
         assert_eq!(c.budgets.unwrap().rules[0].name, "team_daily");
+    }
+
+    #[test]
+    fn model_rules_take_every_identity_claim() {
+        let c = Config::from_json(
+            br#"{"models": [{"name": "a", "match": {"exact": "x"},
+                 "claims": {"scope": "llm:x", "amr": ["hwk", "otp"], "client_id": "app"}}]}"#,
+        )
+        .unwrap();
+        let mut claims = c.models[0].claims.clone();
+        claims.sort_by_key(|(claim, _)| claim.name());
+        assert_eq!(
+            claims,
+            [
+                (IdentityClaim::Amr, vec!["hwk".to_string(), "otp".into()]),
+                (IdentityClaim::ClientId, vec!["app".into()]),
+                (IdentityClaim::Scope, vec!["llm:x".into()]),
+            ]
+        );
     }
 
     #[test]

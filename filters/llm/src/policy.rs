@@ -1,7 +1,7 @@
 //! Model policy: which rule a model falls under, whether the verified
 //! identity may use it, and what its tokens cost.
 
-use palisade_shared::contract::Identity;
+use palisade_shared::contract::{Identity, IdentityClaim};
 
 use crate::config::Cap;
 use crate::usage::Usage;
@@ -24,60 +24,6 @@ impl ModelMatch {
     }
 }
 
-/// A claim of the verified identity a rule may require.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The provider that verified the token.
-    Provider,
-    /// `iss`.
-    Iss,
-    /// `sub`.
-    Sub,
-    /// `client_id` / `azp`.
-    ClientId,
-    /// `acr`.
-    Acr,
-    /// `aud` (any of its values).
-    Aud,
-    /// `amr` (any of its values).
-    Amr,
-}
-
-impl Claim {
-    /// The accepted names, for error messages.
-    pub const NAMES: [&'static str; 7] =
-        ["provider", "iss", "sub", "client_id", "acr", "aud", "amr"];
-
-    /// The claim named `name`.
-    pub fn parse(name: &str) -> Option<Claim> {
-        Some(match name {
-            "provider" => Claim::Provider,
-            "iss" => Claim::Iss,
-            "sub" => Claim::Sub,
-            "client_id" => Claim::ClientId,
-            "acr" => Claim::Acr,
-            "aud" => Claim::Aud,
-            "amr" => Claim::Amr,
-            _ => return None,
-        })
-    }
-
-    /// Whether the identity holds one of `values` for this claim.
-    fn holds(self, identity: &Identity, values: &[String]) -> bool {
-        let one = |v: Option<&str>| v.is_some_and(|v| values.iter().any(|w| w == v));
-        let any = |vs: &[String]| vs.iter().any(|v| values.contains(v));
-        match self {
-            Claim::Provider => one(Some(&identity.provider)),
-            Claim::Iss => one(Some(&identity.iss)),
-            Claim::Sub => one(identity.sub.as_deref()),
-            Claim::ClientId => one(identity.client_id.as_deref()),
-            Claim::Acr => one(identity.acr.as_deref()),
-            Claim::Aud => any(&identity.aud),
-            Claim::Amr => any(&identity.amr),
-        }
-    }
-}
-
 /// One model rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRule {
@@ -88,7 +34,7 @@ pub struct ModelRule {
     /// Scopes the identity must all hold.
     pub scopes: Vec<String>,
     /// Claims the identity must hold, each one of its values.
-    pub claims: Vec<(Claim, Vec<String>)>,
+    pub claims: Vec<(IdentityClaim, Vec<String>)>,
     /// The output-token cap.
     pub cap: Option<Cap>,
     /// Budget tokens per input token, in thousandths.
@@ -144,7 +90,7 @@ pub enum NotPermitted {
     /// The identity lacks this scope.
     Scope(String),
     /// The identity lacks one of the claim's values.
-    Claim(Claim),
+    Claim(IdentityClaim),
 }
 
 impl NotPermitted {
@@ -167,7 +113,11 @@ pub fn permits(rule: &ModelRule, identity: Option<&Identity>) -> Result<(), NotP
     if let Some(missing) = rule.scopes.iter().find(|s| !identity.scope.contains(s)) {
         return Err(NotPermitted::Scope(missing.clone()));
     }
-    if let Some((claim, _)) = rule.claims.iter().find(|(c, v)| !c.holds(identity, v)) {
+    if let Some((claim, _)) = rule
+        .claims
+        .iter()
+        .find(|(c, v)| !c.holds_one_of(identity, v))
+    {
         return Err(NotPermitted::Claim(*claim));
     }
     Ok(())
@@ -206,8 +156,8 @@ mod tests {
         let gated = ModelRule {
             scopes: vec!["llm:gpt4".into()],
             claims: vec![
-                (Claim::Acr, vec!["mfa".into(), "hwk".into()]),
-                (Claim::Aud, vec!["llm-gateway".into()]),
+                (IdentityClaim::Acr, vec!["mfa".into(), "hwk".into()]),
+                (IdentityClaim::Aud, vec!["llm-gateway".into()]),
             ],
             ..rule("gpt4", ModelMatch::Prefix("gpt-4".into()))
         };
@@ -233,7 +183,7 @@ mod tests {
         };
         assert_eq!(
             permits(&gated, Some(&weak)),
-            Err(NotPermitted::Claim(Claim::Acr))
+            Err(NotPermitted::Claim(IdentityClaim::Acr))
         );
         let no_acr = Identity { acr: None, ..id };
         assert!(permits(&gated, Some(&no_acr)).is_err());

@@ -2,74 +2,7 @@
 //! identity the JWT stage handed on, and the [`NameTable`] that finds the
 //! rule of a method, tool or prompt name.
 
-use palisade_shared::contract::Identity;
-
-/// The identity claims a rule can require values of: the fields of
-/// `palisade.identity`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityField {
-    /// The provider that verified the token.
-    Provider,
-    /// `iss`.
-    Iss,
-    /// `sub`.
-    Sub,
-    /// `client_id` / `azp`.
-    ClientId,
-    /// `acr`.
-    Acr,
-    /// `aud` (any of its values).
-    Aud,
-    /// `amr` (any of its values).
-    Amr,
-    /// The scopes (any of them).
-    Scope,
-}
-
-impl IdentityField {
-    /// The accepted names, for error messages.
-    pub const NAMES: [&'static str; 8] = [
-        "provider",
-        "iss",
-        "sub",
-        "client_id",
-        "acr",
-        "aud",
-        "amr",
-        "scope",
-    ];
-
-    /// The field named `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "provider" => IdentityField::Provider,
-            "iss" => IdentityField::Iss,
-            "sub" => IdentityField::Sub,
-            "client_id" => IdentityField::ClientId,
-            "acr" => IdentityField::Acr,
-            "aud" => IdentityField::Aud,
-            "amr" => IdentityField::Amr,
-            "scope" => IdentityField::Scope,
-            _ => return None,
-        })
-    }
-
-    /// Whether some value of the field is one of `wanted`.
-    fn has_one_of(self, identity: &Identity, wanted: &[String]) -> bool {
-        let one = |v: Option<&str>| v.is_some_and(|v| wanted.iter().any(|w| w == v));
-        let any = |list: &[String]| list.iter().any(|v| wanted.contains(v));
-        match self {
-            IdentityField::Provider => one(Some(&identity.provider)),
-            IdentityField::Iss => one(Some(&identity.iss)),
-            IdentityField::Sub => one(identity.sub.as_deref()),
-            IdentityField::ClientId => one(identity.client_id.as_deref()),
-            IdentityField::Acr => one(identity.acr.as_deref()),
-            IdentityField::Aud => any(&identity.aud),
-            IdentityField::Amr => any(&identity.amr),
-            IdentityField::Scope => any(&identity.scope),
-        }
-    }
-}
+use palisade_shared::contract::{Identity, IdentityClaim};
 
 /// What a verified identity must carry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,7 +12,7 @@ pub struct Requirement {
     /// At least one of these scopes (when not empty).
     pub scopes_any: Vec<String>,
     /// Each claim must have one of its values.
-    pub claims: Vec<(IdentityField, Vec<String>)>,
+    pub claims: Vec<(IdentityClaim, Vec<String>)>,
 }
 
 /// A rule's verdict on who may do something.
@@ -146,7 +79,7 @@ impl Access {
         let claims_ok = requirement
             .claims
             .iter()
-            .all(|(field, wanted)| field.has_one_of(identity, wanted));
+            .all(|(field, wanted)| field.holds_one_of(identity, wanted));
         if claims_ok {
             Ok(())
         } else {
@@ -226,7 +159,7 @@ mod tests {
         }
     }
 
-    fn require(all: &[&str], any: &[&str], claims: Vec<(IdentityField, &[&str])>) -> Access {
+    fn require(all: &[&str], any: &[&str], claims: Vec<(IdentityClaim, &[&str])>) -> Access {
         let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Access::Require(Requirement {
             scopes_all: list(all),
@@ -269,22 +202,22 @@ mod tests {
                 Err(Denied::Scope("admin".into())),
             ),
             (
-                require(&[], &[], vec![(IdentityField::Sub, &["alice", "bob"])]),
+                require(&[], &[], vec![(IdentityClaim::Sub, &["alice", "bob"])]),
                 Some(&id),
                 Ok(()),
             ),
             (
-                require(&[], &[], vec![(IdentityField::Sub, &["bob"])]),
+                require(&[], &[], vec![(IdentityClaim::Sub, &["bob"])]),
                 Some(&id),
                 Err(Denied::Claim),
             ),
             (
-                require(&[], &[], vec![(IdentityField::Amr, &["otp"])]),
+                require(&[], &[], vec![(IdentityClaim::Amr, &["otp"])]),
                 Some(&id),
                 Ok(()),
             ),
             (
-                require(&[], &[], vec![(IdentityField::Amr, &["hwk"])]),
+                require(&[], &[], vec![(IdentityClaim::Amr, &["hwk"])]),
                 Some(&id),
                 Err(Denied::Claim),
             ),
@@ -293,8 +226,8 @@ mod tests {
                     &[],
                     &[],
                     vec![
-                        (IdentityField::ClientId, &["agent"]),
-                        (IdentityField::Acr, &["mfa"]),
+                        (IdentityClaim::ClientId, &["agent"]),
+                        (IdentityClaim::Acr, &["mfa"]),
                     ],
                 ),
                 Some(&id),
@@ -304,13 +237,13 @@ mod tests {
                 require(
                     &[],
                     &[],
-                    vec![(IdentityField::Aud, &["https://mcp.example.com/mcp"])],
+                    vec![(IdentityClaim::Aud, &["https://mcp.example.com/mcp"])],
                 ),
                 Some(&id),
                 Ok(()),
             ),
             (
-                require(&[], &[], vec![(IdentityField::Iss, &["https://other"])]),
+                require(&[], &[], vec![(IdentityClaim::Iss, &["https://other"])]),
                 Some(&id),
                 Err(Denied::Claim),
             ),
@@ -319,8 +252,8 @@ mod tests {
                     &[],
                     &[],
                     vec![
-                        (IdentityField::Scope, &["write"]),
-                        (IdentityField::Provider, &["corp"]),
+                        (IdentityClaim::Scope, &["write"]),
+                        (IdentityClaim::Provider, &["corp"]),
                     ],
                 ),
                 Some(&id),
@@ -335,7 +268,7 @@ mod tests {
             ..identity(&[])
         };
         assert_eq!(
-            require(&[], &[], vec![(IdentityField::Sub, &[""])]).check(Some(&no_sub)),
+            require(&[], &[], vec![(IdentityClaim::Sub, &[""])]).check(Some(&no_sub)),
             Err(Denied::Claim),
             "an absent claim never equals anything"
         );

@@ -10,10 +10,11 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::access::{Access, IdentityField, NameTable, Requirement};
+use crate::access::{Access, NameTable, Requirement};
 use crate::arguments::{ArgCheck, ArgType, ArgumentPolicy};
 use crate::resource::{ResourceRule, UriMatch};
 use crate::template::UriTemplate;
+use palisade_shared::contract::IdentityClaim;
 
 /// The protocol revision whose clients may send JSON-RPC batches and
 /// may omit `MCP-Protocol-Version` (it did not exist yet).
@@ -496,13 +497,13 @@ fn compile_access(rule: &RawRule, at: &str) -> Result<Access, ConfigError> {
     let mut claims = Vec::new();
     for (i, c) in d.claims.iter().enumerate() {
         let cat = field_path(at, &format!("claims[{i}]"));
-        let field = IdentityField::parse(&c.claim).ok_or_else(|| {
+        let field = IdentityClaim::parse(&c.claim).ok_or_else(|| {
             ConfigError::invalid(
                 field_path(&cat, "claim"),
                 format!(
                     "`{}` is not a claim of the verified identity (one of {})",
                     c.claim,
-                    IdentityField::NAMES.join(", ")
+                    IdentityClaim::names(|_| true)
                 ),
             )
         })?;

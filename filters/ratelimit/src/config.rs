@@ -621,15 +621,18 @@ fn compile_rule(
                 Descriptor::Header(name)
             }
             RawDescriptor::Identity(claim) => {
-                let claim = IdentityClaim::parse(&claim).ok_or_else(|| {
-                    ConfigError::invalid(
-                        field_path(&d_at, "identity"),
-                        format!(
-                            "`{claim}` is not an identity claim usable as a key (one of {})",
-                            IdentityClaim::NAMES.join(", ")
-                        ),
-                    )
-                })?;
+                let usable = |c: IdentityClaim| !c.is_list();
+                let claim = IdentityClaim::parse(&claim)
+                    .filter(|c| usable(*c))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            field_path(&d_at, "identity"),
+                            format!(
+                                "`{claim}` is not an identity claim usable as a key (one of {})",
+                                IdentityClaim::names(usable)
+                            ),
+                        )
+                    })?;
                 needs.identity = true;
                 Descriptor::Identity(claim)
             }
@@ -1046,6 +1049,7 @@ mod tests {
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"slots":262145}}]}}"#), "rules[0].slots"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"header":"bad name"}}]}}]}}"#), "rules[0].key[0].header"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"identity":"email"}}]}}]}}"#), "rules[0].key[0].identity"),
+            (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"identity":"scope"}}]}}]}}"#), "rules[0].key[0].identity"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"key":[{{"mcp":"arguments"}}]}}]}}"#), "rules[0].key[0].mcp"),
             (format!(r#"{{"rules":[{{"name":"a",{BUCKET},"match":{{"path":{{"regex":"("}}}}}}]}}"#), "rules[0].match.path.regex"),
         ];

@@ -17,6 +17,7 @@ use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
+pub use palisade_shared::contract::IdentityClaim;
 use palisade_shared::contract::{Identity, McpDecision};
 use palisade_shared::forwarded::{client_address, Fallback, TrustedProxies};
 use palisade_shared::matcher::RequestView;
@@ -75,7 +76,8 @@ pub enum Descriptor {
     ClientAddress,
     /// A request header (lower-case name).
     Header(String),
-    /// A claim of the verified identity (`palisade.identity` filter state).
+    /// A single-valued claim of the verified identity (`palisade.identity`
+    /// filter state).
     Identity(IdentityClaim),
     /// The path without its query.
     Path,
@@ -137,66 +139,6 @@ impl McpField {
             McpField::Tool => mcp.tool.as_deref(),
             McpField::Resource => mcp.resource.as_deref(),
             McpField::Prompt => mcp.prompt.as_deref(),
-        };
-        v.filter(|s| !s.is_empty())
-    }
-}
-
-/// The identity claims a key can use: the single-valued strings of
-/// [`Identity`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityClaim {
-    /// The provider that verified the token.
-    Provider,
-    /// `iss`.
-    Iss,
-    /// `sub`.
-    Sub,
-    /// `client_id` / `azp`.
-    ClientId,
-    /// `acr`.
-    Acr,
-    /// `jti` (one bucket per token).
-    Jti,
-}
-
-impl IdentityClaim {
-    /// The accepted names, for error messages.
-    pub const NAMES: [&'static str; 6] = ["provider", "iss", "sub", "client_id", "acr", "jti"];
-
-    /// The claim named `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "provider" => IdentityClaim::Provider,
-            "iss" => IdentityClaim::Iss,
-            "sub" => IdentityClaim::Sub,
-            "client_id" => IdentityClaim::ClientId,
-            "acr" => IdentityClaim::Acr,
-            "jti" => IdentityClaim::Jti,
-            _ => return None,
-        })
-    }
-
-    /// The claim's name, as configured.
-    pub fn name(&self) -> &'static str {
-        match self {
-            IdentityClaim::Provider => "provider",
-            IdentityClaim::Iss => "iss",
-            IdentityClaim::Sub => "sub",
-            IdentityClaim::ClientId => "client_id",
-            IdentityClaim::Acr => "acr",
-            IdentityClaim::Jti => "jti",
-        }
-    }
-
-    fn value<'a>(&self, identity: &'a Identity) -> Option<&'a str> {
-        let v = match self {
-            IdentityClaim::Provider => Some(identity.provider.as_str()),
-            IdentityClaim::Iss => Some(identity.iss.as_str()),
-            IdentityClaim::Sub => identity.sub.as_deref(),
-            IdentityClaim::ClientId => identity.client_id.as_deref(),
-            IdentityClaim::Acr => identity.acr.as_deref(),
-            IdentityClaim::Jti => identity.jti.as_deref(),
         };
         v.filter(|s| !s.is_empty())
     }
@@ -601,33 +543,6 @@ mod tests {
         assert!(hash(&[Descriptor::Identity(IdentityClaim::Sub)], &f, &c).is_none());
         f.peer_address = None;
         assert!(hash(&[Descriptor::ClientAddress], &f, &c).is_none());
-    }
-
-    #[test]
-    fn identity_claims_pick_the_right_field() {
-        let id = Identity {
-            provider: "corp".into(),
-            iss: "https://idp".into(),
-            sub: Some("alice".into()),
-            client_id: Some("app".into()),
-            acr: Some("mfa".into()),
-            jti: Some("t-1".into()),
-            ..Identity::default()
-        };
-        let cases = [
-            ("provider", "corp"),
-            ("iss", "https://idp"),
-            ("sub", "alice"),
-            ("client_id", "app"),
-            ("acr", "mfa"),
-            ("jti", "t-1"),
-        ];
-        for (name, want) in cases {
-            assert_eq!(IdentityClaim::parse(name).unwrap().value(&id), Some(want));
-        }
-        assert!(IdentityClaim::parse("email").is_none());
-        // An empty claim is no claim.
-        assert_eq!(IdentityClaim::Provider.value(&Identity::default()), None);
     }
 
     #[test]
