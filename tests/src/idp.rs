@@ -3,13 +3,16 @@
 //! ways a real IdP fails (an error status, a dropped connection, no answer,
 //! a body that is not JSON).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use crate::http::read_head;
+use crate::lock;
 
 /// How the IdP answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +106,7 @@ impl FakeIdp {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, IdpState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -119,28 +122,20 @@ fn serve(
     let mut reader = BufReader::new(read_half);
     let mut stream = stream;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Ok((request_line, headers)) = read_head(&mut reader) else {
             return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut authority = String::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("host") {
-                    authority = v.trim().to_string();
-                }
-            }
-        }
+        };
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        let authority = headers
+            .into_iter()
+            .find_map(|(name, value)| (name == "host").then_some(value))
+            .unwrap_or_default();
         let (mode, issuer, jwks) = {
-            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let s = lock(state);
             (s.mode, s.issuer.clone(), s.jwks.to_string())
         };
         match path.as_str() {
@@ -180,9 +175,7 @@ fn serve(
 /// minute), then lets the caller close it.
 fn hang_while_hanging(state: &Mutex<IdpState>) {
     let until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < until
-        && state.lock().unwrap_or_else(|e| e.into_inner()).mode == IdpMode::Hang
-    {
+    while Instant::now() < until && lock(state).mode == IdpMode::Hang {
         std::thread::sleep(Duration::from_millis(20));
     }
 }

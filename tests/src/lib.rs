@@ -58,5 +58,11 @@ pub use http::{send, send_raw, Request, Response};
 pub use llm_upstream::{LlmCall, LlmUpstream, DEFAULT_REPLY_TOKENS};
 pub use otlp::OtlpReceiver;
 pub use paths::{bundle_path, dist_dir, envoy_bin, module_path, repo_root, shared_corpora};
-pub use process::wait_until_ready;
-pub use release::{envoy_gives_peer_certificate, envoy_release, NO_PEER_CERTIFICATE};
+pub use process::{rss_bytes, wait_until_ready};
+pub use release::{envoy_gives_peer_certificate, envoy_release, no_peer_certificate};
+
+/// Locks `m`, also after a thread panicked holding it: the tests' shared
+/// state stays readable so the test can report what happened.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

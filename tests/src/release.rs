@@ -5,12 +5,14 @@
 use std::process::Command;
 use std::sync::OnceLock;
 
+use palisade_shared::engine::{EnvoyVersion, HostFeature};
+
 use crate::paths::envoy_bin;
 
 /// The release of the Envoy the tests run, from `envoy --version`
-/// (`version: <commit>/1.36.4/Clean/RELEASE/BoringSSL`), such as `(1, 36, 4)`.
-pub fn envoy_release() -> (u64, u64, u64) {
-    static RELEASE: OnceLock<(u64, u64, u64)> = OnceLock::new();
+/// (`version: <commit>/1.36.4/Clean/RELEASE/BoringSSL`).
+pub fn envoy_release() -> EnvoyVersion {
+    static RELEASE: OnceLock<EnvoyVersion> = OnceLock::new();
     *RELEASE.get_or_init(|| {
         let out = Command::new(envoy_bin())
             .arg("--version")
@@ -21,25 +23,29 @@ pub fn envoy_release() -> (u64, u64, u64) {
     })
 }
 
-fn parse_release(version_output: &str) -> Option<(u64, u64, u64)> {
+fn parse_release(version_output: &str) -> Option<EnvoyVersion> {
     let (_, after) = version_output.split_once("version: ")?;
     let release = after.split('/').nth(1)?;
     let mut numbers = release.split(['.', '-']).map(|n| n.parse::<u64>().ok());
-    Some((numbers.next()??, numbers.next()??, numbers.next()??))
+    Some(EnvoyVersion::new(
+        numbers.next()??,
+        numbers.next()??,
+        numbers.next()??,
+    ))
 }
 
 /// Whether this Envoy gives modules the whole client certificate
-/// (`connection.peer_certificate`, from Envoy 1.38 on). Without it the
-/// transport policy refuses, at load, a client-certificate rule on
-/// subjects, issuers or SANs.
+/// (`connection.peer_certificate`). Without it the transport policy
+/// refuses, at load, a client-certificate rule on subjects, issuers or SANs.
 pub fn envoy_gives_peer_certificate() -> bool {
-    envoy_release() >= (1, 38, 0)
+    HostFeature::PeerCertificate.offered_by(envoy_release())
 }
 
 /// What the transport policy's load-time refusal says on an Envoy without
 /// `connection.peer_certificate`.
-pub const NO_PEER_CERTIFICATE: &str =
-    "needs Envoy's attribute `connection.peer_certificate` (the whole client certificate) from Envoy 1.38 on";
+pub fn no_peer_certificate() -> String {
+    HostFeature::PeerCertificate.requirement()
+}
 
 #[cfg(test)]
 mod tests {
@@ -50,9 +56,12 @@ mod tests {
         for (output, want) in [
             (
                 "envoy  version: bad8280de85c25b147a90c1d9b8a8c67a13e7134/1.36.4/Clean/RELEASE/BoringSSL\n",
-                Some((1, 36, 4)),
+                Some(EnvoyVersion::new(1, 36, 4)),
             ),
-            ("x version: abc/1.40.0-dev/Modified/DEBUG/BoringSSL", Some((1, 40, 0))),
+            (
+                "x version: abc/1.40.0-dev/Modified/DEBUG/BoringSSL",
+                Some(EnvoyVersion::new(1, 40, 0)),
+            ),
             ("no version here", None),
             ("x version: abc/main/Clean", None),
         ] {

@@ -137,7 +137,8 @@ impl DpopKey {
     }
 }
 
-fn fresh_jti() -> String {
+/// A `jti` no other token of this process has.
+pub fn fresh_jti() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use palisade_e2e::{
-    envoy_bin, envoy_gives_peer_certificate, repo_root, EnvoyConfig, NO_PEER_CERTIFICATE,
+    envoy_bin, envoy_gives_peer_certificate, no_peer_certificate, repo_root, EnvoyConfig,
 };
 use serde_json::json;
 
@@ -96,7 +96,7 @@ fn every_envoy_config_validates_from_the_repo_root() {
             Err(log)
                 if config.ends_with("tls.yaml")
                     && !envoy_gives_peer_certificate()
-                    && log.contains(NO_PEER_CERTIFICATE) =>
+                    && log.contains(&no_peer_certificate()) =>
             {
                 eprintln!(
                     "{} is refused by this Envoy, as it should",

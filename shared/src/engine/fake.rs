@@ -142,6 +142,14 @@ impl FakeHost {
         self
     }
 
+    /// Reporting itself as an Envoy of this release, as Envoy's node does.
+    pub fn with_envoy_version(self, version: super::EnvoyVersion) -> Self {
+        use super::host_features::version_field;
+        self.with_property(&version_field("major_number"), &version.major.to_le_bytes())
+            .with_property(&version_field("minor_number"), &version.minor.to_le_bytes())
+            .with_property(&version_field("patch"), &version.patch.to_le_bytes())
+    }
+
     /// With a request body.
     pub fn with_request_body(self, body: &[u8]) -> Self {
         *self.request_body.borrow_mut() = body.to_vec();

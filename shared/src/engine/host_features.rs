@@ -38,16 +38,30 @@ impl HostFeature {
         }
     }
 
+    /// What it needs, for a refusal: the feature and the Envoy release
+    /// that added it.
+    pub fn requirement(self) -> String {
+        let since = self.since();
+        format!(
+            "needs {} from Envoy {}.{} on",
+            self.describe(),
+            since.major,
+            since.minor
+        )
+    }
+
+    /// Whether an Envoy of this release offers it.
+    pub fn offered_by(self, version: EnvoyVersion) -> bool {
+        version >= self.since()
+    }
+
     /// `Err` with a message naming the feature, the Envoy release that
     /// added it and the host's, when the host is an Envoy older than that.
     pub fn check(self, host: &dyn Host) -> Result<(), String> {
         match EnvoyVersion::of_host(host) {
-            Some(version) if version < self.since() => Err(format!(
-                "needs {} from Envoy {}.{} on; this Envoy is {version}",
-                self.describe(),
-                self.since().major,
-                self.since().minor,
-            )),
+            Some(version) if !self.offered_by(version) => {
+                Err(format!("{}; this Envoy is {version}", self.requirement()))
+            }
             _ => Ok(()),
         }
     }
@@ -79,8 +93,7 @@ impl EnvoyVersion {
     /// them); `None` when the host does not say.
     pub fn of_host(host: &dyn Host) -> Option<EnvoyVersion> {
         let number = |field: &str| {
-            let bytes =
-                host.property(&["xds", "node", "user_agent_build_version", "version", field])?;
+            let bytes = host.property(&version_field(field))?;
             <[u8; 8]>::try_from(bytes.as_slice())
                 .ok()
                 .map(u64::from_le_bytes)
@@ -95,6 +108,12 @@ impl EnvoyVersion {
     }
 }
 
+/// The node property of one number of the host's Envoy release
+/// (`major_number`, `minor_number`, `patch`).
+pub(crate) fn version_field(field: &str) -> [&str; 5] {
+    ["xds", "node", "user_agent_build_version", "version", field]
+}
+
 impl fmt::Display for EnvoyVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
@@ -107,11 +126,7 @@ mod tests {
     use crate::engine::fake::FakeHost;
 
     fn envoy(major: u64, minor: u64, patch: u64) -> FakeHost {
-        let path = |field| ["xds", "node", "user_agent_build_version", "version", field];
-        FakeHost::new()
-            .with_property(&path("major_number"), &major.to_le_bytes())
-            .with_property(&path("minor_number"), &minor.to_le_bytes())
-            .with_property(&path("patch"), &patch.to_le_bytes())
+        FakeHost::new().with_envoy_version(EnvoyVersion::new(major, minor, patch))
     }
 
     #[test]
@@ -124,37 +139,7 @@ mod tests {
             (envoy(0, 0, 0), None),
             // A number in another encoding is no version.
             (
-                FakeHost::new()
-                    .with_property(
-                        &[
-                            "xds",
-                            "node",
-                            "user_agent_build_version",
-                            "version",
-                            "major_number",
-                        ],
-                        b"1",
-                    )
-                    .with_property(
-                        &[
-                            "xds",
-                            "node",
-                            "user_agent_build_version",
-                            "version",
-                            "minor_number",
-                        ],
-                        &38u64.to_le_bytes(),
-                    )
-                    .with_property(
-                        &[
-                            "xds",
-                            "node",
-                            "user_agent_build_version",
-                            "version",
-                            "patch",
-                        ],
-                        &0u64.to_le_bytes(),
-                    ),
+                envoy(1, 38, 0).with_property(&version_field("major_number"), b"1"),
                 None,
             ),
         ];

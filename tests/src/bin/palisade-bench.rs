@@ -431,15 +431,7 @@ fn duration_ms(v: &str) -> Option<f64> {
 }
 
 fn resident_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+    palisade_e2e::rss_bytes(pid).map_or(0.0, |bytes| bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn machine() -> String {

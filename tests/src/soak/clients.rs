@@ -11,6 +11,7 @@ use super::report::{Mismatch, Sample};
 use super::schedule;
 use super::traffic::{self, Kind};
 use crate::http::{send, Request, Response};
+use crate::lock;
 use crate::tokens::TestIssuer;
 
 /// One-shot keys the limit probe sprays after its key's first request:
@@ -134,29 +135,30 @@ impl Recorder {
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 pub(super) fn valid_client(rec: &Recorder, addr: SocketAddr, issuer: &TestIssuer, client: u32) {
     let sub = format!("user-{client}");
-    let reused = traffic::token(issuer, &sub, "pwd");
+    // Tokens live 10 minutes: the reused one is minted again every 5, so a
+    // soak longer than a token's life still sends valid ones.
+    let mut reused = (traffic::token(issuer, &sub, "pwd"), Instant::now());
     let mut n = 0u64;
     while rec.running() {
+        if reused.1.elapsed() > Duration::from_secs(300) {
+            reused = (traffic::token(issuer, &sub, "pwd"), Instant::now());
+        }
         let (kind, request) = match n % 8 {
-            4 => (Kind::ValidReused, traffic::with_token(&reused)),
+            4 => (Kind::ValidReused, traffic::with_token(&reused.0)),
             5 => (
                 Kind::Admin,
                 Request::get(&format!("/admin/reports/{n}")).header(
                     "authorization",
-                    &format!("Bearer {}", traffic::token(issuer, &sub, "mfa")),
+                    &traffic::bearer(&traffic::token(issuer, &sub, "mfa")),
                 ),
             ),
             6 => (
                 Kind::StepUp,
                 Request::get("/admin/reports").header(
                     "authorization",
-                    &format!("Bearer {}", traffic::token(issuer, &sub, "pwd")),
+                    &traffic::bearer(&traffic::token(issuer, &sub, "pwd")),
                 ),
             ),
             _ => (Kind::Valid, traffic::valid(issuer, &sub, n)),
@@ -235,7 +237,7 @@ pub(super) fn body_client(rec: &Recorder, addr: SocketAddr, issuer: &TestIssuer)
                     .header("content-type", "application/json")
                     .header(
                         "authorization",
-                        &format!("Bearer {}", traffic::token(issuer, "bulk", "pwd")),
+                        &traffic::bearer(&traffic::token(issuer, "bulk", "pwd")),
                     );
                 rec.exchange(Kind::Valid, &request, || send(addr, &request));
             }
@@ -285,6 +287,7 @@ pub(super) fn probe_client(rec: &Recorder, addr: SocketAddr) {
         let request = traffic::keyed(&format!("probe-{round}"));
         let mut probe = Probe::default();
         let mut failed = false;
+        let mut last_answer = Instant::now();
         for i in 0..4 * traffic::KEY_LIMIT {
             if i == 1 {
                 for k in 0..PROBE_SPRAY {
@@ -297,9 +300,10 @@ pub(super) fn probe_client(rec: &Recorder, addr: SocketAddr) {
             let answer = send(addr, &request);
             let latency = sent.elapsed().as_secs_f64() * 1000.0;
             let verdict = match &answer {
-                Ok(r) => probe.next(r),
+                Ok(r) => probe.next(r, last_answer.elapsed()),
                 Err(e) => Err(format!("no answer: {e}")),
             };
+            last_answer = Instant::now();
             failed = verdict.is_err();
             rec.record(
                 Kind::LimitProbe,

@@ -1,10 +1,12 @@
 //! What each kind of request must get back: exactly the documented answer
 //! of the policy that decides it.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::schedule::Keys;
-use super::traffic::{Kind, KEY_LIMIT};
+use super::traffic::{Kind, KEY_LIMIT, KEY_TOKEN_REFILL};
 use crate::http::{Request, Response};
 
 /// Checks a response against what its kind must get, given the keys
@@ -143,7 +145,10 @@ fn expect_header_contains(r: &Response, name: &str, part: &str) -> Result<(), St
 /// may evict its bucket only while it holds as many tokens as a sprayed key
 /// (it spent one request since it claimed the slot: it then starts again
 /// from a full bucket); otherwise each request spends exactly one token and
-/// it is refused exactly when none is left, with the problem body.
+/// it is refused exactly when none is left, with the problem body. An
+/// answer that comes [`KEY_TOKEN_REFILL`] or more after the previous one may
+/// also have regained tokens (a loaded machine can stretch a round): it
+/// may hold that many more, and is not counted as an eviction.
 #[derive(Debug, Default)]
 pub struct Probe {
     /// Tokens left after the last request that passed.
@@ -155,8 +160,10 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Checks the next answer to the probe's key.
-    pub fn next(&mut self, r: &Response) -> Result<(), String> {
+    /// Checks the next answer to the probe's key, `since_last` after the
+    /// previous answer.
+    pub fn next(&mut self, r: &Response, since_last: Duration) -> Result<(), String> {
+        let regained = (since_last.as_millis() / KEY_TOKEN_REFILL.as_millis()) as u64;
         let remaining = r
             .header("ratelimit")
             .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("r=")))
@@ -164,7 +171,9 @@ impl Probe {
         let limit = KEY_LIMIT as u64;
         match r.status {
             429 => {
-                if self.served < KEY_LIMIT || (self.refused == 0 && self.last != Some(0)) {
+                if self.served < KEY_LIMIT
+                    || (self.refused == 0 && self.last != Some(0) && regained == 0)
+                {
                     return Err(format!(
                         "refused with {:?} tokens left, after {} passed",
                         self.last, self.served
@@ -177,7 +186,7 @@ impl Probe {
                 Ok(())
             }
             200 => {
-                if self.refused > 0 {
+                if self.refused > 0 && regained == 0 {
                     return Err("served after a refusal".into());
                 }
                 let Some(now) = remaining else {
@@ -186,12 +195,17 @@ impl Probe {
                         r.header("ratelimit")
                     ));
                 };
-                let expected = self.last.map_or(limit - 1, |l| l.saturating_sub(1));
-                let evicted = self.last == Some(limit - 1) && now == limit - 1;
-                if self.last == Some(0) || (now != expected && !evicted) {
+                let expected = self
+                    .last
+                    .map_or(limit - 1, |l| (l + regained).min(limit).saturating_sub(1));
+                let evicted = regained == 0 && self.last == Some(limit - 1) && now == limit - 1;
+                let spent_out = self.last == Some(0) && regained == 0;
+                let refilled = regained > 0 && (expected..limit).contains(&now);
+                if spent_out || (now != expected && !evicted && !refilled) {
                     return Err(format!("{now} tokens left after {:?}", self.last));
                 }
                 self.resets += usize::from(evicted);
+                self.refused = 0;
                 self.served += 1;
                 self.last = Some(now);
                 Ok(())
@@ -229,9 +243,34 @@ mod tests {
     fn run(answers: &[(u16, u64)]) -> Result<usize, String> {
         let mut probe = Probe::default();
         for (status, remaining) in answers {
-            probe.next(&answer(*status, *remaining))?;
+            probe.next(&answer(*status, *remaining), Duration::from_millis(5))?;
         }
         Ok(probe.resets)
+    }
+
+    #[test]
+    fn a_slow_round_may_regain_tokens_but_is_no_eviction() {
+        let mut probe = Probe::default();
+        let quick = Duration::from_millis(5);
+        probe.next(&answer(200, 2), quick).unwrap();
+        // 200 sprayed requests took longer than a token's refill: the
+        // bucket is back at 2 by refill, not by eviction.
+        probe.next(&answer(200, 2), KEY_TOKEN_REFILL).unwrap();
+        assert_eq!(probe.resets, 0);
+        probe.next(&answer(200, 1), quick).unwrap();
+        probe.next(&answer(200, 0), quick).unwrap();
+        probe.next(&answer(429, 0), quick).unwrap();
+        // A token regained after a refusal may be served again...
+        probe.next(&answer(200, 0), KEY_TOKEN_REFILL).unwrap();
+        // ...but never more than the refill gives.
+        assert!(probe.next(&answer(200, 2), quick).is_err());
+        let mut quick_after_refusal = Probe::default();
+        for (status, remaining) in [(200, 2), (200, 1), (200, 0), (429, 0)] {
+            quick_after_refusal
+                .next(&answer(status, remaining), quick)
+                .unwrap();
+        }
+        assert!(quick_after_refusal.next(&answer(200, 0), quick).is_err());
     }
 
     #[test]

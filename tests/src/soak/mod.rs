@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use crate::deployment::Deployment;
 use crate::http::send;
 use crate::idp::{FakeIdp, IdpMode};
+use crate::lock;
 use crate::tokens::TestIssuer;
 use crate::{EchoUpstream, Envoy, EnvoyConfig};
-use clients::{lock, Recorder};
+use clients::Recorder;
 use traffic::Kind;
 
 /// Gross bound on the valid traffic's p99 latency over the run (a loaded
@@ -84,7 +85,7 @@ pub fn run(deployment: Deployment, duration: Duration) -> Outcome {
         });
         s.spawn(move || {
             while rec.running() {
-                if let Some(bytes) = monitor::rss_bytes(pid) {
+                if let Some(bytes) = crate::rss_bytes(pid) {
                     lock(rss).push((rec.now_ms() as f64 / 1000.0, bytes));
                 }
                 rec.pause(1000);

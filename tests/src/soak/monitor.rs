@@ -3,14 +3,6 @@
 
 use std::time::Duration;
 
-/// Envoy's resident set size, bytes (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// The least-squares slope of `y` over `x`.
 pub fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -164,7 +156,7 @@ pub fn vm_verdict(
     };
     let mut text = String::from("\nWasm VM stats (start -> end):\n");
     for (name, end) in after {
-        let vm_stat = name.starts_with("wasm.") || is_vm_failure_stat(name);
+        let vm_stat = name.starts_with("wasm.");
         let watched = name.contains("jwks_fetch")
             || name.contains("keys_unavailable")
             || name.contains("slot_evictions");

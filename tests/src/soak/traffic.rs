@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::http::{Request, Response};
-use crate::tokens::{b64url, now, TestIssuer};
+use crate::tokens::{b64url, fresh_jti, now, TestIssuer};
 
 /// The issuer of the soak's tokens (its keys come from the fake IdP).
 pub const ISSUER: &str = "https://idp.soak.test";
@@ -16,10 +16,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The rate limit's bucket per `x-api-key`: this many requests per
 /// [`KEY_REFILL`].
 pub const KEY_LIMIT: usize = 3;
-/// A bucket refills whole in a minute: a probe's round (well under a
-/// second) never gains a whole token, and a spent bucket is full (free for
-/// anyone) again within a minute.
-const KEY_REFILL: &str = "60s";
+/// A bucket refills whole in a minute, continuously: a probe's round
+/// (usually well under a second) does not gain a whole token, and a spent
+/// bucket is full (free for anyone) again within a minute.
+const KEY_REFILL_S: u64 = 60;
+/// The time a bucket takes to gain one whole token back.
+pub const KEY_TOKEN_REFILL: Duration = Duration::from_secs(KEY_REFILL_S / KEY_LIMIT as u64);
 /// The rule's slots: 32 sets of 8. Spent probe keys (about 18 a minute)
 /// then never fill a whole set, which is the one way the README gives for
 /// resetting a bucket that spent more than a sprayed key.
@@ -142,7 +144,7 @@ pub fn chain() -> Vec<(&'static str, Value)> {
             json!({"rate_limit_headers": "always", "rules": [{
                 "name": "per_key", "key": [{"header": "x-api-key"}], "when_key_missing": "skip_rule",
                 "slots": KEY_SLOTS,
-                "token_bucket": {"max_tokens": KEY_LIMIT, "tokens_per_fill": KEY_LIMIT, "fill_interval": KEY_REFILL}
+                "token_bucket": {"max_tokens": KEY_LIMIT, "tokens_per_fill": KEY_LIMIT, "fill_interval": format!("{KEY_REFILL_S}s")}
             }]}),
         ),
     ]
@@ -155,16 +157,11 @@ pub fn issuer() -> TestIssuer {
 
 /// A token for `sub` with `acr`.
 pub fn token(issuer: &TestIssuer, sub: &str, acr: &str) -> String {
-    issuer.token(json!({"sub": sub, "acr": acr, "auth_time": now() - 10, "jti": fresh_id()}))
+    issuer.token(json!({"sub": sub, "acr": acr, "auth_time": now() - 10, "jti": fresh_jti()}))
 }
 
-fn fresh_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("soak-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn bearer(token: &str) -> String {
+/// The `authorization` value for `token`.
+pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 

@@ -4,7 +4,7 @@
 
 use palisade_shared::contract;
 use palisade_shared::engine::fake::FakeHost;
-use palisade_shared::engine::{Action, Engine, Module};
+use palisade_shared::engine::{Action, Engine, EnvoyVersion, Module};
 
 use super::*;
 
@@ -168,10 +168,7 @@ fn no_policy_reads_nothing_of_the_connection() {
 
 /// A fake Envoy that reports its release as `xds.node.user_agent_build_version`.
 fn envoy_release(host: FakeHost, minor: u64) -> FakeHost {
-    let path = |field| ["xds", "node", "user_agent_build_version", "version", field];
-    host.with_property(&path("major_number"), &1u64.to_le_bytes())
-        .with_property(&path("minor_number"), &minor.to_le_bytes())
-        .with_property(&path("patch"), &0u64.to_le_bytes())
+    host.with_envoy_version(EnvoyVersion::new(1, minor, 0))
 }
 
 #[test]
