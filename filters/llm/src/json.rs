@@ -396,6 +396,18 @@ mod tests {
     }
 
     #[test]
+    fn a_number_past_f64_is_still_json() {
+        // Found by the llm_body fuzz target: RFC 8259's grammar sets no
+        // range for numbers and the stage reads none outside its limits, so
+        // a body with a number past f64's range is read (the provider may
+        // refuse it); serde_json's Value refuses such a number.
+        let body = br#"{"model":"gpt-4o","other":78880E0000000000000002049638230412172402}"#;
+        let keys: Vec<String> = members(body).unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["model", "other"]);
+        assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
+    }
+
+    #[test]
     fn a_body_that_is_not_utf8_is_not_json() {
         // Found by the llm_body fuzz target: invalid UTF-8 in a nested key,
         // which serde_json skips unchecked and a provider refuses.
