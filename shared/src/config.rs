@@ -66,6 +66,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     Ok(parsed)
 }
 
+/// Whether `name` can name a rule or policy: letters, digits, `_` and `-`,
+/// not empty. Such names become parts of metric names.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Joins a parent field path and a child, for validation errors in nested
 /// structures: `field_path("rules[1]", "match.path")`.
 pub fn field_path(parent: &str, child: &str) -> String {
@@ -82,6 +91,16 @@ pub fn field_path(parent: &str, child: &str) -> String {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn names_are_letters_digits_underscores_and_dashes() {
+        for good in ["a", "per_user", "gpt-4o", "A9"] {
+            assert!(is_name(good), "{good}");
+        }
+        for bad in ["", "a b", "a.b", "é", "a/b", "a:b"] {
+            assert!(!is_name(bad), "{bad}");
+        }
+    }
 
     #[derive(Debug, Deserialize, Default)]
     #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@
 use serde::Deserialize;
 
 use palisade_ratelimit::config::Config as BudgetConfig;
-use palisade_shared::config::{field_path, parse_json, ConfigError};
+use palisade_shared::config::{field_path, is_name, parse_json, ConfigError};
 use palisade_shared::contract::IdentityClaim;
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
@@ -182,11 +182,7 @@ impl Config {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name.len() <= 64 && is_name(name)
 }
 
 fn weight(value: f64, at: &str) -> Result<u64, ConfigError> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use palisade_shared::config::{field_path, parse_json, ConfigError};
+use palisade_shared::config::{field_path, is_name, parse_json, ConfigError};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher, RequestView};
 use serde::Deserialize;
 
@@ -377,11 +377,7 @@ impl Config {
         let mut policies = Vec::with_capacity(raw.policies.len());
         for (name, p) in raw.policies {
             let at = format!("policies.{name}");
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
+            if !is_name(&name) {
                 return Err(ConfigError::invalid(
                     at,
                     "a policy name is letters, digits, `_` and `-` (it is part of metric names)",

@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use palisade_shared::config::{field_path, parse_json, ConfigError};
+use palisade_shared::config::{field_path, is_name, parse_json, ConfigError};
 use palisade_shared::forwarded::{ForwardedHeader, TrustedProxies};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher};
 
@@ -409,11 +409,7 @@ impl Config {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name.len() <= 64 && is_name(name)
 }
 
 /// An HTTP field name (RFC 9110 token), or a pseudo-header such as `:authority`.

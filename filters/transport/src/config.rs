@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use palisade_shared::config::{field_path, parse_json, ConfigError};
+use palisade_shared::config::{field_path, is_name, parse_json, ConfigError};
 use palisade_shared::matcher::{RequestMatch, RequestMatcher, RequestView};
 use serde::Deserialize;
 
@@ -336,11 +336,7 @@ impl Config {
 }
 
 fn compile_policy(name: &str, p: &RawPolicy, at: &str) -> Result<Policy, ConfigError> {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !is_name(name) {
         return Err(ConfigError::invalid(
             at,
             "a policy name is letters, digits, `_` and `-` (it is part of metric names)",
@@ -389,11 +385,7 @@ fn compile_policy(name: &str, p: &RawPolicy, at: &str) -> Result<Policy, ConfigE
                 ));
             }
             for (i, c) in list.iter().enumerate() {
-                if c.is_empty()
-                    || !c
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
+                if !is_name(c) {
                     return Err(ConfigError::invalid(
                         field_path(at, &format!("ciphers[{i}]")),
                         format!("`{c}` is not a cipher suite name"),
