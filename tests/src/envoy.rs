@@ -513,6 +513,22 @@ impl Envoy {
             .collect()
     }
 
+    /// Connections each worker accepted on the main listener, in worker
+    /// order: tests that need both workers busy check none is zero.
+    pub fn connections_per_worker(&self) -> Vec<u64> {
+        let mut per_worker: Vec<(String, u64)> = self
+            .stats()
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with("listener.127.0.0.1_")
+                    && name.contains(".worker_")
+                    && name.ends_with(".downstream_cx_total")
+            })
+            .collect();
+        per_worker.sort();
+        per_worker.into_iter().map(|(_, n)| n).collect()
+    }
+
     /// A counter or gauge by name. Envoy files metrics defined by wasm modules
     /// under `wasmcustom.`; both spellings are accepted.
     pub fn counter(&self, name: &str) -> Option<u64> {

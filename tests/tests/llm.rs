@@ -96,21 +96,6 @@ fn counter(envoy: &Envoy, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {:?}", envoy.stats()))
 }
 
-/// Connections each worker accepted on the main listener.
-fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
-    let mut per_worker: Vec<(String, u64)> = envoy
-        .stats()
-        .into_iter()
-        .filter(|(name, _)| {
-            name.starts_with("listener.127.0.0.1_")
-                && name.contains(".worker_")
-                && name.ends_with(".downstream_cx_total")
-        })
-        .collect();
-    per_worker.sort();
-    per_worker.into_iter().map(|(_, n)| n).collect()
-}
-
 /// 20 streams of 100 output tokens at once, over two workers, against a
 /// budget of 1000 tokens (output only): each reserves its 100 when admitted,
 /// so exactly 10 pass, whatever the interleaving, and the other 10 are
@@ -154,7 +139,7 @@ fn a_budget_is_spent_exactly_by_concurrent_streams_across_two_workers() {
         10,
         "refused calls never reach the provider"
     );
-    let workers = connections_per_worker(&envoy);
+    let workers = envoy.connections_per_worker();
     assert_eq!(workers.len(), 2);
     assert!(
         workers.iter().all(|n| *n > 0),

@@ -49,21 +49,6 @@ fn settled_counter(envoy: &Envoy, name: &str, expected: u64) -> u64 {
     }
 }
 
-/// Connections each worker accepted on the main listener.
-fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
-    let mut per_worker: Vec<(String, u64)> = envoy
-        .stats()
-        .into_iter()
-        .filter(|(name, _)| {
-            name.starts_with("listener.127.0.0.1_")
-                && name.contains(".worker_")
-                && name.ends_with(".downstream_cx_total")
-        })
-        .collect();
-    per_worker.sort();
-    per_worker.into_iter().map(|(_, n)| n).collect()
-}
-
 /// Many connections over `concurrency` workers spend one bucket of
 /// `capacity` tokens (no refill) with 360 requests: exactly `capacity` pass.
 fn hammer_exact(concurrency: u32, capacity: u32) {
@@ -99,7 +84,7 @@ fn hammer_exact(concurrency: u32, capacity: u32) {
     );
     assert_eq!(limited.load(Ordering::Relaxed), total - capacity);
     // Every worker took part: the limit held across VMs, not within one.
-    let workers = connections_per_worker(&envoy);
+    let workers = envoy.connections_per_worker();
     assert_eq!(workers.len(), concurrency as usize, "{workers:?}");
     assert!(workers.iter().all(|n| *n > 0), "idle worker: {workers:?}");
     assert_eq!(
